@@ -1,0 +1,40 @@
+// Jittered exponential backoff.
+#ifndef VIGIE_COMMON_BACKOFF_H_
+#define VIGIE_COMMON_BACKOFF_H_
+
+#include <cstdint>
+#include <random>
+
+#include "absl/time/time.h"
+
+namespace vigie {
+
+struct BackoffPolicy {
+  absl::Duration initial = absl::Seconds(1);
+  absl::Duration max = absl::Seconds(30);
+  double multiplier = 2.0;
+  // Each delay is multiplied by a uniform factor in [1 - jitter, 1 + jitter].
+  double jitter = 0.2;
+};
+
+// Not thread-safe.
+class Backoff {
+ public:
+  explicit Backoff(BackoffPolicy policy, uint64_t seed = std::random_device{}())
+      : policy_(policy), rng_(seed) {}
+
+  // The delay before the next attempt: initial * multiplier^attempts, capped at max, jittered.
+  absl::Duration Next();
+  // After a success: the next delay is `initial` again.
+  void Reset() { attempts_ = 0; }
+  int attempts() const { return attempts_; }
+
+ private:
+  BackoffPolicy policy_;
+  std::mt19937_64 rng_;
+  int attempts_ = 0;
+};
+
+}  // namespace vigie
+
+#endif  // VIGIE_COMMON_BACKOFF_H_

@@ -1,0 +1,27 @@
+// Process plumbing shared by the three binaries' main.cc: strict flag parsing and SIGTERM.
+#ifndef VIGIE_COMMON_PROCESS_H_
+#define VIGIE_COMMON_PROCESS_H_
+
+#include "absl/strings/string_view.h"
+
+namespace vigie {
+
+// Exit code for a bad flag or configuration value.
+inline constexpr int kExitUsage = 2;
+
+// Parses absl flags. An unknown flag or a bad value prints one line naming it and exits with
+// kExitUsage (absl's own parser would exit with 1). --help works as usual.
+void ParseFlagsOrExit(int argc, char** argv, absl::string_view usage);
+
+// Blocks SIGTERM and SIGINT in the calling thread. Call first thing in main(), before any
+// thread starts, so every thread inherits the mask and WaitForTerminationSignal() gets them.
+void BlockTerminationSignals();
+// Waits for SIGTERM or SIGINT; returns the signal number.
+int WaitForTerminationSignal();
+
+// Prints "<program>: <message>" to stderr and exits with kExitUsage.
+[[noreturn]] void ExitUsage(absl::string_view message);
+
+}  // namespace vigie
+
+#endif  // VIGIE_COMMON_PROCESS_H_

@@ -1,0 +1,48 @@
+// The shape of every background loop: an object with Start()/Stop() and an interruptible wait.
+#ifndef VIGIE_COMMON_RUNNABLE_H_
+#define VIGIE_COMMON_RUNNABLE_H_
+
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace vigie {
+
+// Subclasses implement Run(), which loops until stop is requested, using WaitFor() to pause.
+// Start() and Stop() are called from one owning thread; Stop() is idempotent and joins.
+// A subclass's destructor must call Stop() (the thread may still use the subclass).
+class Runnable {
+ public:
+  explicit Runnable(std::string name) : name_(std::move(name)) {}
+  virtual ~Runnable();
+  Runnable(const Runnable&) = delete;
+  Runnable& operator=(const Runnable&) = delete;
+
+  void Start();
+  // Requests stop, wakes WaitFor(), and joins the thread.
+  void Stop();
+  // Wakes a pending WaitFor() early without stopping (e.g. new work arrived).
+  void Wake();
+
+  const std::string& name() const { return name_; }
+
+ protected:
+  virtual void Run() = 0;
+  // Waits up to `d`. Returns false if stop was requested (at once if already requested).
+  bool WaitFor(absl::Duration d);
+  bool stopping() const;
+
+ private:
+  const std::string name_;
+  std::thread thread_;
+  mutable absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace vigie
+
+#endif  // VIGIE_COMMON_RUNNABLE_H_

@@ -1,0 +1,213 @@
+#include "common/yaml_config.h"
+
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "common/status.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/util/json_util.h"
+#include "nlohmann/json.hpp"
+#include "yaml-cpp/yaml.h"
+
+namespace vigie {
+namespace {
+
+using google::protobuf::Descriptor;
+using google::protobuf::EnumDescriptor;
+using google::protobuf::FieldDescriptor;
+using nlohmann::json;
+
+absl::Status Bad(const std::string& path, const YAML::Node& node, absl::string_view what) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(path.empty() ? "(top level)" : path, " (line ", node.Mark().line + 1, "): ", what));
+}
+
+std::string Join(const std::string& path, absl::string_view key) {
+  return path.empty() ? std::string(key) : absl::StrCat(path, ".", key);
+}
+
+absl::StatusOr<json> MessageToJson(const YAML::Node& node, const Descriptor* d,
+                                   const std::string& path);
+
+absl::StatusOr<json> ScalarToJson(const YAML::Node& node, const FieldDescriptor* f,
+                                  const std::string& path) {
+  if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+    return MessageToJson(node, f->message_type(), path);
+  }
+  if (!node.IsScalar()) {
+    return Bad(path, node, absl::StrCat("expected a single value of type ", f->type_name()));
+  }
+  const std::string& s = node.Scalar();
+  auto expected = [&](absl::string_view what) {
+    return Bad(path, node, absl::StrCat("expected ", what, ", got \"", s, "\""));
+  };
+  switch (f->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_STRING:
+      return json(s);
+    case FieldDescriptor::CPPTYPE_BOOL: {
+      const std::string l = absl::AsciiStrToLower(s);
+      if (l == "true") return json(true);
+      if (l == "false") return json(false);
+      return expected("true or false");
+    }
+    case FieldDescriptor::CPPTYPE_INT32:
+    case FieldDescriptor::CPPTYPE_INT64: {
+      int64_t v;
+      if (!absl::SimpleAtoi(s, &v)) return expected("an integer");
+      if (f->cpp_type() == FieldDescriptor::CPPTYPE_INT32 &&
+          (v < std::numeric_limits<int32_t>::min() || v > std::numeric_limits<int32_t>::max())) {
+        return expected("a 32-bit integer");
+      }
+      return json(v);
+    }
+    case FieldDescriptor::CPPTYPE_UINT32:
+    case FieldDescriptor::CPPTYPE_UINT64: {
+      uint64_t v;
+      if (!absl::SimpleAtoi(s, &v)) return expected("a non-negative integer");
+      if (f->cpp_type() == FieldDescriptor::CPPTYPE_UINT32 &&
+          v > std::numeric_limits<uint32_t>::max()) {
+        return expected("a 32-bit non-negative integer");
+      }
+      return json(v);
+    }
+    case FieldDescriptor::CPPTYPE_FLOAT:
+    case FieldDescriptor::CPPTYPE_DOUBLE: {
+      double v;
+      if (!absl::SimpleAtod(s, &v)) return expected("a number");
+      return json(v);
+    }
+    case FieldDescriptor::CPPTYPE_ENUM: {
+      const EnumDescriptor* e = f->enum_type();
+      if (e->FindValueByName(s) == nullptr) {
+        std::vector<std::string> names;
+        for (int i = 0; i < e->value_count(); ++i) names.push_back(e->value(i)->name());
+        return expected(absl::StrCat("one of ", absl::StrJoin(names, ", ")));
+      }
+      return json(s);
+    }
+    default:
+      return Bad(path, node, "unsupported field type");
+  }
+}
+
+absl::StatusOr<json> MessageToJson(const YAML::Node& node, const Descriptor* d,
+                                   const std::string& path) {
+  json out = json::object();
+  if (node.IsNull()) return out;
+  if (!node.IsMap()) return Bad(path, node, absl::StrCat("expected a mapping (", d->name(), ")"));
+  for (const auto& kv : node) {
+    if (!kv.first.IsScalar()) return Bad(path, kv.first, "keys must be plain names");
+    const std::string& key = kv.first.Scalar();
+    const std::string fpath = Join(path, key);
+    const FieldDescriptor* f = d->FindFieldByName(key);
+    if (f == nullptr) {
+      std::vector<std::string> names;
+      for (int i = 0; i < d->field_count(); ++i) names.push_back(d->field(i)->name());
+      return Bad(fpath, kv.first,
+                 absl::StrCat("unknown field; known fields: ", absl::StrJoin(names, ", ")));
+    }
+    const YAML::Node& v = kv.second;
+    if (v.IsNull()) continue;  // "key:" with nothing after it keeps the default
+    if (f->is_map()) {
+      if (!v.IsMap()) return Bad(fpath, v, "expected a mapping of names to values");
+      const FieldDescriptor* value_field = f->message_type()->map_value();
+      json m = json::object();
+      for (const auto& entry : v) {
+        if (!entry.first.IsScalar()) return Bad(fpath, entry.first, "map keys must be plain");
+        const std::string k = entry.first.Scalar();
+        VIGIE_ASSIGN_OR_RETURN(m[k], ScalarToJson(entry.second, value_field,
+                                                  absl::StrCat(fpath, "[\"", k, "\"]")));
+      }
+      out[f->json_name()] = std::move(m);
+    } else if (f->is_repeated()) {
+      if (!v.IsSequence()) return Bad(fpath, v, "expected a list");
+      json list = json::array();
+      for (size_t i = 0; i < v.size(); ++i) {
+        VIGIE_ASSIGN_OR_RETURN(json item, ScalarToJson(v[i], f, absl::StrCat(fpath, "[", i, "]")));
+        list.push_back(std::move(item));
+      }
+      out[f->json_name()] = std::move(list);
+    } else {
+      VIGIE_ASSIGN_OR_RETURN(out[f->json_name()], ScalarToJson(v, f, fpath));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::Status ParseYamlConfig(absl::string_view yaml, google::protobuf::Message* message) {
+  message->Clear();
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("line ", e.mark.line + 1, ", column ",
+                                                   e.mark.column + 1, ": ", e.msg));
+  }
+  VIGIE_ASSIGN_OR_RETURN(json j, MessageToJson(root, message->GetDescriptor(), ""));
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  auto status = google::protobuf::util::JsonStringToMessage(j.dump(), message, options);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(std::string(status.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LoadYamlConfigFile(const std::string& path, google::protobuf::Message* message) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open file"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return Annotate(ParseYamlConfig(ss.str(), message), path);
+}
+
+absl::StatusOr<absl::Duration> ParseConfigDuration(absl::string_view field, absl::string_view value,
+                                                   absl::Duration default_value) {
+  if (value.empty()) return default_value;
+  absl::Duration d;
+  if (!absl::ParseDuration(value, &d) || d < absl::ZeroDuration() || d == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": \"", value, "\" is not a duration; write e.g. \"500ms\", \"30s\", \"5m\", \"1h\""));
+  }
+  return d;
+}
+
+namespace {
+bool SplitHostPort(absl::string_view hp, absl::string_view* host, int* port) {
+  size_t colon = hp.rfind(':');
+  if (colon == absl::string_view::npos) return false;
+  *host = hp.substr(0, colon);
+  if (absl::ConsumePrefix(host, "[") && !absl::ConsumeSuffix(host, "]")) return false;
+  return absl::SimpleAtoi(hp.substr(colon + 1), port) && *port >= 0 && *port <= 65535 &&
+         !host->empty();
+}
+}  // namespace
+
+absl::Status ValidateHostPort(absl::string_view field, absl::string_view value) {
+  absl::string_view host;
+  int port;
+  if (!SplitHostPort(value, &host, &port)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": \"", value, "\" is not host:port (e.g. \"127.0.0.1:7400\", \"[::1]:7400\")"));
+  }
+  return absl::OkStatus();
+}
+
+bool IsLoopback(absl::string_view host_port) {
+  absl::string_view host;
+  int port;
+  if (!SplitHostPort(host_port, &host, &port)) return false;
+  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+}
+
+}  // namespace vigie

@@ -1,0 +1,36 @@
+// YAML configuration mapped onto protobuf messages: yaml-cpp parses the text, a walk guided by
+// the message's descriptor turns it into JSON (checking every key and scalar on the way, so an
+// error names the field path and line), and protobuf's JSON parser fills the message.
+#ifndef VIGIE_COMMON_YAML_CONFIG_H_
+#define VIGIE_COMMON_YAML_CONFIG_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "google/protobuf/message.h"
+
+namespace vigie {
+
+// Parses `yaml` into `message` (cleared first). Errors are InvalidArgument, e.g.
+//   rules[0].opp (line 7): unknown field; known fields: name, metric, ...
+absl::Status ParseYamlConfig(absl::string_view yaml, google::protobuf::Message* message);
+
+// Reads and parses a file; errors are prefixed with the path.
+absl::Status LoadYamlConfigFile(const std::string& path, google::protobuf::Message* message);
+
+// Parses a config duration such as "500ms", "30s", "5m" or "1h30m"; "" gives `default_value`.
+// A negative or malformed value is InvalidArgument naming `field` and the value.
+absl::StatusOr<absl::Duration> ParseConfigDuration(absl::string_view field, absl::string_view value,
+                                                   absl::Duration default_value);
+
+// Checks a host:port listen or target address. Errors name `field` and the value.
+absl::Status ValidateHostPort(absl::string_view field, absl::string_view value);
+// True if `host_port`'s host is 127.0.0.0/8, ::1 or localhost.
+bool IsLoopback(absl::string_view host_port);
+
+}  // namespace vigie
+
+#endif  // VIGIE_COMMON_YAML_CONFIG_H_

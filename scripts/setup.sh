@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs every system dependency Vigie needs to build, run and test, with apt-get.
+# Idempotent; for a fresh Debian 12 machine, as root or through sudo.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "setup.sh: run as root or install sudo" >&2; exit 1; }
+  SUDO="sudo"
+fi
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config git ca-certificates curl clang-format
+  # RPC and serialization
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  # support libraries
+  libabsl-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libyaml-cpp-dev
+  libcurl4-openssl-dev libre2-dev libpqxx-dev libpq-dev prometheus-cpp-dev libcivetweb-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev googletest libbenchmark-dev
+  # database and test peers
+  postgresql-15 postgresql-client-15 python3 procps iproute2
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup.sh: all system packages present"
+fi
+
+# buf: the reflection client the end-to-end tests use in place of grpcurl (not packaged by
+# Debian). A pinned static binary from the npm registry, checked against its known digest.
+BUF_VERSION=1.75.0
+tools="$here/.vigie/tools"
+if [ ! -x "$tools/bin/buf" ]; then
+  mkdir -p "$tools/bin"
+  tmp=$(mktemp -d)
+  curl -fsSL --retry 3 -o "$tmp/buf.tgz" \
+    "https://registry.npmjs.org/@bufbuild/buf-linux-x64/-/buf-linux-x64-${BUF_VERSION}.tgz"
+  tar -xzf "$tmp/buf.tgz" -C "$tmp" package/bin/buf
+  install -m 0755 "$tmp/package/bin/buf" "$tools/bin/buf"
+  rm -rf "$tmp"
+fi
+echo "setup.sh: done"
