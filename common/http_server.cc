@@ -5,6 +5,7 @@
 #include "CivetServer.h"
 #include "absl/strings/str_cat.h"
 #include "common/yaml_config.h"
+#include "prometheus/metric_family.h"
 #include "prometheus/text_serializer.h"
 
 namespace vigie {

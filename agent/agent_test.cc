@@ -1,0 +1,86 @@
+#include "agent/agent.h"
+
+#include <fstream>
+
+#include "common/status_matchers.h"
+#include "common/yaml_config.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace vigie::agent {
+namespace {
+
+using ::testing::HasSubstr;
+using ::vigie::testing::IsOk;
+using ::vigie::testing::StatusIs;
+
+absl::StatusOr<AgentOptions> FromYaml(const std::string& yaml) {
+  v1::AgentConfig c;
+  if (absl::Status s = ParseYamlConfig(yaml, &c); !s.ok()) return s;
+  return AgentOptionsFromConfig(c);
+}
+
+TEST(AgentOptionsTest, DefaultsAndOverrides) {
+  auto o = FromYaml("agent_id: web1\ncollect_interval: 2s\nlabels: {env: prod}\n");
+  ASSERT_THAT(o, IsOk());
+  EXPECT_EQ(o->agent_id, "web1");
+  EXPECT_EQ(o->collect_interval, absl::Seconds(2));
+  EXPECT_EQ(o->controlplane, "127.0.0.1:7400");
+  EXPECT_EQ(o->paths.procfs, "/proc");
+}
+
+TEST(AgentOptionsTest, BadValuesNameTheField) {
+  EXPECT_THAT(FromYaml("agent_id: 'web 1'\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("agent_id: \"web 1\"")));
+  EXPECT_THAT(FromYaml("collect_interval: soon\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("collect_interval")));
+  EXPECT_THAT(FromYaml("controlplane: nowhere\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("controlplane: \"nowhere\"")));
+  EXPECT_THAT(FromYaml("labels: {'bad-label': x}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bad-label")));
+  EXPECT_THAT(FromYaml("reconnect_backoff: {initial: 10s, max: 1s}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("reconnect_backoff")));
+  EXPECT_THAT(FromYaml("mount_points_exclude: ['(']\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("mount_points_exclude")));
+}
+
+// A fake procfs (the fixtures) and a textfile directory: one round yields node_exporter-named
+// samples and queues them, split into batches of the configured size.
+TEST(AgentTest, CollectOnceQueuesBatchesFromAllCollectors) {
+  char tmpl[] = "/tmp/vigie-agent-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string root = tmpl;
+  ASSERT_EQ(system(("mkdir -p " + root + "/proc " + root + "/text && cp testdata/proc_stat " +
+                    root + "/proc/stat && cp testdata/proc_meminfo " + root +
+                    "/proc/meminfo && cp testdata/proc_loadavg " + root +
+                    "/proc/loadavg && echo '/dev/root / ext4 rw 0 0' > " + root + "/proc/mounts")
+                       .c_str()),
+            0);
+  std::ofstream(root + "/text/app.prom") << "app_queue_depth 7\n";
+
+  AgentOptions o;
+  o.agent_id = "t";
+  o.paths.procfs = root + "/proc";
+  o.textfile_directory = root + "/text";
+  o.max_samples_per_batch = 10;
+  prometheus::Registry registry;
+  FakeClock clock;
+  Agent agent(o, &registry, &clock);
+  agent.CollectOnce();
+
+  std::map<std::string, int> names;
+  for (const auto& f : agent.host_metrics().Collect()) names[f.name] = f.metric.size();
+  EXPECT_EQ(names["node_cpu_seconds_total"], 16);  // 2 CPUs x 8 modes
+  EXPECT_EQ(names["node_load1"], 1);
+  EXPECT_EQ(names["node_memory_MemAvailable_bytes"], 1);
+  EXPECT_EQ(names["node_filesystem_avail_bytes"], 1);
+  EXPECT_EQ(names["app_queue_depth"], 1);
+  size_t total = 0;
+  for (const auto& [n, c] : names) total += c;
+  // Batches of at most 10 samples, waiting for the first Welcome.
+  EXPECT_EQ(agent.outbox().pending(), (total + 9) / 10);
+  ASSERT_EQ(system(("rm -rf " + root).c_str()), 0);
+}
+
+}  // namespace
+}  // namespace vigie::agent

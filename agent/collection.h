@@ -1,0 +1,33 @@
+// What one collection round produces: samples plus, for exposition, each metric's type and help.
+#ifndef VIGIE_AGENT_COLLECTION_H_
+#define VIGIE_AGENT_COLLECTION_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "vigie/v1/agent.pb.h"
+
+namespace vigie::agent {
+
+enum class MetricType { kUntyped, kCounter, kGauge };
+
+struct MetricInfo {
+  MetricType type = MetricType::kUntyped;
+  std::string help;
+};
+
+struct Collection {
+  std::vector<v1::Sample> samples;
+  // By metric name.
+  std::map<std::string, MetricInfo> info;
+
+  // Appends a sample stamped `timestamp_ms`; records type and help the first time a name is seen.
+  void Add(const std::string& name, std::map<std::string, std::string> labels, double value,
+           int64_t timestamp_ms, MetricType type, const std::string& help);
+};
+
+}  // namespace vigie::agent
+
+#endif  // VIGIE_AGENT_COLLECTION_H_

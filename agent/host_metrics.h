@@ -1,0 +1,29 @@
+// Serves the latest collection on the agent's /metrics, so Prometheus can scrape the agent in
+// place of node_exporter.
+#ifndef VIGIE_AGENT_HOST_METRICS_H_
+#define VIGIE_AGENT_HOST_METRICS_H_
+
+#include <memory>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "agent/collection.h"
+#include "prometheus/collectable.h"
+
+namespace vigie::agent {
+
+// Thread-safe: Update() from the collection loop, Collect() from HTTP threads.
+class HostMetrics : public prometheus::Collectable {
+ public:
+  void Update(std::shared_ptr<const Collection> latest);
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const Collection> latest_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace vigie::agent
+
+#endif  // VIGIE_AGENT_HOST_METRICS_H_

@@ -1,0 +1,54 @@
+// vigie-agent: collects host metrics and streams them to the control plane.
+#include <memory>
+
+#include "absl/flags/flag.h"
+#include "agent/agent.h"
+#include "common/http_server.h"
+#include "common/log.h"
+#include "common/process.h"
+#include "common/yaml_config.h"
+#include "prometheus/registry.h"
+
+ABSL_FLAG(std::string, config, "", "Path to the agent's YAML config (see docs/configuration.md).");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error.");
+
+int main(int argc, char** argv) {
+  vigie::BlockTerminationSignals();
+  vigie::ParseFlagsOrExit(argc, argv, "vigie-agent --config=agent.yaml");
+  if (absl::Status s = vigie::log::SetLevel(absl::GetFlag(FLAGS_log_level)); !s.ok()) {
+    vigie::ExitUsage(absl::StrCat("--log_level: ", s.message()));
+  }
+  vigie::v1::AgentConfig config;
+  if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
+    if (absl::Status s = vigie::LoadYamlConfigFile(path, &config); !s.ok()) {
+      vigie::ExitUsage(s.message());
+    }
+  }
+  absl::StatusOr<vigie::agent::AgentOptions> options = vigie::agent::AgentOptionsFromConfig(config);
+  if (!options.ok()) vigie::ExitUsage(absl::StrCat("config: ", options.status().message()));
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  vigie::agent::Agent agent(*options, registry.get(), vigie::Clock::Real());
+
+  vigie::HttpServerOptions http;
+  http.listen = options->http_listen;
+  http.metrics = {registry.get(), &agent.host_metrics()};
+  absl::StatusOr<std::unique_ptr<vigie::HttpServer>> server = vigie::HttpServer::Start(http);
+  if (!server.ok()) {
+    vigie::log::Error("cannot start HTTP listener", {{"error", server.status()}});
+    return 1;
+  }
+  agent.StartStreaming();
+  agent.Start();
+  vigie::log::Info("agent started", {{"agent_id", options->agent_id},
+                                     {"controlplane", options->controlplane},
+                                     {"http", options->http_listen}});
+
+  int sig = vigie::WaitForTerminationSignal();
+  vigie::log::Info("shutting down", {{"signal", sig}});
+  agent.Stop();           // no more collections
+  agent.StopStreaming();  // close the stream; unacknowledged data is resent by the next process
+  server->reset();
+  vigie::log::Info("agent stopped", {{"pending_messages", agent.outbox().pending()}});
+  return 0;
+}

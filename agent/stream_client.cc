@@ -1,0 +1,218 @@
+#include "agent/stream_client.h"
+
+#include "common/grpc_util.h"
+#include "common/log.h"
+
+namespace vigie::agent {
+
+// One stream. At most one write in flight: the next write starts from OnWriteDone (or from
+// Kick when idle). A hold keeps the reactor alive while other threads may start writes; it is
+// dropped, under mu_, once the stream is finished, so no write can start after that.
+class Session : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMessage> {
+ public:
+  Session(StreamClient* client, v1::AgentGateway::Stub* stub) : client_(client) {
+    stub->async()->Connect(&context_, this);
+  }
+
+  void Begin(const v1::Hello& hello) {
+    absl::MutexLock lock(&mu_);
+    out_.mutable_hello()->CopyFrom(hello);
+    writing_ = true;
+    AddHold();
+    StartWrite(&out_);
+    StartRead(&in_);
+    StartCall();
+  }
+
+  void Kick() {
+    absl::MutexLock lock(&mu_);
+    MaybeWriteLocked();
+  }
+
+  void QueueHeartbeat(const v1::Heartbeat& hb) {
+    absl::MutexLock lock(&mu_);
+    heartbeat_ = hb;
+    MaybeWriteLocked();
+  }
+
+  void Cancel() { context_.TryCancel(); }
+  bool welcomed() {
+    absl::MutexLock lock(&mu_);
+    return welcomed_;
+  }
+  const grpc::Status& status() const { return status_; }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      FinishLocked();
+      return;
+    }
+    MaybeWriteLocked();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      absl::MutexLock lock(&mu_);
+      FinishLocked();
+      return;
+    }
+    switch (in_.payload_case()) {
+      case v1::ControlMessage::kWelcome: {
+        const uint64_t committed = in_.welcome().committed_sequence();
+        client_->outbox_->OnWelcome(committed);
+        log::Info("stream established",
+                  {{"controlplane", client_->options_.target}, {"committed_sequence", committed}});
+        absl::MutexLock lock(&mu_);
+        welcomed_ = true;
+        MaybeWriteLocked();
+        break;
+      }
+      case v1::ControlMessage::kAck:
+        client_->outbox_->OnAck(in_.ack().sequence());
+        break;
+      case v1::ControlMessage::kConfigUpdate:
+        log::Info("config update received (not applied in this version)",
+                  {{"version", in_.config_update().version()}});
+        break;
+      case v1::ControlMessage::kCommand:
+        log::Info("command received (not supported in this version)",
+                  {{"id", in_.command().id()}});
+        break;
+      default:
+        break;
+    }
+    StartRead(&in_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    status_ = status;
+    client_->SessionDone();  // last: the client may delete this session afterwards
+  }
+
+ private:
+  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finished_) return;
+    if (heartbeat_) {
+      out_.Clear();
+      *out_.mutable_heartbeat() = *heartbeat_;
+      heartbeat_.reset();
+    } else if (!welcomed_) {
+      return;
+    } else if (std::optional<v1::AgentMessage> next = client_->outbox_->NextToSend()) {
+      out_ = std::move(*next);
+    } else {
+      return;
+    }
+    writing_ = true;
+    StartWrite(&out_);
+  }
+
+  void FinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    context_.TryCancel();  // a failed write means the stream is gone; end the read too
+    RemoveHold();
+  }
+
+  StreamClient* const client_;
+  grpc::ClientContext context_;
+  v1::ControlMessage in_;
+  grpc::Status status_;
+
+  absl::Mutex mu_;
+  v1::AgentMessage out_ ABSL_GUARDED_BY(mu_);
+  std::optional<v1::Heartbeat> heartbeat_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+StreamClient::StreamClient(StreamClientOptions options, Outbox* outbox)
+    : Runnable("stream-client"), options_(std::move(options)), outbox_(outbox) {
+  grpc::ChannelArguments args;
+  // Reconnects are paced by our own backoff; keep gRPC's short so it does not add to it.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  channel_ = grpc::CreateCustomChannel(options_.target, grpc::InsecureChannelCredentials(), args);
+  stub_ = v1::AgentGateway::NewStub(channel_);
+}
+
+StreamClient::~StreamClient() { Stop(); }
+
+void StreamClient::Kick() {
+  absl::MutexLock lock(&mu_);
+  if (session_ != nullptr) session_->Kick();
+}
+
+void StreamClient::SendHeartbeat(const v1::Heartbeat& heartbeat) {
+  absl::MutexLock lock(&mu_);
+  if (session_ != nullptr) session_->QueueHeartbeat(heartbeat);
+}
+
+bool StreamClient::connected() const {
+  absl::MutexLock lock(&mu_);
+  return session_ != nullptr && !session_done_ && session_->welcomed();
+}
+
+void StreamClient::SessionDone() {
+  {
+    absl::MutexLock lock(&mu_);
+    session_done_ = true;
+  }
+  Wake();
+}
+
+void StreamClient::Run() {
+  Backoff backoff(options_.backoff);
+  while (!stopping()) {
+    auto session = std::make_unique<Session>(this, stub_.get());
+    v1::Hello hello = options_.hello;
+    hello.set_last_sequence(outbox_->last_sequence());
+    {
+      absl::MutexLock lock(&mu_);
+      session_done_ = false;
+      session_ = session.get();
+    }
+    session->Begin(hello);
+    bool was_connected = false;
+    auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return session_done_; };
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (session_done_) break;
+      }
+      if (!was_connected && session->welcomed()) {
+        was_connected = true;
+        backoff.Reset();
+        if (options_.on_connection_change) options_.on_connection_change(true);
+      }
+      if (!WaitFor(absl::Milliseconds(200))) {
+        session->Cancel();
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(&done));
+        break;
+      }
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      session_ = nullptr;
+    }
+    const grpc::Status status = session->status();
+    session.reset();
+    if (was_connected && options_.on_connection_change) options_.on_connection_change(false);
+    if (stopping()) break;
+    absl::Duration delay = backoff.Next();
+    log::Warn("stream ended; reconnecting",
+              {{"controlplane", options_.target},
+               {"code", static_cast<int>(status.error_code())},
+               {"error", status.error_message()},
+               {"retry_in", absl::FormatDuration(delay)}});
+    WaitFor(delay);
+  }
+}
+
+}  // namespace vigie::agent

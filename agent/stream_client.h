@@ -1,0 +1,64 @@
+// The agent's side of AgentGateway.Connect: one bidirectional stream at a time (callback API),
+// reconnecting with jittered exponential backoff whenever it breaks.
+#ifndef VIGIE_AGENT_STREAM_CLIENT_H_
+#define VIGIE_AGENT_STREAM_CLIENT_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "agent/outbox.h"
+#include "common/backoff.h"
+#include "common/runnable.h"
+#include "grpcpp/grpcpp.h"
+#include "vigie/v1/agent.grpc.pb.h"
+
+namespace vigie::agent {
+
+struct StreamClientOptions {
+  std::string target;  // host:port of the control plane
+  BackoffPolicy backoff;
+  // Sent first on every stream; last_sequence is filled in from the outbox.
+  v1::Hello hello;
+  // Called on stream events, for metrics. May be called from gRPC threads.
+  std::function<void(bool connected)> on_connection_change;
+};
+
+class Session;
+
+// Owns the connection loop. Durable messages come from the outbox; Kick() after adding one.
+// Thread-safe.
+class StreamClient : public Runnable {
+ public:
+  // `outbox` must outlive this object.
+  StreamClient(StreamClientOptions options, Outbox* outbox);
+  ~StreamClient() override;
+
+  // Something was added to the outbox: write it if a stream is up.
+  void Kick();
+  // Sends a heartbeat on the current stream, if any (heartbeats are not buffered).
+  void SendHeartbeat(const v1::Heartbeat& heartbeat);
+  bool connected() const;
+
+ protected:
+  void Run() override;
+
+ private:
+  friend class Session;
+  void SessionDone() ABSL_LOCKS_EXCLUDED(mu_);
+
+  const StreamClientOptions options_;
+  Outbox* const outbox_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::AgentGateway::Stub> stub_;
+
+  mutable absl::Mutex mu_;
+  Session* session_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool session_done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace vigie::agent
+
+#endif  // VIGIE_AGENT_STREAM_CLIENT_H_
