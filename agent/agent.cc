@@ -17,24 +17,6 @@ std::string Hostname() {
   return buf;
 }
 
-absl::StatusOr<BackoffPolicy> BackoffFromConfig(absl::string_view field, const v1::Backoff& b) {
-  BackoffPolicy p;
-  VIGIE_ASSIGN_OR_RETURN(p.initial,
-                         ParseConfigDuration(absl::StrCat(field, ".initial"), b.initial(), p.initial));
-  VIGIE_ASSIGN_OR_RETURN(p.max, ParseConfigDuration(absl::StrCat(field, ".max"), b.max(), p.max));
-  if (b.multiplier() != 0) p.multiplier = b.multiplier();
-  if (p.multiplier < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ".multiplier: must be >= 1, got ", b.multiplier()));
-  }
-  if (p.initial <= absl::ZeroDuration() || p.max < p.initial) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": need 0 < initial <= max, got initial ",
-                     absl::FormatDuration(p.initial), " and max ", absl::FormatDuration(p.max)));
-  }
-  return p;
-}
-
 }  // namespace
 
 absl::StatusOr<AgentOptions> AgentOptionsFromConfig(const v1::AgentConfig& c) {
@@ -99,7 +81,7 @@ absl::StatusOr<AgentOptions> AgentOptionsFromConfig(const v1::AgentConfig& c) {
         o.max_samples_per_batch));
   }
   VIGIE_ASSIGN_OR_RETURN(o.reconnect_backoff,
-                         BackoffFromConfig("reconnect_backoff", c.reconnect_backoff()));
+                         BackoffFromConfig("reconnect_backoff", c.reconnect_backoff(), o.reconnect_backoff));
   return o;
 }
 

@@ -10,7 +10,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/backoff.h"
 #include "google/protobuf/message.h"
+#include "vigie/v1/config.pb.h"
 
 namespace vigie {
 
@@ -30,6 +32,10 @@ absl::StatusOr<absl::Duration> ParseConfigDuration(absl::string_view field, absl
 absl::Status ValidateHostPort(absl::string_view field, absl::string_view value);
 // True if `host_port`'s host is 127.0.0.0/8, ::1 or localhost.
 bool IsLoopback(absl::string_view host_port);
+
+// A config Backoff message over `defaults`; errors name `field` (e.g. "notify_backoff.max").
+absl::StatusOr<BackoffPolicy> BackoffFromConfig(absl::string_view field, const v1::Backoff& b,
+                                                BackoffPolicy defaults);
 
 }  // namespace vigie
 

@@ -1,0 +1,51 @@
+// The Admin gRPC API (callback API). Database work goes to the worker pool; a full pool answers
+// RESOURCE_EXHAUSTED. Methods not overridden here answer UNIMPLEMENTED (see docs/api.md).
+#ifndef VIGIE_CONTROLPLANE_ADMIN_SERVICE_H_
+#define VIGIE_CONTROLPLANE_ADMIN_SERVICE_H_
+
+#include "common/worker_pool.h"
+#include "controlplane/rule_engine.h"
+#include "controlplane/store.h"
+#include "vigie/v1/admin.grpc.pb.h"
+
+namespace vigie::controlplane {
+
+// Thread-safe. All pointers must outlive it.
+class AdminService : public v1::Admin::CallbackService {
+ public:
+  AdminService(Store* store, RuleEngine* rules, WorkerPool* pool)
+      : store_(store), rules_(rules), pool_(pool) {}
+
+  grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* ctx,
+                                       const v1::ListAgentsRequest* req,
+                                       v1::ListAgentsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetAgent(grpc::CallbackServerContext* ctx,
+                                     const v1::GetAgentRequest* req, v1::Agent* resp) override;
+  grpc::ServerUnaryReactor* ListRules(grpc::CallbackServerContext* ctx,
+                                      const v1::ListRulesRequest* req,
+                                      v1::ListRulesResponse* resp) override;
+  grpc::ServerUnaryReactor* GetRule(grpc::CallbackServerContext* ctx,
+                                    const v1::GetRuleRequest* req, v1::Rule* resp) override;
+  grpc::ServerUnaryReactor* ListAlerts(grpc::CallbackServerContext* ctx,
+                                       const v1::ListAlertsRequest* req,
+                                       v1::ListAlertsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
+                                      const v1::GetStatusRequest* req,
+                                      v1::StatusSummary* resp) override;
+  grpc::ServerUnaryReactor* QuerySamples(grpc::CallbackServerContext* ctx,
+                                         const v1::QuerySamplesRequest* req,
+                                         v1::QuerySamplesResponse* resp) override;
+
+ private:
+  // Runs `fn` on the pool and finishes the call with its status.
+  grpc::ServerUnaryReactor* Defer(grpc::CallbackServerContext* ctx,
+                                  std::function<absl::Status()> fn);
+
+  Store* const store_;
+  RuleEngine* const rules_;
+  WorkerPool* const pool_;
+};
+
+}  // namespace vigie::controlplane
+
+#endif  // VIGIE_CONTROLPLANE_ADMIN_SERVICE_H_

@@ -1,0 +1,67 @@
+#include "controlplane/dispatcher.h"
+
+#include "common/log.h"
+#include "grpcpp/grpcpp.h"
+
+namespace vigie::controlplane {
+
+Dispatcher::Dispatcher(DispatcherOptions options, Store* store, prometheus::Registry* registry)
+    : Runnable("dispatcher"),
+      options_(std::move(options)),
+      store_(store),
+      backoff_(options_.backoff),
+      sent_(prometheus::BuildCounter()
+                .Name("vigie_controlplane_notifications_total")
+                .Help("Attempts to hand alert transitions to the notifier, by result.")
+                .Register(*registry)),
+      pending_(prometheus::BuildGauge()
+                   .Name("vigie_controlplane_outbox_pending")
+                   .Help("Alert transitions stored but not yet accepted by the notifier.")
+                   .Register(*registry)
+                   .Add({})) {
+  for (const char* r : {"delivered", "duplicate", "failed"}) sent_.Add({{"result", r}});
+  if (!options_.notifier.empty()) {
+    stub_ = v1::Notifier::NewStub(
+        grpc::CreateChannel(options_.notifier, grpc::InsecureChannelCredentials()));
+  }
+}
+
+Dispatcher::~Dispatcher() { Stop(); }
+
+void Dispatcher::Run() {
+  do {
+    if (auto n = store_->PendingOutbox(); n.ok()) pending_.Set(static_cast<double>(*n));
+    if (!stub_) continue;
+    bool failed = false;
+    int delivered = 0;
+    absl::StatusOr<int> r = store_->DispatchOutbox(options_.batch, [&](const OutboxEntry& e) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+      v1::NotifyResponse resp;
+      grpc::Status s = stub_->Notify(&ctx, e.request, &resp);
+      if (s.ok()) {
+        sent_.Add({{"result", resp.duplicate() ? "duplicate" : "delivered"}}).Increment();
+        backoff_.Reset();
+        return Store::DeliveryOutcome{true, "", absl::ZeroDuration()};
+      }
+      failed = true;
+      sent_.Add({{"result", "failed"}}).Increment();
+      absl::Duration retry = backoff_.Next();
+      log::Warn("notifier did not accept a notification; will retry",
+                {{"key", e.request.idempotency_key()},
+                 {"code", static_cast<int>(s.error_code())},
+                 {"error", s.error_message()},
+                 {"retry_in", absl::FormatDuration(retry)}});
+      return Store::DeliveryOutcome{false, s.error_message(), retry};
+    });
+    if (!r.ok()) {
+      log::Warn("outbox dispatch failed", {{"error", r.status()}});
+      continue;
+    }
+    delivered = *r;
+    // A full batch went out: there may be more due right away.
+    if (!failed && delivered == options_.batch) Wake();
+  } while (WaitFor(options_.poll_interval));
+}
+
+}  // namespace vigie::controlplane

@@ -1,0 +1,462 @@
+#include "controlplane/gateway.h"
+
+#include <deque>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_util.h"
+#include "common/log.h"
+#include "re2/re2.h"
+
+namespace vigie::controlplane {
+namespace {
+
+uint64_t SequenceOf(const v1::AgentMessage& m) {
+  switch (m.payload_case()) {
+    case v1::AgentMessage::kMetrics: return m.metrics().sequence();
+    case v1::AgentMessage::kChecks: return m.checks().sequence();
+    case v1::AgentMessage::kServiceEvent: return m.service_event().sequence();
+    default: return 0;
+  }
+}
+
+const char* KindName(const v1::AgentMessage& m) {
+  switch (m.payload_case()) {
+    case v1::AgentMessage::kHello: return "hello";
+    case v1::AgentMessage::kMetrics: return "metrics";
+    case v1::AgentMessage::kChecks: return "checks";
+    case v1::AgentMessage::kHeartbeat: return "heartbeat";
+    case v1::AgentMessage::kServiceEvent: return "service_event";
+    default: return "empty";
+  }
+}
+
+}  // namespace
+
+absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOptions& limits) {
+  static const RE2 kAgentId("[A-Za-z0-9._-]{1,128}");
+  static const RE2 kMetric("[a-zA-Z_:][a-zA-Z0-9_:]{0,199}");
+  static const RE2 kLabel("[a-zA-Z_][a-zA-Z0-9_]{0,99}");
+  auto check_labels = [&](const auto& labels, const std::string& field) -> absl::Status {
+    if (labels.size() > limits.max_labels_per_sample) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": ", labels.size(),
+                                                     " labels exceed the limit of ",
+                                                     limits.max_labels_per_sample));
+    }
+    for (const auto& [k, v] : labels) {
+      if (!RE2::FullMatch(k, kLabel)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ": \"", k, "\" is not a valid label name"));
+      }
+      if (v.size() > 1024) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, "[\"", k, "\"]: value longer than 1024 bytes"));
+      }
+    }
+    return absl::OkStatus();
+  };
+  switch (m.payload_case()) {
+    case v1::AgentMessage::kHello:
+      if (!RE2::FullMatch(m.hello().agent_id(), kAgentId)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "hello.agent_id: \"", m.hello().agent_id(),
+            "\" must be 1-128 characters of A-Z a-z 0-9 . _ -"));
+      }
+      return check_labels(m.hello().labels(), "hello.labels");
+    case v1::AgentMessage::kMetrics: {
+      const v1::MetricBatch& b = m.metrics();
+      if (b.sequence() == 0) return absl::InvalidArgumentError("metrics.sequence: must be > 0");
+      if (static_cast<size_t>(b.samples_size()) > limits.max_samples_per_batch) {
+        return absl::InvalidArgumentError(absl::StrCat("metrics.samples: ", b.samples_size(),
+                                                       " samples exceed the limit of ",
+                                                       limits.max_samples_per_batch));
+      }
+      for (int i = 0; i < b.samples_size(); ++i) {
+        const v1::Sample& s = b.samples(i);
+        if (!RE2::FullMatch(s.name(), kMetric)) {
+          return absl::InvalidArgumentError(absl::StrCat("metrics.samples[", i, "].name: \"",
+                                                         s.name(), "\" is not a metric name"));
+        }
+        if (absl::Status st =
+                check_labels(s.labels(), absl::StrCat("metrics.samples[", i, "].labels"));
+            !st.ok()) {
+          return st;
+        }
+      }
+      return absl::OkStatus();
+    }
+    case v1::AgentMessage::kChecks:
+      if (m.checks().sequence() == 0) {
+        return absl::InvalidArgumentError("checks.sequence: must be > 0");
+      }
+      if (static_cast<size_t>(m.checks().results_size()) > limits.max_samples_per_batch) {
+        return absl::InvalidArgumentError("checks.results: too many results");
+      }
+      return absl::OkStatus();
+    case v1::AgentMessage::kServiceEvent:
+      if (m.service_event().sequence() == 0) {
+        return absl::InvalidArgumentError("service_event.sequence: must be > 0");
+      }
+      return absl::OkStatus();
+    case v1::AgentMessage::kHeartbeat:
+      return absl::OkStatus();
+    default:
+      return absl::InvalidArgumentError("payload: empty message");
+  }
+}
+
+// One agent stream. Lifetime: created by Connect(), deleted in OnDone(). Finish() is called only
+// when no task of this stream is queued or running and no write is in flight, so nothing
+// touches the reactor after OnDone.
+class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage> {
+ public:
+  AgentStream(Gateway* gw, grpc::CallbackServerContext* context)
+      : gw_(gw), peer_(context->peer()) {
+    gw_->streams_.Increment();
+    StartRead(&in_);
+  }
+
+  void OnReadDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    if (!ok) {
+      // The agent closed its side or the stream broke: finish once queued work is done.
+      RequestFinishLocked(grpc::Status::OK);
+      return;
+    }
+    gw_->messages_.Add({{"kind", KindName(in_)}}).Increment();
+    if (absl::Status s = ValidateAgentMessage(in_, gw_->options_); !s.ok()) {
+      Reject("invalid", s);
+      return;
+    }
+    if (!hello_seen_) {
+      if (!in_.has_hello()) {
+        Reject("protocol", absl::InvalidArgumentError("payload: the first message must be hello"));
+        return;
+      }
+      hello_seen_ = true;
+      agent_id_ = in_.hello().agent_id();
+      queue_.push_back(std::move(in_));
+    } else if (in_.has_hello()) {
+      Reject("protocol", absl::InvalidArgumentError("hello: sent twice on one stream"));
+      return;
+    } else if (in_.has_heartbeat()) {
+      if (!touch_queued_) {
+        touch_queued_ = true;
+        queue_.push_back(std::move(in_));
+      }
+    } else {
+      const uint64_t seq = SequenceOf(in_);
+      if (seq <= last_sequence_seen_) {
+        Reject("protocol", absl::InvalidArgumentError(absl::StrCat(
+                               KindName(in_), ".sequence: ", seq,
+                               " is not above the previous ", last_sequence_seen_)));
+        return;
+      }
+      last_sequence_seen_ = seq;
+      queue_.push_back(std::move(in_));
+    }
+    in_.Clear();
+    ScheduleLocked();
+    if (queue_.size() < gw_->options_.max_inflight_per_stream) {
+      StartRead(&in_);
+    } else {
+      read_paused_ = true;  // resumed by Drain() once the queue empties
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      RequestFinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+      return;
+    }
+    WriteNextLocked();
+    MaybeFinishLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+    RequestFinishLocked(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    gw_->streams_.Decrement();
+    if (!agent_id_.empty() && gw_->Unregister(agent_id_, this)) {
+      Store* store = gw_->store_;
+      std::string id = agent_id_;
+      gw_->pool_->Submit([store, id] {
+        if (absl::Status s = store->SetAgentConnected(id, false); !s.ok()) {
+          log::Warn("cannot mark agent disconnected", {{"agent", id}, {"error", s}});
+        }
+      });
+      log::Info("agent disconnected", {{"agent", agent_id_}, {"peer", peer_}});
+    }
+    delete this;
+  }
+
+  // Called by the gateway when a newer stream of the same agent registers.
+  void Supersede() {
+    absl::MutexLock lock(&mu_);
+    RequestFinishLocked(grpc::Status(grpc::StatusCode::ABORTED,
+                                     "superseded by a newer stream of the same agent_id"));
+  }
+
+ private:
+  void Reject(const char* reason, const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    gw_->rejected_.Add({{"reason", reason}}).Increment();
+    log::Warn("agent message rejected",
+              {{"agent", agent_id_}, {"peer", peer_}, {"error", s.message()}});
+    RequestFinishLocked(ToGrpcStatus(s));
+  }
+
+  void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (running_ || queue_.empty() || finish_requested_) return;
+    running_ = true;
+    gw_->pool_->Submit([this] { Drain(); });
+  }
+
+  // Runs on a worker thread: processes everything queued so far, in order.
+  void Drain() {
+    std::deque<v1::AgentMessage> work;
+    {
+      absl::MutexLock lock(&mu_);
+      work.swap(queue_);
+      touch_queued_ = false;
+      if (read_paused_ && !finish_requested_) {
+        read_paused_ = false;
+        StartRead(&in_);
+      }
+    }
+    absl::Status status = Process(work);
+    absl::MutexLock lock(&mu_);
+    running_ = false;
+    if (!status.ok()) {
+      RequestFinishLocked(ToGrpcStatus(status));
+      return;
+    }
+    if (finish_requested_) {
+      MaybeFinishLocked();
+    } else {
+      ScheduleLocked();
+    }
+  }
+
+  absl::Status Process(std::deque<v1::AgentMessage>& work) {
+    std::vector<v1::AgentMessage> durable;
+    bool touch = false;
+    for (v1::AgentMessage& m : work) {
+      if (m.has_hello()) {
+        absl::StatusOr<uint64_t> committed = gw_->store_->RegisterAgent(m.hello());
+        if (!committed.ok()) {
+          log::Warn("cannot register agent", {{"agent", agent_id_}, {"error", committed.status()}});
+          return absl::UnavailableError("storage unavailable; retry");
+        }
+        committed_ = *committed;
+        gw_->Register(agent_id_, this);
+        log::Info("agent connected", {{"agent", agent_id_},
+                                      {"peer", peer_},
+                                      {"version", m.hello().version()},
+                                      {"committed_sequence", committed_}});
+        absl::MutexLock lock(&mu_);
+        v1::Welcome* w = welcome_.emplace().mutable_welcome();
+        w->set_agent_id(agent_id_);
+        w->set_committed_sequence(committed_);
+        w->set_heartbeat_interval_seconds(static_cast<uint32_t>(
+            absl::ToInt64Seconds(gw_->options_.heartbeat_interval)));
+        WriteNextLocked();
+      } else if (m.has_heartbeat()) {
+        touch = true;
+      } else if (SequenceOf(m) <= committed_) {
+        // A resend of something already stored: acknowledge without writing it again.
+        gw_->duplicates_.Increment();
+        QueueAck(committed_);
+      } else {
+        durable.push_back(std::move(m));
+      }
+    }
+    if (!durable.empty()) {
+      // Rules see the batches' samples in order; state changes only after the commit.
+      v1::MetricBatch all;
+      for (const v1::AgentMessage& m : durable) {
+        if (m.has_metrics()) all.mutable_samples()->MergeFrom(m.metrics().samples());
+      }
+      RuleEngine::Evaluation ev = gw_->rules_->Evaluate(agent_id_, all);
+      const absl::Time start = absl::Now();
+      absl::StatusOr<IngestResult> r =
+          gw_->store_->Ingest(agent_id_, durable, ev.transitions, gw_->options_.generator_url);
+      gw_->commit_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - start));
+      if (!r.ok()) {
+        gw_->ingest_errors_.Increment();
+        log::Warn("ingest failed; the agent will resend",
+                  {{"agent", agent_id_}, {"error", r.status()}});
+        return absl::UnavailableError("storage unavailable; resend after reconnect");
+      }
+      gw_->rules_->Apply(ev);
+      committed_ = r->committed_sequence;
+      gw_->samples_committed_.Increment(static_cast<double>(r->samples_written));
+      gw_->duplicates_.Increment(static_cast<double>(r->duplicates));
+      if (!ev.transitions.empty()) {
+        gw_->transitions_.Increment(static_cast<double>(ev.transitions.size()));
+        for (const Transition& t : ev.transitions) {
+          log::Info("alert transition",
+                    {{"rule", t.rule},
+                     {"fingerprint", t.fingerprint},
+                     {"status", t.kind == Transition::kFiring ? "firing" : "resolved"},
+                     {"value", t.value}});
+        }
+        gw_->on_transitions_();
+      }
+      QueueAck(committed_);
+    } else if (touch) {
+      if (absl::Status s = gw_->store_->TouchAgent(agent_id_); !s.ok()) {
+        return absl::UnavailableError("storage unavailable; retry");
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  void QueueAck(uint64_t seq) {
+    absl::MutexLock lock(&mu_);
+    ack_ = seq;  // acks are cumulative: only the latest matters
+    WriteNextLocked();
+  }
+
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finished_ || cancelled_) return;
+    if (welcome_) {
+      out_ = std::move(*welcome_);
+      welcome_.reset();
+    } else if (ack_) {
+      out_.Clear();
+      out_.mutable_ack()->set_sequence(*ack_);
+      ack_.reset();
+    } else {
+      return;
+    }
+    writing_ = true;
+    StartWrite(&out_);
+  }
+
+  void RequestFinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!finish_requested_) {
+      finish_requested_ = true;
+      finish_status_ = std::move(status);
+    }
+    MaybeFinishLocked();
+  }
+
+  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!finish_requested_ || finished_ || running_ || writing_) return;
+    // Flush the last Ack before closing a healthy stream.
+    if (!cancelled_ && (welcome_ || ack_)) {
+      WriteNextLocked();
+      if (writing_) return;
+    }
+    finished_ = true;
+    Finish(finish_status_);
+  }
+
+  Gateway* const gw_;
+  const std::string peer_;
+  v1::AgentMessage in_;  // only touched by the one outstanding read and its reaction
+
+  absl::Mutex mu_;
+  std::string agent_id_;  // set once, by the first reaction, before any task runs
+  uint64_t committed_ = 0;  // touched only by Drain(), which never runs twice at once
+  std::deque<v1::AgentMessage> queue_ ABSL_GUARDED_BY(mu_);
+  bool hello_seen_ ABSL_GUARDED_BY(mu_) = false;
+  bool touch_queued_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t last_sequence_seen_ ABSL_GUARDED_BY(mu_) = 0;
+  bool running_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
+  v1::ControlMessage out_ ABSL_GUARDED_BY(mu_);
+  std::optional<v1::ControlMessage> welcome_ ABSL_GUARDED_BY(mu_);
+  std::optional<uint64_t> ack_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
+};
+
+Gateway::Gateway(GatewayOptions options, Store* store, RuleEngine* rules, WorkerPool* pool,
+                 std::function<void()> on_transitions, prometheus::Registry* registry)
+    : options_(std::move(options)),
+      store_(store),
+      rules_(rules),
+      pool_(pool),
+      on_transitions_(std::move(on_transitions)),
+      streams_(prometheus::BuildGauge()
+                   .Name("vigie_controlplane_agent_streams")
+                   .Help("Open agent streams.")
+                   .Register(*registry)
+                   .Add({})),
+      messages_(prometheus::BuildCounter()
+                    .Name("vigie_controlplane_agent_messages_total")
+                    .Help("Messages received from agents, by kind.")
+                    .Register(*registry)),
+      samples_committed_(prometheus::BuildCounter()
+                             .Name("vigie_controlplane_samples_committed_total")
+                             .Help("Samples written to PostgreSQL.")
+                             .Register(*registry)
+                             .Add({})),
+      duplicates_(prometheus::BuildCounter()
+                      .Name("vigie_controlplane_duplicate_messages_total")
+                      .Help("Resent durable messages acknowledged without being written again.")
+                      .Register(*registry)
+                      .Add({})),
+      ingest_errors_(prometheus::BuildCounter()
+                         .Name("vigie_controlplane_ingest_errors_total")
+                         .Help("Ingest transactions that failed (the agent resends).")
+                         .Register(*registry)
+                         .Add({})),
+      rejected_(prometheus::BuildCounter()
+                    .Name("vigie_controlplane_agent_streams_rejected_total")
+                    .Help("Streams ended because of a bad message, by reason.")
+                    .Register(*registry)),
+      transitions_(prometheus::BuildCounter()
+                       .Name("vigie_controlplane_alert_transitions_total")
+                       .Help("Alert transitions (firing, resolved) stored.")
+                       .Register(*registry)
+                       .Add({})),
+      commit_seconds_(prometheus::BuildHistogram()
+                          .Name("vigie_controlplane_ingest_commit_seconds")
+                          .Help("Duration of ingest transactions.")
+                          .Register(*registry)
+                          .Add({}, prometheus::Histogram::BucketBoundaries{
+                                       0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                       1, 2.5})) {
+  for (const char* k : {"hello", "metrics", "checks", "heartbeat", "service_event", "empty"}) {
+    messages_.Add({{"kind", k}});
+  }
+  for (const char* r : {"invalid", "protocol"}) rejected_.Add({{"reason", r}});
+}
+
+grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage>* Gateway::Connect(
+    grpc::CallbackServerContext* context) {
+  return new AgentStream(this, context);
+}
+
+size_t Gateway::connected_agents() const {
+  absl::MutexLock lock(&mu_);
+  return by_agent_.size();
+}
+
+void Gateway::Register(const std::string& agent_id, AgentStream* stream) {
+  absl::MutexLock lock(&mu_);
+  AgentStream*& current = by_agent_[agent_id];
+  if (current != nullptr && current != stream) current->Supersede();
+  current = stream;
+}
+
+bool Gateway::Unregister(const std::string& agent_id, AgentStream* stream) {
+  absl::MutexLock lock(&mu_);
+  auto it = by_agent_.find(agent_id);
+  if (it == by_agent_.end() || it->second != stream) return false;
+  by_agent_.erase(it);
+  return true;
+}
+
+}  // namespace vigie::controlplane

@@ -1,0 +1,80 @@
+// AgentGateway: the agents' bidirectional streams (gRPC callback API, one reactor per stream,
+// no thread per stream). Database work runs on a worker pool; each stream's messages are
+// processed in order, one task at a time, and reading pauses while max_inflight messages wait,
+// so HTTP/2 flow control pushes back on a fast agent.
+#ifndef VIGIE_CONTROLPLANE_GATEWAY_H_
+#define VIGIE_CONTROLPLANE_GATEWAY_H_
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/worker_pool.h"
+#include "controlplane/rule_engine.h"
+#include "controlplane/store.h"
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "vigie/v1/agent.grpc.pb.h"
+
+namespace vigie::controlplane {
+
+struct GatewayOptions {
+  size_t max_inflight_per_stream = 8;
+  size_t max_samples_per_batch = 10000;
+  size_t max_labels_per_sample = 32;
+  absl::Duration heartbeat_interval = absl::Seconds(10);
+  std::string generator_url;
+};
+
+class AgentStream;
+
+// Thread-safe. `store`, `rules`, `pool` and `registry` must outlive it; `on_transitions` is
+// called (from a worker thread) after a commit that stored alert transitions.
+class Gateway : public v1::AgentGateway::CallbackService {
+ public:
+  Gateway(GatewayOptions options, Store* store, RuleEngine* rules, WorkerPool* pool,
+          std::function<void()> on_transitions, prometheus::Registry* registry);
+
+  grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage>* Connect(
+      grpc::CallbackServerContext* context) override;
+
+  // Agents with a stream on this replica.
+  size_t connected_agents() const;
+
+ private:
+  friend class AgentStream;
+  // Makes `stream` the agent's current stream; an older one is ended with ABORTED.
+  void Register(const std::string& agent_id, AgentStream* stream);
+  // Returns true if `stream` was the agent's current stream.
+  bool Unregister(const std::string& agent_id, AgentStream* stream);
+
+  const GatewayOptions options_;
+  Store* const store_;
+  RuleEngine* const rules_;
+  WorkerPool* const pool_;
+  const std::function<void()> on_transitions_;
+
+  prometheus::Gauge& streams_;
+  prometheus::Family<prometheus::Counter>& messages_;
+  prometheus::Counter& samples_committed_;
+  prometheus::Counter& duplicates_;
+  prometheus::Counter& ingest_errors_;
+  prometheus::Family<prometheus::Counter>& rejected_;
+  prometheus::Counter& transitions_;
+  prometheus::Histogram& commit_seconds_;
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, AgentStream*> by_agent_ ABSL_GUARDED_BY(mu_);
+};
+
+// Validates one agent message against the limits; the error names the field and the value.
+absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOptions& limits);
+
+}  // namespace vigie::controlplane
+
+#endif  // VIGIE_CONTROLPLANE_GATEWAY_H_

@@ -1,0 +1,103 @@
+// vigie-controlplane: agent gateway, storage, rules, outbox dispatch and the Admin API.
+#include <memory>
+
+#include "absl/flags/flag.h"
+#include "common/grpc_util.h"
+#include "common/http_server.h"
+#include "common/log.h"
+#include "common/process.h"
+#include "common/worker_pool.h"
+#include "common/yaml_config.h"
+#include "controlplane/admin_service.h"
+#include "controlplane/dispatcher.h"
+#include "controlplane/gateway.h"
+#include "controlplane/options.h"
+#include "controlplane/pg_store.h"
+#include "grpcpp/grpcpp.h"
+#include "prometheus/registry.h"
+
+ABSL_FLAG(std::string, config, "", "Path to the control plane's YAML config (required).");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error.");
+
+namespace cp = vigie::controlplane;
+
+int main(int argc, char** argv) {
+  vigie::BlockTerminationSignals();
+  vigie::ParseFlagsOrExit(argc, argv, "vigie-controlplane --config=controlplane.yaml");
+  if (absl::Status s = vigie::log::SetLevel(absl::GetFlag(FLAGS_log_level)); !s.ok()) {
+    vigie::ExitUsage(absl::StrCat("--log_level: ", s.message()));
+  }
+  const std::string path = absl::GetFlag(FLAGS_config);
+  if (path.empty()) vigie::ExitUsage("--config: required");
+  vigie::v1::ControlPlaneConfig config;
+  if (absl::Status s = vigie::LoadYamlConfigFile(path, &config); !s.ok()) {
+    vigie::ExitUsage(s.message());
+  }
+  absl::StatusOr<cp::ControlPlaneOptions> options = cp::ControlPlaneOptionsFromConfig(config);
+  if (!options.ok()) vigie::ExitUsage(absl::StrCat(path, ": ", options.status().message()));
+
+  // Storage first: nothing is served until the schema is current.
+  absl::StatusOr<std::unique_ptr<cp::PgStore>> store =
+      cp::PgStore::Open({options->database_url, options->storage_workers + 2});
+  if (!store.ok()) {
+    vigie::log::Error("cannot open the database", {{"error", store.status()}});
+    return 1;
+  }
+  cp::RuleEngine rules(options->rules);
+  absl::StatusOr<std::vector<cp::ActiveAlert>> firing = (*store)->LoadFiringAlerts();
+  if (!firing.ok()) {
+    vigie::log::Error("cannot load alert state", {{"error", firing.status()}});
+    return 1;
+  }
+  rules.Restore(*firing);
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  vigie::WorkerPool pool("storage", options->storage_workers, /*max_queue=*/1024);
+  cp::Dispatcher dispatcher({options->notifier, options->notify_backoff}, store->get(),
+                            registry.get());
+  cp::Gateway gateway(options->gateway, store->get(), &rules, &pool,
+                      [&dispatcher] { dispatcher.Wake(); }, registry.get());
+  cp::AdminService admin(store->get(), &rules, &pool);
+
+  vigie::EnableHealthAndReflection();
+  grpc::ServerBuilder builder;
+  int grpc_port = 0;
+  builder.AddListeningPort(options->grpc_listen, grpc::InsecureServerCredentials(), &grpc_port);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options->max_message_bytes));
+  builder.RegisterService(&gateway);
+  builder.RegisterService(&admin);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || grpc_port == 0) {
+    vigie::log::Error("cannot listen", {{"grpc_listen", options->grpc_listen}});
+    return 1;
+  }
+
+  vigie::HttpServerOptions http;
+  http.listen = options->http_listen;
+  http.metrics = {registry.get()};
+  absl::StatusOr<std::unique_ptr<vigie::HttpServer>> http_server = vigie::HttpServer::Start(http);
+  if (!http_server.ok()) {
+    vigie::log::Error("cannot start HTTP listener", {{"error", http_server.status()}});
+    server->Shutdown();
+    return 1;
+  }
+  dispatcher.Start();
+  vigie::log::Info("control plane started",
+                   {{"grpc", options->grpc_listen},
+                    {"http", options->http_listen},
+                    {"database", vigie::log::RedactUrl(options->database_url)},
+                    {"schema_version", (*store)->schema_version()},
+                    {"rules", options->rules.size()},
+                    {"firing_alerts", firing->size()}});
+
+  int sig = vigie::WaitForTerminationSignal();
+  vigie::log::Info("shutting down", {{"signal", sig}});
+  // Reverse order: stop taking streams (in-flight commits finish, agents resend the rest),
+  // then the workers, the dispatcher and the HTTP listener.
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  pool.Stop();
+  dispatcher.Stop();
+  http_server->reset();
+  vigie::log::Info("control plane stopped");
+  return 0;
+}

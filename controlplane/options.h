@@ -1,0 +1,33 @@
+// The control plane's configuration, validated: ControlPlaneConfig (YAML) -> ControlPlaneOptions.
+#ifndef VIGIE_CONTROLPLANE_OPTIONS_H_
+#define VIGIE_CONTROLPLANE_OPTIONS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/backoff.h"
+#include "controlplane/gateway.h"
+#include "controlplane/rule_engine.h"
+#include "vigie/v1/config.pb.h"
+
+namespace vigie::controlplane {
+
+struct ControlPlaneOptions {
+  std::string grpc_listen = "127.0.0.1:7400";
+  std::string http_listen = "127.0.0.1:9102";
+  std::string database_url;
+  std::string notifier;
+  int storage_workers = 4;
+  size_t max_message_bytes = 4 << 20;
+  GatewayOptions gateway;
+  BackoffPolicy notify_backoff;
+  std::vector<Rule> rules;
+};
+
+// Errors are InvalidArgument naming the field and the value.
+absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::ControlPlaneConfig& c);
+
+}  // namespace vigie::controlplane
+
+#endif  // VIGIE_CONTROLPLANE_OPTIONS_H_

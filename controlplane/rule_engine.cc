@@ -1,0 +1,229 @@
+#include "controlplane/rule_engine.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status.h"
+#include "common/yaml_config.h"
+#include "re2/re2.h"
+
+namespace vigie::controlplane {
+namespace {
+
+bool Holds(Op op, double v, double t) {
+  switch (op) {
+    case Op::kGt: return v > t;
+    case Op::kGe: return v >= t;
+    case Op::kLt: return v < t;
+    case Op::kLe: return v <= t;
+    case Op::kEq: return v == t;
+    case Op::kNe: return v != t;
+  }
+  return false;
+}
+
+bool Matches(const Rule& r, const v1::Sample& s) {
+  if (s.name() != r.metric) return false;
+  for (const auto& [k, want] : r.matchers) {
+    auto it = s.labels().find(k);
+    const std::string& have = it == s.labels().end() ? std::string() : it->second;
+    if (have != want) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<Rule> RuleFromProto(const v1::Rule& p, const std::string& field) {
+  static const RE2 kName("[A-Za-z0-9._:-]{1,128}");
+  static const RE2 kMetric("[a-zA-Z_:][a-zA-Z0-9_:]*");
+  Rule r;
+  r.proto = p;
+  r.name = p.name();
+  if (!RE2::FullMatch(r.name, kName)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".name: \"", r.name, "\" must be 1-128 characters of A-Z a-z 0-9 . _ : -"));
+  }
+  r.metric = p.metric();
+  if (!RE2::FullMatch(r.metric, kMetric)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".metric: \"", r.metric, "\" is not a metric name"));
+  }
+  static const std::map<std::string, Op> kOps = {{">", Op::kGt},  {">=", Op::kGe},
+                                                  {"<", Op::kLt},  {"<=", Op::kLe},
+                                                  {"==", Op::kEq}, {"!=", Op::kNe}};
+  auto op = kOps.find(p.op());
+  if (op == kOps.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".op: must be one of >, >=, <, <=, ==, !=; got \"", p.op(), "\""));
+  }
+  r.op = op->second;
+  r.threshold = p.threshold();
+  VIGIE_ASSIGN_OR_RETURN(r.for_duration,
+                         ParseConfigDuration(absl::StrCat(field, ".for"), p.for_(),
+                                             absl::ZeroDuration()));
+  r.severity = p.severity().empty() ? "warning" : p.severity();
+  if (r.severity != "info" && r.severity != "warning" && r.severity != "critical") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".severity: must be info, warning or critical; got \"", p.severity(), "\""));
+  }
+  r.matchers.insert(p.matchers().begin(), p.matchers().end());
+  r.labels.insert(p.labels().begin(), p.labels().end());
+  r.annotations.insert(p.annotations().begin(), p.annotations().end());
+  return r;
+}
+
+absl::StatusOr<std::vector<Rule>> RulesFromProto(
+    const google::protobuf::RepeatedPtrField<v1::Rule>& rules) {
+  std::vector<Rule> out;
+  std::set<std::string> names;
+  for (int i = 0; i < rules.size(); ++i) {
+    const std::string field = absl::StrCat("rules[", i, "]");
+    VIGIE_ASSIGN_OR_RETURN(Rule r, RuleFromProto(rules[i], field));
+    if (!names.insert(r.name).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".name: \"", r.name, "\" is used by an earlier rule"));
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::string Fingerprint(const std::map<std::string, std::string>& labels) {
+  uint64_t h = 14695981039346656037ull;
+  auto mix = [&h](absl::string_view s) {
+    for (unsigned char c : s) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+    h ^= 0xff;  // separator that cannot occur in UTF-8
+    h *= 1099511628211ull;
+  };
+  for (const auto& [k, v] : labels) {
+    mix(k);
+    mix(v);
+  }
+  return absl::StrFormat("%016x", h);
+}
+
+std::string Transition::IdempotencyKey() const {
+  return absl::StrCat(rule, "/", fingerprint, "/", starts_at_ms, "/",
+                      kind == kFiring ? "firing" : "resolved");
+}
+
+std::string RuleEngine::Key(const std::string& rule, const std::string& fingerprint) {
+  return absl::StrCat(rule, "\x1f", fingerprint);
+}
+
+RuleEngine::Evaluation RuleEngine::Evaluate(const std::string& agent_id,
+                                            const v1::MetricBatch& batch) const {
+  Evaluation ev;
+  absl::MutexLock lock(&mu_);
+  for (const v1::Sample& s : batch.samples()) {
+    for (const Rule& r : rules_) {
+      if (!Matches(r, s)) continue;
+      std::map<std::string, std::string> labels(s.labels().begin(), s.labels().end());
+      labels["agent"] = agent_id;
+      for (const auto& [k, v] : r.labels) labels[k] = v;
+      labels["alertname"] = r.name;
+      const std::string fp = Fingerprint(labels);
+      const std::string key = Key(r.name, fp);
+      // Current state: an earlier sample of this batch, else the committed state.
+      Evaluation::State st;
+      if (auto u = ev.updates.find(key); u != ev.updates.end()) {
+        st = u->second;
+      } else if (auto c = state_.find(key); c != state_.end()) {
+        st = c->second;
+      }
+      const int64_t ts = s.timestamp_ms();
+      const bool holds = Holds(r.op, s.value(), r.threshold);
+      Evaluation::State next = st;
+      next.value = s.value();
+      next.labels = labels;
+      auto transition = [&](Transition::Kind kind) {
+        Transition t;
+        t.kind = kind;
+        t.rule = r.name;
+        t.fingerprint = fp;
+        t.labels = labels;
+        t.annotations = r.annotations;
+        t.severity = r.severity;
+        t.value = s.value();
+        t.starts_at_ms = next.since_ms;
+        if (kind == Transition::kResolved) {
+          t.starts_at_ms = st.since_ms;
+          t.ends_at_ms = ts;
+        }
+        ev.transitions.push_back(std::move(t));
+      };
+      if (holds) {
+        if (st.phase == Evaluation::State::kInactive) {
+          next.phase = Evaluation::State::kPending;
+          next.since_ms = ts;
+        }
+        if (next.phase == Evaluation::State::kPending &&
+            absl::Milliseconds(ts - next.since_ms) >= r.for_duration) {
+          next.phase = Evaluation::State::kFiring;
+          transition(Transition::kFiring);
+        }
+      } else {
+        if (st.phase == Evaluation::State::kFiring) transition(Transition::kResolved);
+        next.phase = Evaluation::State::kInactive;
+        next.since_ms = 0;
+      }
+      if (st.phase != Evaluation::State::kInactive || next.phase != Evaluation::State::kInactive) {
+        ev.updates[key] = std::move(next);
+      }
+    }
+  }
+  return ev;
+}
+
+void RuleEngine::Apply(const Evaluation& ev) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [key, st] : ev.updates) {
+    if (st.phase == Evaluation::State::kInactive) {
+      state_.erase(key);
+    } else {
+      state_[key] = st;
+    }
+  }
+}
+
+void RuleEngine::Restore(const std::vector<ActiveAlert>& active) {
+  absl::MutexLock lock(&mu_);
+  for (const ActiveAlert& a : active) {
+    Evaluation::State st;
+    st.phase = Evaluation::State::kFiring;
+    st.since_ms = a.starts_at_ms;
+    st.value = a.value;
+    st.labels = a.labels;
+    state_[Key(a.rule, a.fingerprint)] = st;
+  }
+}
+
+std::vector<v1::Alert> RuleEngine::Snapshot() const {
+  std::vector<v1::Alert> out;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [key, st] : state_) {
+    v1::Alert a;
+    a.set_rule(key.substr(0, key.find('\x1f')));
+    a.set_fingerprint(key.substr(key.find('\x1f') + 1));
+    for (const auto& [k, v] : st.labels) (*a.mutable_labels())[k] = v;
+    a.set_state(st.phase == Evaluation::State::kFiring ? v1::ALERT_STATE_FIRING
+                                                       : v1::ALERT_STATE_PENDING);
+    a.set_value(st.value);
+    a.set_active_since_unix(st.since_ms / 1000);
+    for (const Rule& r : rules_) {
+      if (r.name == a.rule()) {
+        a.set_severity(r.severity);
+        for (const auto& [k, v] : r.annotations) (*a.mutable_annotations())[k] = v;
+      }
+    }
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+}  // namespace vigie::controlplane

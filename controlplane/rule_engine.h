@@ -1,0 +1,109 @@
+// Threshold rules evaluated as samples arrive, with the alert state machine
+// inactive -> pending -> firing -> resolved (inactive again).
+#ifndef VIGIE_CONTROLPLANE_RULE_ENGINE_H_
+#define VIGIE_CONTROLPLANE_RULE_ENGINE_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "vigie/v1/admin.pb.h"
+#include "vigie/v1/agent.pb.h"
+
+namespace vigie::controlplane {
+
+enum class Op { kGt, kGe, kLt, kLe, kEq, kNe };
+
+struct Rule {
+  std::string name;
+  std::string metric;
+  std::map<std::string, std::string> matchers;
+  Op op = Op::kGt;
+  double threshold = 0;
+  absl::Duration for_duration = absl::ZeroDuration();
+  std::string severity = "warning";
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> annotations;
+  v1::Rule proto;  // as configured, for the Admin API
+};
+
+// Validates a configured rule; errors name `field` (e.g. "rules[2].op") and the value.
+absl::StatusOr<Rule> RuleFromProto(const v1::Rule& proto, const std::string& field);
+// Validates a list: each rule and unique names.
+absl::StatusOr<std::vector<Rule>> RulesFromProto(const google::protobuf::RepeatedPtrField<v1::Rule>& rules);
+
+// A firing or resolved alert, to store and hand to the notifier.
+struct Transition {
+  enum Kind { kFiring, kResolved };
+  Kind kind;
+  std::string rule;
+  std::string fingerprint;
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> annotations;
+  std::string severity;
+  double value = 0;
+  int64_t starts_at_ms = 0;
+  int64_t ends_at_ms = 0;  // resolved only
+
+  // Stable across retries and restarts: rule/fingerprint/starts_at_ms/firing|resolved.
+  std::string IdempotencyKey() const;
+};
+
+// An alert that is firing, as loaded from storage at start-up.
+struct ActiveAlert {
+  std::string rule;
+  std::string fingerprint;
+  std::map<std::string, std::string> labels;
+  double value = 0;
+  int64_t starts_at_ms = 0;
+};
+
+// FNV-1a over sorted name=value pairs: 16 hex digits, stable across processes and versions.
+std::string Fingerprint(const std::map<std::string, std::string>& labels);
+
+// Evaluates rules against samples. Evaluation is two-step so that state changes only when the
+// samples (and the transitions they cause) are committed: Evaluate() computes, Apply() commits.
+// Time comes from sample timestamps, so evaluation is deterministic. Samples of one series must
+// be evaluated in order (the gateway serializes each agent's messages). Thread-safe.
+class RuleEngine {
+ public:
+  explicit RuleEngine(std::vector<Rule> rules) : rules_(std::move(rules)) {}
+
+  struct Evaluation {
+    std::vector<Transition> transitions;
+    // New state per alert key, applied by Apply().
+    struct State {
+      enum Phase { kInactive, kPending, kFiring } phase = kInactive;
+      int64_t since_ms = 0;
+      double value = 0;
+      std::map<std::string, std::string> labels;
+    };
+    std::map<std::string, State> updates;
+  };
+
+  // `agent_id` becomes the "agent" label of every series.
+  Evaluation Evaluate(const std::string& agent_id, const v1::MetricBatch& batch) const;
+  void Apply(const Evaluation& evaluation);
+
+  // Marks alerts firing, e.g. those stored before a restart.
+  void Restore(const std::vector<ActiveAlert>& active);
+
+  const std::vector<Rule>& rules() const { return rules_; }
+  // Alerts currently pending or firing.
+  std::vector<v1::Alert> Snapshot() const;
+
+ private:
+  static std::string Key(const std::string& rule, const std::string& fingerprint);
+  const std::vector<Rule> rules_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, Evaluation::State> state_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace vigie::controlplane
+
+#endif  // VIGIE_CONTROLPLANE_RULE_ENGINE_H_

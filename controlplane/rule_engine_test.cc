@@ -1,0 +1,147 @@
+#include "controlplane/rule_engine.h"
+
+#include "common/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace vigie::controlplane {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+using ::vigie::testing::StatusIs;
+
+Rule DiskRule(const std::string& for_duration) {
+  v1::Rule p;
+  p.set_name("disk_low");
+  p.set_metric("node_filesystem_avail_bytes");
+  (*p.mutable_matchers())["mountpoint"] = "/";
+  p.set_op("<");
+  p.set_threshold(100);
+  p.set_for_(for_duration);
+  p.set_severity("critical");
+  (*p.mutable_annotations())["summary"] = "disk almost full";
+  auto r = RuleFromProto(p, "rules[0]");
+  EXPECT_TRUE(r.ok()) << r.status();
+  return *r;
+}
+
+v1::MetricBatch Batch(double value, int64_t ts_ms, const std::string& mount = "/") {
+  v1::MetricBatch b;
+  v1::Sample* s = b.add_samples();
+  s->set_name("node_filesystem_avail_bytes");
+  (*s->mutable_labels())["mountpoint"] = mount;
+  s->set_value(value);
+  s->set_timestamp_ms(ts_ms);
+  return b;
+}
+
+// Evaluates and applies, as the gateway does after a commit.
+std::vector<Transition> Feed(RuleEngine& e, double value, int64_t ts_ms) {
+  auto ev = e.Evaluate("web1", Batch(value, ts_ms));
+  e.Apply(ev);
+  return ev.transitions;
+}
+
+TEST(RuleEngineTest, FiresOnlyAfterForDurationThenResolves) {
+  RuleEngine e({DiskRule("30s")});
+  EXPECT_THAT(Feed(e, 50, 1'000), IsEmpty()) << "pending, not firing yet";
+  EXPECT_THAT(Feed(e, 50, 20'000), IsEmpty());
+  auto fired = Feed(e, 40, 31'000);
+  ASSERT_THAT(fired, SizeIs(1));
+  EXPECT_EQ(fired[0].kind, Transition::kFiring);
+  EXPECT_EQ(fired[0].starts_at_ms, 1'000);
+  EXPECT_EQ(fired[0].labels.at("agent"), "web1");
+  EXPECT_EQ(fired[0].labels.at("alertname"), "disk_low");
+  EXPECT_EQ(fired[0].severity, "critical");
+  EXPECT_EQ(fired[0].annotations.at("summary"), "disk almost full");
+  EXPECT_THAT(Feed(e, 30, 40'000), IsEmpty()) << "already firing: no second notification";
+  auto resolved = Feed(e, 500, 50'000);
+  ASSERT_THAT(resolved, SizeIs(1));
+  EXPECT_EQ(resolved[0].kind, Transition::kResolved);
+  EXPECT_EQ(resolved[0].starts_at_ms, 1'000);
+  EXPECT_EQ(resolved[0].ends_at_ms, 50'000);
+  EXPECT_EQ(resolved[0].fingerprint, fired[0].fingerprint);
+  EXPECT_NE(resolved[0].IdempotencyKey(), fired[0].IdempotencyKey());
+  EXPECT_THAT(Feed(e, 500, 60'000), IsEmpty());
+}
+
+TEST(RuleEngineTest, RecoveryDuringPendingResetsTheClock) {
+  RuleEngine e({DiskRule("30s")});
+  Feed(e, 50, 0);
+  EXPECT_THAT(Feed(e, 500, 20'000), IsEmpty()) << "pending -> inactive is silent";
+  EXPECT_THAT(Feed(e, 50, 25'000), IsEmpty());
+  EXPECT_THAT(Feed(e, 50, 50'000), IsEmpty()) << "only 25s since it went pending again";
+  EXPECT_THAT(Feed(e, 50, 55'000), SizeIs(1));
+}
+
+TEST(RuleEngineTest, ZeroForFiresOnFirstSample) {
+  RuleEngine e({DiskRule("")});
+  EXPECT_THAT(Feed(e, 50, 0), SizeIs(1));
+}
+
+TEST(RuleEngineTest, EvaluateDoesNotChangeStateUntilApplied) {
+  RuleEngine e({DiskRule("")});
+  auto first = e.Evaluate("web1", Batch(50, 0));
+  ASSERT_THAT(first.transitions, SizeIs(1));
+  // Commit failed, nothing applied: the resend evaluates the same and fires again (same key).
+  auto again = e.Evaluate("web1", Batch(50, 0));
+  ASSERT_THAT(again.transitions, SizeIs(1));
+  EXPECT_EQ(again.transitions[0].IdempotencyKey(), first.transitions[0].IdempotencyKey());
+}
+
+TEST(RuleEngineTest, MatchersSelectSeriesAndEachSeriesHasItsOwnAlert) {
+  RuleEngine e({DiskRule("")});
+  EXPECT_THAT(e.Evaluate("web1", Batch(1, 0, "/home")).transitions, IsEmpty());
+  auto a = e.Evaluate("web1", Batch(1, 0));
+  auto b = e.Evaluate("web2", Batch(1, 0));
+  ASSERT_THAT(a.transitions, SizeIs(1));
+  ASSERT_THAT(b.transitions, SizeIs(1));
+  EXPECT_NE(a.transitions[0].fingerprint, b.transitions[0].fingerprint);
+}
+
+TEST(RuleEngineTest, RestoredFiringAlertResolvesWithoutFiringAgain) {
+  RuleEngine e({DiskRule("")});
+  auto fired = e.Evaluate("web1", Batch(1, 0)).transitions;
+  ASSERT_THAT(fired, SizeIs(1));
+  RuleEngine restarted({DiskRule("")});
+  restarted.Restore({{"disk_low", fired[0].fingerprint, fired[0].labels, 1, 0}});
+  EXPECT_THAT(Feed(restarted, 1, 5'000), IsEmpty());
+  auto resolved = Feed(restarted, 1000, 6'000);
+  ASSERT_THAT(resolved, SizeIs(1));
+  EXPECT_EQ(resolved[0].kind, Transition::kResolved);
+}
+
+TEST(RuleEngineTest, ValidationNamesFieldAndValue) {
+  v1::Rule p;
+  p.set_name("r");
+  p.set_metric("m");
+  p.set_op("=>");
+  EXPECT_THAT(RuleFromProto(p, "rules[3]"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("rules[3].op: must be one of >, >=, <, <=, ==, !=; got \"=>\"")));
+  p.set_op(">");
+  p.set_for_("ten minutes");
+  EXPECT_THAT(RuleFromProto(p, "rules[3]"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rules[3].for")));
+  p.set_for_("");
+  p.set_metric("not a metric");
+  EXPECT_THAT(RuleFromProto(p, "rules[3]"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rules[3].metric")));
+  google::protobuf::RepeatedPtrField<v1::Rule> two;
+  p.set_metric("m");
+  *two.Add() = p;
+  *two.Add() = p;
+  EXPECT_THAT(RulesFromProto(two), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("rules[1].name: \"r\" is used")));
+}
+
+TEST(RuleEngineTest, FingerprintIsStableAndOrderIndependent) {
+  EXPECT_EQ(Fingerprint({{"a", "1"}, {"b", "2"}}), Fingerprint({{"b", "2"}, {"a", "1"}}));
+  EXPECT_NE(Fingerprint({{"a", "1b"}}), Fingerprint({{"a1", "b"}}));
+  EXPECT_EQ(Fingerprint({}), "cbf29ce484222325");  // FNV-1a offset basis: no hidden seed
+}
+
+}  // namespace
+}  // namespace vigie::controlplane

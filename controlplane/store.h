@@ -1,0 +1,77 @@
+// Storage interface of the control plane: inventory, samples, alert state and the
+// notification outbox. PgStore (pg_store.h) implements it on PostgreSQL.
+#ifndef VIGIE_CONTROLPLANE_STORE_H_
+#define VIGIE_CONTROLPLANE_STORE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "controlplane/rule_engine.h"
+#include "vigie/v1/admin.pb.h"
+#include "vigie/v1/agent.pb.h"
+#include "vigie/v1/notifier.pb.h"
+
+namespace vigie::controlplane {
+
+struct IngestResult {
+  // The agent's committed sequence after the transaction.
+  uint64_t committed_sequence = 0;
+  // Messages skipped because their sequence was already committed (resends).
+  uint64_t duplicates = 0;
+  uint64_t samples_written = 0;
+};
+
+struct OutboxEntry {
+  int64_t id = 0;
+  v1::NotifyRequest request;
+  int attempts = 0;
+};
+
+// Thread-safe. Errors: kUnavailable when the database cannot be reached (retry), kInternal for
+// anything unexpected. Nothing here blocks for long except on the database.
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Records (or updates) an agent on Hello; returns its committed sequence.
+  virtual absl::StatusOr<uint64_t> RegisterAgent(const v1::Hello& hello) = 0;
+  virtual absl::Status SetAgentConnected(const std::string& agent_id, bool connected) = 0;
+  virtual absl::Status TouchAgent(const std::string& agent_id) = 0;
+
+  // In one transaction: writes the durable messages whose sequence is above the agent's
+  // committed one (others are counted as duplicates and skipped), the alert transitions with
+  // their outbox rows, and the new committed sequence (the highest sequence in `messages`).
+  // `messages` are in increasing sequence order.
+  virtual absl::StatusOr<IngestResult> Ingest(const std::string& agent_id,
+                                              const std::vector<v1::AgentMessage>& messages,
+                                              const std::vector<Transition>& transitions,
+                                              const std::string& generator_url) = 0;
+
+  virtual absl::StatusOr<std::vector<v1::Agent>> ListAgents() = 0;
+  // kNotFound if there is no such agent.
+  virtual absl::StatusOr<v1::Agent> GetAgent(const std::string& agent_id) = 0;
+  virtual absl::StatusOr<std::vector<ActiveAlert>> LoadFiringAlerts() = 0;
+  virtual absl::StatusOr<std::vector<v1::Alert>> ListAlerts(v1::AlertState state) = 0;
+  virtual absl::StatusOr<v1::QuerySamplesResponse> QuerySamples(
+      const v1::QuerySamplesRequest& request, absl::Duration range, uint32_t limit) = 0;
+
+  // Outbox: runs `deliver` on up to `limit` due entries, each row locked (SKIP LOCKED, so
+  // several replicas share the work); marks each delivered or schedules its retry at the time
+  // `deliver` returns. Returns how many were delivered.
+  struct DeliveryOutcome {
+    bool delivered;
+    std::string error;
+    absl::Duration retry_in;
+  };
+  virtual absl::StatusOr<int> DispatchOutbox(
+      int limit, const std::function<DeliveryOutcome(const OutboxEntry&)>& deliver) = 0;
+  virtual absl::StatusOr<int64_t> PendingOutbox() = 0;
+};
+
+}  // namespace vigie::controlplane
+
+#endif  // VIGIE_CONTROLPLANE_STORE_H_
