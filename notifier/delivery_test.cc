@@ -1,0 +1,152 @@
+#include "notifier/delivery.h"
+
+#include <atomic>
+#include <vector>
+
+#include "common/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace vigie::notifier {
+namespace {
+
+using ::testing::ElementsAre;
+using ::vigie::testing::StatusIs;
+
+// Records what it was asked to send; fails the first `failures` attempts.
+class FakeChannel : public Channel {
+ public:
+  explicit FakeChannel(int failures) : failures_(failures) {}
+  absl::Status Send(const v1::NotifyRequest& r) override {
+    absl::MutexLock lock(&mu_);
+    ++attempts_;
+    if (failures_ > 0) {
+      --failures_;
+      return absl::UnavailableError("receiver down");
+    }
+    sent_.push_back(r.idempotency_key());
+    return absl::OkStatus();
+  }
+  std::vector<std::string> sent() {
+    absl::MutexLock lock(&mu_);
+    return sent_;
+  }
+  int attempts() {
+    absl::MutexLock lock(&mu_);
+    return attempts_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  int failures_;
+  int attempts_ = 0;
+  std::vector<std::string> sent_;
+};
+
+v1::NotifyRequest Request(const std::string& key, bool resolved = false) {
+  v1::NotifyRequest r;
+  r.set_idempotency_key(key);
+  r.mutable_notification()->set_status(resolved ? v1::Notification::STATUS_RESOLVED
+                                                : v1::Notification::STATUS_FIRING);
+  r.mutable_notification()->set_fingerprint("fp");
+  return r;
+}
+
+DeliveryOptions FastRetries() {
+  DeliveryOptions o;
+  o.backoff = {absl::Milliseconds(5), absl::Milliseconds(20), 2.0, 0.0};
+  o.workers = 2;
+  return o;
+}
+
+template <typename F>
+void WaitUntil(F done) {
+  for (int i = 0; i < 2000 && !done(); ++i) absl::SleepFor(absl::Milliseconds(5));
+}
+
+TEST(DeliveryTest, RetriesUntilTheReceiverAcceptsAndSendsOnce) {
+  auto channel = std::make_unique<FakeChannel>(3);
+  FakeChannel* fake = channel.get();
+  std::vector<Receiver> receivers;
+  receivers.push_back({"hook", std::move(channel)});
+  prometheus::Registry registry;
+  Delivery d(FastRetries(), std::move(receivers), &registry);
+  d.Start();
+  ASSERT_TRUE(d.Accept(Request("k1")).ok());
+  WaitUntil([&] { return !fake->sent().empty() && d.queued() == 0; });
+  d.Stop();
+  EXPECT_THAT(fake->sent(), ElementsAre("k1"));
+  EXPECT_EQ(fake->attempts(), 4);
+}
+
+TEST(DeliveryTest, DuplicateKeysAreAcknowledgedButNotSentAgain) {
+  auto channel = std::make_unique<FakeChannel>(0);
+  FakeChannel* fake = channel.get();
+  std::vector<Receiver> receivers;
+  receivers.push_back({"hook", std::move(channel)});
+  prometheus::Registry registry;
+  Delivery d(FastRetries(), std::move(receivers), &registry);
+  d.Start();
+  EXPECT_EQ(*d.Accept(Request("k1")), Delivery::Accepted::kQueued);
+  EXPECT_EQ(*d.Accept(Request("k1")), Delivery::Accepted::kDuplicate);
+  WaitUntil([&] { return d.queued() == 0; });
+  EXPECT_EQ(*d.Accept(Request("k1")), Delivery::Accepted::kDuplicate) << "even after delivery";
+  absl::SleepFor(absl::Milliseconds(50));
+  d.Stop();
+  EXPECT_THAT(fake->sent(), ElementsAre("k1"));
+}
+
+TEST(DeliveryTest, ResolvedNeverOvertakesAFiringThatIsRetrying) {
+  auto channel = std::make_unique<FakeChannel>(2);
+  FakeChannel* fake = channel.get();
+  std::vector<Receiver> receivers;
+  receivers.push_back({"hook", std::move(channel)});
+  prometheus::Registry registry;
+  Delivery d(FastRetries(), std::move(receivers), &registry);
+  d.Start();
+  ASSERT_TRUE(d.Accept(Request("firing")).ok());
+  ASSERT_TRUE(d.Accept(Request("resolved", true)).ok());
+  WaitUntil([&] { return fake->sent().size() == 2; });
+  d.Stop();
+  EXPECT_THAT(fake->sent(), ElementsAre("firing", "resolved"));
+}
+
+TEST(DeliveryTest, FullQueueIsResourceExhaustedAndTheKeyIsNotRemembered) {
+  std::vector<Receiver> receivers;
+  receivers.push_back({"hook", std::make_unique<FakeChannel>(0)});
+  prometheus::Registry registry;
+  DeliveryOptions o = FastRetries();
+  o.max_queue = 1;
+  Delivery d(o, std::move(receivers), &registry);  // not started: nothing drains
+  ASSERT_TRUE(d.Accept(Request("a")).ok());
+  EXPECT_THAT(d.Accept(Request("b")), StatusIs(absl::StatusCode::kResourceExhausted));
+  d.Start();
+  WaitUntil([&] { return d.queued() == 0; });
+  EXPECT_EQ(*d.Accept(Request("b")), Delivery::Accepted::kQueued);
+  d.Stop();
+}
+
+TEST(DeliveryTest, MalformedRequestsNameTheField) {
+  prometheus::Registry registry;
+  Delivery d(FastRetries(), {}, &registry);
+  EXPECT_THAT(d.Accept(Request("")), StatusIs(absl::StatusCode::kInvalidArgument,
+                                              ::testing::HasSubstr("idempotency_key")));
+  v1::NotifyRequest r = Request("k");
+  r.mutable_notification()->set_status(v1::Notification::STATUS_UNSPECIFIED);
+  EXPECT_THAT(d.Accept(r), StatusIs(absl::StatusCode::kInvalidArgument,
+                                    ::testing::HasSubstr("notification.status")));
+}
+
+TEST(KeyMemoryTest, ForgetsTheOldestBeyondCapacity) {
+  KeyMemory m(2);
+  m.Insert("a");
+  m.Insert("b");
+  m.Insert("c");
+  EXPECT_FALSE(m.Contains("a"));
+  EXPECT_TRUE(m.Contains("b"));
+  EXPECT_TRUE(m.Contains("c"));
+  EXPECT_EQ(m.size(), 2u);
+}
+
+}  // namespace
+}  // namespace vigie::notifier

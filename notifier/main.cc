@@ -1,0 +1,82 @@
+// vigie-notifier: accepts alert transitions over gRPC and delivers them to receivers.
+#include <curl/curl.h>
+
+#include <memory>
+
+#include "absl/flags/flag.h"
+#include "common/grpc_util.h"
+#include "common/http_server.h"
+#include "common/log.h"
+#include "common/process.h"
+#include "common/yaml_config.h"
+#include "grpcpp/grpcpp.h"
+#include "notifier/delivery.h"
+#include "notifier/options.h"
+#include "notifier/service.h"
+#include "notifier/webhook.h"
+#include "prometheus/registry.h"
+
+ABSL_FLAG(std::string, config, "", "Path to the notifier's YAML config (required).");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error.");
+
+namespace nt = vigie::notifier;
+
+int main(int argc, char** argv) {
+  vigie::BlockTerminationSignals();
+  vigie::ParseFlagsOrExit(argc, argv, "vigie-notifier --config=notifier.yaml");
+  if (absl::Status s = vigie::log::SetLevel(absl::GetFlag(FLAGS_log_level)); !s.ok()) {
+    vigie::ExitUsage(absl::StrCat("--log_level: ", s.message()));
+  }
+  const std::string path = absl::GetFlag(FLAGS_config);
+  if (path.empty()) vigie::ExitUsage("--config: required");
+  vigie::v1::NotifierConfig config;
+  if (absl::Status s = vigie::LoadYamlConfigFile(path, &config); !s.ok()) {
+    vigie::ExitUsage(s.message());
+  }
+  absl::StatusOr<nt::NotifierOptions> options = nt::NotifierOptionsFromConfig(config);
+  if (!options.ok()) vigie::ExitUsage(absl::StrCat(path, ": ", options.status().message()));
+
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  auto registry = std::make_shared<prometheus::Registry>();
+  std::vector<nt::Receiver> receivers;
+  for (const nt::WebhookOptions& w : options->webhooks) {
+    receivers.push_back({w.receiver, std::make_unique<nt::WebhookChannel>(w)});
+  }
+  const size_t receiver_count = receivers.size();
+  nt::Delivery delivery(options->delivery, std::move(receivers), registry.get());
+  nt::NotifierService service(&delivery);
+
+  vigie::EnableHealthAndReflection();
+  grpc::ServerBuilder builder;
+  int grpc_port = 0;
+  builder.AddListeningPort(options->grpc_listen, grpc::InsecureServerCredentials(), &grpc_port);
+  builder.SetMaxReceiveMessageSize(1 << 20);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || grpc_port == 0) {
+    vigie::log::Error("cannot listen", {{"grpc_listen", options->grpc_listen}});
+    return 1;
+  }
+  vigie::HttpServerOptions http;
+  http.listen = options->http_listen;
+  http.metrics = {registry.get()};
+  absl::StatusOr<std::unique_ptr<vigie::HttpServer>> http_server = vigie::HttpServer::Start(http);
+  if (!http_server.ok()) {
+    vigie::log::Error("cannot start HTTP listener", {{"error", http_server.status()}});
+    server->Shutdown();
+    return 1;
+  }
+  delivery.Start();
+  vigie::log::Info("notifier started", {{"grpc", options->grpc_listen},
+                                        {"http", options->http_listen},
+                                        {"receivers", receiver_count}});
+
+  int sig = vigie::WaitForTerminationSignal();
+  vigie::log::Info("shutting down", {{"signal", sig}});
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  delivery.Stop();
+  http_server->reset();
+  curl_global_cleanup();
+  vigie::log::Info("notifier stopped");
+  return 0;
+}
