@@ -157,7 +157,7 @@ absl::StatusOr<std::unique_ptr<PgStore>> PgStore::Open(PgStoreOptions options) {
   absl::Status s = store->Run("migrate", [&](pqxx::connection& c) {
     pqxx::work w(c);
     // One migrator at a time across replicas; the lock is released at commit.
-    w.exec0("SELECT pg_advisory_xact_lock(7400001)");
+    w.exec("SELECT pg_advisory_xact_lock(7400001)");
     w.exec0(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY,"
         " description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# The whole system on loopback, in the background, for trying Vigie out:
+# a private PostgreSQL, the control plane, the notifier, a webhook sink and one agent.
+#   scripts/dev-env.sh start    # writes every address to .vigie/env (KEY=VALUE)
+#   scripts/dev-env.sh status
+#   scripts/dev-env.sh stop     # ends exactly the processes start started
+# State, configs and logs live in .vigie/ (logs in .vigie/logs/). Needs a build (build/bin).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+state="$here/.vigie"
+bin="${VIGIE_BIN:-$here/build/bin}"
+pids="$state/pids"
+
+free_port() {
+  python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
+}
+
+alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+
+wait_http() {  # URL PID NAME
+  for _ in $(seq 1 100); do
+    if curl -sf "$1" >/dev/null 2>&1; then return 0; fi
+    if ! alive "$2"; then
+      echo "dev-env: $3 exited during start-up; its log:" >&2
+      tail -20 "$state/logs/$3.log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  echo "dev-env: $3 did not answer on $1" >&2
+  return 1
+}
+
+launch() {  # NAME CMD...
+  local name=$1; shift
+  nohup "$@" >"$state/logs/$name.log" 2>&1 &
+  echo "$name $!" >>"$pids"
+  LAST_PID=$!
+}
+
+start() {
+  if [ -f "$pids" ]; then
+    while read -r name pid; do
+      if alive "$pid"; then
+        echo "dev-env: already running ($name pid $pid); 'scripts/dev-env.sh stop' first" >&2
+        exit 1
+      fi
+    done <"$pids"
+    rm -f "$pids"
+  fi
+  for b in vigie-controlplane vigie-notifier vigie-agent; do
+    [ -x "$bin/$b" ] || { echo "dev-env: $bin/$b missing; run scripts/build.sh" >&2; exit 1; }
+  done
+  mkdir -p "$state/logs" "$state/textfile"
+  : >"$pids"
+  trap 'echo "dev-env: start failed; stopping what was started" >&2; stop >/dev/null 2>&1 || true' ERR
+
+  local pgenv; pgenv=$("$here/scripts/pg-cluster.sh" start "$state/pg")
+  echo "pg -" >>"$pids"
+  local DATABASE_URL; DATABASE_URL=$(echo "$pgenv" | sed -n 's/^DATABASE_URL=//p')
+
+  local cp_grpc="127.0.0.1:$(free_port)" cp_http="127.0.0.1:$(free_port)"
+  local nt_grpc="127.0.0.1:$(free_port)" nt_http="127.0.0.1:$(free_port)"
+  local ag_http="127.0.0.1:$(free_port)" sink="127.0.0.1:$(free_port)"
+  local sink_log="$state/webhook-sink.jsonl"
+  : >"$sink_log"
+
+  cat >"$state/notifier.yaml" <<YAML
+grpc_listen: $nt_grpc
+http_listen: $nt_http
+receivers:
+  - name: local-sink
+    webhook: {url: "http://$sink/hook", timeout: 5s}
+retry_backoff: {initial: 1s, max: 30s}
+YAML
+  cat >"$state/controlplane.yaml" <<YAML
+grpc_listen: $cp_grpc
+http_listen: $cp_http
+database_url: $DATABASE_URL
+notifier: $nt_grpc
+rules:
+  - name: RootFilesystemLow
+    metric: node_filesystem_avail_bytes
+    matchers: {mountpoint: /}
+    op: "<"
+    threshold: 1073741824
+    for: 1m
+    severity: critical
+    annotations: {summary: "Less than 1 GiB free on /"}
+  - name: DemoValueHigh
+    metric: demo_value
+    op: ">"
+    threshold: 100
+    for: 5s
+    annotations: {summary: "demo_value is above 100 (edit .vigie/textfile/demo.prom)"}
+YAML
+  cat >"$state/agent.yaml" <<YAML
+agent_id: $(hostname | tr -c 'A-Za-z0-9._\n-' '-')
+controlplane: $cp_grpc
+http_listen: $ag_http
+collect_interval: 5s
+heartbeat_interval: 10s
+textfile_directory: $state/textfile
+labels: {env: dev}
+YAML
+  echo "demo_value 1" >"$state/textfile/demo.prom"
+
+  launch webhook-sink /usr/bin/python3 "$here/scripts/webhook_sink.py" "$sink" "$sink_log"
+  wait_http "http://$sink/" "$LAST_PID" webhook-sink
+  launch notifier "$bin/vigie-notifier" --config="$state/notifier.yaml"
+  wait_http "http://$nt_http/healthz" "$LAST_PID" notifier
+  launch controlplane "$bin/vigie-controlplane" --config="$state/controlplane.yaml"
+  wait_http "http://$cp_http/healthz" "$LAST_PID" controlplane
+  launch agent "$bin/vigie-agent" --config="$state/agent.yaml"
+  wait_http "http://$ag_http/healthz" "$LAST_PID" agent
+  trap - ERR
+
+  cat >"$state/env" <<ENV
+DATABASE_URL=$DATABASE_URL
+CONTROLPLANE_GRPC=$cp_grpc
+CONTROLPLANE_HTTP=$cp_http
+NOTIFIER_GRPC=$nt_grpc
+NOTIFIER_HTTP=$nt_http
+AGENT_HTTP=$ag_http
+WEBHOOK_SINK=$sink
+WEBHOOK_SINK_LOG=$sink_log
+TEXTFILE_DIR=$state/textfile
+LOG_DIR=$state/logs
+$(echo "$pgenv" | grep -E '^(PGDATA|PGSOCKET|PGPORT)=')
+ENV
+  echo "dev-env: started; addresses in $state/env"
+}
+
+stop() {
+  [ -f "$pids" ] || { echo "dev-env: nothing started"; return 0; }
+  # Reverse order of start: agent first, PostgreSQL last.
+  tac "$pids" | while read -r name pid; do
+    if [ "$name" = pg ]; then
+      "$here/scripts/pg-cluster.sh" stop "$state/pg"
+    elif alive "$pid"; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
+      alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  rm -f "$pids" "$state/env"
+  echo "dev-env: stopped"
+}
+
+status() {
+  [ -f "$pids" ] || { echo "dev-env: not running"; return 0; }
+  while read -r name pid; do
+    if [ "$name" = pg ]; then
+      if "/usr/lib/postgresql/15/bin/pg_isready" -q -h 127.0.0.1 \
+          -p "$(sed -n 's/^PGPORT=//p' "$state/env" 2>/dev/null)"; then
+        echo "postgresql  running"
+      else
+        echo "postgresql  DOWN"
+      fi
+    elif alive "$pid"; then
+      echo "$name  running (pid $pid)"
+    else
+      echo "$name  DOWN (pid $pid; see $state/logs/$name.log)"
+    fi
+  done <"$pids"
+  [ -f "$state/env" ] && cat "$state/env"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac
