@@ -49,6 +49,9 @@ int main(int argc, char** argv) {
   agent.Stop();           // no more collections
   agent.StopStreaming();  // close the stream; unacknowledged data is resent by the next process
   server->reset();
-  vigie::log::Info("agent stopped", {{"pending_messages", agent.outbox().pending()}});
+  vigie::log::Info("agent stopped", {{"last_sequence", agent.outbox().last_sequence()},
+                                     {"acked_sequence", agent.outbox().acked_sequence()},
+                                     {"pending_messages", agent.outbox().pending()},
+                                     {"dropped_messages", agent.outbox().dropped()}});
   return 0;
 }

@@ -1,0 +1,180 @@
+"""Helpers for end-to-end tests: a private PostgreSQL, the real binaries, a webhook sink.
+
+Everything runs on loopback ports chosen at start; every process is a child of the test and
+is reaped (waitpid) when stopped.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("VIGIE_BIN", os.path.join(ROOT, "build", "bin"))
+BUF = os.environ.get("VIGIE_BUF", os.path.join(ROOT, ".vigie", "tools", "bin", "buf"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def http_get(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read().decode()
+
+
+def parse_metrics(text):
+    """Prometheus text format -> {'name{a="b"}': value} (labels as written)."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^(\S+?(?:\{.*\})?)\s+(\S+)(?:\s+\d+)?$", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+class Postgres:
+    """A private cluster through scripts/pg-cluster.sh (the same path dev-env uses)."""
+
+    def __init__(self, tmp):
+        self.dir = os.path.join(tmp, "pg")
+        out = subprocess.run([os.path.join(ROOT, "scripts", "pg-cluster.sh"), "start", self.dir],
+                             check=True, capture_output=True, text=True).stdout
+        env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        self.url = env["DATABASE_URL"]
+
+    def query(self, sql):
+        out = subprocess.run(["psql", self.url, "-v", "ON_ERROR_STOP=1", "-AtXqc", sql],
+                             check=True, capture_output=True, text=True).stdout
+        return [line.split("|") for line in out.splitlines() if line]
+
+    def stop(self):
+        subprocess.run([os.path.join(ROOT, "scripts", "pg-cluster.sh"), "stop", self.dir],
+                       check=False, capture_output=True)
+
+
+class WebhookSink:
+    """Records POSTed JSON bodies; answers 503 to the first `fail_first` requests."""
+
+    def __init__(self, fail_first=0):
+        self.lock = threading.Lock()
+        self.received = []  # bodies answered 200
+        self.failed = 0
+        self.fail_first = fail_first
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with sink.lock:
+                    if sink.failed < sink.fail_first:
+                        sink.failed += 1
+                        code = 503
+                    else:
+                        sink.received.append(body)
+                        code = 200
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def bodies(self):
+        with self.lock:
+            return list(self.received)
+
+    def stop(self):
+        self.server.shutdown()
+
+
+class Process:
+    """One Vigie binary with a YAML config, its output in a log file."""
+
+    def __init__(self, tmp, binary, config_text, health_url=None):
+        self.name = binary
+        self.config = os.path.join(tmp, f"{binary}.yaml")
+        with open(self.config, "w") as f:
+            f.write(config_text)
+        self.log_path = os.path.join(tmp, f"{binary}.log")
+        self.health_url = health_url
+        self.proc = None
+        self.start()
+
+    def start(self):
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([os.path.join(BIN, self.name), f"--config={self.config}"],
+                                     stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        if self.health_url:
+            def healthy():
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n"
+                                         + self.log())
+                try:
+                    return http_get(self.health_url, timeout=1) == "ok\n"
+                except OSError:
+                    return False
+            wait_for(healthy, 30, f"{self.name} /healthz")
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def terminate(self, timeout=15):
+        """SIGTERM; returns the exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def ensure_stopped(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def buf(*args, headers=()):
+    """Runs `buf curl` (plaintext HTTP/2); returns (exit code, stdout, stderr)."""
+    cmd = [BUF, "curl", "--protocol", "grpc", "--http2-prior-knowledge"]
+    for h in headers:
+        cmd += ["-H", h]
+    r = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=30)
+    return r.returncode, r.stdout, r.stderr
+
+
+class TempDir:
+    def __init__(self):
+        # Short and world-traversable: the PostgreSQL server runs as another user.
+        self.path = tempfile.mkdtemp(prefix="vigie-e2e-", dir="/tmp")
+        os.chmod(self.path, 0o755)
+
+    def cleanup(self):
+        shutil.rmtree(self.path, ignore_errors=True)
