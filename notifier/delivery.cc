@@ -1,7 +1,18 @@
 #include "notifier/delivery.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "google/protobuf/util/json_util.h"
 
 namespace vigie::notifier {
 
@@ -69,16 +80,103 @@ absl::StatusOr<Delivery::Accepted> Delivery::Accept(const v1::NotifyRequest& req
         "delivery queue full (", queue_.size(), " of max_queue ", options_.max_queue,
         "); retry with backoff"));
   }
-  keys_.Insert(key);
-  auto shared = std::make_shared<const v1::NotifyRequest>(request);
-  const absl::Time now = absl::Now();
-  for (size_t i = 0; i < receivers_.size(); ++i) {
-    if (resolved && !receivers_[i].channel->send_resolved()) continue;
-    queue_.push_back(Item{shared, i, 0, now, now, Backoff(options_.backoff), false});
+  std::string spool_path;
+  if (!options_.spool_directory.empty()) {
+    absl::StatusOr<std::string> path = Spool(request);
+    if (!path.ok()) {
+      log::Error("cannot spool a notification", {{"key", key}, {"error", path.status()}});
+      return path.status();
+    }
+    spool_path = *std::move(path);
   }
+  keys_.Insert(key);
+  EnqueueLocked(request, std::move(spool_path));
   queue_depth_.Set(static_cast<double>(queue_.size()));
   accepted_.Add({{"result", "queued"}}).Increment();
   return Accepted::kQueued;
+}
+
+void Delivery::EnqueueLocked(const v1::NotifyRequest& request, std::string spool_path) {
+  const bool resolved = request.notification().status() == v1::Notification::STATUS_RESOLVED;
+  auto accepted = std::make_shared<Accepted_>();
+  accepted->request = request;
+  accepted->spool_path = std::move(spool_path);
+  const absl::Time now = absl::Now();
+  for (size_t i = 0; i < receivers_.size(); ++i) {
+    if (resolved && !receivers_[i].channel->send_resolved()) continue;
+    ++accepted->remaining;
+    queue_.push_back(Item{accepted, i, 0, now, now, Backoff(options_.backoff), false});
+  }
+  if (accepted->remaining == 0 && !accepted->spool_path.empty()) {
+    unlink(accepted->spool_path.c_str());
+  }
+  queue_depth_.Set(static_cast<double>(queue_.size()));
+}
+
+void Delivery::DoneLocked(Item& item) {
+  if (--item.accepted->remaining == 0 && !item.accepted->spool_path.empty()) {
+    unlink(item.accepted->spool_path.c_str());
+  }
+}
+
+absl::StatusOr<std::string> Delivery::Spool(const v1::NotifyRequest& request) {
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(request, &json).ok()) {
+    return absl::InternalError("cannot encode the notification");
+  }
+  const std::string name =
+      absl::StrCat(absl::ToUnixNanos(absl::Now()), "-", spool_counter_++, ".json");
+  const std::string path = absl::StrCat(options_.spool_directory, "/", name);
+  const std::string tmp = absl::StrCat(options_.spool_directory, "/.", name, ".tmp");
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::UnavailableError(
+        absl::StrCat("spool_directory ", options_.spool_directory, ": ", strerror(errno)));
+  }
+  bool ok = write(fd, json.data(), json.size()) == static_cast<ssize_t>(json.size()) &&
+            fsync(fd) == 0;
+  ok = (close(fd) == 0) && ok;
+  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
+    unlink(tmp.c_str());
+    return absl::UnavailableError(
+        absl::StrCat("spool_directory ", options_.spool_directory, ": write failed"));
+  }
+  return path;
+}
+
+absl::StatusOr<int> Delivery::Recover() {
+  if (options_.spool_directory.empty()) return 0;
+  DIR* dir = opendir(options_.spool_directory.c_str());
+  if (dir == nullptr) {
+    return absl::UnavailableError(absl::StrCat("spool_directory ", options_.spool_directory,
+                                               ": cannot open: ", strerror(errno)));
+  }
+  std::vector<std::string> names;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] != '.' && absl::EndsWith(e->d_name, ".json")) names.emplace_back(e->d_name);
+  }
+  closedir(dir);
+  // Names start with the acceptance time: sorting restores the order they were accepted in.
+  std::sort(names.begin(), names.end());
+  int recovered = 0;
+  absl::MutexLock lock(&mu_);
+  for (const std::string& n : names) {
+    const std::string path = absl::StrCat(options_.spool_directory, "/", n);
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    v1::NotifyRequest request;
+    if (!google::protobuf::util::JsonStringToMessage(ss.str(), &request).ok() ||
+        request.idempotency_key().empty()) {
+      log::Error("unreadable spool file; renamed *.bad", {{"file", path}});
+      rename(path.c_str(), (path + ".bad").c_str());
+      continue;
+    }
+    keys_.Insert(request.idempotency_key());
+    EnqueueLocked(request, path);
+    ++recovered;
+  }
+  return recovered;
 }
 
 void Delivery::Start() {
@@ -116,7 +214,8 @@ void Delivery::Work() {
         item = queue_.end();
         absl::flat_hash_set<std::pair<size_t, std::string>> blocked;
         for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-          auto order_key = std::make_pair(it->receiver, it->request->notification().fingerprint());
+          auto order_key =
+              std::make_pair(it->receiver, it->accepted->request.notification().fingerprint());
           if (!it->in_flight && it->next_attempt <= now && !blocked.contains(order_key)) {
             item = it;
             break;
@@ -137,20 +236,23 @@ void Delivery::Work() {
     // Send outside the lock. The item stays in the list (only this thread erases it).
     const Receiver& r = receivers_[item->receiver];
     const int attempts = ++item->attempts;
-    absl::Status s = r.channel->Send(*item->request);
-    const std::string key = item->request->idempotency_key();
+    const v1::NotifyRequest& request = item->accepted->request;
+    absl::Status s = r.channel->Send(request);
+    const std::string key = request.idempotency_key();
     absl::MutexLock lock(&mu_);
     item->in_flight = false;
     if (s.ok()) {
       deliveries_.Add({{"receiver", r.name}, {"result", "sent"}}).Increment();
       log::Info("notification delivered",
                 {{"key", key}, {"receiver", r.name}, {"attempts", attempts}});
+      DoneLocked(*item);
       queue_.erase(item);
     } else if (s.code() == absl::StatusCode::kInvalidArgument ||
                absl::Now() - item->first_attempt >= options_.give_up_after) {
       deliveries_.Add({{"receiver", r.name}, {"result", "gave_up"}}).Increment();
       log::Error("notification not delivered; giving up",
                  {{"key", key}, {"receiver", r.name}, {"attempts", attempts}, {"error", s}});
+      DoneLocked(*item);
       queue_.erase(item);
     } else {
       deliveries_.Add({{"receiver", r.name}, {"result", "retry"}}).Increment();

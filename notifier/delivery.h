@@ -48,6 +48,8 @@ struct DeliveryOptions {
   BackoffPolicy backoff;
   absl::Duration give_up_after = absl::Hours(1);
   int workers = 2;
+  // Empty = memory only. See NotifierConfig.spool_directory.
+  std::string spool_directory;
 };
 
 // Thread-safe. Start() launches the workers; Stop() ends them (undelivered items are dropped
@@ -60,16 +62,27 @@ class Delivery {
 
   enum class Accepted { kQueued, kDuplicate };
   // kResourceExhausted when the queue is full (the key is not remembered, so a retry works);
-  // kInvalidArgument for a malformed request, naming the field.
+  // kInvalidArgument for a malformed request, naming the field; kUnavailable if the spool
+  // cannot be written. With a spool, a kQueued request is on disk when this returns.
   absl::StatusOr<Accepted> Accept(const v1::NotifyRequest& request);
+
+  // Before Start(): queues every notification left in the spool by an earlier process.
+  // Returns how many were recovered. Unreadable files are renamed *.bad and logged.
+  absl::StatusOr<int> Recover();
 
   void Start();
   void Stop();
   size_t queued() const;
 
  private:
+  // One accepted notification, shared by its per-receiver items.
+  struct Accepted_ {
+    v1::NotifyRequest request;
+    std::string spool_path;  // empty without a spool
+    size_t remaining = 0;    // receivers not yet done; guarded by mu_
+  };
   struct Item {
-    std::shared_ptr<const v1::NotifyRequest> request;
+    std::shared_ptr<Accepted_> accepted;
     size_t receiver;
     int attempts = 0;
     absl::Time first_attempt;
@@ -78,6 +91,11 @@ class Delivery {
     bool in_flight = false;
   };
   void Work();
+  absl::StatusOr<std::string> Spool(const v1::NotifyRequest& request);
+  // Queues `request` for every receiver it goes to (ignores max_queue).
+  void EnqueueLocked(const v1::NotifyRequest& request, std::string spool_path)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DoneLocked(Item& item) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const DeliveryOptions options_;
   const std::vector<Receiver> receivers_;
@@ -93,6 +111,7 @@ class Delivery {
   // for the same receiver and alert waits behind it, so "resolved" never overtakes "firing".
   std::list<Item> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t spool_counter_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace vigie::notifier

@@ -137,6 +137,37 @@ TEST(DeliveryTest, MalformedRequestsNameTheField) {
                                     ::testing::HasSubstr("notification.status")));
 }
 
+TEST(DeliveryTest, SpooledNotificationsSurviveARestartAndAreSentOnce) {
+  char tmpl[] = "/tmp/vigie-spool-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  DeliveryOptions o = FastRetries();
+  o.spool_directory = tmpl;
+  prometheus::Registry registry;
+  {
+    std::vector<Receiver> receivers;
+    receivers.push_back({"hook", std::make_unique<FakeChannel>(0)});
+    Delivery first(o, std::move(receivers), &registry);  // never started: "crashes" queued
+    ASSERT_EQ(*first.Accept(Request("firing")), Delivery::Accepted::kQueued);
+    ASSERT_EQ(*first.Accept(Request("resolved", true)), Delivery::Accepted::kQueued);
+  }
+  auto channel = std::make_unique<FakeChannel>(0);
+  FakeChannel* fake = channel.get();
+  std::vector<Receiver> receivers;
+  receivers.push_back({"hook", std::move(channel)});
+  prometheus::Registry registry2;
+  Delivery second(o, std::move(receivers), &registry2);
+  ASSERT_EQ(*second.Recover(), 2);
+  EXPECT_EQ(*second.Accept(Request("firing")), Delivery::Accepted::kDuplicate)
+      << "recovered keys are remembered";
+  second.Start();
+  WaitUntil([&] { return fake->sent().size() == 2 && second.queued() == 0; });
+  second.Stop();
+  EXPECT_THAT(fake->sent(), ElementsAre("firing", "resolved"));
+  Delivery third(o, {}, &registry2);
+  EXPECT_EQ(*third.Recover(), 0) << "delivered notifications leave the spool";
+  rmdir(tmpl);
+}
+
 TEST(KeyMemoryTest, ForgetsTheOldestBeyondCapacity) {
   KeyMemory m(2);
   m.Insert("a");

@@ -1,5 +1,9 @@
 // vigie-notifier: accepts alert transitions over gRPC and delivers them to receivers.
 #include <curl/curl.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <memory>
 
@@ -45,6 +49,17 @@ int main(int argc, char** argv) {
   const size_t receiver_count = receivers.size();
   nt::Delivery delivery(options->delivery, std::move(receivers), registry.get());
   nt::NotifierService service(&delivery);
+  if (const std::string& spool = options->delivery.spool_directory; !spool.empty()) {
+    if (mkdir(spool.c_str(), 0700) != 0 && errno != EEXIST) {
+      vigie::log::Error("cannot create spool_directory", {{"path", spool}, {"error", strerror(errno)}});
+      return 1;
+    }
+  }
+  absl::StatusOr<int> recovered = delivery.Recover();
+  if (!recovered.ok()) {
+    vigie::log::Error("cannot read the spool", {{"error", recovered.status()}});
+    return 1;
+  }
 
   vigie::EnableHealthAndReflection();
   grpc::ServerBuilder builder;
@@ -69,7 +84,8 @@ int main(int argc, char** argv) {
   delivery.Start();
   vigie::log::Info("notifier started", {{"grpc", options->grpc_listen},
                                         {"http", options->http_listen},
-                                        {"receivers", receiver_count}});
+                                        {"receivers", receiver_count},
+                                        {"recovered_from_spool", *recovered}});
 
   int sig = vigie::WaitForTerminationSignal();
   vigie::log::Info("shutting down", {{"signal", sig}});

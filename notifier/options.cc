@@ -37,6 +37,7 @@ absl::StatusOr<NotifierOptions> NotifierOptionsFromConfig(const v1::NotifierConf
   VIGIE_ASSIGN_OR_RETURN(o.delivery.give_up_after,
                          ParseConfigDuration("give_up_after", c.give_up_after(),
                                              o.delivery.give_up_after));
+  o.delivery.spool_directory = c.spool_directory();
   static const RE2 kName("[A-Za-z0-9._-]{1,64}");
   std::set<std::string> names;
   for (int i = 0; i < c.receivers_size(); ++i) {

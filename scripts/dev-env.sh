@@ -73,6 +73,7 @@ receivers:
   - name: local-sink
     webhook: {url: "http://$sink/hook", timeout: 5s}
 retry_backoff: {initial: 1s, max: 30s}
+spool_directory: $state/notifier-spool
 YAML
   cat >"$state/controlplane.yaml" <<YAML
 grpc_listen: $cp_grpc

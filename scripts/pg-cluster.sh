@@ -16,7 +16,8 @@ mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 
 as_pg() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From / so the server's user is not left in a directory it cannot enter.
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 free_port() {

@@ -41,6 +41,7 @@ receivers:
   - name: sink
     webhook: {{url: "{cls.sink.url}", timeout: 2s}}
 retry_backoff: {{initial: 200ms, max: 1s}}
+spool_directory: {t}/notifier-spool
 """, health_url=f"http://{cls.nt_http}/healthz")
         cls.procs.append(cls.notifier)
 
