@@ -175,9 +175,12 @@ void StreamClient::Run() {
     {
       absl::MutexLock lock(&mu_);
       session_done_ = false;
+    }
+    session->Begin(hello);  // Hello is the first write; only then may other threads write
+    {
+      absl::MutexLock lock(&mu_);
       session_ = session.get();
     }
-    session->Begin(hello);
     bool was_connected = false;
     auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return session_done_; };
     while (true) {

@@ -52,6 +52,10 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOption
         return absl::InvalidArgumentError(
             absl::StrCat(field, "[\"", k, "\"]: value longer than 1024 bytes"));
       }
+      if (v.find('\0') != std::string::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, "[\"", k, "\"]: value contains a NUL byte"));
+      }
     }
     return absl::OkStatus();
   };
@@ -76,6 +80,12 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOption
         if (!RE2::FullMatch(s.name(), kMetric)) {
           return absl::InvalidArgumentError(absl::StrCat("metrics.samples[", i, "].name: \"",
                                                          s.name(), "\" is not a metric name"));
+        }
+        // PostgreSQL's timestamptz range is wider; this keeps timestamps sane (1970..9999).
+        if (s.timestamp_ms() < 0 || s.timestamp_ms() > 253402300799999) {
+          return absl::InvalidArgumentError(absl::StrCat("metrics.samples[", i,
+                                                         "].timestamp_ms: ", s.timestamp_ms(),
+                                                         " is outside years 1970-9999"));
         }
         if (absl::Status st =
                 check_labels(s.labels(), absl::StrCat("metrics.samples[", i, "].labels"));
@@ -116,13 +126,87 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
     StartRead(&in_);
   }
 
+  // Every entry point below runs its logic under mu_ and calls Finish() only after releasing
+  // it, as the very last thing that touches `this`: once Finish() is called, OnDone() may run
+  // (and delete this) on another thread.
   void OnReadDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
+    grpc::Status status;
+    bool finish;
+    {
+      absl::MutexLock lock(&mu_);
+      HandleReadLocked(ok);
+      finish = TakeFinishLocked(&status);
+    }
+    if (finish) Finish(status);
+  }
+
+  void OnWriteDone(bool ok) override {
+    grpc::Status status;
+    bool finish;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (ok) {
+        WriteNextLocked();
+      } else {
+        RequestFinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+      }
+      finish = TakeFinishLocked(&status);
+    }
+    if (finish) Finish(status);
+  }
+
+  void OnCancel() override {
+    grpc::Status status;
+    bool finish;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      RequestFinishLocked(grpc::Status::CANCELLED);
+      finish = TakeFinishLocked(&status);
+    }
+    if (finish) Finish(status);
+  }
+
+  void OnDone() override {
+    gw_->streams_.Decrement();
+    if (!agent_id_.empty() && gw_->Unregister(agent_id_, this)) {
+      Gateway* gw = gw_;
+      std::string id = agent_id_;
+      gw_->pool_->Submit([gw, id] {
+        // A newer stream may have registered meanwhile: then the agent is connected.
+        if (gw->IsConnected(id)) return;
+        if (absl::Status s = gw->store_->SetAgentConnected(id, false); !s.ok()) {
+          log::Warn("cannot mark agent disconnected", {{"agent", id}, {"error", s}});
+        }
+      });
+      log::Info("agent disconnected", {{"agent", agent_id_}, {"peer", peer_}});
+    }
+    delete this;
+  }
+
+  // Called by the gateway, under its lock, when a newer stream of the same agent registers.
+  // Safe against a concurrent OnDone(): that waits for the gateway lock in Unregister().
+  void Supersede() {
+    grpc::Status status;
+    bool finish;
+    {
+      absl::MutexLock lock(&mu_);
+      RequestFinishLocked(grpc::Status(grpc::StatusCode::ABORTED,
+                                       "superseded by a newer stream of the same agent_id"));
+      finish = TakeFinishLocked(&status);
+    }
+    if (finish) Finish(status);
+  }
+
+ private:
+  void HandleReadLocked(bool ok) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!ok) {
       // The agent closed its side or the stream broke: finish once queued work is done.
       RequestFinishLocked(grpc::Status::OK);
       return;
     }
+    if (finish_requested_) return;  // ending: ignore the message, read no more
     gw_->messages_.Add({{"kind", KindName(in_)}}).Increment();
     if (absl::Status s = ValidateAgentMessage(in_, gw_->options_); !s.ok()) {
       Reject("invalid", s);
@@ -164,46 +248,6 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
     }
   }
 
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok) {
-      RequestFinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
-      return;
-    }
-    WriteNextLocked();
-    MaybeFinishLocked();
-  }
-
-  void OnCancel() override {
-    absl::MutexLock lock(&mu_);
-    cancelled_ = true;
-    RequestFinishLocked(grpc::Status::CANCELLED);
-  }
-
-  void OnDone() override {
-    gw_->streams_.Decrement();
-    if (!agent_id_.empty() && gw_->Unregister(agent_id_, this)) {
-      Store* store = gw_->store_;
-      std::string id = agent_id_;
-      gw_->pool_->Submit([store, id] {
-        if (absl::Status s = store->SetAgentConnected(id, false); !s.ok()) {
-          log::Warn("cannot mark agent disconnected", {{"agent", id}, {"error", s}});
-        }
-      });
-      log::Info("agent disconnected", {{"agent", agent_id_}, {"peer", peer_}});
-    }
-    delete this;
-  }
-
-  // Called by the gateway when a newer stream of the same agent registers.
-  void Supersede() {
-    absl::MutexLock lock(&mu_);
-    RequestFinishLocked(grpc::Status(grpc::StatusCode::ABORTED,
-                                     "superseded by a newer stream of the same agent_id"));
-  }
-
- private:
   void Reject(const char* reason, const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     gw_->rejected_.Add({{"reason", reason}}).Increment();
     log::Warn("agent message rejected",
@@ -214,10 +258,14 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
   void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (running_ || queue_.empty() || finish_requested_) return;
     running_ = true;
-    gw_->pool_->Submit([this] { Drain(); });
+    if (!gw_->pool_->Submit([this] { Drain(); })) {  // shutting down
+      running_ = false;
+      RequestFinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "control plane stopping"));
+    }
   }
 
-  // Runs on a worker thread: processes everything queued so far, in order.
+  // Runs on a worker thread: processes everything queued so far, in order. The stream cannot
+  // finish while running_ is set, so `this` stays valid until the final block.
   void Drain() {
     std::deque<v1::AgentMessage> work;
     {
@@ -229,18 +277,20 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
         StartRead(&in_);
       }
     }
-    absl::Status status = Process(work);
-    absl::MutexLock lock(&mu_);
-    running_ = false;
-    if (!status.ok()) {
-      RequestFinishLocked(ToGrpcStatus(status));
-      return;
+    absl::Status result = Process(work);
+    grpc::Status status;
+    bool finish;
+    {
+      absl::MutexLock lock(&mu_);
+      running_ = false;
+      if (!result.ok()) {
+        RequestFinishLocked(ToGrpcStatus(result));
+      } else {
+        ScheduleLocked();
+      }
+      finish = TakeFinishLocked(&status);
     }
-    if (finish_requested_) {
-      MaybeFinishLocked();
-    } else {
-      ScheduleLocked();
-    }
+    if (finish) Finish(status);
   }
 
   absl::Status Process(std::deque<v1::AgentMessage>& work) {
@@ -254,6 +304,10 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
           return absl::UnavailableError("storage unavailable; retry");
         }
         committed_ = *committed;
+        {
+          absl::MutexLock lock(&mu_);
+          if (finish_requested_) return absl::OkStatus();  // ending: do not displace a newer one
+        }
         gw_->Register(agent_id_, this);
         log::Info("agent connected", {{"agent", agent_id_},
                                       {"peer", peer_},
@@ -291,6 +345,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
         gw_->ingest_errors_.Increment();
         log::Warn("ingest failed; the agent will resend",
                   {{"agent", agent_id_}, {"error", r.status()}});
+        if (r.status().code() == absl::StatusCode::kInvalidArgument) return r.status();
         return absl::UnavailableError("storage unavailable; resend after reconnect");
       }
       gw_->rules_->Apply(ev);
@@ -344,18 +399,20 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
       finish_requested_ = true;
       finish_status_ = std::move(status);
     }
-    MaybeFinishLocked();
   }
 
-  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!finish_requested_ || finished_ || running_ || writing_) return;
-    // Flush the last Ack before closing a healthy stream.
+  // True (once) when the stream should be finished now with *status: finish was requested, no
+  // task is queued or running, and no write is in flight. A healthy stream first flushes its
+  // last Ack. The caller calls Finish() after releasing mu_.
+  bool TakeFinishLocked(grpc::Status* status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!finish_requested_ || finished_ || running_ || writing_) return false;
     if (!cancelled_ && (welcome_ || ack_)) {
       WriteNextLocked();
-      if (writing_) return;
+      if (writing_) return false;
     }
     finished_ = true;
-    Finish(finish_status_);
+    *status = finish_status_;
+    return true;
   }
 
   Gateway* const gw_;
@@ -449,6 +506,11 @@ void Gateway::Register(const std::string& agent_id, AgentStream* stream) {
   AgentStream*& current = by_agent_[agent_id];
   if (current != nullptr && current != stream) current->Supersede();
   current = stream;
+}
+
+bool Gateway::IsConnected(const std::string& agent_id) const {
+  absl::MutexLock lock(&mu_);
+  return by_agent_.count(agent_id) > 0;
 }
 
 bool Gateway::Unregister(const std::string& agent_id, AgentStream* stream) {

@@ -52,6 +52,7 @@ class Gateway : public v1::AgentGateway::CallbackService {
   void Register(const std::string& agent_id, AgentStream* stream);
   // Returns true if `stream` was the agent's current stream.
   bool Unregister(const std::string& agent_id, AgentStream* stream);
+  bool IsConnected(const std::string& agent_id) const;
 
   const GatewayOptions options_;
   Store* const store_;

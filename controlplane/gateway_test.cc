@@ -46,6 +46,15 @@ TEST(ValidateAgentMessageTest, MalformedFieldsAreRejected) {
   m.mutable_metrics()->set_sequence(0);
   EXPECT_THAT(ValidateAgentMessage(m, limits),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("metrics.sequence")));
+  m = Metrics(1, 1);
+  (*m.mutable_metrics()->mutable_samples(0)->mutable_labels())["l0"] = std::string("a\0b", 3);
+  EXPECT_THAT(ValidateAgentMessage(m, limits),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("NUL")));
+  m = Metrics(1, 0);
+  m.mutable_metrics()->mutable_samples(0)->set_timestamp_ms(-5);
+  EXPECT_THAT(ValidateAgentMessage(m, limits),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("metrics.samples[0].timestamp_ms: -5")));
   v1::AgentMessage hello;
   hello.mutable_hello()->set_agent_id("a b");
   EXPECT_THAT(ValidateAgentMessage(hello, limits),

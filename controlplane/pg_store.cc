@@ -134,8 +134,12 @@ absl::Status PgStore::Run(const char* what, const std::function<void(PgConnectio
     broken = true;
     status = absl::UnavailableError(absl::StrCat(what, ": database connection lost: ", e.what()));
   } catch (const pqxx::sql_error& e) {
-    status = absl::InternalError(
-        absl::StrCat(what, ": SQL error ", e.sqlstate(), ": ", e.what()));
+    // Class 22 (data exception) means the input cannot be stored as it is: retrying the same
+    // data cannot help.
+    const std::string state = e.sqlstate();
+    auto code = state.rfind("22", 0) == 0 ? absl::StatusCode::kInvalidArgument
+                                          : absl::StatusCode::kInternal;
+    status = absl::Status(code, absl::StrCat(what, ": SQL error ", state, ": ", e.what()));
   } catch (const pqxx::in_doubt_error& e) {
     broken = true;
     status = absl::UnavailableError(absl::StrCat(what, ": commit in doubt: ", e.what()));
@@ -223,6 +227,8 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
   absl::Status s = Run("ingest", [&](pqxx::connection& c) {
     result = IngestResult{};
     pqxx::work w(c);
+    // libpqxx may have silently reconnected this connection, losing its temporary table.
+    w.exec0(kStagingTable);
     // The row lock serializes ingest per agent, so the check below is race-free even when two
     // streams of the same agent overlap.
     pqxx::result r = w.exec_params(

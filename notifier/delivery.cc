@@ -110,6 +110,7 @@ void Delivery::EnqueueLocked(const v1::NotifyRequest& request, std::string spool
   if (accepted->remaining == 0 && !accepted->spool_path.empty()) {
     unlink(accepted->spool_path.c_str());
   }
+  ++generation_;
   queue_depth_.Set(static_cast<double>(queue_.size()));
 }
 
@@ -216,20 +217,23 @@ void Delivery::Work() {
         for (auto it = queue_.begin(); it != queue_.end(); ++it) {
           auto order_key =
               std::make_pair(it->receiver, it->accepted->request.notification().fingerprint());
-          if (!it->in_flight && it->next_attempt <= now && !blocked.contains(order_key)) {
-            item = it;
-            break;
+          const bool blocked_here = blocked.contains(order_key);
+          if (!it->in_flight && !blocked_here) {
+            if (it->next_attempt <= now) {
+              item = it;
+              break;
+            }
+            earliest = std::min(earliest, it->next_attempt);
           }
-          if (!it->in_flight) earliest = std::min(earliest, it->next_attempt);
-          blocked.insert(std::move(order_key));
+          if (!blocked_here) blocked.insert(std::move(order_key));
         }
         if (item != queue_.end()) break;
-        size_t depth = queue_.size();
-        auto changed = [this, depth]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return stopping_ || queue_.size() != depth;
+        const uint64_t generation = generation_;
+        auto changed = [this, generation]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stopping_ || generation_ != generation;
         };
         mu_.AwaitWithDeadline(absl::Condition(&changed),
-                              std::min(earliest, now + absl::Seconds(1)));
+                              std::min(earliest, now + absl::Seconds(10)));
       }
       item->in_flight = true;
     }
@@ -241,6 +245,7 @@ void Delivery::Work() {
     const std::string key = request.idempotency_key();
     absl::MutexLock lock(&mu_);
     item->in_flight = false;
+    ++generation_;
     if (s.ok()) {
       deliveries_.Add({{"receiver", r.name}, {"result", "sent"}}).Increment();
       log::Info("notification delivered",

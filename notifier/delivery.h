@@ -112,6 +112,8 @@ class Delivery {
   std::list<Item> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t spool_counter_ ABSL_GUARDED_BY(mu_) = 0;
+  // Bumped whenever an item is added or finishes a send, to wake idle workers.
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace vigie::notifier
