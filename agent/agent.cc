@@ -40,12 +40,12 @@ absl::StatusOr<AgentOptions> AgentOptionsFromConfig(const v1::AgentConfig& c) {
   VIGIE_RETURN_IF_ERROR(ValidateHostPort("controlplane", o.controlplane));
   if (!c.http_listen().empty()) o.http_listen = c.http_listen();
   VIGIE_RETURN_IF_ERROR(ValidateHostPort("http_listen", o.http_listen));
-  VIGIE_ASSIGN_OR_RETURN(o.collect_interval, ParseConfigDuration("collect_interval",
-                                                                 c.collect_interval(),
-                                                                 o.collect_interval));
-  VIGIE_ASSIGN_OR_RETURN(o.heartbeat_interval, ParseConfigDuration("heartbeat_interval",
-                                                                   c.heartbeat_interval(),
-                                                                   o.heartbeat_interval));
+  VIGIE_ASSIGN_OR_RETURN(
+      o.collect_interval,
+      ParseConfigDuration("collect_interval", c.collect_interval(), o.collect_interval));
+  VIGIE_ASSIGN_OR_RETURN(
+      o.heartbeat_interval,
+      ParseConfigDuration("heartbeat_interval", c.heartbeat_interval(), o.heartbeat_interval));
   if (o.collect_interval < absl::Milliseconds(100)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "collect_interval: must be at least 100ms, got \"", c.collect_interval(), "\""));
@@ -76,12 +76,13 @@ absl::StatusOr<AgentOptions> AgentOptionsFromConfig(const v1::AgentConfig& c) {
   if (c.max_pending_messages() != 0) o.max_pending_messages = c.max_pending_messages();
   if (c.max_samples_per_batch() != 0) o.max_samples_per_batch = c.max_samples_per_batch();
   if (o.max_samples_per_batch > 10000) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_samples_per_batch: at most 10000 (the control plane's limit), got ",
-        o.max_samples_per_batch));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_samples_per_batch: at most 10000 (the control plane's limit), got ",
+                     o.max_samples_per_batch));
   }
-  VIGIE_ASSIGN_OR_RETURN(o.reconnect_backoff,
-                         BackoffFromConfig("reconnect_backoff", c.reconnect_backoff(), o.reconnect_backoff));
+  VIGIE_ASSIGN_OR_RETURN(
+      o.reconnect_backoff,
+      BackoffFromConfig("reconnect_backoff", c.reconnect_backoff(), o.reconnect_backoff));
   return o;
 }
 

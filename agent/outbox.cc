@@ -6,19 +6,30 @@ namespace vigie::agent {
 
 uint64_t Outbox::SequenceOf(const v1::AgentMessage& m) {
   switch (m.payload_case()) {
-    case v1::AgentMessage::kMetrics: return m.metrics().sequence();
-    case v1::AgentMessage::kChecks: return m.checks().sequence();
-    case v1::AgentMessage::kServiceEvent: return m.service_event().sequence();
-    default: return 0;
+    case v1::AgentMessage::kMetrics:
+      return m.metrics().sequence();
+    case v1::AgentMessage::kChecks:
+      return m.checks().sequence();
+    case v1::AgentMessage::kServiceEvent:
+      return m.service_event().sequence();
+    default:
+      return 0;
   }
 }
 
 void Outbox::SetSequence(v1::AgentMessage* m, uint64_t seq) {
   switch (m->payload_case()) {
-    case v1::AgentMessage::kMetrics: m->mutable_metrics()->set_sequence(seq); break;
-    case v1::AgentMessage::kChecks: m->mutable_checks()->set_sequence(seq); break;
-    case v1::AgentMessage::kServiceEvent: m->mutable_service_event()->set_sequence(seq); break;
-    default: break;
+    case v1::AgentMessage::kMetrics:
+      m->mutable_metrics()->set_sequence(seq);
+      break;
+    case v1::AgentMessage::kChecks:
+      m->mutable_checks()->set_sequence(seq);
+      break;
+    case v1::AgentMessage::kServiceEvent:
+      m->mutable_service_event()->set_sequence(seq);
+      break;
+    default:
+      break;
   }
 }
 
@@ -62,9 +73,9 @@ std::optional<v1::AgentMessage> Outbox::NextToSend() {
   absl::MutexLock lock(&mu_);
   if (!numbered_) return std::nullopt;
   // Sequences in pending_ are increasing: binary-search the first one above the cursor.
-  auto it = std::upper_bound(
-      pending_.begin(), pending_.end(), sent_upto_,
-      [](uint64_t seq, const v1::AgentMessage& m) { return seq < SequenceOf(m); });
+  auto it =
+      std::upper_bound(pending_.begin(), pending_.end(), sent_upto_,
+                       [](uint64_t seq, const v1::AgentMessage& m) { return seq < SequenceOf(m); });
   if (it == pending_.end()) return std::nullopt;
   sent_upto_ = SequenceOf(*it);
   return *it;

@@ -19,7 +19,8 @@ std::string Unescape(absl::string_view s) {
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '\\' && i + 3 < s.size() && absl::ascii_isdigit(s[i + 1]) &&
         absl::ascii_isdigit(s[i + 2]) && absl::ascii_isdigit(s[i + 3])) {
-      out.push_back(static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
+      out.push_back(
+          static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
       i += 3;
     } else {
       out.push_back(s[i]);
@@ -32,8 +33,8 @@ std::string Unescape(absl::string_view s) {
 
 absl::StatusOr<std::vector<CpuTimes>> ParseProcStat(absl::string_view text,
                                                     double ticks_per_second) {
-  static const char* const kModes[] = {"user",    "nice", "system",  "idle",
-                                       "iowait",  "irq",  "softirq", "steal"};
+  static const char* const kModes[] = {"user",   "nice", "system",  "idle",
+                                       "iowait", "irq",  "softirq", "steal"};
   std::vector<CpuTimes> cpus;
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {

@@ -21,7 +21,8 @@ struct CpuTimes {
 };
 
 // /proc/stat; `ticks_per_second` is sysconf(_SC_CLK_TCK).
-absl::StatusOr<std::vector<CpuTimes>> ParseProcStat(absl::string_view text, double ticks_per_second);
+absl::StatusOr<std::vector<CpuTimes>> ParseProcStat(absl::string_view text,
+                                                    double ticks_per_second);
 
 // /proc/meminfo: node_exporter's metric suffix ("MemAvailable", "Active_anon", ...) -> value,
 // in bytes where the file says kB.

@@ -77,8 +77,7 @@ class Session : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMess
                   {{"version", in_.config_update().version()}});
         break;
       case v1::ControlMessage::kCommand:
-        log::Info("command received (not supported in this version)",
-                  {{"id", in_.command().id()}});
+        log::Info("command received (not supported in this version)", {{"id", in_.command().id()}});
         break;
       default:
         break;
@@ -209,11 +208,10 @@ void StreamClient::Run() {
     if (was_connected && options_.on_connection_change) options_.on_connection_change(false);
     if (stopping()) break;
     absl::Duration delay = backoff.Next();
-    log::Warn("stream ended; reconnecting",
-              {{"controlplane", options_.target},
-               {"code", static_cast<int>(status.error_code())},
-               {"error", status.error_message()},
-               {"retry_in", absl::FormatDuration(delay)}});
+    log::Warn("stream ended; reconnecting", {{"controlplane", options_.target},
+                                             {"code", static_cast<int>(status.error_code())},
+                                             {"error", status.error_message()},
+                                             {"retry_in", absl::FormatDuration(delay)}});
     WaitFor(delay);
   }
 }

@@ -40,7 +40,8 @@ absl::Status ParseSampleLine(absl::string_view line, const TextfileLimits& limit
                              std::string* name, std::map<std::string, std::string>* labels,
                              double* value, int64_t* ts_ms, bool* has_ts) {
   size_t p = 0;
-  if (p >= line.size() || !IsNameStart(line[p])) return absl::InvalidArgumentError("bad metric name");
+  if (p >= line.size() || !IsNameStart(line[p]))
+    return absl::InvalidArgumentError("bad metric name");
   while (p < line.size() && IsNameChar(line[p])) ++p;
   *name = std::string(line.substr(0, p));
   if (p < line.size() && line[p] == '{') {

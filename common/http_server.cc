@@ -52,8 +52,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
   std::string ports = options.listen;
   // civetweb wants IPv6 addresses as [::1]:port with a "+" or plain form; keep host:port.
   std::vector<std::string> civet_options = {
-      "listening_ports", ports, "num_threads", absl::StrCat(options.threads),
-      "enable_keep_alive", "no", "request_timeout_ms", "10000"};
+      "listening_ports",   ports, "num_threads",        absl::StrCat(options.threads),
+      "enable_keep_alive", "no",  "request_timeout_ms", "10000"};
   try {
     server->server_ = std::make_unique<CivetServer>(civet_options);
   } catch (const std::exception& e) {

@@ -6,10 +6,10 @@
 #include "absl/status/statusor.h"
 
 // Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define VIGIE_RETURN_IF_ERROR(expr)                    \
-  do {                                                 \
-    ::absl::Status vigie_status_ = (expr);             \
-    if (!vigie_status_.ok()) return vigie_status_;     \
+#define VIGIE_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::absl::Status vigie_status_ = (expr);         \
+    if (!vigie_status_.ok()) return vigie_status_; \
   } while (0)
 
 #define VIGIE_STATUS_CONCAT_INNER_(a, b) a##b
@@ -19,8 +19,8 @@
 // its error from the enclosing function.
 #define VIGIE_ASSIGN_OR_RETURN(lhs, expr) \
   VIGIE_ASSIGN_OR_RETURN_IMPL_(VIGIE_STATUS_CONCAT_(vigie_statusor_, __LINE__), lhs, expr)
-#define VIGIE_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                                 \
+#define VIGIE_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)  \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 

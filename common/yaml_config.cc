@@ -26,8 +26,8 @@ using google::protobuf::FieldDescriptor;
 using nlohmann::json;
 
 absl::Status Bad(const std::string& path, const YAML::Node& node, absl::string_view what) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(path.empty() ? "(top level)" : path, " (line ", node.Mark().line + 1, "): ", what));
+  return absl::InvalidArgumentError(absl::StrCat(path.empty() ? "(top level)" : path, " (line ",
+                                                 node.Mark().line + 1, "): ", what));
 }
 
 std::string Join(const std::string& path, absl::string_view key) {
@@ -123,8 +123,8 @@ absl::StatusOr<json> MessageToJson(const YAML::Node& node, const Descriptor* d,
       for (const auto& entry : v) {
         if (!entry.first.IsScalar()) return Bad(fpath, entry.first, "map keys must be plain");
         const std::string k = entry.first.Scalar();
-        VIGIE_ASSIGN_OR_RETURN(m[k], ScalarToJson(entry.second, value_field,
-                                                  absl::StrCat(fpath, "[\"", k, "\"]")));
+        VIGIE_ASSIGN_OR_RETURN(
+            m[k], ScalarToJson(entry.second, value_field, absl::StrCat(fpath, "[\"", k, "\"]")));
       }
       out[f->json_name()] = std::move(m);
     } else if (f->is_repeated()) {
@@ -150,8 +150,8 @@ absl::Status ParseYamlConfig(absl::string_view yaml, google::protobuf::Message* 
   try {
     root = YAML::Load(std::string(yaml));
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("line ", e.mark.line + 1, ", column ",
-                                                   e.mark.column + 1, ": ", e.msg));
+    return absl::InvalidArgumentError(
+        absl::StrCat("line ", e.mark.line + 1, ", column ", e.mark.column + 1, ": ", e.msg));
   }
   VIGIE_ASSIGN_OR_RETURN(json j, MessageToJson(root, message->GetDescriptor(), ""));
   google::protobuf::util::JsonParseOptions options;
@@ -175,9 +175,11 @@ absl::StatusOr<absl::Duration> ParseConfigDuration(absl::string_view field, absl
                                                    absl::Duration default_value) {
   if (value.empty()) return default_value;
   absl::Duration d;
-  if (!absl::ParseDuration(value, &d) || d < absl::ZeroDuration() || d == absl::InfiniteDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": \"", value, "\" is not a duration; write e.g. \"500ms\", \"30s\", \"5m\", \"1h\""));
+  if (!absl::ParseDuration(value, &d) || d < absl::ZeroDuration() ||
+      d == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": \"", value,
+                     "\" is not a duration; write e.g. \"500ms\", \"30s\", \"5m\", \"1h\""));
   }
   return d;
 }
@@ -221,9 +223,9 @@ absl::StatusOr<BackoffPolicy> BackoffFromConfig(absl::string_view field, const v
         absl::StrCat(field, ".multiplier: must be >= 1, got ", b.multiplier()));
   }
   if (p.initial <= absl::ZeroDuration() || p.max < p.initial) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": need 0 < initial <= max, got initial ",
-                     absl::FormatDuration(p.initial), " and max ", absl::FormatDuration(p.max)));
+    return absl::InvalidArgumentError(absl::StrCat(field, ": need 0 < initial <= max, got initial ",
+                                                   absl::FormatDuration(p.initial), " and max ",
+                                                   absl::FormatDuration(p.max)));
   }
   return p;
 }

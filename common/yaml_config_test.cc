@@ -63,8 +63,9 @@ TEST(YamlConfigTest, MistypedValueNamesFieldAndValue) {
                        HasSubstr("rules[0].threshold (line 2): expected a number")));
   EXPECT_THAT(ParseYamlConfig("storage_workers: -1\n", &c),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("storage_workers")));
-  EXPECT_THAT(ParseYamlConfig("rules: {name: a}\n", &c),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rules (line 1): expected a list")));
+  EXPECT_THAT(
+      ParseYamlConfig("rules: {name: a}\n", &c),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rules (line 1): expected a list")));
 }
 
 TEST(YamlConfigTest, SyntaxErrorGivesLine) {

@@ -9,9 +9,8 @@ namespace vigie::controlplane {
 grpc::ServerUnaryReactor* AdminService::Defer(grpc::CallbackServerContext* ctx,
                                               std::function<absl::Status()> fn) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  bool queued = pool_->TrySubmit([reactor, fn = std::move(fn)] {
-    reactor->Finish(ToGrpcStatus(fn()));
-  });
+  bool queued =
+      pool_->TrySubmit([reactor, fn = std::move(fn)] { reactor->Finish(ToGrpcStatus(fn())); });
   if (!queued) {
     reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                  "control plane busy; retry with backoff"));
@@ -38,8 +37,7 @@ grpc::ServerUnaryReactor* AdminService::ListAgents(grpc::CallbackServerContext* 
 }
 
 grpc::ServerUnaryReactor* AdminService::GetAgent(grpc::CallbackServerContext* ctx,
-                                                 const v1::GetAgentRequest* req,
-                                                 v1::Agent* resp) {
+                                                 const v1::GetAgentRequest* req, v1::Agent* resp) {
   if (req->agent_id().empty()) {
     auto* r = ctx->DefaultReactor();
     r->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "agent_id: required"));

@@ -24,8 +24,8 @@ class AdminService : public v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* ListRules(grpc::CallbackServerContext* ctx,
                                       const v1::ListRulesRequest* req,
                                       v1::ListRulesResponse* resp) override;
-  grpc::ServerUnaryReactor* GetRule(grpc::CallbackServerContext* ctx,
-                                    const v1::GetRuleRequest* req, v1::Rule* resp) override;
+  grpc::ServerUnaryReactor* GetRule(grpc::CallbackServerContext* ctx, const v1::GetRuleRequest* req,
+                                    v1::Rule* resp) override;
   grpc::ServerUnaryReactor* ListAlerts(grpc::CallbackServerContext* ctx,
                                        const v1::ListAlertsRequest* req,
                                        v1::ListAlertsResponse* resp) override;

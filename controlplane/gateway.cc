@@ -13,21 +13,31 @@ namespace {
 
 uint64_t SequenceOf(const v1::AgentMessage& m) {
   switch (m.payload_case()) {
-    case v1::AgentMessage::kMetrics: return m.metrics().sequence();
-    case v1::AgentMessage::kChecks: return m.checks().sequence();
-    case v1::AgentMessage::kServiceEvent: return m.service_event().sequence();
-    default: return 0;
+    case v1::AgentMessage::kMetrics:
+      return m.metrics().sequence();
+    case v1::AgentMessage::kChecks:
+      return m.checks().sequence();
+    case v1::AgentMessage::kServiceEvent:
+      return m.service_event().sequence();
+    default:
+      return 0;
   }
 }
 
 const char* KindName(const v1::AgentMessage& m) {
   switch (m.payload_case()) {
-    case v1::AgentMessage::kHello: return "hello";
-    case v1::AgentMessage::kMetrics: return "metrics";
-    case v1::AgentMessage::kChecks: return "checks";
-    case v1::AgentMessage::kHeartbeat: return "heartbeat";
-    case v1::AgentMessage::kServiceEvent: return "service_event";
-    default: return "empty";
+    case v1::AgentMessage::kHello:
+      return "hello";
+    case v1::AgentMessage::kMetrics:
+      return "metrics";
+    case v1::AgentMessage::kChecks:
+      return "checks";
+    case v1::AgentMessage::kHeartbeat:
+      return "heartbeat";
+    case v1::AgentMessage::kServiceEvent:
+      return "service_event";
+    default:
+      return "empty";
   }
 }
 
@@ -62,9 +72,9 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOption
   switch (m.payload_case()) {
     case v1::AgentMessage::kHello:
       if (!RE2::FullMatch(m.hello().agent_id(), kAgentId)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "hello.agent_id: \"", m.hello().agent_id(),
-            "\" must be 1-128 characters of A-Z a-z 0-9 . _ -"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("hello.agent_id: \"", m.hello().agent_id(),
+                         "\" must be 1-128 characters of A-Z a-z 0-9 . _ -"));
       }
       return check_labels(m.hello().labels(), "hello.labels");
     case v1::AgentMessage::kMetrics: {
@@ -120,8 +130,7 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOption
 // touches the reactor after OnDone.
 class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage> {
  public:
-  AgentStream(Gateway* gw, grpc::CallbackServerContext* context)
-      : gw_(gw), peer_(context->peer()) {
+  AgentStream(Gateway* gw, grpc::CallbackServerContext* context) : gw_(gw), peer_(context->peer()) {
     gw_->streams_.Increment();
     StartRead(&in_);
   }
@@ -231,9 +240,9 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
     } else {
       const uint64_t seq = SequenceOf(in_);
       if (seq <= last_sequence_seen_) {
-        Reject("protocol", absl::InvalidArgumentError(absl::StrCat(
-                               KindName(in_), ".sequence: ", seq,
-                               " is not above the previous ", last_sequence_seen_)));
+        Reject("protocol", absl::InvalidArgumentError(
+                               absl::StrCat(KindName(in_), ".sequence: ", seq,
+                                            " is not above the previous ", last_sequence_seen_)));
         return;
       }
       last_sequence_seen_ = seq;
@@ -317,8 +326,8 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
         v1::Welcome* w = welcome_.emplace().mutable_welcome();
         w->set_agent_id(agent_id_);
         w->set_committed_sequence(committed_);
-        w->set_heartbeat_interval_seconds(static_cast<uint32_t>(
-            absl::ToInt64Seconds(gw_->options_.heartbeat_interval)));
+        w->set_heartbeat_interval_seconds(
+            static_cast<uint32_t>(absl::ToInt64Seconds(gw_->options_.heartbeat_interval)));
         WriteNextLocked();
       } else if (m.has_heartbeat()) {
         touch = true;
@@ -420,7 +429,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
   v1::AgentMessage in_;  // only touched by the one outstanding read and its reaction
 
   absl::Mutex mu_;
-  std::string agent_id_;  // set once, by the first reaction, before any task runs
+  std::string agent_id_;    // set once, by the first reaction, before any task runs
   uint64_t committed_ = 0;  // touched only by Drain(), which never runs twice at once
   std::deque<v1::AgentMessage> queue_ ABSL_GUARDED_BY(mu_);
   bool hello_seen_ ABSL_GUARDED_BY(mu_) = false;
@@ -478,13 +487,13 @@ Gateway::Gateway(GatewayOptions options, Store* store, RuleEngine* rules, Worker
                        .Help("Alert transitions (firing, resolved) stored.")
                        .Register(*registry)
                        .Add({})),
-      commit_seconds_(prometheus::BuildHistogram()
-                          .Name("vigie_controlplane_ingest_commit_seconds")
-                          .Help("Duration of ingest transactions.")
-                          .Register(*registry)
-                          .Add({}, prometheus::Histogram::BucketBoundaries{
-                                       0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                       1, 2.5})) {
+      commit_seconds_(
+          prometheus::BuildHistogram()
+              .Name("vigie_controlplane_ingest_commit_seconds")
+              .Help("Duration of ingest transactions.")
+              .Register(*registry)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                               0.05, 0.1, 0.25, 0.5, 1, 2.5})) {
   for (const char* k : {"hello", "metrics", "checks", "heartbeat", "service_event", "empty"}) {
     messages_.Add({{"kind", k}});
   }

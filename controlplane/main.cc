@@ -55,8 +55,9 @@ int main(int argc, char** argv) {
   vigie::WorkerPool pool("storage", options->storage_workers, /*max_queue=*/1024);
   cp::Dispatcher dispatcher({options->notifier, options->notify_backoff}, store->get(),
                             registry.get());
-  cp::Gateway gateway(options->gateway, store->get(), &rules, &pool,
-                      [&dispatcher] { dispatcher.Wake(); }, registry.get());
+  cp::Gateway gateway(
+      options->gateway, store->get(), &rules, &pool, [&dispatcher] { dispatcher.Wake(); },
+      registry.get());
   cp::AdminService admin(store->get(), &rules, &pool);
 
   vigie::EnableHealthAndReflection();

@@ -6,8 +6,7 @@
 
 namespace vigie::controlplane {
 
-absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(
-    const v1::ControlPlaneConfig& c) {
+absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::ControlPlaneConfig& c) {
   ControlPlaneOptions o;
   if (!c.grpc_listen().empty()) o.grpc_listen = c.grpc_listen();
   VIGIE_RETURN_IF_ERROR(ValidateHostPort("grpc_listen", o.grpc_listen));
@@ -39,8 +38,8 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(
     o.gateway.max_inflight_per_stream = c.max_inflight_per_stream();
   }
   if (o.gateway.max_inflight_per_stream > 1024) {
-    return absl::InvalidArgumentError(absl::StrCat("max_inflight_per_stream: at most 1024, got ",
-                                                   c.max_inflight_per_stream()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_inflight_per_stream: at most 1024, got ", c.max_inflight_per_stream()));
   }
   if (c.max_message_bytes() != 0) o.max_message_bytes = c.max_message_bytes();
   if (o.max_message_bytes < 1024 || o.max_message_bytes > (64u << 20)) {
@@ -53,8 +52,8 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(
                          ParseConfigDuration("heartbeat_interval", c.heartbeat_interval(),
                                              o.gateway.heartbeat_interval));
   if (o.gateway.heartbeat_interval < absl::Seconds(1)) {
-    return absl::InvalidArgumentError(absl::StrCat("heartbeat_interval: at least 1s, got \"",
-                                                   c.heartbeat_interval(), "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("heartbeat_interval: at least 1s, got \"", c.heartbeat_interval(), "\""));
   }
   VIGIE_ASSIGN_OR_RETURN(o.notify_backoff,
                          BackoffFromConfig("notify_backoff", c.notify_backoff(), o.notify_backoff));

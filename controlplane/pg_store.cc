@@ -1,7 +1,6 @@
 #include "controlplane/pg_store.h"
 
 #include <pqxx/pqxx>
-
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
@@ -44,19 +43,27 @@ std::string PgTime(int64_t ms) {
 
 uint64_t SequenceOf(const v1::AgentMessage& m) {
   switch (m.payload_case()) {
-    case v1::AgentMessage::kMetrics: return m.metrics().sequence();
-    case v1::AgentMessage::kChecks: return m.checks().sequence();
-    case v1::AgentMessage::kServiceEvent: return m.service_event().sequence();
-    default: return 0;
+    case v1::AgentMessage::kMetrics:
+      return m.metrics().sequence();
+    case v1::AgentMessage::kChecks:
+      return m.checks().sequence();
+    case v1::AgentMessage::kServiceEvent:
+      return m.service_event().sequence();
+    default:
+      return 0;
   }
 }
 
 const char* CheckStatusName(v1::CheckStatus s) {
   switch (s) {
-    case v1::CHECK_STATUS_OK: return "ok";
-    case v1::CHECK_STATUS_WARNING: return "warning";
-    case v1::CHECK_STATUS_CRITICAL: return "critical";
-    default: return "unknown";
+    case v1::CHECK_STATUS_OK:
+      return "ok";
+    case v1::CHECK_STATUS_WARNING:
+      return "warning";
+    case v1::CHECK_STATUS_CRITICAL:
+      return "critical";
+    default:
+      return "unknown";
   }
 }
 
@@ -96,9 +103,8 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgStore::Connect() {
     n.exec0(kStagingTable);
     return c;
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("database_url ",
-                                               log::RedactUrl(options_.database_url),
-                                               ": cannot connect: ", e.what()));
+    return absl::UnavailableError(absl::StrCat(
+        "database_url ", log::RedactUrl(options_.database_url), ": cannot connect: ", e.what()));
   }
 }
 
@@ -277,9 +283,9 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
               "INSERT INTO check_results (agent_id, name, target, status, latency_seconds, "
               "message, labels, ts, batch_seq) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, "
               "$8::timestamptz, $9)",
-              agent_id, cr.name(), cr.target(), CheckStatusName(cr.status()),
-              cr.latency_seconds(), cr.message(), LabelsJson(cr.labels()),
-              PgTime(cr.timestamp_ms()), static_cast<int64_t>(seq));
+              agent_id, cr.name(), cr.target(), CheckStatusName(cr.status()), cr.latency_seconds(),
+              cr.message(), LabelsJson(cr.labels()), PgTime(cr.timestamp_ms()),
+              static_cast<int64_t>(seq));
         }
       } else if (m.has_service_event()) {
         const v1::ServiceEvent& e = m.service_event();
@@ -378,10 +384,10 @@ absl::StatusOr<std::vector<ActiveAlert>> PgStore::LoadFiringAlerts() {
   absl::Status s = Run("load alerts", [&](pqxx::connection& c) {
     out.clear();
     pqxx::read_transaction t(c);
-    for (const pqxx::row& r : t.exec(
-             "SELECT rule, fingerprint, labels::text, value, "
-             "(extract(epoch from active_since) * 1000)::bigint FROM alerts "
-             "WHERE state = 'firing'")) {
+    for (const pqxx::row& r :
+         t.exec("SELECT rule, fingerprint, labels::text, value, "
+                "(extract(epoch from active_since) * 1000)::bigint FROM alerts "
+                "WHERE state = 'firing'")) {
       out.push_back({r[0].as<std::string>(), r[1].as<std::string>(),
                      ParseLabels(r[2].as<std::string>()), r[3].as<double>(), r[4].as<int64_t>()});
     }
@@ -410,7 +416,7 @@ absl::StatusOr<std::vector<v1::Alert>> PgStore::ListAlerts(v1::AlertState state)
         (*a.mutable_annotations())[k] = v;
       }
       a.set_state(r[4].as<std::string>() == "firing" ? v1::ALERT_STATE_FIRING
-                                                      : v1::ALERT_STATE_RESOLVED);
+                                                     : v1::ALERT_STATE_RESOLVED);
       a.set_severity(r[5].as<std::string>());
       a.set_value(r[6].as<double>());
       a.set_active_since_unix(r[7].as<int64_t>());
@@ -423,8 +429,9 @@ absl::StatusOr<std::vector<v1::Alert>> PgStore::ListAlerts(v1::AlertState state)
   return out;
 }
 
-absl::StatusOr<v1::QuerySamplesResponse> PgStore::QuerySamples(
-    const v1::QuerySamplesRequest& req, absl::Duration range, uint32_t limit) {
+absl::StatusOr<v1::QuerySamplesResponse> PgStore::QuerySamples(const v1::QuerySamplesRequest& req,
+                                                               absl::Duration range,
+                                                               uint32_t limit) {
   v1::QuerySamplesResponse out;
   absl::Status s = Run("query samples", [&](pqxx::connection& c) {
     out.Clear();
@@ -435,8 +442,8 @@ absl::StatusOr<v1::QuerySamplesResponse> PgStore::QuerySamples(
              "x.value FROM series s JOIN samples x ON x.series_id = s.id "
              "WHERE s.agent_id = $1 AND s.name = $2 AND s.labels @> $3::jsonb "
              "AND x.ts > now() - make_interval(secs => $4) ORDER BY s.id, x.ts LIMIT $5",
-             req.agent_id(), req.metric(), LabelsJson(req.matchers()),
-             absl::ToDoubleSeconds(range), static_cast<int64_t>(limit))) {
+             req.agent_id(), req.metric(), LabelsJson(req.matchers()), absl::ToDoubleSeconds(range),
+             static_cast<int64_t>(limit))) {
       v1::SeriesSamples*& series = by_series[r[0].as<int64_t>()];
       if (series == nullptr) {
         series = out.add_series();
@@ -471,9 +478,10 @@ absl::StatusOr<int> PgStore::DispatchOutbox(
       e.attempts = r[2].as<int>();
       auto parsed = google::protobuf::util::JsonStringToMessage(r[1].as<std::string>(), &e.request);
       if (!parsed.ok()) {
-        w.exec_params0("UPDATE notification_outbox SET last_error = $2, "
-                       "next_attempt_at = now() + interval '1 hour' WHERE id = $1",
-                       e.id, "unreadable request: " + parsed.message().ToString());
+        w.exec_params0(
+            "UPDATE notification_outbox SET last_error = $2, "
+            "next_attempt_at = now() + interval '1 hour' WHERE id = $1",
+            e.id, "unreadable request: " + parsed.message().ToString());
         continue;
       }
       DeliveryOutcome o = deliver(e);

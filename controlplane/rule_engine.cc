@@ -13,12 +13,18 @@ namespace {
 
 bool Holds(Op op, double v, double t) {
   switch (op) {
-    case Op::kGt: return v > t;
-    case Op::kGe: return v >= t;
-    case Op::kLt: return v < t;
-    case Op::kLe: return v <= t;
-    case Op::kEq: return v == t;
-    case Op::kNe: return v != t;
+    case Op::kGt:
+      return v > t;
+    case Op::kGe:
+      return v >= t;
+    case Op::kLt:
+      return v < t;
+    case Op::kLe:
+      return v <= t;
+    case Op::kEq:
+      return v == t;
+    case Op::kNe:
+      return v != t;
   }
   return false;
 }
@@ -50,19 +56,17 @@ absl::StatusOr<Rule> RuleFromProto(const v1::Rule& p, const std::string& field) 
     return absl::InvalidArgumentError(
         absl::StrCat(field, ".metric: \"", r.metric, "\" is not a metric name"));
   }
-  static const std::map<std::string, Op> kOps = {{">", Op::kGt},  {">=", Op::kGe},
-                                                  {"<", Op::kLt},  {"<=", Op::kLe},
-                                                  {"==", Op::kEq}, {"!=", Op::kNe}};
+  static const std::map<std::string, Op> kOps = {{">", Op::kGt},  {">=", Op::kGe}, {"<", Op::kLt},
+                                                 {"<=", Op::kLe}, {"==", Op::kEq}, {"!=", Op::kNe}};
   auto op = kOps.find(p.op());
   if (op == kOps.end()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".op: must be one of >, >=, <, <=, ==, !=; got \"", p.op(), "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".op: must be one of >, >=, <, <=, ==, !=; got \"", p.op(), "\""));
   }
   r.op = op->second;
   r.threshold = p.threshold();
-  VIGIE_ASSIGN_OR_RETURN(r.for_duration,
-                         ParseConfigDuration(absl::StrCat(field, ".for"), p.for_(),
-                                             absl::ZeroDuration()));
+  VIGIE_ASSIGN_OR_RETURN(r.for_duration, ParseConfigDuration(absl::StrCat(field, ".for"), p.for_(),
+                                                             absl::ZeroDuration()));
   r.severity = p.severity().empty() ? "warning" : p.severity();
   if (r.severity != "info" && r.severity != "warning" && r.severity != "critical") {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -35,7 +35,8 @@ struct Rule {
 // Validates a configured rule; errors name `field` (e.g. "rules[2].op") and the value.
 absl::StatusOr<Rule> RuleFromProto(const v1::Rule& proto, const std::string& field);
 // Validates a list: each rule and unique names.
-absl::StatusOr<std::vector<Rule>> RulesFromProto(const google::protobuf::RepeatedPtrField<v1::Rule>& rules);
+absl::StatusOr<std::vector<Rule>> RulesFromProto(
+    const google::protobuf::RepeatedPtrField<v1::Rule>& rules);
 
 // A firing or resolved alert, to store and hand to the notifier.
 struct Transition {

@@ -76,9 +76,9 @@ absl::StatusOr<Delivery::Accepted> Delivery::Accept(const v1::NotifyRequest& req
   for (const Receiver& r : receivers_) targets += (!resolved || r.channel->send_resolved());
   if (queue_.size() + targets > options_.max_queue) {
     accepted_.Add({{"result", "full"}}).Increment();
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "delivery queue full (", queue_.size(), " of max_queue ", options_.max_queue,
-        "); retry with backoff"));
+    return absl::ResourceExhaustedError(absl::StrCat("delivery queue full (", queue_.size(),
+                                                     " of max_queue ", options_.max_queue,
+                                                     "); retry with backoff"));
   }
   std::string spool_path;
   if (!options_.spool_directory.empty()) {
@@ -134,8 +134,8 @@ absl::StatusOr<std::string> Delivery::Spool(const v1::NotifyRequest& request) {
     return absl::UnavailableError(
         absl::StrCat("spool_directory ", options_.spool_directory, ": ", strerror(errno)));
   }
-  bool ok = write(fd, json.data(), json.size()) == static_cast<ssize_t>(json.size()) &&
-            fsync(fd) == 0;
+  bool ok =
+      write(fd, json.data(), json.size()) == static_cast<ssize_t>(json.size()) && fsync(fd) == 0;
   ok = (close(fd) == 0) && ok;
   if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
     unlink(tmp.c_str());

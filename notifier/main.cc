@@ -4,7 +4,6 @@
 
 #include <cerrno>
 #include <cstring>
-
 #include <memory>
 
 #include "absl/flags/flag.h"
@@ -51,7 +50,8 @@ int main(int argc, char** argv) {
   nt::NotifierService service(&delivery);
   if (const std::string& spool = options->delivery.spool_directory; !spool.empty()) {
     if (mkdir(spool.c_str(), 0700) != 0 && errno != EEXIST) {
-      vigie::log::Error("cannot create spool_directory", {{"path", spool}, {"error", strerror(errno)}});
+      vigie::log::Error("cannot create spool_directory",
+                        {{"path", spool}, {"error", strerror(errno)}});
       return 1;
     }
   }

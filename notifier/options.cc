@@ -32,11 +32,11 @@ absl::StatusOr<NotifierOptions> NotifierOptionsFromConfig(const v1::NotifierConf
     return absl::InvalidArgumentError(
         absl::StrCat("delivery_workers: at most 64, got ", c.delivery_workers()));
   }
-  VIGIE_ASSIGN_OR_RETURN(o.delivery.backoff, BackoffFromConfig("retry_backoff", c.retry_backoff(),
-                                                               o.delivery.backoff));
-  VIGIE_ASSIGN_OR_RETURN(o.delivery.give_up_after,
-                         ParseConfigDuration("give_up_after", c.give_up_after(),
-                                             o.delivery.give_up_after));
+  VIGIE_ASSIGN_OR_RETURN(o.delivery.backoff,
+                         BackoffFromConfig("retry_backoff", c.retry_backoff(), o.delivery.backoff));
+  VIGIE_ASSIGN_OR_RETURN(
+      o.delivery.give_up_after,
+      ParseConfigDuration("give_up_after", c.give_up_after(), o.delivery.give_up_after));
   o.delivery.spool_directory = c.spool_directory();
   static const RE2 kName("[A-Za-z0-9._-]{1,64}");
   std::set<std::string> names;
@@ -52,8 +52,7 @@ absl::StatusOr<NotifierOptions> NotifierOptionsFromConfig(const v1::NotifierConf
           absl::StrCat(field, ".name: \"", r.name(), "\" is used by an earlier receiver"));
     }
     if (!r.has_webhook()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": needs a channel (webhook)"));
+      return absl::InvalidArgumentError(absl::StrCat(field, ": needs a channel (webhook)"));
     }
     WebhookOptions w;
     w.receiver = r.name();

@@ -67,8 +67,8 @@ absl::Status WebhookChannel::Send(const v1::NotifyRequest& request) {
   curl_slist* headers = nullptr;
   headers = curl_slist_append(headers, "Content-Type: application/json");
   headers = curl_slist_append(headers, "User-Agent: Vigie-Notifier/" VIGIE_VERSION);
-  headers = curl_slist_append(
-      headers, absl::StrCat("Idempotency-Key: ", request.idempotency_key()).c_str());
+  headers = curl_slist_append(headers,
+                              absl::StrCat("Idempotency-Key: ", request.idempotency_key()).c_str());
   std::unique_ptr<curl_slist, void (*)(curl_slist*)> header_guard(headers, curl_slist_free_all);
   char error[CURL_ERROR_SIZE] = {0};
   CURL* c = curl.get();
@@ -77,7 +77,8 @@ absl::Status WebhookChannel::Send(const v1::NotifyRequest& request) {
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
   curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(absl::ToInt64Milliseconds(options_.timeout)));
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(options_.timeout)));
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Discard);
@@ -85,8 +86,8 @@ absl::Status WebhookChannel::Send(const v1::NotifyRequest& request) {
   CURLcode rc = curl_easy_perform(c);
   if (rc != CURLE_OK) {
     // The URL is not in the message: webhook URLs often carry secrets.
-    return absl::UnavailableError(
-        absl::StrCat("webhook ", options_.receiver, ": ", error[0] ? error : curl_easy_strerror(rc)));
+    return absl::UnavailableError(absl::StrCat("webhook ", options_.receiver, ": ",
+                                               error[0] ? error : curl_easy_strerror(rc)));
   }
   long code = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
