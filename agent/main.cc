@@ -15,15 +15,9 @@ ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error.");
 int main(int argc, char** argv) {
   vigie::BlockTerminationSignals();
   vigie::ParseFlagsOrExit(argc, argv, "vigie-agent --config=agent.yaml");
-  if (absl::Status s = vigie::log::SetLevel(absl::GetFlag(FLAGS_log_level)); !s.ok()) {
-    vigie::ExitUsage(absl::StrCat("--log_level: ", s.message()));
-  }
+  vigie::SetLogLevelOrExit(absl::GetFlag(FLAGS_log_level));
   vigie::v1::AgentConfig config;
-  if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
-    if (absl::Status s = vigie::LoadYamlConfigFile(path, &config); !s.ok()) {
-      vigie::ExitUsage(s.message());
-    }
-  }
+  vigie::LoadConfigOrExit(absl::GetFlag(FLAGS_config), /*required=*/false, &config);
   absl::StatusOr<vigie::agent::AgentOptions> options = vigie::agent::AgentOptionsFromConfig(config);
   if (!options.ok()) vigie::ExitUsage(absl::StrCat("config: ", options.status().message()));
 

@@ -2,40 +2,13 @@
 
 #include <algorithm>
 
+#include "common/agent_message.h"
+
 namespace vigie::agent {
-
-uint64_t Outbox::SequenceOf(const v1::AgentMessage& m) {
-  switch (m.payload_case()) {
-    case v1::AgentMessage::kMetrics:
-      return m.metrics().sequence();
-    case v1::AgentMessage::kChecks:
-      return m.checks().sequence();
-    case v1::AgentMessage::kServiceEvent:
-      return m.service_event().sequence();
-    default:
-      return 0;
-  }
-}
-
-void Outbox::SetSequence(v1::AgentMessage* m, uint64_t seq) {
-  switch (m->payload_case()) {
-    case v1::AgentMessage::kMetrics:
-      m->mutable_metrics()->set_sequence(seq);
-      break;
-    case v1::AgentMessage::kChecks:
-      m->mutable_checks()->set_sequence(seq);
-      break;
-    case v1::AgentMessage::kServiceEvent:
-      m->mutable_service_event()->set_sequence(seq);
-      break;
-    default:
-      break;
-  }
-}
 
 void Outbox::Add(v1::AgentMessage message) {
   absl::MutexLock lock(&mu_);
-  SetSequence(&message, numbered_ ? next_sequence_++ : 0);
+  SetDurableSequence(&message, numbered_ ? next_sequence_++ : 0);
   pending_.push_back(std::move(message));
   while (pending_.size() > max_pending_) {
     pending_.pop_front();
@@ -48,24 +21,24 @@ void Outbox::OnWelcome(uint64_t committed) {
   if (!numbered_) {
     numbered_ = true;
     next_sequence_ = committed + 1;
-    for (v1::AgentMessage& m : pending_) SetSequence(&m, next_sequence_++);
+    for (v1::AgentMessage& m : pending_) SetDurableSequence(&m, next_sequence_++);
   } else if (next_sequence_ <= committed) {
     // The control plane has committed numbers this agent never assigned (another process used
     // the same agent id). Renumber what is held above them, so it is stored rather than
     // mistaken for a resend: a possible duplicate is better than silent loss.
-    uint64_t first = pending_.empty() ? next_sequence_ : SequenceOf(pending_.front());
+    uint64_t first = pending_.empty() ? next_sequence_ : DurableSequence(pending_.front());
     uint64_t shift = committed + 1 - first;
-    for (v1::AgentMessage& m : pending_) SetSequence(&m, SequenceOf(m) + shift);
+    for (v1::AgentMessage& m : pending_) SetDurableSequence(&m, DurableSequence(m) + shift);
     next_sequence_ += shift;
   }
-  while (!pending_.empty() && SequenceOf(pending_.front()) <= committed) pending_.pop_front();
+  while (!pending_.empty() && DurableSequence(pending_.front()) <= committed) pending_.pop_front();
   acked_ = committed;
   sent_upto_ = committed;
 }
 
 void Outbox::OnAck(uint64_t sequence) {
   absl::MutexLock lock(&mu_);
-  while (!pending_.empty() && SequenceOf(pending_.front()) <= sequence) pending_.pop_front();
+  while (!pending_.empty() && DurableSequence(pending_.front()) <= sequence) pending_.pop_front();
   acked_ = std::max(acked_, sequence);
 }
 
@@ -73,11 +46,11 @@ std::optional<v1::AgentMessage> Outbox::NextToSend() {
   absl::MutexLock lock(&mu_);
   if (!numbered_) return std::nullopt;
   // Sequences in pending_ are increasing: binary-search the first one above the cursor.
-  auto it =
-      std::upper_bound(pending_.begin(), pending_.end(), sent_upto_,
-                       [](uint64_t seq, const v1::AgentMessage& m) { return seq < SequenceOf(m); });
+  auto it = std::upper_bound(
+      pending_.begin(), pending_.end(), sent_upto_,
+      [](uint64_t seq, const v1::AgentMessage& m) { return seq < DurableSequence(m); });
   if (it == pending_.end()) return std::nullopt;
-  sent_upto_ = SequenceOf(*it);
+  sent_upto_ = DurableSequence(*it);
   return *it;
 }
 

@@ -45,9 +45,6 @@ class Outbox {
   uint64_t acked_sequence() const;
 
  private:
-  static uint64_t SequenceOf(const v1::AgentMessage& m);
-  static void SetSequence(v1::AgentMessage* m, uint64_t seq);
-
   const size_t max_pending_;
   mutable absl::Mutex mu_;
   std::deque<v1::AgentMessage> pending_ ABSL_GUARDED_BY(mu_);

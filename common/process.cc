@@ -12,6 +12,8 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/yaml_config.h"
 
 namespace vigie {
 namespace {
@@ -72,6 +74,20 @@ void ParseFlagsOrExit(int argc, char** argv, absl::string_view usage) {
     }
   }
   absl::ParseCommandLine(argc, argv);
+}
+
+void SetLogLevelOrExit(const std::string& level) {
+  if (absl::Status s = log::SetLevel(level); !s.ok()) {
+    ExitUsage(absl::StrCat("--log_level: ", s.message()));
+  }
+}
+
+void LoadConfigOrExit(const std::string& path, bool required, google::protobuf::Message* config) {
+  if (path.empty()) {
+    if (required) ExitUsage("--config: required");
+    return;
+  }
+  if (absl::Status s = LoadYamlConfigFile(path, config); !s.ok()) ExitUsage(s.message());
 }
 
 void BlockTerminationSignals() {

@@ -2,7 +2,10 @@
 #ifndef VIGIE_COMMON_PROCESS_H_
 #define VIGIE_COMMON_PROCESS_H_
 
+#include <string>
+
 #include "absl/strings/string_view.h"
+#include "google/protobuf/message.h"
 
 namespace vigie {
 
@@ -18,6 +21,13 @@ void ParseFlagsOrExit(int argc, char** argv, absl::string_view usage);
 void BlockTerminationSignals();
 // Waits for SIGTERM or SIGINT; returns the signal number.
 int WaitForTerminationSignal();
+
+// Applies a --log_level value, or exits with kExitUsage naming it.
+void SetLogLevelOrExit(const std::string& level);
+
+// Loads the YAML config at `path` into `config`, or exits with kExitUsage naming the file, the
+// field and the value. An empty path gives an empty config unless `required`.
+void LoadConfigOrExit(const std::string& path, bool required, google::protobuf::Message* config);
 
 // Prints "<program>: <message>" to stderr and exits with kExitUsage.
 [[noreturn]] void ExitUsage(absl::string_view message);

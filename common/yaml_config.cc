@@ -212,6 +212,14 @@ bool IsLoopback(absl::string_view host_port) {
   return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
 }
 
+absl::Status RequireLoopback(absl::string_view field, absl::string_view listen) {
+  if (IsLoopback(listen)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      field, ": \"", listen,
+      "\" is not a loopback address; this version has no authentication, so it serves only on "
+      "loopback (127.0.0.0/8, ::1, localhost)"));
+}
+
 absl::StatusOr<BackoffPolicy> BackoffFromConfig(absl::string_view field, const v1::Backoff& b,
                                                 BackoffPolicy p) {
   VIGIE_ASSIGN_OR_RETURN(

@@ -32,6 +32,9 @@ absl::StatusOr<absl::Duration> ParseConfigDuration(absl::string_view field, absl
 absl::Status ValidateHostPort(absl::string_view field, absl::string_view value);
 // True if `host_port`'s host is 127.0.0.0/8, ::1 or localhost.
 bool IsLoopback(absl::string_view host_port);
+// InvalidArgument naming `field` unless `listen` is a loopback address: until authentication
+// exists, nothing may listen beyond loopback.
+absl::Status RequireLoopback(absl::string_view field, absl::string_view listen);
 
 // A config Backoff message over `defaults`; errors name `field` (e.g. "notify_backoff.max").
 absl::StatusOr<BackoffPolicy> BackoffFromConfig(absl::string_view field, const v1::Backoff& b,

@@ -4,25 +4,13 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "common/agent_message.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
 #include "re2/re2.h"
 
 namespace vigie::controlplane {
 namespace {
-
-uint64_t SequenceOf(const v1::AgentMessage& m) {
-  switch (m.payload_case()) {
-    case v1::AgentMessage::kMetrics:
-      return m.metrics().sequence();
-    case v1::AgentMessage::kChecks:
-      return m.checks().sequence();
-    case v1::AgentMessage::kServiceEvent:
-      return m.service_event().sequence();
-    default:
-      return 0;
-  }
-}
 
 const char* KindName(const v1::AgentMessage& m) {
   switch (m.payload_case()) {
@@ -238,7 +226,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
         queue_.push_back(std::move(in_));
       }
     } else {
-      const uint64_t seq = SequenceOf(in_);
+      const uint64_t seq = DurableSequence(in_);
       if (seq <= last_sequence_seen_) {
         Reject("protocol", absl::InvalidArgumentError(
                                absl::StrCat(KindName(in_), ".sequence: ", seq,
@@ -331,7 +319,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
         WriteNextLocked();
       } else if (m.has_heartbeat()) {
         touch = true;
-      } else if (SequenceOf(m) <= committed_) {
+      } else if (DurableSequence(m) <= committed_) {
         // A resend of something already stored: acknowledge without writing it again.
         gw_->duplicates_.Increment();
         QueueAck(committed_);

@@ -24,15 +24,10 @@ namespace cp = vigie::controlplane;
 int main(int argc, char** argv) {
   vigie::BlockTerminationSignals();
   vigie::ParseFlagsOrExit(argc, argv, "vigie-controlplane --config=controlplane.yaml");
-  if (absl::Status s = vigie::log::SetLevel(absl::GetFlag(FLAGS_log_level)); !s.ok()) {
-    vigie::ExitUsage(absl::StrCat("--log_level: ", s.message()));
-  }
+  vigie::SetLogLevelOrExit(absl::GetFlag(FLAGS_log_level));
   const std::string path = absl::GetFlag(FLAGS_config);
-  if (path.empty()) vigie::ExitUsage("--config: required");
   vigie::v1::ControlPlaneConfig config;
-  if (absl::Status s = vigie::LoadYamlConfigFile(path, &config); !s.ok()) {
-    vigie::ExitUsage(s.message());
-  }
+  vigie::LoadConfigOrExit(path, /*required=*/true, &config);
   absl::StatusOr<cp::ControlPlaneOptions> options = cp::ControlPlaneOptionsFromConfig(config);
   if (!options.ok()) vigie::ExitUsage(absl::StrCat(path, ": ", options.status().message()));
 

@@ -13,15 +13,8 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::Cont
   if (!c.http_listen().empty()) o.http_listen = c.http_listen();
   VIGIE_RETURN_IF_ERROR(ValidateHostPort("http_listen", o.http_listen));
   // Agent and admin authentication are not built yet, so nothing may listen beyond loopback.
-  for (const auto& [field, addr] :
-       {std::pair{"grpc_listen", o.grpc_listen}, std::pair{"http_listen", o.http_listen}}) {
-    if (!IsLoopback(addr)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ": \"", addr,
-          "\" is not a loopback address; this version has no authentication, so it serves "
-          "only on loopback (127.0.0.0/8, ::1, localhost)"));
-    }
-  }
+  VIGIE_RETURN_IF_ERROR(RequireLoopback("grpc_listen", o.grpc_listen));
+  VIGIE_RETURN_IF_ERROR(RequireLoopback("http_listen", o.http_listen));
   o.database_url = c.database_url();
   if (o.database_url.empty()) {
     return absl::InvalidArgumentError(

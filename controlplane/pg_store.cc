@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/agent_message.h"
 #include "common/log.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
@@ -39,19 +40,6 @@ Labels ParseLabels(const std::string& json) {
 
 std::string PgTime(int64_t ms) {
   return absl::FormatTime("%Y-%m-%d %H:%M:%E3S+00", absl::FromUnixMillis(ms), absl::UTCTimeZone());
-}
-
-uint64_t SequenceOf(const v1::AgentMessage& m) {
-  switch (m.payload_case()) {
-    case v1::AgentMessage::kMetrics:
-      return m.metrics().sequence();
-    case v1::AgentMessage::kChecks:
-      return m.checks().sequence();
-    case v1::AgentMessage::kServiceEvent:
-      return m.service_event().sequence();
-    default:
-      return 0;
-  }
 }
 
 const char* CheckStatusName(v1::CheckStatus s) {
@@ -247,7 +235,7 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
       pqxx::stream_to copy(w, "staging_samples",
                            std::vector<std::string>{"name", "labels", "ts", "value", "batch_seq"});
       for (const v1::AgentMessage& m : messages) {
-        const uint64_t seq = SequenceOf(m);
+        const uint64_t seq = DurableSequence(m);
         if (seq <= committed) {
           ++result.duplicates;
           continue;
@@ -275,7 +263,7 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
           agent_id);
     }
     for (const v1::AgentMessage& m : messages) {
-      const uint64_t seq = SequenceOf(m);
+      const uint64_t seq = DurableSequence(m);
       if (seq <= committed) continue;
       if (m.has_checks()) {
         for (const v1::CheckResult& cr : m.checks().results()) {

@@ -27,15 +27,10 @@ namespace nt = vigie::notifier;
 int main(int argc, char** argv) {
   vigie::BlockTerminationSignals();
   vigie::ParseFlagsOrExit(argc, argv, "vigie-notifier --config=notifier.yaml");
-  if (absl::Status s = vigie::log::SetLevel(absl::GetFlag(FLAGS_log_level)); !s.ok()) {
-    vigie::ExitUsage(absl::StrCat("--log_level: ", s.message()));
-  }
+  vigie::SetLogLevelOrExit(absl::GetFlag(FLAGS_log_level));
   const std::string path = absl::GetFlag(FLAGS_config);
-  if (path.empty()) vigie::ExitUsage("--config: required");
   vigie::v1::NotifierConfig config;
-  if (absl::Status s = vigie::LoadYamlConfigFile(path, &config); !s.ok()) {
-    vigie::ExitUsage(s.message());
-  }
+  vigie::LoadConfigOrExit(path, /*required=*/true, &config);
   absl::StatusOr<nt::NotifierOptions> options = nt::NotifierOptionsFromConfig(config);
   if (!options.ok()) vigie::ExitUsage(absl::StrCat(path, ": ", options.status().message()));
 

@@ -16,15 +16,8 @@ absl::StatusOr<NotifierOptions> NotifierOptionsFromConfig(const v1::NotifierConf
   VIGIE_RETURN_IF_ERROR(ValidateHostPort("grpc_listen", o.grpc_listen));
   if (!c.http_listen().empty()) o.http_listen = c.http_listen();
   VIGIE_RETURN_IF_ERROR(ValidateHostPort("http_listen", o.http_listen));
-  for (const auto& [field, addr] :
-       {std::pair{"grpc_listen", o.grpc_listen}, std::pair{"http_listen", o.http_listen}}) {
-    if (!IsLoopback(addr)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ": \"", addr,
-          "\" is not a loopback address; this version has no authentication, so it serves "
-          "only on loopback (127.0.0.0/8, ::1, localhost)"));
-    }
-  }
+  VIGIE_RETURN_IF_ERROR(RequireLoopback("grpc_listen", o.grpc_listen));
+  VIGIE_RETURN_IF_ERROR(RequireLoopback("http_listen", o.http_listen));
   if (c.max_queue() != 0) o.delivery.max_queue = c.max_queue();
   if (c.max_remembered_keys() != 0) o.delivery.max_remembered_keys = c.max_remembered_keys();
   if (c.delivery_workers() != 0) o.delivery.workers = static_cast<int>(c.delivery_workers());
