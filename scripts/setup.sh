@@ -23,6 +23,8 @@ packages=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # database and test peers
   postgresql-15 postgresql-client-15 python3 procps iproute2
+  # real Prometheus for the scrape test
+  prometheus
 )
 
 missing=()

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -178,3 +179,41 @@ class TempDir:
 
     def cleanup(self):
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+class Prometheus:
+    """A real Prometheus server (Debian's) scraping `targets` ({job: host:port}) every second."""
+
+    def __init__(self, tmp, targets):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = os.path.join(tmp, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write("global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n")
+            for job, target in targets.items():
+                f.write(f"  - job_name: {job}\n    static_configs: [{{targets: ['{target}']}}]\n")
+        self.log_path = os.path.join(tmp, "prometheus.log")
+        log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            ["prometheus", f"--config.file={config}",
+             f"--storage.tsdb.path={os.path.join(tmp, 'prometheus-data')}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError("prometheus exited:\n" + open(self.log_path).read())
+            try:
+                return http_get(self.url + "/-/ready", timeout=1) is not None
+            except OSError:
+                return False
+        wait_for(ready, 30, "prometheus /-/ready")
+
+    def api(self, path, **params):
+        query = urllib.parse.urlencode(params)
+        return json.loads(http_get(f"{self.url}/api/v1/{path}?{query}"))
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
