@@ -3,19 +3,20 @@
 #include <algorithm>
 #include <map>
 
+#include "common/mutex.h"
 #include "prometheus/metric_family.h"
 
 namespace vigie::agent {
 
 void HostMetrics::Update(std::shared_ptr<const Collection> latest) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   latest_ = std::move(latest);
 }
 
 std::vector<prometheus::MetricFamily> HostMetrics::Collect() const {
   std::shared_ptr<const Collection> c;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     c = latest_;
   }
   if (!c) return {};

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "agent/collection.h"
+#include "common/mutex.h"
 #include "prometheus/collectable.h"
 
 namespace vigie::agent {
@@ -20,7 +20,7 @@ class HostMetrics : public prometheus::Collectable {
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::shared_ptr<const Collection> latest_ ABSL_GUARDED_BY(mu_);
 };
 

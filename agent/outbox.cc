@@ -3,11 +3,12 @@
 #include <algorithm>
 
 #include "common/agent_message.h"
+#include "common/mutex.h"
 
 namespace vigie::agent {
 
 void Outbox::Add(v1::AgentMessage message) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   SetDurableSequence(&message, numbered_ ? next_sequence_++ : 0);
   pending_.push_back(std::move(message));
   while (pending_.size() > max_pending_) {
@@ -17,7 +18,7 @@ void Outbox::Add(v1::AgentMessage message) {
 }
 
 void Outbox::OnWelcome(uint64_t committed) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (!numbered_) {
     numbered_ = true;
     next_sequence_ = committed + 1;
@@ -37,13 +38,13 @@ void Outbox::OnWelcome(uint64_t committed) {
 }
 
 void Outbox::OnAck(uint64_t sequence) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   while (!pending_.empty() && DurableSequence(pending_.front()) <= sequence) pending_.pop_front();
   acked_ = std::max(acked_, sequence);
 }
 
 std::optional<v1::AgentMessage> Outbox::NextToSend() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (!numbered_) return std::nullopt;
   // Sequences in pending_ are increasing: binary-search the first one above the cursor.
   auto it = std::upper_bound(
@@ -55,19 +56,19 @@ std::optional<v1::AgentMessage> Outbox::NextToSend() {
 }
 
 size_t Outbox::pending() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return pending_.size();
 }
 uint64_t Outbox::dropped() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return dropped_;
 }
 uint64_t Outbox::last_sequence() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return numbered_ ? next_sequence_ - 1 : 0;
 }
 uint64_t Outbox::acked_sequence() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return acked_;
 }
 

@@ -8,7 +8,7 @@
 #include <optional>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "common/mutex.h"
 #include "vigie/v1/agent.pb.h"
 
 namespace vigie::agent {
@@ -46,7 +46,7 @@ class Outbox {
 
  private:
   const size_t max_pending_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::deque<v1::AgentMessage> pending_ ABSL_GUARDED_BY(mu_);
   bool numbered_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;

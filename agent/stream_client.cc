@@ -2,6 +2,7 @@
 
 #include "common/grpc_util.h"
 #include "common/log.h"
+#include "common/mutex.h"
 
 namespace vigie::agent {
 
@@ -15,7 +16,7 @@ class Session : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMess
   }
 
   void Begin(const v1::Hello& hello) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     out_.mutable_hello()->CopyFrom(hello);
     writing_ = true;
     AddHold();
@@ -25,25 +26,25 @@ class Session : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMess
   }
 
   void Kick() {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     MaybeWriteLocked();
   }
 
   void QueueHeartbeat(const v1::Heartbeat& hb) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     heartbeat_ = hb;
     MaybeWriteLocked();
   }
 
   void Cancel() { context_.TryCancel(); }
   bool welcomed() {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     return welcomed_;
   }
   const grpc::Status& status() const { return status_; }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     writing_ = false;
     if (!ok) {
       FinishLocked();
@@ -54,7 +55,7 @@ class Session : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMess
 
   void OnReadDone(bool ok) override {
     if (!ok) {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       FinishLocked();
       return;
     }
@@ -64,7 +65,7 @@ class Session : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMess
         client_->outbox_->OnWelcome(committed);
         log::Info("stream established",
                   {{"controlplane", client_->options_.target}, {"committed_sequence", committed}});
-        absl::MutexLock lock(&mu_);
+        MutexLock lock(&mu_);
         welcomed_ = true;
         MaybeWriteLocked();
         break;
@@ -120,7 +121,7 @@ class Session : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMess
   v1::ControlMessage in_;
   grpc::Status status_;
 
-  absl::Mutex mu_;
+  Mutex mu_;
   v1::AgentMessage out_ ABSL_GUARDED_BY(mu_);
   std::optional<v1::Heartbeat> heartbeat_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -143,23 +144,23 @@ StreamClient::StreamClient(StreamClientOptions options, Outbox* outbox)
 StreamClient::~StreamClient() { Stop(); }
 
 void StreamClient::Kick() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (session_ != nullptr) session_->Kick();
 }
 
 void StreamClient::SendHeartbeat(const v1::Heartbeat& heartbeat) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (session_ != nullptr) session_->QueueHeartbeat(heartbeat);
 }
 
 bool StreamClient::connected() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return session_ != nullptr && !session_done_ && session_->welcomed();
 }
 
 void StreamClient::SessionDone() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     session_done_ = true;
   }
   Wake();
@@ -172,19 +173,19 @@ void StreamClient::Run() {
     v1::Hello hello = options_.hello;
     hello.set_last_sequence(outbox_->last_sequence());
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       session_done_ = false;
     }
     session->Begin(hello);  // Hello is the first write; only then may other threads write
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       session_ = session.get();
     }
     bool was_connected = false;
     auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return session_done_; };
     while (true) {
       {
-        absl::MutexLock lock(&mu_);
+        MutexLock lock(&mu_);
         if (session_done_) break;
       }
       if (!was_connected && session->welcomed()) {
@@ -194,13 +195,13 @@ void StreamClient::Run() {
       }
       if (!WaitFor(absl::Milliseconds(200))) {
         session->Cancel();
-        absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(&done));
+        MutexLock lock(&mu_);
+        mu_.Await(done);
         break;
       }
     }
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       session_ = nullptr;
     }
     const grpc::Status status = session->status();

@@ -8,9 +8,9 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "agent/outbox.h"
 #include "common/backoff.h"
+#include "common/mutex.h"
 #include "common/runnable.h"
 #include "grpcpp/grpcpp.h"
 #include "vigie/v1/agent.grpc.pb.h"
@@ -54,7 +54,7 @@ class StreamClient : public Runnable {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::AgentGateway::Stub> stub_;
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   Session* session_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool session_done_ ABSL_GUARDED_BY(mu_) = false;
 };

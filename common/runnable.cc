@@ -2,13 +2,15 @@
 
 #include <cassert>
 
+#include "common/mutex.h"
+
 namespace vigie {
 
 Runnable::~Runnable() { assert(!thread_.joinable() && "subclass destructor must call Stop()"); }
 
 void Runnable::Start() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stop_ = false;
   }
   thread_ = std::thread([this] { Run(); });
@@ -16,27 +18,27 @@ void Runnable::Start() {
 
 void Runnable::Stop() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
   if (thread_.joinable()) thread_.join();
 }
 
 void Runnable::Wake() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   woken_ = true;
 }
 
 bool Runnable::WaitFor(absl::Duration d) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || woken_; };
-  mu_.AwaitWithTimeout(absl::Condition(&ready), d);
+  mu_.AwaitWithTimeout(ready, d);
   woken_ = false;
   return !stop_;
 }
 
 bool Runnable::stopping() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return stop_;
 }
 

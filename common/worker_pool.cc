@@ -1,5 +1,7 @@
 #include "common/worker_pool.h"
 
+#include "common/mutex.h"
+
 namespace vigie {
 
 WorkerPool::WorkerPool(std::string name, int threads, size_t max_queue)
@@ -10,14 +12,14 @@ WorkerPool::WorkerPool(std::string name, int threads, size_t max_queue)
 WorkerPool::~WorkerPool() { Stop(); }
 
 bool WorkerPool::TrySubmit(std::function<void()> task) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (stopping_ || queue_.size() >= max_queue_) return false;
   queue_.push_back(std::move(task));
   return true;
 }
 
 bool WorkerPool::Submit(std::function<void()> task) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (stopping_) return false;
   queue_.push_back(std::move(task));
   return true;
@@ -25,7 +27,7 @@ bool WorkerPool::Submit(std::function<void()> task) {
 
 void WorkerPool::Stop() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
   for (std::thread& t : threads_) {
@@ -34,7 +36,7 @@ void WorkerPool::Stop() {
 }
 
 size_t WorkerPool::queued() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return queue_.size();
 }
 
@@ -42,10 +44,10 @@ void WorkerPool::Loop() {
   while (true) {
     std::function<void()> task;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       auto ready = [this]()
                        ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
-      mu_.Await(absl::Condition(&ready));
+      mu_.Await(ready);
       if (queue_.empty()) return;  // stopping, and everything queued has run
       task = std::move(queue_.front());
       queue_.pop_front();

@@ -7,6 +7,7 @@
 #include "common/agent_message.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "re2/re2.h"
 
 namespace vigie::controlplane {
@@ -130,7 +131,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
     grpc::Status status;
     bool finish;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       HandleReadLocked(ok);
       finish = TakeFinishLocked(&status);
     }
@@ -141,7 +142,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
     grpc::Status status;
     bool finish;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       writing_ = false;
       if (ok) {
         WriteNextLocked();
@@ -157,7 +158,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
     grpc::Status status;
     bool finish;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       cancelled_ = true;
       RequestFinishLocked(grpc::Status::CANCELLED);
       finish = TakeFinishLocked(&status);
@@ -188,7 +189,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
     grpc::Status status;
     bool finish;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       RequestFinishLocked(grpc::Status(grpc::StatusCode::ABORTED,
                                        "superseded by a newer stream of the same agent_id"));
       finish = TakeFinishLocked(&status);
@@ -266,7 +267,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
   void Drain() {
     std::deque<v1::AgentMessage> work;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       work.swap(queue_);
       touch_queued_ = false;
       if (read_paused_ && !finish_requested_) {
@@ -278,7 +279,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
     grpc::Status status;
     bool finish;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       running_ = false;
       if (!result.ok()) {
         RequestFinishLocked(ToGrpcStatus(result));
@@ -302,7 +303,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
         }
         committed_ = *committed;
         {
-          absl::MutexLock lock(&mu_);
+          MutexLock lock(&mu_);
           if (finish_requested_) return absl::OkStatus();  // ending: do not displace a newer one
         }
         gw_->Register(agent_id_, this);
@@ -310,7 +311,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
                                       {"peer", peer_},
                                       {"version", m.hello().version()},
                                       {"committed_sequence", committed_}});
-        absl::MutexLock lock(&mu_);
+        MutexLock lock(&mu_);
         v1::Welcome* w = welcome_.emplace().mutable_welcome();
         w->set_agent_id(agent_id_);
         w->set_committed_sequence(committed_);
@@ -370,7 +371,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
   }
 
   void QueueAck(uint64_t seq) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     ack_ = seq;  // acks are cumulative: only the latest matters
     WriteNextLocked();
   }
@@ -416,7 +417,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
   const std::string peer_;
   v1::AgentMessage in_;  // only touched by the one outstanding read and its reaction
 
-  absl::Mutex mu_;
+  Mutex mu_;
   std::string agent_id_;    // set once, by the first reaction, before any task runs
   uint64_t committed_ = 0;  // touched only by Drain(), which never runs twice at once
   std::deque<v1::AgentMessage> queue_ ABSL_GUARDED_BY(mu_);
@@ -494,24 +495,24 @@ grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage>* Gateway::Connect(
 }
 
 size_t Gateway::connected_agents() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return by_agent_.size();
 }
 
 void Gateway::Register(const std::string& agent_id, AgentStream* stream) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   AgentStream*& current = by_agent_[agent_id];
   if (current != nullptr && current != stream) current->Supersede();
   current = stream;
 }
 
 bool Gateway::IsConnected(const std::string& agent_id) const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return by_agent_.count(agent_id) > 0;
 }
 
 bool Gateway::Unregister(const std::string& agent_id, AgentStream* stream) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = by_agent_.find(agent_id);
   if (it == by_agent_.end() || it->second != stream) return false;
   by_agent_.erase(it);

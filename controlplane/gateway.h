@@ -10,8 +10,8 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/mutex.h"
 #include "common/worker_pool.h"
 #include "controlplane/rule_engine.h"
 #include "controlplane/store.h"
@@ -69,7 +69,7 @@ class Gateway : public v1::AgentGateway::CallbackService {
   prometheus::Counter& transitions_;
   prometheus::Histogram& commit_seconds_;
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::map<std::string, AgentStream*> by_agent_ ABSL_GUARDED_BY(mu_);
 };
 

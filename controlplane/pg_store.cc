@@ -7,6 +7,7 @@
 #include "absl/time/clock.h"
 #include "common/agent_message.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
 
@@ -99,11 +100,11 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgStore::Connect() {
 absl::Status PgStore::Run(const char* what, const std::function<void(PgConnection&)>& fn) {
   std::unique_ptr<PgConnection> conn;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto available = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return !idle_.empty() || open_ < options_.max_connections;
     };
-    mu_.Await(absl::Condition(&available));
+    mu_.Await(available);
     if (!idle_.empty()) {
       conn = std::move(idle_.back());
       idle_.pop_back();
@@ -114,7 +115,7 @@ absl::Status PgStore::Run(const char* what, const std::function<void(PgConnectio
   if (!conn) {
     auto c = Connect();
     if (!c.ok()) {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       --open_;
       return c.status();
     }
@@ -140,7 +141,7 @@ absl::Status PgStore::Run(const char* what, const std::function<void(PgConnectio
   } catch (const std::exception& e) {
     status = absl::InternalError(absl::StrCat(what, ": ", e.what()));
   }
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (broken || !conn->is_open()) {
     --open_;
   } else {

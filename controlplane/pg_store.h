@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "common/mutex.h"
 #include "controlplane/store.h"
 
 namespace vigie::controlplane {
@@ -59,7 +59,7 @@ class PgStore : public Store {
 
   const PgStoreOptions options_;
   int schema_version_ = 0;
-  absl::Mutex mu_;
+  Mutex mu_;
   std::vector<std::unique_ptr<PgConnection>> idle_ ABSL_GUARDED_BY(mu_);
   int open_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "common/yaml_config.h"
 #include "re2/re2.h"
@@ -123,7 +124,7 @@ std::string RuleEngine::Key(const std::string& rule, const std::string& fingerpr
 RuleEngine::Evaluation RuleEngine::Evaluate(const std::string& agent_id,
                                             const v1::MetricBatch& batch) const {
   Evaluation ev;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const v1::Sample& s : batch.samples()) {
     for (const Rule& r : rules_) {
       if (!Matches(r, s)) continue;
@@ -185,7 +186,7 @@ RuleEngine::Evaluation RuleEngine::Evaluate(const std::string& agent_id,
 }
 
 void RuleEngine::Apply(const Evaluation& ev) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const auto& [key, st] : ev.updates) {
     if (st.phase == Evaluation::State::kInactive) {
       state_.erase(key);
@@ -196,7 +197,7 @@ void RuleEngine::Apply(const Evaluation& ev) {
 }
 
 void RuleEngine::Restore(const std::vector<ActiveAlert>& active) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const ActiveAlert& a : active) {
     Evaluation::State st;
     st.phase = Evaluation::State::kFiring;
@@ -209,7 +210,7 @@ void RuleEngine::Restore(const std::vector<ActiveAlert>& active) {
 
 std::vector<v1::Alert> RuleEngine::Snapshot() const {
   std::vector<v1::Alert> out;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const auto& [key, st] : state_) {
     v1::Alert a;
     a.set_rule(key.substr(0, key.find('\x1f')));

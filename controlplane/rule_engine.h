@@ -10,8 +10,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/mutex.h"
 #include "vigie/v1/admin.pb.h"
 #include "vigie/v1/agent.pb.h"
 
@@ -101,7 +101,7 @@ class RuleEngine {
  private:
   static std::string Key(const std::string& rule, const std::string& fingerprint);
   const std::vector<Rule> rules_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::map<std::string, Evaluation::State> state_ ABSL_GUARDED_BY(mu_);
 };
 

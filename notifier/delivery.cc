@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace vigie::notifier {
@@ -67,7 +68,7 @@ absl::StatusOr<Delivery::Accepted> Delivery::Accept(const v1::NotifyRequest& req
     return invalid;
   }
   const bool resolved = request.notification().status() == v1::Notification::STATUS_RESOLVED;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (keys_.Contains(key)) {
     accepted_.Add({{"result", "duplicate"}}).Increment();
     return Accepted::kDuplicate;
@@ -160,7 +161,7 @@ absl::StatusOr<int> Delivery::Recover() {
   // Names start with the acceptance time: sorting restores the order they were accepted in.
   std::sort(names.begin(), names.end());
   int recovered = 0;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const std::string& n : names) {
     const std::string path = absl::StrCat(options_.spool_directory, "/", n);
     std::ifstream in(path);
@@ -186,20 +187,20 @@ void Delivery::Start() {
 
 void Delivery::Stop() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (stopping_ && threads_.empty()) return;
     stopping_ = true;
   }
   for (std::thread& t : threads_) t.join();
   threads_.clear();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (!queue_.empty()) {
     log::Warn("stopping with undelivered notifications", {{"count", queue_.size()}});
   }
 }
 
 size_t Delivery::queued() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return queue_.size();
 }
 
@@ -207,7 +208,7 @@ void Delivery::Work() {
   while (true) {
     std::list<Item>::iterator item;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       while (true) {
         if (stopping_) return;
         const absl::Time now = absl::Now();
@@ -232,8 +233,7 @@ void Delivery::Work() {
         auto changed = [this, generation]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
           return stopping_ || generation_ != generation;
         };
-        mu_.AwaitWithDeadline(absl::Condition(&changed),
-                              std::min(earliest, now + absl::Seconds(10)));
+        mu_.AwaitWithDeadline(changed, std::min(earliest, now + absl::Seconds(10)));
       }
       item->in_flight = true;
     }
@@ -243,7 +243,7 @@ void Delivery::Work() {
     const v1::NotifyRequest& request = item->accepted->request;
     absl::Status s = r.channel->Send(request);
     const std::string key = request.idempotency_key();
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     item->in_flight = false;
     ++generation_;
     if (s.ok()) {

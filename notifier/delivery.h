@@ -13,9 +13,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/backoff.h"
+#include "common/mutex.h"
 #include "notifier/channel.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
@@ -105,7 +105,7 @@ class Delivery {
   prometheus::Family<prometheus::Counter>& deliveries_;
   prometheus::Gauge& queue_depth_;
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   KeyMemory keys_ ABSL_GUARDED_BY(mu_);
   // FIFO. An item stays in place while it is sent and while it waits to retry, and a later item
   // for the same receiver and alert waits behind it, so "resolved" never overtakes "firing".

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -18,7 +19,7 @@ class FakeChannel : public Channel {
  public:
   explicit FakeChannel(int failures) : failures_(failures) {}
   absl::Status Send(const v1::NotifyRequest& r) override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     ++attempts_;
     if (failures_ > 0) {
       --failures_;
@@ -28,16 +29,16 @@ class FakeChannel : public Channel {
     return absl::OkStatus();
   }
   std::vector<std::string> sent() {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     return sent_;
   }
   int attempts() {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     return attempts_;
   }
 
  private:
-  absl::Mutex mu_;
+  Mutex mu_;
   int failures_;
   int attempts_ = 0;
   std::vector<std::string> sent_;
