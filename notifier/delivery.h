@@ -91,7 +91,8 @@ class Delivery {
     bool in_flight = false;
   };
   void Work();
-  absl::StatusOr<std::string> Spool(const v1::NotifyRequest& request);
+  absl::StatusOr<std::string> Spool(const v1::NotifyRequest& request)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues `request` for every receiver it goes to (ignores max_queue).
   void EnqueueLocked(const v1::NotifyRequest& request, std::string spool_path)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -13,7 +13,7 @@ fi
 
 packages=(
   # toolchain
-  build-essential cmake ninja-build pkg-config git ca-certificates curl clang-format
+  build-essential cmake ninja-build pkg-config git ca-certificates curl clang clang-format
   # RPC and serialization
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   # support libraries
