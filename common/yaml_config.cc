@@ -220,6 +220,14 @@ absl::Status RequireLoopback(absl::string_view field, absl::string_view listen) 
       "loopback (127.0.0.0/8, ::1, localhost)"));
 }
 
+absl::StatusOr<std::string> LoopbackListenAddress(absl::string_view field, const std::string& value,
+                                                  const std::string& default_value) {
+  const std::string& listen = value.empty() ? default_value : value;
+  VIGIE_RETURN_IF_ERROR(ValidateHostPort(field, listen));
+  VIGIE_RETURN_IF_ERROR(RequireLoopback(field, listen));
+  return listen;
+}
+
 absl::StatusOr<BackoffPolicy> BackoffFromConfig(absl::string_view field, const v1::Backoff& b,
                                                 BackoffPolicy p) {
   VIGIE_ASSIGN_OR_RETURN(

@@ -35,6 +35,10 @@ bool IsLoopback(absl::string_view host_port);
 // InvalidArgument naming `field` unless `listen` is a loopback address: until authentication
 // exists, nothing may listen beyond loopback.
 absl::Status RequireLoopback(absl::string_view field, absl::string_view listen);
+// A listener address from config: `value`, or `default_value` if empty; must be a loopback
+// host:port. Errors name `field`.
+absl::StatusOr<std::string> LoopbackListenAddress(absl::string_view field, const std::string& value,
+                                                  const std::string& default_value);
 
 // A config Backoff message over `defaults`; errors name `field` (e.g. "notify_backoff.max").
 absl::StatusOr<BackoffPolicy> BackoffFromConfig(absl::string_view field, const v1::Backoff& b,

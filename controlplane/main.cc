@@ -55,16 +55,10 @@ int main(int argc, char** argv) {
       registry.get());
   cp::AdminService admin(store->get(), &rules, &pool);
 
-  vigie::EnableHealthAndReflection();
-  grpc::ServerBuilder builder;
-  int grpc_port = 0;
-  builder.AddListeningPort(options->grpc_listen, grpc::InsecureServerCredentials(), &grpc_port);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(options->max_message_bytes));
-  builder.RegisterService(&gateway);
-  builder.RegisterService(&admin);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || grpc_port == 0) {
-    vigie::log::Error("cannot listen", {{"grpc_listen", options->grpc_listen}});
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server = vigie::StartGrpcServer(
+      options->grpc_listen, static_cast<int>(options->max_message_bytes), {&gateway, &admin});
+  if (!server.ok()) {
+    vigie::log::Error("cannot start the gRPC server", {{"error", server.status()}});
     return 1;
   }
 
@@ -74,7 +68,7 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<vigie::HttpServer>> http_server = vigie::HttpServer::Start(http);
   if (!http_server.ok()) {
     vigie::log::Error("cannot start HTTP listener", {{"error", http_server.status()}});
-    server->Shutdown();
+    (*server)->Shutdown();
     return 1;
   }
   dispatcher.Start();
@@ -90,7 +84,7 @@ int main(int argc, char** argv) {
   vigie::log::Info("shutting down", {{"signal", sig}});
   // Reverse order: stop taking streams (in-flight commits finish, agents resend the rest),
   // then the workers, the dispatcher and the HTTP listener.
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   pool.Stop();
   dispatcher.Stop();
   http_server->reset();

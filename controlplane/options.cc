@@ -8,13 +8,11 @@ namespace vigie::controlplane {
 
 absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::ControlPlaneConfig& c) {
   ControlPlaneOptions o;
-  if (!c.grpc_listen().empty()) o.grpc_listen = c.grpc_listen();
-  VIGIE_RETURN_IF_ERROR(ValidateHostPort("grpc_listen", o.grpc_listen));
-  if (!c.http_listen().empty()) o.http_listen = c.http_listen();
-  VIGIE_RETURN_IF_ERROR(ValidateHostPort("http_listen", o.http_listen));
   // Agent and admin authentication are not built yet, so nothing may listen beyond loopback.
-  VIGIE_RETURN_IF_ERROR(RequireLoopback("grpc_listen", o.grpc_listen));
-  VIGIE_RETURN_IF_ERROR(RequireLoopback("http_listen", o.http_listen));
+  VIGIE_ASSIGN_OR_RETURN(o.grpc_listen,
+                         LoopbackListenAddress("grpc_listen", c.grpc_listen(), o.grpc_listen));
+  VIGIE_ASSIGN_OR_RETURN(o.http_listen,
+                         LoopbackListenAddress("http_listen", c.http_listen(), o.http_listen));
   o.database_url = c.database_url();
   if (o.database_url.empty()) {
     return absl::InvalidArgumentError(

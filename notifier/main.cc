@@ -56,15 +56,10 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  vigie::EnableHealthAndReflection();
-  grpc::ServerBuilder builder;
-  int grpc_port = 0;
-  builder.AddListeningPort(options->grpc_listen, grpc::InsecureServerCredentials(), &grpc_port);
-  builder.SetMaxReceiveMessageSize(1 << 20);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || grpc_port == 0) {
-    vigie::log::Error("cannot listen", {{"grpc_listen", options->grpc_listen}});
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server =
+      vigie::StartGrpcServer(options->grpc_listen, 1 << 20, {&service});
+  if (!server.ok()) {
+    vigie::log::Error("cannot start the gRPC server", {{"error", server.status()}});
     return 1;
   }
   vigie::HttpServerOptions http;
@@ -73,7 +68,7 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<vigie::HttpServer>> http_server = vigie::HttpServer::Start(http);
   if (!http_server.ok()) {
     vigie::log::Error("cannot start HTTP listener", {{"error", http_server.status()}});
-    server->Shutdown();
+    (*server)->Shutdown();
     return 1;
   }
   delivery.Start();
@@ -84,7 +79,7 @@ int main(int argc, char** argv) {
 
   int sig = vigie::WaitForTerminationSignal();
   vigie::log::Info("shutting down", {{"signal", sig}});
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   delivery.Stop();
   http_server->reset();
   curl_global_cleanup();

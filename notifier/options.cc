@@ -12,12 +12,11 @@ namespace vigie::notifier {
 
 absl::StatusOr<NotifierOptions> NotifierOptionsFromConfig(const v1::NotifierConfig& c) {
   NotifierOptions o;
-  if (!c.grpc_listen().empty()) o.grpc_listen = c.grpc_listen();
-  VIGIE_RETURN_IF_ERROR(ValidateHostPort("grpc_listen", o.grpc_listen));
-  if (!c.http_listen().empty()) o.http_listen = c.http_listen();
-  VIGIE_RETURN_IF_ERROR(ValidateHostPort("http_listen", o.http_listen));
-  VIGIE_RETURN_IF_ERROR(RequireLoopback("grpc_listen", o.grpc_listen));
-  VIGIE_RETURN_IF_ERROR(RequireLoopback("http_listen", o.http_listen));
+  // Agent and admin authentication are not built yet, so nothing may listen beyond loopback.
+  VIGIE_ASSIGN_OR_RETURN(o.grpc_listen,
+                         LoopbackListenAddress("grpc_listen", c.grpc_listen(), o.grpc_listen));
+  VIGIE_ASSIGN_OR_RETURN(o.http_listen,
+                         LoopbackListenAddress("http_listen", c.http_listen(), o.http_listen));
   if (c.max_queue() != 0) o.delivery.max_queue = c.max_queue();
   if (c.max_remembered_keys() != 0) o.delivery.max_remembered_keys = c.max_remembered_keys();
   if (c.delivery_workers() != 0) o.delivery.workers = static_cast<int>(c.delivery_workers());
