@@ -5,6 +5,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/setup.sh"
 "$here/scripts/build.sh"
+# Running it again restarts the system (data in .vigie/ is kept).
+"$here/scripts/dev-env.sh" stop >/dev/null
 "$here/scripts/dev-env.sh" start
 # shellcheck disable=SC1091
 . "$here/.vigie/env"
