@@ -117,6 +117,10 @@ std::string Transition::IdempotencyKey() const {
                       kind == kFiring ? "firing" : "resolved");
 }
 
+RuleEngine::RuleEngine(std::vector<Rule> rules) : rules_(std::move(rules)) {
+  for (size_t i = 0; i < rules_.size(); ++i) by_metric_[rules_[i].metric].push_back(i);
+}
+
 std::string RuleEngine::Key(const std::string& rule, const std::string& fingerprint) {
   return absl::StrCat(rule, "\x1f", fingerprint);
 }
@@ -126,7 +130,10 @@ RuleEngine::Evaluation RuleEngine::Evaluate(const std::string& agent_id,
   Evaluation ev;
   MutexLock lock(&mu_);
   for (const v1::Sample& s : batch.samples()) {
-    for (const Rule& r : rules_) {
+    auto candidates = by_metric_.find(s.name());
+    if (candidates == by_metric_.end()) continue;
+    for (size_t index : candidates->second) {
+      const Rule& r = rules_[index];
       if (!Matches(r, s)) continue;
       std::map<std::string, std::string> labels(s.labels().begin(), s.labels().end());
       labels["agent"] = agent_id;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -73,7 +74,7 @@ std::string Fingerprint(const std::map<std::string, std::string>& labels);
 // be evaluated in order (the gateway serializes each agent's messages). Thread-safe.
 class RuleEngine {
  public:
-  explicit RuleEngine(std::vector<Rule> rules) : rules_(std::move(rules)) {}
+  explicit RuleEngine(std::vector<Rule> rules);
 
   struct Evaluation {
     std::vector<Transition> transitions;
@@ -101,6 +102,8 @@ class RuleEngine {
  private:
   static std::string Key(const std::string& rule, const std::string& fingerprint);
   const std::vector<Rule> rules_;
+  // Indexes into rules_ by metric name: most samples match no rule and cost one lookup.
+  std::unordered_map<std::string, std::vector<size_t>> by_metric_;
   mutable Mutex mu_;
   std::map<std::string, Evaluation::State> state_ ABSL_GUARDED_BY(mu_);
 };
