@@ -38,8 +38,9 @@ absl::StatusOr<AgentOptions> AgentOptionsFromConfig(const v1::AgentConfig& c) {
   }
   if (!c.controlplane().empty()) o.controlplane = c.controlplane();
   VIGIE_RETURN_IF_ERROR(ValidateHostPort("controlplane", o.controlplane));
-  if (!c.http_listen().empty()) o.http_listen = c.http_listen();
-  VIGIE_RETURN_IF_ERROR(ValidateHostPort("http_listen", o.http_listen));
+  // No authentication on /metrics yet, so it stays on loopback.
+  VIGIE_ASSIGN_OR_RETURN(o.http_listen,
+                         LoopbackListenAddress("http_listen", c.http_listen(), o.http_listen));
   VIGIE_ASSIGN_OR_RETURN(
       o.collect_interval,
       ParseConfigDuration("collect_interval", c.collect_interval(), o.collect_interval));
@@ -193,6 +194,16 @@ void Agent::CollectOnce() {
   collect_duration_.Set(absl::ToDoubleSeconds(absl::Now() - start));
   client_->Kick();
   UpdateGauges();
+}
+
+bool Agent::Drain(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  client_->Kick();
+  while (outbox_.pending() > 0) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return true;
 }
 
 void Agent::SendHeartbeat() {

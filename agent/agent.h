@@ -57,6 +57,9 @@ class Agent : public Runnable {
   void CollectOnce();
 
   void StartStreaming() { client_->Start(); }
+  // Waits up to `timeout` for every buffered message to be acknowledged (call after Stop(), so
+  // nothing new is added). Returns true if the outbox emptied.
+  bool Drain(absl::Duration timeout);
   void StopStreaming() { client_->Stop(); }
 
  protected:

@@ -36,6 +36,8 @@ TEST(AgentOptionsTest, BadValuesNameTheField) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("collect_interval")));
   EXPECT_THAT(FromYaml("controlplane: nowhere\n"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("controlplane: \"nowhere\"")));
+  EXPECT_THAT(FromYaml("http_listen: 0.0.0.0:9101\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a loopback address")));
   EXPECT_THAT(FromYaml("labels: {'bad-label': x}\n"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bad-label")));
   EXPECT_THAT(FromYaml("reconnect_backoff: {initial: 10s, max: 1s}\n"),

@@ -40,8 +40,14 @@ int main(int argc, char** argv) {
 
   int sig = vigie::WaitForTerminationSignal();
   vigie::log::Info("shutting down", {{"signal", sig}});
-  agent.Stop();           // no more collections
-  agent.StopStreaming();  // close the stream; unacknowledged data is resent by the next process
+  agent.Stop();  // no more collections
+  // Give the control plane a moment to acknowledge what is buffered: without an on-disk spool
+  // (not built yet), whatever is still unacknowledged at exit is lost, and logged below.
+  if (!agent.Drain(absl::Seconds(5))) {
+    vigie::log::Warn("exiting with unacknowledged messages",
+                     {{"pending_messages", agent.outbox().pending()}});
+  }
+  agent.StopStreaming();
   server->reset();
   vigie::log::Info("agent stopped", {{"last_sequence", agent.outbox().last_sequence()},
                                      {"acked_sequence", agent.outbox().acked_sequence()},
