@@ -18,6 +18,12 @@ free_port() {
 
 alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
+# True if PID is alive and is still the process we started: its command line contains MARKER
+# (an argument unique to this checkout). Guards against pid reuse after a reboot.
+ours() {  # PID MARKER
+  alive "$1" && [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$2"
+}
+
 wait_http() {  # URL PID NAME
   for _ in $(seq 1 100); do
     if curl -sf "$1" >/dev/null 2>&1; then return 0; fi
@@ -32,23 +38,25 @@ wait_http() {  # URL PID NAME
   return 1
 }
 
-launch() {  # NAME CMD...
-  local name=$1; shift
+launch() {  # NAME MARKER CMD...
+  local name=$1 marker=$2; shift 2
   nohup "$@" >"$state/logs/$name.log" 2>&1 &
-  echo "$name $!" >>"$pids"
   LAST_PID=$!
+  echo "$name $LAST_PID $marker" >>"$pids"
 }
 
 start() {
   if [ -f "$pids" ]; then
-    while read -r name pid; do
-      if alive "$pid"; then
+    while read -r name pid marker; do
+      if [ "$name" != pg ] && ours "$pid" "$marker"; then
         echo "dev-env: already running ($name pid $pid); 'scripts/dev-env.sh stop' first" >&2
         exit 1
       fi
     done <"$pids"
     rm -f "$pids"
   fi
+  # A PostgreSQL left over from an interrupted run would keep the cluster locked.
+  "$here/scripts/pg-cluster.sh" stop "$state/pg" >/dev/null 2>&1 || true
   for b in vigie-controlplane vigie-notifier vigie-agent; do
     [ -x "$bin/$b" ] || { echo "dev-env: $bin/$b missing; run scripts/build.sh" >&2; exit 1; }
   done
@@ -56,8 +64,8 @@ start() {
   : >"$pids"
   trap 'echo "dev-env: start failed; stopping what was started" >&2; stop >/dev/null 2>&1 || true' ERR
 
+  echo "pg - -" >>"$pids"  # recorded first, so a failed start still stops it
   local pgenv; pgenv=$("$here/scripts/pg-cluster.sh" start "$state/pg")
-  echo "pg -" >>"$pids"
   local DATABASE_URL; DATABASE_URL=$(echo "$pgenv" | sed -n 's/^DATABASE_URL=//p')
 
   local cp_grpc="127.0.0.1:$(free_port)" cp_http="127.0.0.1:$(free_port)"
@@ -107,13 +115,14 @@ labels: {env: dev}
 YAML
   echo "demo_value 1" >"$state/textfile/demo.prom"
 
-  launch webhook-sink /usr/bin/python3 "$here/scripts/webhook_sink.py" "$sink" "$sink_log"
+  launch webhook-sink "$sink_log" /usr/bin/python3 "$here/scripts/webhook_sink.py" "$sink" "$sink_log"
   wait_http "http://$sink/" "$LAST_PID" webhook-sink
-  launch notifier "$bin/vigie-notifier" --config="$state/notifier.yaml"
+  launch notifier "--config=$state/notifier.yaml" "$bin/vigie-notifier" --config="$state/notifier.yaml"
   wait_http "http://$nt_http/healthz" "$LAST_PID" notifier
-  launch controlplane "$bin/vigie-controlplane" --config="$state/controlplane.yaml"
+  launch controlplane "--config=$state/controlplane.yaml" "$bin/vigie-controlplane" \
+    --config="$state/controlplane.yaml"
   wait_http "http://$cp_http/healthz" "$LAST_PID" controlplane
-  launch agent "$bin/vigie-agent" --config="$state/agent.yaml"
+  launch agent "--config=$state/agent.yaml" "$bin/vigie-agent" --config="$state/agent.yaml"
   wait_http "http://$ag_http/healthz" "$LAST_PID" agent
   trap - ERR
 
@@ -136,13 +145,13 @@ ENV
 stop() {
   [ -f "$pids" ] || { echo "dev-env: nothing started"; return 0; }
   # Reverse order of start: agent first, PostgreSQL last.
-  tac "$pids" | while read -r name pid; do
+  tac "$pids" | while read -r name pid marker; do
     if [ "$name" = pg ]; then
       "$here/scripts/pg-cluster.sh" stop "$state/pg"
-    elif alive "$pid"; then
+    elif ours "$pid" "$marker"; then
       kill -TERM "$pid" 2>/dev/null || true
       for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
-      alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+      if ours "$pid" "$marker"; then kill -KILL "$pid" 2>/dev/null || true; fi
     fi
   done
   rm -f "$pids" "$state/env"
@@ -151,7 +160,7 @@ stop() {
 
 status() {
   [ -f "$pids" ] || { echo "dev-env: not running"; return 0; }
-  while read -r name pid; do
+  while read -r name pid marker; do
     if [ "$name" = pg ]; then
       if "/usr/lib/postgresql/15/bin/pg_isready" -q -h 127.0.0.1 \
           -p "$(sed -n 's/^PGPORT=//p' "$state/env" 2>/dev/null)"; then
@@ -159,7 +168,7 @@ status() {
       else
         echo "postgresql  DOWN"
       fi
-    elif alive "$pid"; then
+    elif ours "$pid" "$marker"; then
       echo "$name  running (pid $pid)"
     else
       echo "$name  DOWN (pid $pid; see $state/logs/$name.log)"

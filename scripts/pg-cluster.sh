@@ -51,6 +51,8 @@ case "$cmd" in
     fi
     sock=$(mktemp -d /tmp/vigie-pgsock.XXXXXX)
     [ "$(id -u)" -eq 0 ] && chown postgres: "$sock"
+    # Whatever fails from here on leaves no server and no socket directory behind.
+    trap 'as_pg "$PGBIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true; rm -rf "$sock"' ERR
     started=""
     for attempt in 1 2 3 4 5; do
       port=$(free_port)
@@ -60,12 +62,13 @@ case "$cmd" in
       fi
       sleep 0.2  # most likely "address in use": another port
     done
-    [ -n "$started" ] || { tail -20 "$data/server.log" >&2; exit 1; }
+    [ -n "$started" ] || { tail -20 "$data/server.log" >&2; rm -rf "$sock"; exit 1; }
     url="postgresql://vigie@127.0.0.1:$port/vigie"
     if ! psql "postgresql://vigie@127.0.0.1:$port/postgres" -Atqc \
         "select 1 from pg_database where datname = 'vigie'" | grep -q 1; then
       psql "postgresql://vigie@127.0.0.1:$port/postgres" -qc 'create database vigie' >/dev/null
     fi
+    trap - ERR
     printf '%s\n' "$sock" > "$dir/socket_dir"
     echo "DATABASE_URL=$url"
     echo "PGDATA=$data"

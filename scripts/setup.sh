@@ -33,9 +33,10 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup.sh: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Passed on the command line: sudo resets the environment.
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}"
 else
   echo "setup.sh: all system packages present"
 fi
@@ -43,12 +44,18 @@ fi
 # buf: the reflection client the end-to-end tests use in place of grpcurl (not packaged by
 # Debian). A pinned static binary from the npm registry, checked against its known digest.
 BUF_VERSION=1.75.0
+BUF_SHA256=98b19d4b2b46130e083157490c54dfdcb8ea771e53204d3c6a06a2b12edd0503
 tools="$here/.vigie/tools"
 if [ ! -x "$tools/bin/buf" ]; then
   mkdir -p "$tools/bin"
   tmp=$(mktemp -d)
   curl -fsSL --retry 3 -o "$tmp/buf.tgz" \
     "https://registry.npmjs.org/@bufbuild/buf-linux-x64/-/buf-linux-x64-${BUF_VERSION}.tgz"
+  if ! echo "$BUF_SHA256  $tmp/buf.tgz" | sha256sum -c --status; then
+    echo "setup.sh: buf-linux-x64-${BUF_VERSION}.tgz does not match its SHA-256; not installed" >&2
+    rm -rf "$tmp"
+    exit 1
+  fi
   tar -xzf "$tmp/buf.tgz" -C "$tmp" package/bin/buf
   install -m 0755 "$tmp/package/bin/buf" "$tools/bin/buf"
   rm -rf "$tmp"
