@@ -169,6 +169,39 @@ TEST(DeliveryTest, SpooledNotificationsSurviveARestartAndAreSentOnce) {
   rmdir(tmpl);
 }
 
+TEST(DeliveryTest, GivesUpAfterTheLimitAndDoesNotRetryClientErrors) {
+  class Refusing : public Channel {
+   public:
+    explicit Refusing(absl::StatusCode code) : code_(code) {}
+    absl::Status Send(const v1::NotifyRequest&) override {
+      ++attempts;
+      return absl::Status(code_, "refused");
+    }
+    std::atomic<int> attempts{0};
+
+   private:
+    absl::StatusCode code_;
+  };
+  auto down = std::make_unique<Refusing>(absl::StatusCode::kUnavailable);
+  auto bad_request = std::make_unique<Refusing>(absl::StatusCode::kInvalidArgument);
+  Refusing* down_ptr = down.get();
+  Refusing* bad_ptr = bad_request.get();
+  std::vector<Receiver> receivers;
+  receivers.push_back({"down", std::move(down)});
+  receivers.push_back({"bad", std::move(bad_request)});
+  prometheus::Registry registry;
+  DeliveryOptions o = FastRetries();
+  o.give_up_after = absl::Milliseconds(100);
+  Delivery d(o, std::move(receivers), &registry);
+  d.Start();
+  ASSERT_TRUE(d.Accept(Request("k")).ok());
+  WaitUntil([&] { return d.queued() == 0; });
+  d.Stop();
+  EXPECT_EQ(d.queued(), 0u) << "both deliveries ended";
+  EXPECT_GT(down_ptr->attempts.load(), 1) << "a down receiver is retried until the limit";
+  EXPECT_EQ(bad_ptr->attempts.load(), 1) << "a 4xx-like refusal is not retried";
+}
+
 TEST(KeyMemoryTest, ForgetsTheOldestBeyondCapacity) {
   KeyMemory m(2);
   m.Insert("a");
