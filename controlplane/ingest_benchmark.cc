@@ -4,9 +4,8 @@
 //   BM_IterateBatch touching every sample of a batch: the floor for a pass over the samples
 //   BM_RuleEvaluate RuleEngine::Evaluate with 20 rules, one of which matches every series
 // Needs DATABASE_URL (scripts/bench.sh starts a private PostgreSQL).
-#include <pqxx/pqxx>
-
 #include <cstdlib>
+#include <pqxx/pqxx>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"

@@ -4,6 +4,7 @@
 #define VIGIE_CONTROLPLANE_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
