@@ -200,7 +200,8 @@ bool Agent::Drain(absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   client_->Kick();
   while (outbox_.pending() > 0) {
-    if (absl::Now() >= deadline) return false;
+    // Without a stream nothing can be acknowledged: do not hold up the exit.
+    if (absl::Now() >= deadline || !client_->connected()) return false;
     absl::SleepFor(absl::Milliseconds(20));
   }
   return true;

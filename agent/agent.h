@@ -58,7 +58,7 @@ class Agent : public Runnable {
 
   void StartStreaming() { client_->Start(); }
   // Waits up to `timeout` for every buffered message to be acknowledged (call after Stop(), so
-  // nothing new is added). Returns true if the outbox emptied.
+  // nothing new is added); gives up at once while disconnected. True if the outbox emptied.
   bool Drain(absl::Duration timeout);
   void StopStreaming() { client_->Stop(); }
 
