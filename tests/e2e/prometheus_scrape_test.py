@@ -13,9 +13,17 @@ import vigie_harness as h  # noqa: E402
 class PrometheusScrapeTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        cls.procs, cls.pg, cls.sink, cls.prom, cls.tmp = [], None, None, None, None
+        try:
+            cls.start_system()
+        except BaseException:
+            cls.tearDownClass()  # unittest skips it when setUpClass fails
+            raise
+
+    @classmethod
+    def start_system(cls):
         cls.tmp = h.TempDir()
         t = cls.tmp.path
-        cls.procs = []
         cls.pg = h.Postgres(t)
         nt_grpc, cls.nt_http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
         cls.procs.append(h.Process(t, "vigie-notifier", f"grpc_listen: {nt_grpc}\n"
@@ -35,11 +43,14 @@ class PrometheusScrapeTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.prom.stop()
+        if cls.prom:
+            cls.prom.stop()
         for p in reversed(cls.procs):
             p.ensure_stopped()
-        cls.pg.stop()
-        cls.tmp.cleanup()
+        if cls.pg:
+            cls.pg.stop()
+        if cls.tmp:
+            cls.tmp.cleanup()
 
     def query(self, promql):
         r = self.prom.api("query", query=promql)

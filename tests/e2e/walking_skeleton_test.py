@@ -21,11 +21,19 @@ AGENT_ID = "e2e-agent"
 class WalkingSkeletonTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        cls.procs, cls.pg, cls.sink, cls.prom, cls.tmp = [], None, None, None, None
+        try:
+            cls.start_system()
+        except BaseException:
+            cls.tearDownClass()  # unittest skips it when setUpClass fails
+            raise
+
+    @classmethod
+    def start_system(cls):
         if not os.access(h.BUF, os.X_OK):
             raise AssertionError(f"{h.BUF} missing: run scripts/setup.sh")
         cls.tmp = h.TempDir()
         t = cls.tmp.path
-        cls.procs = []
         cls.pg = h.Postgres(t)
         # The sink refuses the first two deliveries: the notifier must retry.
         cls.sink = h.WebhookSink(fail_first=2)
@@ -82,11 +90,13 @@ reconnect_backoff: {{initial: 100ms, max: 500ms}}
     def tearDownClass(cls):
         for p in reversed(cls.procs):
             p.ensure_stopped()
-        cls.sink.stop()
-        cls.pg.stop()
-        if os.environ.get("VIGIE_KEEP_TMP"):
+        if cls.sink:
+            cls.sink.stop()
+        if cls.pg:
+            cls.pg.stop()
+        if cls.tmp and os.environ.get("VIGIE_KEEP_TMP"):
             print(f"kept {cls.tmp.path}", file=sys.stderr)
-        else:
+        elif cls.tmp:
             cls.tmp.cleanup()
 
     @classmethod
