@@ -43,6 +43,14 @@ void Outbox::OnAck(uint64_t sequence) {
   acked_ = std::max(acked_, sequence);
 }
 
+bool Outbox::DropOldest() {
+  MutexLock lock(&mu_);
+  if (pending_.empty()) return false;
+  pending_.pop_front();
+  ++dropped_;
+  return true;
+}
+
 std::optional<v1::AgentMessage> Outbox::NextToSend() {
   MutexLock lock(&mu_);
   if (!numbered_) return std::nullopt;

@@ -35,6 +35,10 @@ class Outbox {
   // Cumulative Ack: forgets every message with sequence <= `sequence`.
   void OnAck(uint64_t sequence);
 
+  // Drops the oldest message waiting for an Ack and counts it in dropped(): for a message the
+  // control plane refuses as invalid, which resending cannot fix. False if there is none.
+  bool DropOldest();
+
   // The next numbered message not yet handed to the current stream, if any; advances the cursor.
   std::optional<v1::AgentMessage> NextToSend();
 

@@ -76,6 +76,17 @@ TEST(OutboxTest, BoundDropsOldestAndCounts) {
   EXPECT_EQ(Drain(o), (Sent{{3, 3}, {4, 4}, {5, 5}}));
 }
 
+TEST(OutboxTest, DropOldestSkipsARefusedMessageAndCountsIt) {
+  Outbox o(10);
+  o.OnWelcome(0);
+  for (int i = 1; i <= 3; ++i) o.Add(Batch(i));
+  Drain(o);
+  EXPECT_TRUE(o.DropOldest());
+  EXPECT_EQ(o.dropped(), 1u);
+  o.OnWelcome(0);  // the next stream resends from the message after the refused one
+  EXPECT_EQ(Drain(o), (Sent{{2, 2}, {3, 3}}));
+}
+
 TEST(OutboxTest, CommittedAheadOfTheAgentShiftsNumbering) {
   Outbox o(10);
   o.OnWelcome(0);

@@ -159,11 +159,9 @@ bool StreamClient::connected() const {
 }
 
 void StreamClient::SessionDone() {
-  {
-    MutexLock lock(&mu_);
-    session_done_ = true;
-  }
-  Wake();
+  Wake();  // first: once session_done_ is set, Run() may finish and this object may go away
+  MutexLock lock(&mu_);
+  session_done_ = true;
 }
 
 void StreamClient::Run() {
@@ -208,6 +206,12 @@ void StreamClient::Run() {
     session.reset();
     if (was_connected && options_.on_connection_change) options_.on_connection_change(false);
     if (stopping()) break;
+    if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT && was_connected &&
+        outbox_->DropOldest()) {
+      // Resending a message the control plane refuses would stall everything behind it.
+      log::Error("control plane refused a message as invalid; dropped it",
+                 {{"error", status.error_message()}});
+    }
     absl::Duration delay = backoff.Next();
     log::Warn("stream ended; reconnecting", {{"controlplane", options_.target},
                                              {"code", static_cast<int>(status.error_code())},

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/agent_message.h"
 #include "common/log.h"
 
 namespace vigie::agent {
@@ -140,6 +141,12 @@ absl::Status ParseTextfile(absl::string_view text, int64_t now_ms, const Textfil
     }
     const MetricInfo& info = declared[name];
     parsed.Add(name, std::move(labels), value, has_ts ? ts : now_ms, info.type, info.help);
+    // The control plane's rules: a sample it would refuse must not reach the stream.
+    if (absl::Status s =
+            ValidateSample(parsed.samples.back(), limits.max_labels_per_sample, "sample");
+        !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("line ", line_no, ": ", s.message()));
+    }
   }
   for (auto& s : parsed.samples) out->samples.push_back(std::move(s));
   for (auto& [k, v] : parsed.info) out->info.emplace(k, v);

@@ -43,6 +43,14 @@ TEST(TextfileTest, ErrorsNameTheLineAndAppendNothing) {
   EXPECT_TRUE(c.samples.empty());
   EXPECT_THAT(ParseTextfile("m notanumber\n", 0, {}, &c),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bad value \"notanumber\"")));
+  // What the control plane would refuse is refused here, so one line cannot stall the stream.
+  EXPECT_THAT(ParseTextfile("m{a:b=\"1\"} 1\n", 0, {}, &c),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("line 1: sample.labels: \"a:b\" is not a valid label name")));
+  EXPECT_THAT(ParseTextfile("m 1 -5\n", 0, {}, &c),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("timestamp_ms: -5")));
+  EXPECT_THAT(ParseTextfile("m{a=\"" + std::string(2000, 'x') + "\"} 1\n", 0, {}, &c),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("longer than 1024")));
   EXPECT_THAT(ParseTextfile("m{a=\"1\",a=\"2\"} 1\n", 0, {}, &c),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("duplicate label a")));
 }

@@ -1,5 +1,8 @@
 #include "common/agent_message.h"
 
+#include "absl/strings/str_cat.h"
+#include "re2/re2.h"
+
 namespace vigie {
 
 uint64_t DurableSequence(const v1::AgentMessage& m) {
@@ -29,6 +32,44 @@ void SetDurableSequence(v1::AgentMessage* m, uint64_t sequence) {
     default:
       break;
   }
+}
+
+absl::Status ValidateLabels(const google::protobuf::Map<std::string, std::string>& labels,
+                            size_t max_labels, absl::string_view field) {
+  static const RE2 kLabel("[a-zA-Z_][a-zA-Z0-9_]{0,99}");
+  if (labels.size() > max_labels) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", labels.size(), " labels exceed the limit of ", max_labels));
+  }
+  for (const auto& [k, v] : labels) {
+    if (!RE2::FullMatch(k, kLabel)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": \"", k, "\" is not a valid label name"));
+    }
+    if (v.size() > 1024) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, "[\"", k, "\"]: value longer than 1024 bytes"));
+    }
+    if (v.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, "[\"", k, "\"]: value contains a NUL byte"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSample(const v1::Sample& s, size_t max_labels, absl::string_view field) {
+  static const RE2 kMetric("[a-zA-Z_:][a-zA-Z0-9_:]{0,199}");
+  if (!RE2::FullMatch(s.name(), kMetric)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".name: \"", s.name(), "\" is not a metric name"));
+  }
+  // PostgreSQL's timestamptz range is wider; this keeps timestamps sane.
+  if (s.timestamp_ms() < 0 || s.timestamp_ms() > 253402300799999) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".timestamp_ms: ", s.timestamp_ms(), " is outside years 1970-9999"));
+  }
+  return ValidateLabels(s.labels(), max_labels, absl::StrCat(field, ".labels"));
 }
 
 }  // namespace vigie

@@ -24,10 +24,12 @@ class ABSL_LOCKABLE Mutex {
   Mutex& operator=(const Mutex&) = delete;
 
   void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { mu_.lock(); }
-  // Wakes every Await*(): a waiter re-checks its predicate after any unlock.
+  // Wakes every Await*(): a waiter re-checks its predicate after any unlock. The notify comes
+  // before the unlock, so the unlock is the last touch: an object whose owner may delete it as
+  // soon as it sees the change (a finished reactor, say) is not used after that.
   void Unlock() ABSL_UNLOCK_FUNCTION() {
-    mu_.unlock();
     cv_.notify_all();
+    mu_.unlock();
   }
 
   // Blocks until `cond()` is true. `cond` runs with the mutex held. REQUIRES: held.

@@ -2,8 +2,10 @@
 
 #include <deque>
 #include <optional>
+#include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/agent_message.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
@@ -34,30 +36,6 @@ const char* KindName(const v1::AgentMessage& m) {
 
 absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOptions& limits) {
   static const RE2 kAgentId("[A-Za-z0-9._-]{1,128}");
-  static const RE2 kMetric("[a-zA-Z_:][a-zA-Z0-9_:]{0,199}");
-  static const RE2 kLabel("[a-zA-Z_][a-zA-Z0-9_]{0,99}");
-  auto check_labels = [&](const auto& labels, const std::string& field) -> absl::Status {
-    if (labels.size() > limits.max_labels_per_sample) {
-      return absl::InvalidArgumentError(absl::StrCat(field, ": ", labels.size(),
-                                                     " labels exceed the limit of ",
-                                                     limits.max_labels_per_sample));
-    }
-    for (const auto& [k, v] : labels) {
-      if (!RE2::FullMatch(k, kLabel)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(field, ": \"", k, "\" is not a valid label name"));
-      }
-      if (v.size() > 1024) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(field, "[\"", k, "\"]: value longer than 1024 bytes"));
-      }
-      if (v.find('\0') != std::string::npos) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(field, "[\"", k, "\"]: value contains a NUL byte"));
-      }
-    }
-    return absl::OkStatus();
-  };
   switch (m.payload_case()) {
     case v1::AgentMessage::kHello:
       if (!RE2::FullMatch(m.hello().agent_id(), kAgentId)) {
@@ -65,7 +43,7 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOption
             absl::StrCat("hello.agent_id: \"", m.hello().agent_id(),
                          "\" must be 1-128 characters of A-Z a-z 0-9 . _ -"));
       }
-      return check_labels(m.hello().labels(), "hello.labels");
+      return ValidateLabels(m.hello().labels(), limits.max_labels_per_sample, "hello.labels");
     case v1::AgentMessage::kMetrics: {
       const v1::MetricBatch& b = m.metrics();
       if (b.sequence() == 0) return absl::InvalidArgumentError("metrics.sequence: must be > 0");
@@ -75,19 +53,8 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOption
                                                        limits.max_samples_per_batch));
       }
       for (int i = 0; i < b.samples_size(); ++i) {
-        const v1::Sample& s = b.samples(i);
-        if (!RE2::FullMatch(s.name(), kMetric)) {
-          return absl::InvalidArgumentError(absl::StrCat("metrics.samples[", i, "].name: \"",
-                                                         s.name(), "\" is not a metric name"));
-        }
-        // PostgreSQL's timestamptz range is wider; this keeps timestamps sane (1970..9999).
-        if (s.timestamp_ms() < 0 || s.timestamp_ms() > 253402300799999) {
-          return absl::InvalidArgumentError(absl::StrCat("metrics.samples[", i,
-                                                         "].timestamp_ms: ", s.timestamp_ms(),
-                                                         " is outside years 1970-9999"));
-        }
-        if (absl::Status st =
-                check_labels(s.labels(), absl::StrCat("metrics.samples[", i, "].labels"));
+        if (absl::Status st = ValidateSample(b.samples(i), limits.max_labels_per_sample,
+                                             absl::StrCat("metrics.samples[", i, "]"));
             !st.ok()) {
           return st;
         }
@@ -119,7 +86,8 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOption
 // touches the reactor after OnDone.
 class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage> {
  public:
-  AgentStream(Gateway* gw, grpc::CallbackServerContext* context) : gw_(gw), peer_(context->peer()) {
+  AgentStream(Gateway* gw, grpc::CallbackServerContext* context)
+      : gw_(gw), peer_(context->peer()), connection_id_(gw->NewConnectionId()) {
     gw_->streams_.Increment();
     StartRead(&in_);
   }
@@ -169,18 +137,23 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
   void OnDone() override {
     gw_->streams_.Decrement();
     if (!agent_id_.empty() && gw_->Unregister(agent_id_, this)) {
-      Gateway* gw = gw_;
-      std::string id = agent_id_;
-      gw_->pool_->Submit([gw, id] {
-        // A newer stream may have registered meanwhile: then the agent is connected.
-        if (gw->IsConnected(id)) return;
-        if (absl::Status s = gw->store_->SetAgentConnected(id, false); !s.ok()) {
+      Store* store = gw_->store_;
+      std::string id = agent_id_, connection = connection_id_;
+      gw_->pool_->Submit([store, id, connection] {
+        if (absl::Status s = store->MarkDisconnected(id, connection); !s.ok()) {
           log::Warn("cannot mark agent disconnected", {{"agent", id}, {"error", s}});
         }
       });
       log::Info("agent disconnected", {{"agent", agent_id_}, {"peer", peer_}});
     }
     delete this;
+  }
+
+  // True once the stream is ending. Called by the gateway under its lock (gateway lock, then
+  // stream lock: the one order used).
+  bool Finishing() {
+    MutexLock lock(&mu_);
+    return finish_requested_;
   }
 
   // Called by the gateway, under its lock, when a newer stream of the same agent registers.
@@ -296,16 +269,12 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
     bool touch = false;
     for (v1::AgentMessage& m : work) {
       if (m.has_hello()) {
-        absl::StatusOr<uint64_t> committed = gw_->store_->RegisterAgent(m.hello());
+        absl::StatusOr<uint64_t> committed = gw_->store_->RegisterAgent(m.hello(), connection_id_);
         if (!committed.ok()) {
           log::Warn("cannot register agent", {{"agent", agent_id_}, {"error", committed.status()}});
           return absl::UnavailableError("storage unavailable; retry");
         }
         committed_ = *committed;
-        {
-          MutexLock lock(&mu_);
-          if (finish_requested_) return absl::OkStatus();  // ending: do not displace a newer one
-        }
         gw_->Register(agent_id_, this);
         log::Info("agent connected", {{"agent", agent_id_},
                                       {"peer", peer_},
@@ -415,6 +384,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
 
   Gateway* const gw_;
   const std::string peer_;
+  const std::string connection_id_;
   v1::AgentMessage in_;  // only touched by the one outstanding read and its reaction
 
   Mutex mu_;
@@ -440,6 +410,7 @@ Gateway::Gateway(GatewayOptions options, Store* store, RuleEngine* rules, Worker
                  std::function<void()> on_transitions, prometheus::Registry* registry)
     : options_(std::move(options)),
       store_(store),
+
       rules_(rules),
       pool_(pool),
       on_transitions_(std::move(on_transitions)),
@@ -483,6 +454,7 @@ Gateway::Gateway(GatewayOptions options, Store* store, RuleEngine* rules, Worker
               .Register(*registry)
               .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025,
                                                                0.05, 0.1, 0.25, 0.5, 1, 2.5})) {
+  instance_ = absl::StrFormat("%08x%08x", std::random_device{}(), std::random_device{}());
   for (const char* k : {"hello", "metrics", "checks", "heartbeat", "service_event", "empty"}) {
     messages_.Add({{"kind", k}});
   }
@@ -501,14 +473,14 @@ size_t Gateway::connected_agents() const {
 
 void Gateway::Register(const std::string& agent_id, AgentStream* stream) {
   MutexLock lock(&mu_);
+  if (stream->Finishing()) return;  // an ending stream must not displace a newer one
   AgentStream*& current = by_agent_[agent_id];
   if (current != nullptr && current != stream) current->Supersede();
   current = stream;
 }
 
-bool Gateway::IsConnected(const std::string& agent_id) const {
-  MutexLock lock(&mu_);
-  return by_agent_.count(agent_id) > 0;
+std::string Gateway::NewConnectionId() {
+  return absl::StrCat(instance_, "-", next_connection_.fetch_add(1));
 }
 
 bool Gateway::Unregister(const std::string& agent_id, AgentStream* stream) {

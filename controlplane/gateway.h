@@ -5,6 +5,7 @@
 #ifndef VIGIE_CONTROLPLANE_GATEWAY_H_
 #define VIGIE_CONTROLPLANE_GATEWAY_H_
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <string>
@@ -52,7 +53,8 @@ class Gateway : public v1::AgentGateway::CallbackService {
   void Register(const std::string& agent_id, AgentStream* stream);
   // Returns true if `stream` was the agent's current stream.
   bool Unregister(const std::string& agent_id, AgentStream* stream);
-  bool IsConnected(const std::string& agent_id) const;
+  // Unique per stream, across restarts and replicas.
+  std::string NewConnectionId();
 
   const GatewayOptions options_;
   Store* const store_;
@@ -68,6 +70,9 @@ class Gateway : public v1::AgentGateway::CallbackService {
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Counter& transitions_;
   prometheus::Histogram& commit_seconds_;
+
+  std::string instance_;  // random, per process; set by the constructor, then read-only
+  std::atomic<uint64_t> next_connection_{1};
 
   mutable Mutex mu_;
   std::map<std::string, AgentStream*> by_agent_ ABSL_GUARDED_BY(mu_);

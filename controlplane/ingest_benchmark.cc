@@ -76,7 +76,7 @@ void BM_Ingest(benchmark::State& state) {
   }
   v1::Hello hello;
   hello.set_agent_id(absl::StrCat("bench-", n));
-  auto committed = (*store)->RegisterAgent(hello);
+  auto committed = (*store)->RegisterAgent(hello, "bench");
   if (!committed.ok()) {
     state.SkipWithError(std::string(committed.status().message()).c_str());
     return;

@@ -96,6 +96,9 @@ CREATE TABLE notification_outbox (
 CREATE INDEX notification_outbox_due ON notification_outbox (next_attempt_at)
   WHERE delivered_at IS NULL;
 )sql"},
+      {2, "agents.connection_id: the stream that last registered the agent", R"sql(
+ALTER TABLE agents ADD COLUMN connection_id text NOT NULL DEFAULT '';
+)sql"},
   };
   return *migrations;
 }

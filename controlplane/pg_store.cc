@@ -179,17 +179,20 @@ absl::StatusOr<std::unique_ptr<PgStore>> PgStore::Open(PgStoreOptions options) {
 
 PgStore::~PgStore() = default;
 
-absl::StatusOr<uint64_t> PgStore::RegisterAgent(const v1::Hello& hello) {
+absl::StatusOr<uint64_t> PgStore::RegisterAgent(const v1::Hello& hello,
+                                                const std::string& connection_id) {
   uint64_t committed = 0;
-  absl::Status s = Run("register agent", [&](pqxx::connection& c) {
+  absl::Status s = Run("register agent", [&](PgConnection& c) {
     pqxx::work w(c);
     pqxx::result r = w.exec_params(
-        "INSERT INTO agents (agent_id, hostname, labels, version, connected) "
-        "VALUES ($1, $2, $3::jsonb, $4, true) "
+        "INSERT INTO agents (agent_id, hostname, labels, version, connected, connection_id) "
+        "VALUES ($1, $2, $3::jsonb, $4, true, $5) "
         "ON CONFLICT (agent_id) DO UPDATE SET hostname = excluded.hostname, "
         "labels = excluded.labels, version = excluded.version, connected = true, "
-        "last_seen = now() RETURNING committed_sequence",
-        hello.agent_id(), hello.hostname(), LabelsJson(hello.labels()), hello.version());
+        "connection_id = excluded.connection_id, last_seen = now() "
+        "RETURNING committed_sequence",
+        hello.agent_id(), hello.hostname(), LabelsJson(hello.labels()), hello.version(),
+        connection_id);
     committed = r[0][0].as<uint64_t>();
     w.commit();
   });
@@ -197,11 +200,14 @@ absl::StatusOr<uint64_t> PgStore::RegisterAgent(const v1::Hello& hello) {
   return committed;
 }
 
-absl::Status PgStore::SetAgentConnected(const std::string& agent_id, bool connected) {
-  return Run("set agent connected", [&](pqxx::connection& c) {
+absl::Status PgStore::MarkDisconnected(const std::string& agent_id,
+                                       const std::string& connection_id) {
+  return Run("mark agent disconnected", [&](PgConnection& c) {
     pqxx::work w(c);
-    w.exec_params0("UPDATE agents SET connected = $2, last_seen = now() WHERE agent_id = $1",
-                   agent_id, connected);
+    w.exec_params0(
+        "UPDATE agents SET connected = false, last_seen = now() "
+        "WHERE agent_id = $1 AND connection_id = $2",
+        agent_id, connection_id);
     w.commit();
   });
 }

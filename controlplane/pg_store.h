@@ -29,8 +29,10 @@ class PgStore : public Store {
   static absl::StatusOr<std::unique_ptr<PgStore>> Open(PgStoreOptions options);
   ~PgStore() override;
 
-  absl::StatusOr<uint64_t> RegisterAgent(const v1::Hello& hello) override;
-  absl::Status SetAgentConnected(const std::string& agent_id, bool connected) override;
+  absl::StatusOr<uint64_t> RegisterAgent(const v1::Hello& hello,
+                                         const std::string& connection_id) override;
+  absl::Status MarkDisconnected(const std::string& agent_id,
+                                const std::string& connection_id) override;
   absl::Status TouchAgent(const std::string& agent_id) override;
   absl::StatusOr<IngestResult> Ingest(const std::string& agent_id,
                                       const std::vector<v1::AgentMessage>& messages,

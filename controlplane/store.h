@@ -38,9 +38,14 @@ class Store {
  public:
   virtual ~Store() = default;
 
-  // Records (or updates) an agent on Hello; returns its committed sequence.
-  virtual absl::StatusOr<uint64_t> RegisterAgent(const v1::Hello& hello) = 0;
-  virtual absl::Status SetAgentConnected(const std::string& agent_id, bool connected) = 0;
+  // Records (or updates) an agent on Hello and marks it connected through `connection_id` (unique
+  // per stream); returns its committed sequence.
+  virtual absl::StatusOr<uint64_t> RegisterAgent(const v1::Hello& hello,
+                                                 const std::string& connection_id) = 0;
+  // Marks the agent disconnected, unless a newer stream (another connection_id, on any replica)
+  // has registered it since.
+  virtual absl::Status MarkDisconnected(const std::string& agent_id,
+                                        const std::string& connection_id) = 0;
   virtual absl::Status TouchAgent(const std::string& agent_id) = 0;
 
   // In one transaction: writes the durable messages whose sequence is above the agent's
