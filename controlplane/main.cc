@@ -55,6 +55,15 @@ int main(int argc, char** argv) {
       registry.get());
   cp::AdminService admin(store->get(), &rules, &pool);
 
+  // HTTP first: it cannot fail after agents are already being accepted.
+  vigie::HttpServerOptions http;
+  http.listen = options->http_listen;
+  http.metrics = {registry.get()};
+  absl::StatusOr<std::unique_ptr<vigie::HttpServer>> http_server = vigie::HttpServer::Start(http);
+  if (!http_server.ok()) {
+    vigie::log::Error("cannot start HTTP listener", {{"error", http_server.status()}});
+    return 1;
+  }
   absl::StatusOr<std::unique_ptr<grpc::Server>> server = vigie::StartGrpcServer(
       options->grpc_listen, static_cast<int>(options->max_message_bytes), {&gateway, &admin});
   if (!server.ok()) {
@@ -62,15 +71,6 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  vigie::HttpServerOptions http;
-  http.listen = options->http_listen;
-  http.metrics = {registry.get()};
-  absl::StatusOr<std::unique_ptr<vigie::HttpServer>> http_server = vigie::HttpServer::Start(http);
-  if (!http_server.ok()) {
-    vigie::log::Error("cannot start HTTP listener", {{"error", http_server.status()}});
-    (*server)->Shutdown();
-    return 1;
-  }
   dispatcher.Start();
   vigie::log::Info("control plane started",
                    {{"grpc", options->grpc_listen},

@@ -89,6 +89,11 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgStore::Connect() {
     auto c = std::make_unique<PgConnection>(options_.database_url);
     pqxx::nontransaction n(*c);
     n.exec0("SET application_name = 'vigie-controlplane'");
+    // No statement may hold a worker (and the agents behind it) for long; a slow database is
+    // then an error the agents retry, not a hang. (A silently dropped network still waits for
+    // TCP's own timeout.)
+    n.exec0("SET statement_timeout = '60s'");
+    n.exec0("SET idle_in_transaction_session_timeout = '120s'");
     n.exec0(kStagingTable);
     return c;
   } catch (const std::exception& e) {

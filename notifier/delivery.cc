@@ -143,6 +143,15 @@ absl::StatusOr<std::string> Delivery::Spool(const v1::NotifyRequest& request) {
     return absl::UnavailableError(
         absl::StrCat("spool_directory ", options_.spool_directory, ": write failed"));
   }
+  // The rename is durable only once the directory itself is synced.
+  int dir = open(options_.spool_directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const bool synced = dir >= 0 && fsync(dir) == 0;
+  if (dir >= 0) close(dir);
+  if (!synced) {
+    unlink(path.c_str());
+    return absl::UnavailableError(
+        absl::StrCat("spool_directory ", options_.spool_directory, ": fsync failed"));
+  }
   return path;
 }
 

@@ -52,8 +52,9 @@ struct DeliveryOptions {
   std::string spool_directory;
 };
 
-// Thread-safe. Start() launches the workers; Stop() ends them (undelivered items are dropped
-// and logged: the control plane's outbox holds what it has not handed over).
+// Thread-safe. Start() launches the workers; Stop() ends them. Undelivered items survive only
+// with a spool directory (Recover() queues them again); without one they are lost at exit,
+// and logged.
 class Delivery {
  public:
   Delivery(DeliveryOptions options, std::vector<Receiver> receivers,

@@ -50,25 +50,30 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  if (options->delivery.spool_directory.empty()) {
+    vigie::log::Warn(
+        "no spool_directory: notifications accepted but not yet delivered are lost if this "
+        "process stops");
+  }
   absl::StatusOr<int> recovered = delivery.Recover();
   if (!recovered.ok()) {
     vigie::log::Error("cannot read the spool", {{"error", recovered.status()}});
     return 1;
   }
 
-  absl::StatusOr<std::unique_ptr<grpc::Server>> server =
-      vigie::StartGrpcServer(options->grpc_listen, 1 << 20, {&service});
-  if (!server.ok()) {
-    vigie::log::Error("cannot start the gRPC server", {{"error", server.status()}});
-    return 1;
-  }
+  // HTTP first: it cannot fail after agents are already being accepted.
   vigie::HttpServerOptions http;
   http.listen = options->http_listen;
   http.metrics = {registry.get()};
   absl::StatusOr<std::unique_ptr<vigie::HttpServer>> http_server = vigie::HttpServer::Start(http);
   if (!http_server.ok()) {
     vigie::log::Error("cannot start HTTP listener", {{"error", http_server.status()}});
-    (*server)->Shutdown();
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server =
+      vigie::StartGrpcServer(options->grpc_listen, 1 << 20, {&service});
+  if (!server.ok()) {
+    vigie::log::Error("cannot start the gRPC server", {{"error", server.status()}});
     return 1;
   }
   delivery.Start();

@@ -12,8 +12,13 @@ state="$here/.vigie"
 bin="${VIGIE_BIN:-$here/build/bin}"
 pids="$state/pids"
 
-free_port() {
-  python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
+# N distinct free loopback ports: all sockets stay open until every port is chosen.
+free_ports() {
+  python3 -c '
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 }
 
 alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
@@ -68,9 +73,10 @@ start() {
   local pgenv; pgenv=$("$here/scripts/pg-cluster.sh" start "$state/pg")
   local DATABASE_URL; DATABASE_URL=$(echo "$pgenv" | sed -n 's/^DATABASE_URL=//p')
 
-  local cp_grpc="127.0.0.1:$(free_port)" cp_http="127.0.0.1:$(free_port)"
-  local nt_grpc="127.0.0.1:$(free_port)" nt_http="127.0.0.1:$(free_port)"
-  local ag_http="127.0.0.1:$(free_port)" sink="127.0.0.1:$(free_port)"
+  local ports; read -r -a ports <<<"$(free_ports 6)"
+  local cp_grpc="127.0.0.1:${ports[0]}" cp_http="127.0.0.1:${ports[1]}"
+  local nt_grpc="127.0.0.1:${ports[2]}" nt_http="127.0.0.1:${ports[3]}"
+  local ag_http="127.0.0.1:${ports[4]}" sink="127.0.0.1:${ports[5]}"
   local sink_log="$state/webhook-sink.jsonl"
   : >"$sink_log"
 
@@ -162,8 +168,8 @@ status() {
   [ -f "$pids" ] || { echo "dev-env: not running"; return 0; }
   while read -r name pid marker; do
     if [ "$name" = pg ]; then
-      if "/usr/lib/postgresql/15/bin/pg_isready" -q -h 127.0.0.1 \
-          -p "$(sed -n 's/^PGPORT=//p' "$state/env" 2>/dev/null)"; then
+      if [ -f "$state/pg/data/postmaster.pid" ] &&
+          kill -0 "$(head -1 "$state/pg/data/postmaster.pid")" 2>/dev/null; then
         echo "postgresql  running"
       else
         echo "postgresql  DOWN"
@@ -174,7 +180,7 @@ status() {
       echo "$name  DOWN (pid $pid; see $state/logs/$name.log)"
     fi
   done <"$pids"
-  [ -f "$state/env" ] && cat "$state/env"
+  if [ -f "$state/env" ]; then cat "$state/env"; fi
 }
 
 case "${1:-}" in
