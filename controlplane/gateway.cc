@@ -66,7 +66,9 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOption
         return absl::InvalidArgumentError("checks.sequence: must be > 0");
       }
       if (static_cast<size_t>(m.checks().results_size()) > limits.max_samples_per_batch) {
-        return absl::InvalidArgumentError("checks.results: too many results");
+        return absl::InvalidArgumentError(
+            absl::StrCat("checks.results: ", m.checks().results_size(),
+                         " results exceed the limit of ", limits.max_samples_per_batch));
       }
       return absl::OkStatus();
     case v1::AgentMessage::kServiceEvent:

@@ -139,6 +139,12 @@ absl::Status PgStore::Run(const char* what, const std::function<void(PgConnectio
     const std::string state = e.sqlstate();
     auto code = state.rfind("22", 0) == 0 ? absl::StatusCode::kInvalidArgument
                                           : absl::StatusCode::kInternal;
+    // 42P01 (undefined table) on our per-connection staging table means libpqxx reconnected
+    // silently and the session state set up in Connect() is gone: replace the connection.
+    if (state == "42P01") {
+      broken = true;
+      code = absl::StatusCode::kUnavailable;
+    }
     status = absl::Status(code, absl::StrCat(what, ": SQL error ", state, ": ", e.what()));
   } catch (const pqxx::in_doubt_error& e) {
     broken = true;
@@ -233,8 +239,6 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
   absl::Status s = Run("ingest", [&](pqxx::connection& c) {
     result = IngestResult{};
     pqxx::work w(c);
-    // libpqxx may have silently reconnected this connection, losing its temporary table.
-    w.exec0(kStagingTable);
     // The row lock serializes ingest per agent, so the check below is race-free even when two
     // streams of the same agent overlap.
     pqxx::result r = w.exec_params(

@@ -60,18 +60,24 @@ DeliveryOptions FastRetries() {
   return o;
 }
 
+// One receiver backed by a FakeChannel failing `failures` times; `*fake` observes it.
+std::vector<Receiver> OneReceiver(int failures, FakeChannel** fake) {
+  auto channel = std::make_unique<FakeChannel>(failures);
+  *fake = channel.get();
+  std::vector<Receiver> receivers;
+  receivers.push_back({"hook", std::move(channel)});
+  return receivers;
+}
+
 template <typename F>
 void WaitUntil(F done) {
   for (int i = 0; i < 2000 && !done(); ++i) absl::SleepFor(absl::Milliseconds(5));
 }
 
 TEST(DeliveryTest, RetriesUntilTheReceiverAcceptsAndSendsOnce) {
-  auto channel = std::make_unique<FakeChannel>(3);
-  FakeChannel* fake = channel.get();
-  std::vector<Receiver> receivers;
-  receivers.push_back({"hook", std::move(channel)});
+  FakeChannel* fake;
   prometheus::Registry registry;
-  Delivery d(FastRetries(), std::move(receivers), &registry);
+  Delivery d(FastRetries(), OneReceiver(3, &fake), &registry);
   d.Start();
   ASSERT_TRUE(d.Accept(Request("k1")).ok());
   WaitUntil([&] { return !fake->sent().empty() && d.queued() == 0; });
@@ -81,12 +87,9 @@ TEST(DeliveryTest, RetriesUntilTheReceiverAcceptsAndSendsOnce) {
 }
 
 TEST(DeliveryTest, DuplicateKeysAreAcknowledgedButNotSentAgain) {
-  auto channel = std::make_unique<FakeChannel>(0);
-  FakeChannel* fake = channel.get();
-  std::vector<Receiver> receivers;
-  receivers.push_back({"hook", std::move(channel)});
+  FakeChannel* fake;
   prometheus::Registry registry;
-  Delivery d(FastRetries(), std::move(receivers), &registry);
+  Delivery d(FastRetries(), OneReceiver(0, &fake), &registry);
   d.Start();
   EXPECT_EQ(*d.Accept(Request("k1")), Delivery::Accepted::kQueued);
   EXPECT_EQ(*d.Accept(Request("k1")), Delivery::Accepted::kDuplicate);
@@ -98,12 +101,9 @@ TEST(DeliveryTest, DuplicateKeysAreAcknowledgedButNotSentAgain) {
 }
 
 TEST(DeliveryTest, ResolvedNeverOvertakesAFiringThatIsRetrying) {
-  auto channel = std::make_unique<FakeChannel>(2);
-  FakeChannel* fake = channel.get();
-  std::vector<Receiver> receivers;
-  receivers.push_back({"hook", std::move(channel)});
+  FakeChannel* fake;
   prometheus::Registry registry;
-  Delivery d(FastRetries(), std::move(receivers), &registry);
+  Delivery d(FastRetries(), OneReceiver(2, &fake), &registry);
   d.Start();
   ASSERT_TRUE(d.Accept(Request("firing")).ok());
   ASSERT_TRUE(d.Accept(Request("resolved", true)).ok());

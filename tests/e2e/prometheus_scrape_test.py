@@ -10,16 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vigie_harness as h  # noqa: E402
 
 
-class PrometheusScrapeTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.procs, cls.pg, cls.sink, cls.prom, cls.tmp = [], None, None, None, None
-        try:
-            cls.start_system()
-        except BaseException:
-            cls.tearDownClass()  # unittest skips it when setUpClass fails
-            raise
-
+class PrometheusScrapeTest(h.SystemTestCase):
     @classmethod
     def start_system(cls):
         cls.tmp = h.TempDir()
@@ -40,17 +31,6 @@ class PrometheusScrapeTest(unittest.TestCase):
                                    health_url=f"http://{cls.ag_http}/healthz"))
         cls.prom = h.Prometheus(t, {"agent": cls.ag_http, "controlplane": cls.cp_http,
                                     "notifier": cls.nt_http})
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.prom:
-            cls.prom.stop()
-        for p in reversed(cls.procs):
-            p.ensure_stopped()
-        if cls.pg:
-            cls.pg.stop()
-        if cls.tmp:
-            cls.tmp.cleanup()
 
     def query(self, promql):
         r = self.prom.api("query", query=promql)

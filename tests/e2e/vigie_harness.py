@@ -10,9 +10,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+import unittest
 import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -217,3 +219,38 @@ class Prometheus:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=30)
+
+
+class SystemTestCase(unittest.TestCase):
+    """One system per test class: subclasses build it in start_system(), setting any of
+    cls.tmp, cls.pg, cls.sink, cls.prom and appending to cls.procs. Everything started is
+    stopped afterwards, also when start_system() fails half-way (unittest does not call
+    tearDownClass then). VIGIE_KEEP_TMP=1 keeps the temporary directory and its logs."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.procs, cls.pg, cls.sink, cls.prom, cls.tmp = [], None, None, None, None
+        try:
+            cls.start_system()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def start_system(cls):
+        raise NotImplementedError
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.prom:
+            cls.prom.stop()
+        for p in reversed(cls.procs):
+            p.ensure_stopped()
+        if cls.sink:
+            cls.sink.stop()
+        if cls.pg:
+            cls.pg.stop()
+        if cls.tmp and os.environ.get("VIGIE_KEEP_TMP"):
+            print(f"kept {cls.tmp.path}", file=sys.stderr)
+        elif cls.tmp:
+            cls.tmp.cleanup()

@@ -18,16 +18,7 @@ import vigie_harness as h  # noqa: E402
 AGENT_ID = "e2e-agent"
 
 
-class WalkingSkeletonTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.procs, cls.pg, cls.sink, cls.prom, cls.tmp = [], None, None, None, None
-        try:
-            cls.start_system()
-        except BaseException:
-            cls.tearDownClass()  # unittest skips it when setUpClass fails
-            raise
-
+class WalkingSkeletonTest(h.SystemTestCase):
     @classmethod
     def start_system(cls):
         if not os.access(h.BUF, os.X_OK):
@@ -85,19 +76,6 @@ labels: {{role: e2e}}
 reconnect_backoff: {{initial: 100ms, max: 500ms}}
 """, health_url=f"http://{cls.ag_http}/healthz")
         cls.procs.append(cls.agent)
-
-    @classmethod
-    def tearDownClass(cls):
-        for p in reversed(cls.procs):
-            p.ensure_stopped()
-        if cls.sink:
-            cls.sink.stop()
-        if cls.pg:
-            cls.pg.stop()
-        if cls.tmp and os.environ.get("VIGIE_KEEP_TMP"):
-            print(f"kept {cls.tmp.path}", file=sys.stderr)
-        elif cls.tmp:
-            cls.tmp.cleanup()
 
     @classmethod
     def write_textfile(cls, value):
