@@ -318,6 +318,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
         return absl::UnavailableError("storage unavailable; resend after reconnect");
       }
       gw_->rules_->Apply(ev);
+      gw_->alerts_refused_.Set(static_cast<double>(gw_->rules_->refused()));
       committed_ = r->committed_sequence;
       gw_->samples_committed_.Increment(static_cast<double>(r->samples_written));
       gw_->duplicates_.Increment(static_cast<double>(r->duplicates));
@@ -455,7 +456,13 @@ Gateway::Gateway(GatewayOptions options, Store* store, RuleEngine* rules, Worker
               .Help("Duration of ingest transactions.")
               .Register(*registry)
               .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                               0.05, 0.1, 0.25, 0.5, 1, 2.5})) {
+                                                               0.05, 0.1, 0.25, 0.5, 1, 2.5})),
+      alerts_refused_(prometheus::BuildGauge()
+                          .Name("vigie_controlplane_alerts_refused")
+                          .Help("Alerts not started because the rule engine's bound on active "
+                                "alerts was reached.")
+                          .Register(*registry)
+                          .Add({})) {
   instance_ = absl::StrFormat("%08x%08x", std::random_device{}(), std::random_device{}());
   for (const char* k : {"hello", "metrics", "checks", "heartbeat", "service_event", "empty"}) {
     messages_.Add({{"kind", k}});

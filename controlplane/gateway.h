@@ -70,6 +70,7 @@ class Gateway : public v1::AgentGateway::CallbackService {
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Counter& transitions_;
   prometheus::Histogram& commit_seconds_;
+  prometheus::Gauge& alerts_refused_;
 
   std::string instance_;  // random, per process; set by the constructor, then read-only
   std::atomic<uint64_t> next_connection_{1};

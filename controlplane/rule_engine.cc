@@ -117,7 +117,8 @@ std::string Transition::IdempotencyKey() const {
                       kind == kFiring ? "firing" : "resolved");
 }
 
-RuleEngine::RuleEngine(std::vector<Rule> rules) : rules_(std::move(rules)) {
+RuleEngine::RuleEngine(std::vector<Rule> rules, size_t max_active)
+    : rules_(std::move(rules)), max_active_(max_active) {
   for (size_t i = 0; i < rules_.size(); ++i) by_metric_[rules_[i].metric].push_back(i);
 }
 
@@ -143,13 +144,21 @@ RuleEngine::Evaluation RuleEngine::Evaluate(const std::string& agent_id,
       const std::string key = Key(r.name, fp);
       // Current state: an earlier sample of this batch, else the committed state.
       Evaluation::State st;
+      bool known = true;
       if (auto u = ev.updates.find(key); u != ev.updates.end()) {
         st = u->second;
       } else if (auto c = state_.find(key); c != state_.end()) {
         st = c->second;
+      } else {
+        known = false;
       }
       const int64_t ts = s.timestamp_ms();
       const bool holds = Holds(r.op, s.value(), r.threshold);
+      // Bounds memory: an upper estimate of the active alerts once this evaluation applies.
+      if (!known && holds && state_.size() + ev.updates.size() >= max_active_) {
+        ++refused_;
+        continue;
+      }
       Evaluation::State next = st;
       next.value = s.value();
       next.labels = labels;
@@ -213,6 +222,11 @@ void RuleEngine::Restore(const std::vector<ActiveAlert>& active) {
     st.labels = a.labels;
     state_[Key(a.rule, a.fingerprint)] = st;
   }
+}
+
+uint64_t RuleEngine::refused() const {
+  MutexLock lock(&mu_);
+  return refused_;
 }
 
 std::vector<v1::Alert> RuleEngine::Snapshot() const {

@@ -74,7 +74,10 @@ std::string Fingerprint(const std::map<std::string, std::string>& labels);
 // be evaluated in order (the gateway serializes each agent's messages). Thread-safe.
 class RuleEngine {
  public:
-  explicit RuleEngine(std::vector<Rule> rules);
+  // At most `max_active` alerts are pending or firing at once: the bound on the engine's
+  // memory whatever the label cardinality. Beyond it, new alerts are not started (counted in
+  // refused()); existing ones still move on.
+  explicit RuleEngine(std::vector<Rule> rules, size_t max_active = 100000);
 
   struct Evaluation {
     std::vector<Transition> transitions;
@@ -98,14 +101,18 @@ class RuleEngine {
   const std::vector<Rule>& rules() const { return rules_; }
   // Alerts currently pending or firing.
   std::vector<v1::Alert> Snapshot() const;
+  // Alerts not started because max_active were already active.
+  uint64_t refused() const;
 
  private:
   static std::string Key(const std::string& rule, const std::string& fingerprint);
   const std::vector<Rule> rules_;
   // Indexes into rules_ by metric name: most samples match no rule and cost one lookup.
   std::unordered_map<std::string, std::vector<size_t>> by_metric_;
+  const size_t max_active_;
   mutable Mutex mu_;
   std::map<std::string, Evaluation::State> state_ ABSL_GUARDED_BY(mu_);
+  mutable uint64_t refused_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace vigie::controlplane

@@ -113,6 +113,18 @@ TEST(RuleEngineTest, RestoredFiringAlertResolvesWithoutFiringAgain) {
   EXPECT_EQ(resolved[0].kind, Transition::kResolved);
 }
 
+TEST(RuleEngineTest, ActiveAlertsAreBounded) {
+  RuleEngine e({DiskRule("")}, /*max_active=*/2);
+  for (const char* agent : {"a", "b", "c", "d"}) e.Apply(e.Evaluate(agent, Batch(1, 0)));
+  EXPECT_EQ(e.Snapshot().size(), 2u);
+  EXPECT_EQ(e.refused(), 2u);
+  // Existing alerts still resolve, which makes room again.
+  e.Apply(e.Evaluate("a", Batch(1000, 1)));
+  EXPECT_EQ(e.Snapshot().size(), 1u);
+  e.Apply(e.Evaluate("c", Batch(1, 2)));
+  EXPECT_EQ(e.Snapshot().size(), 2u);
+}
+
 TEST(RuleEngineTest, ValidationNamesFieldAndValue) {
   v1::Rule p;
   p.set_name("r");
