@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/secrets.h"
 #include "common/status.h"
 #include "common/yaml_config.h"
 #include "re2/re2.h"
@@ -38,9 +39,25 @@ absl::StatusOr<AgentOptions> AgentOptionsFromConfig(const v1::AgentConfig& c) {
   }
   if (!c.controlplane().empty()) o.controlplane = c.controlplane();
   VIGIE_RETURN_IF_ERROR(ValidateHostPort("controlplane", o.controlplane));
-  // No authentication on /metrics yet, so it stays on loopback.
-  VIGIE_ASSIGN_OR_RETURN(o.http_listen,
-                         LoopbackListenAddress("http_listen", c.http_listen(), o.http_listen));
+  if (!IsSet(c.token())) {
+    return absl::InvalidArgumentError(
+        "token: required, e.g. token: {file: /etc/vigie/agent.token} or {env: VIGIE_TOKEN} "
+        "(make one with the Admin API's CreateToken)");
+  }
+  VIGIE_ASSIGN_OR_RETURN(o.token, ReadSecret("token", c.token()));
+  VIGIE_ASSIGN_OR_RETURN(o.tls, ClientTlsFromConfig("tls", c.tls()));
+  o.insecure = c.insecure();
+  if (!o.tls.enabled && !o.insecure && !IsLoopback(o.controlplane)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tls: required, since controlplane \"", o.controlplane,
+        "\" is not a loopback IP (set tls.ca_file, or insecure: true to send the token in clear)"));
+  }
+  // Reads and checks the TLS files now, so a bad one is a config error at start.
+  VIGIE_RETURN_IF_ERROR(
+      MakeClientChannel("controlplane", o.controlplane, o.tls, o.insecure, grpc::ChannelArguments())
+          .status());
+  VIGIE_ASSIGN_OR_RETURN(o.http_listen, ListenAddress("http_listen", c.http_listen(), o.http_listen));
+  VIGIE_ASSIGN_OR_RETURN(o.http_auth, HttpAuthFromConfig("http", o.http_listen, c.http()));
   VIGIE_ASSIGN_OR_RETURN(
       o.collect_interval,
       ParseConfigDuration("collect_interval", c.collect_interval(), o.collect_interval));
@@ -149,6 +166,9 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
 
   StreamClientOptions so;
   so.target = options_.controlplane;
+  so.tls = options_.tls;
+  so.insecure = options_.insecure;
+  so.token = options_.token;
   so.backoff = options_.reconnect_backoff;
   so.hello.set_agent_id(options_.agent_id);
   so.hello.set_hostname(options_.hostname);

@@ -13,6 +13,8 @@
 #include "agent/collectors.h"
 #include "agent/host_metrics.h"
 #include "agent/outbox.h"
+#include "common/grpc_security.h"
+#include "common/http_server.h"
 #include "agent/stream_client.h"
 #include "common/clock.h"
 #include "common/runnable.h"
@@ -37,6 +39,12 @@ struct AgentOptions {
   size_t max_pending_messages = 1000;
   size_t max_samples_per_batch = 5000;
   BackoffPolicy reconnect_backoff;
+  // Security: the agent's token (a secret: never logged), TLS to the control plane, and the
+  // /metrics listener's credentials.
+  std::string token;
+  ClientTlsOptions tls;
+  bool insecure = false;
+  HttpAuth http_auth;
 };
 
 // Validates `config` and fills in defaults. Errors are InvalidArgument naming the field.

@@ -21,28 +21,46 @@ absl::StatusOr<AgentOptions> FromYaml(const std::string& yaml) {
 }
 
 TEST(AgentOptionsTest, DefaultsAndOverrides) {
-  auto o = FromYaml("agent_id: web1\ncollect_interval: 2s\nlabels: {env: prod}\n");
+  setenv("VIGIE_TEST_AGENT_TOKEN", "vigie_test", 1);
+  auto o = FromYaml(
+      "agent_id: web1\ncollect_interval: 2s\nlabels: {env: prod}\n"
+      "token: {env: VIGIE_TEST_AGENT_TOKEN}\n");
   ASSERT_THAT(o, IsOk());
   EXPECT_EQ(o->agent_id, "web1");
   EXPECT_EQ(o->collect_interval, absl::Seconds(2));
   EXPECT_EQ(o->controlplane, "127.0.0.1:7400");
   EXPECT_EQ(o->paths.procfs, "/proc");
+  EXPECT_EQ(o->token, "vigie_test");
+  EXPECT_FALSE(o->tls.enabled);
 }
 
 TEST(AgentOptionsTest, BadValuesNameTheField) {
-  EXPECT_THAT(FromYaml("agent_id: 'web 1'\n"),
+  setenv("VIGIE_TEST_AGENT_TOKEN", "vigie_test", 1);
+  const std::string t = "token: {env: VIGIE_TEST_AGENT_TOKEN}\n";
+  EXPECT_THAT(FromYaml("agent_id: web1\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("token: required")));
+  EXPECT_THAT(FromYaml(t + "agent_id: 'web 1'\n"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("agent_id: \"web 1\"")));
-  EXPECT_THAT(FromYaml("collect_interval: soon\n"),
+  EXPECT_THAT(FromYaml(t + "collect_interval: soon\n"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("collect_interval")));
-  EXPECT_THAT(FromYaml("controlplane: nowhere\n"),
+  EXPECT_THAT(FromYaml(t + "controlplane: nowhere\n"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("controlplane: \"nowhere\"")));
-  EXPECT_THAT(FromYaml("http_listen: 0.0.0.0:9101\n"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a loopback address")));
-  EXPECT_THAT(FromYaml("labels: {'bad-label': x}\n"),
+  // A token is never sent in clear beyond loopback unless said so.
+  EXPECT_THAT(FromYaml(t + "controlplane: 10.9.8.7:7400\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tls: required")));
+  EXPECT_THAT(FromYaml(t + "controlplane: 127.0.0.1.example:7400\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tls: required")));
+  EXPECT_THAT(FromYaml(t + "controlplane: 10.9.8.7:7400\ntls: {ca_file: /nonexistent}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tls.ca_file: cannot read")));
+  EXPECT_THAT(FromYaml(t + "controlplane: 10.9.8.7:7400\ninsecure: true\n"), IsOk());
+  EXPECT_THAT(FromYaml(t + "http_listen: 0.0.0.0:9101\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a loopback IP")));
+  EXPECT_THAT(FromYaml(t + "http_listen: 0.0.0.0:9101\nhttp: {insecure: true}\n"), IsOk());
+  EXPECT_THAT(FromYaml(t + "labels: {'bad-label': x}\n"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bad-label")));
-  EXPECT_THAT(FromYaml("reconnect_backoff: {initial: 10s, max: 1s}\n"),
+  EXPECT_THAT(FromYaml(t + "reconnect_backoff: {initial: 10s, max: 1s}\n"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("reconnect_backoff")));
-  EXPECT_THAT(FromYaml("mount_points_exclude: ['(']\n"),
+  EXPECT_THAT(FromYaml(t + "mount_points_exclude: ['(']\n"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("mount_points_exclude")));
 }
 

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   vigie::HttpServerOptions http;
   http.listen = options->http_listen;
   http.metrics = {registry.get(), &agent.host_metrics()};
+  http.auth = options->http_auth;
   absl::StatusOr<std::unique_ptr<vigie::HttpServer>> server = vigie::HttpServer::Start(http);
   if (!server.ok()) {
     vigie::log::Error("cannot start HTTP listener", {{"error", server.status()}});
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
   agent.Start();
   vigie::log::Info("agent started", {{"agent_id", options->agent_id},
                                      {"controlplane", options->controlplane},
+                                     {"tls", options->tls.enabled ? "on" : "off"},
                                      {"http", options->http_listen}});
 
   int sig = vigie::WaitForTerminationSignal();

@@ -12,6 +12,7 @@ namespace vigie::agent {
 class Session : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMessage> {
  public:
   Session(StreamClient* client, v1::AgentGateway::Stub* stub) : client_(client) {
+    AddBearerToken(&context_, client->options_.token);
     stub->async()->Connect(&context_, this);
   }
 
@@ -137,7 +138,16 @@ StreamClient::StreamClient(StreamClientOptions options, Outbox* outbox)
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  channel_ = grpc::CreateCustomChannel(options_.target, grpc::InsecureChannelCredentials(), args);
+  // The options were validated (AgentOptionsFromConfig), so this fails only if a TLS file
+  // changed since; then every stream fails and says why.
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      MakeClientChannel("controlplane", options_.target, options_.tls, options_.insecure, args);
+  if (!channel.ok()) {
+    log::Error("cannot set up the channel to the control plane", {{"error", channel.status()}});
+    channel = grpc::CreateCustomChannel("unix:/nonexistent", grpc::InsecureChannelCredentials(),
+                                        args);
+  }
+  channel_ = *channel;
   stub_ = v1::AgentGateway::NewStub(channel_);
 }
 

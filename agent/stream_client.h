@@ -10,6 +10,7 @@
 #include "absl/base/thread_annotations.h"
 #include "agent/outbox.h"
 #include "common/backoff.h"
+#include "common/grpc_security.h"
 #include "common/mutex.h"
 #include "common/runnable.h"
 #include "grpcpp/grpcpp.h"
@@ -19,6 +20,9 @@ namespace vigie::agent {
 
 struct StreamClientOptions {
   std::string target;  // host:port of the control plane
+  ClientTlsOptions tls;
+  bool insecure = false;
+  std::string token;  // sent on every stream; a secret
   BackoffPolicy backoff;
   // Sent first on every stream; last_sequence is filled in from the outbox.
   v1::Hello hello;

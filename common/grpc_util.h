@@ -13,17 +13,10 @@
 
 namespace vigie {
 
-// Enables the built-in grpc.health.v1 service and server reflection for every server built
-// afterwards, and links the health descriptor so reflection can describe it. Call once before
-// building a grpc::ServerBuilder.
+// Enables the built-in grpc.health.v1 service for every server built afterwards, and links the
+// health descriptor so reflection can describe it. Reflection itself is added per server (see
+// StartSecureGrpcServer in grpc_security.h), never globally.
 void EnableHealthAndReflection();
-
-// Builds and starts the process's one gRPC server on `listen` (host:port) with `services`
-// (not owned; they must outlive the server), health and reflection. kUnavailable if it cannot
-// listen.
-absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(
-    const std::string& listen, int max_receive_message_bytes,
-    const std::vector<grpc::Service*>& services);
 
 // absl::Status <-> grpc::Status, keeping the code and message.
 grpc::Status ToGrpcStatus(const absl::Status& status);

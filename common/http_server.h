@@ -10,12 +10,30 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "prometheus/collectable.h"
+#include "vigie/v1/config.pb.h"
 
 class CivetServer;
 class CivetHandler;
 
 namespace vigie {
+
+class AuthFailures;
+
+// Who may read the listener's pages (all but /healthz) and whether it speaks HTTPS.
+struct HttpAuth {
+  std::string cert_file;  // HTTPS when set, with key_file
+  std::string key_file;
+  std::string bearer_token;  // secret
+  std::string basic_username;
+  std::string basic_password;  // secret
+  bool has_credential() const { return !bearer_token.empty() || !basic_username.empty(); }
+};
+// Reads the secrets `c` names. Beyond loopback a credential is required unless c.insecure.
+// Errors name `field` (e.g. "http.basic_auth_password.file: cannot read ...").
+absl::StatusOr<HttpAuth> HttpAuthFromConfig(absl::string_view field, const std::string& listen,
+                                            const v1::HttpSecurity& c);
 
 struct HttpResponse {
   int status = 200;
@@ -34,6 +52,10 @@ struct HttpServerOptions {
   std::vector<const prometheus::Collectable*> metrics;
   // Extra GET handlers by exact path. /healthz answers "ok" unless given here.
   std::map<std::string, HttpGetHandler> handlers;
+  // Credentials every path but /healthz requires, and HTTPS.
+  HttpAuth auth;
+  // Counts refused requests (reason "http_unauthorized"); may be null. Not owned.
+  AuthFailures* failures = nullptr;
 };
 
 // Starts listening in Start(); stops in the destructor. Thread-safe after Start().
@@ -46,6 +68,8 @@ class HttpServer {
 
  private:
   HttpServer() = default;
+  // Declared before server_, which is destroyed first: its handlers point at these.
+  HttpAuth auth_;
   std::vector<std::unique_ptr<CivetHandler>> handlers_;
   std::unique_ptr<CivetServer> server_;
   int port_ = 0;

@@ -1,5 +1,8 @@
 #include "common/yaml_config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -209,22 +212,26 @@ bool IsLoopback(absl::string_view host_port) {
   absl::string_view host;
   int port;
   if (!SplitHostPort(host_port, &host, &port)) return false;
-  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+  // An IP literal only: a name ("localhost", "127.attacker.example") may resolve anywhere.
+  const std::string h(host);
+  in_addr v4;
+  if (inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6;
+  if (inet_pton(AF_INET6, h.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+  return false;
 }
 
-absl::Status RequireLoopback(absl::string_view field, absl::string_view listen) {
+absl::Status RequireLoopback(absl::string_view field, absl::string_view listen,
+                             absl::string_view unless) {
   if (IsLoopback(listen)) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
-      field, ": \"", listen,
-      "\" is not a loopback address; this version has no authentication, so it serves only on "
-      "loopback (127.0.0.0/8, ::1, localhost)"));
+      field, ": \"", listen, "\" is not a loopback IP address (127.0.0.0/8 or [::1]); ", unless));
 }
 
-absl::StatusOr<std::string> LoopbackListenAddress(absl::string_view field, const std::string& value,
-                                                  const std::string& default_value) {
+absl::StatusOr<std::string> ListenAddress(absl::string_view field, const std::string& value,
+                                          const std::string& default_value) {
   const std::string& listen = value.empty() ? default_value : value;
   VIGIE_RETURN_IF_ERROR(ValidateHostPort(field, listen));
-  VIGIE_RETURN_IF_ERROR(RequireLoopback(field, listen));
   return listen;
 }
 

@@ -30,15 +30,16 @@ absl::StatusOr<absl::Duration> ParseConfigDuration(absl::string_view field, absl
 
 // Checks a host:port listen or target address. Errors name `field` and the value.
 absl::Status ValidateHostPort(absl::string_view field, absl::string_view value);
-// True if `host_port`'s host is 127.0.0.0/8, ::1 or localhost.
+// True if `host_port`'s host is an IP address in 127.0.0.0/8 or ::1. Host names, "localhost"
+// included, are never taken for loopback.
 bool IsLoopback(absl::string_view host_port);
-// InvalidArgument naming `field` unless `listen` is a loopback address: until authentication
-// exists, nothing may listen beyond loopback.
-absl::Status RequireLoopback(absl::string_view field, absl::string_view listen);
-// A listener address from config: `value`, or `default_value` if empty; must be a loopback
-// host:port. Errors name `field`.
-absl::StatusOr<std::string> LoopbackListenAddress(absl::string_view field, const std::string& value,
-                                                  const std::string& default_value);
+// InvalidArgument naming `field` and the value unless `listen` is a loopback IP; `unless` ends
+// the message (what would allow it, e.g. "set tls or insecure: true").
+absl::Status RequireLoopback(absl::string_view field, absl::string_view listen,
+                             absl::string_view unless);
+// A listener address from config: `value`, or `default_value` if empty, checked as host:port.
+absl::StatusOr<std::string> ListenAddress(absl::string_view field, const std::string& value,
+                                          const std::string& default_value);
 
 // A config Backoff message over `defaults`; errors name `field` (e.g. "notify_backoff.max").
 absl::StatusOr<BackoffPolicy> BackoffFromConfig(absl::string_view field, const v1::Backoff& b,

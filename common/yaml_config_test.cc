@@ -102,7 +102,12 @@ TEST(YamlConfigTest, HostPort) {
   EXPECT_THAT(ValidateHostPort("grpc_listen", "7400"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("grpc_listen: \"7400\"")));
   EXPECT_TRUE(IsLoopback("127.0.0.1:1"));
-  EXPECT_TRUE(IsLoopback("localhost:1"));
+  EXPECT_TRUE(IsLoopback("127.3.2.1:1"));
+  EXPECT_FALSE(IsLoopback("localhost:1"));
+  EXPECT_FALSE(IsLoopback("127.evil.example:1"));
+  EXPECT_FALSE(IsLoopback("127.0.0.1.nip.io:1"));
+  EXPECT_FALSE(IsLoopback("[::ffff:10.0.0.1]:1"));
+  EXPECT_FALSE(IsLoopback("[::]:1"));
   EXPECT_TRUE(IsLoopback("[::1]:1"));
   EXPECT_FALSE(IsLoopback("0.0.0.0:1"));
   EXPECT_FALSE(IsLoopback("10.0.0.1:1"));

@@ -1,7 +1,10 @@
 #include "controlplane/admin_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_security.h"
 #include "common/grpc_util.h"
+#include "common/log.h"
+#include "common/status.h"
 #include "common/yaml_config.h"
 
 namespace vigie::controlplane {
@@ -135,6 +138,60 @@ grpc::ServerUnaryReactor* AdminService::QuerySamples(grpc::CallbackServerContext
     auto r = store_->QuerySamples(*req, range, limit);
     if (!r.ok()) return r.status();
     *resp = std::move(*r);
+    return absl::OkStatus();
+  });
+}
+
+namespace {
+void ToProto(const TokenRecord& t, v1::Token* out) {
+  out->set_id(t.id);
+  out->set_kind(t.kind);
+  out->set_agent_id(t.agent_id);
+  out->set_description(t.description);
+  out->set_created_at_unix(t.created_at_unix);
+  out->set_created_by(t.created_by);
+  out->set_revoked_at_unix(t.revoked_at_unix);
+}
+}  // namespace
+
+grpc::ServerUnaryReactor* AdminService::CreateToken(grpc::CallbackServerContext* ctx,
+                                                    const v1::CreateTokenRequest* req,
+                                                    v1::CreateTokenResponse* resp) {
+  std::optional<Principal> who = PrincipalOf(*ctx);
+  std::string by = who ? who->token_id : "";
+  return Defer(ctx, [this, req, resp, by]() -> absl::Status {
+    VIGIE_ASSIGN_OR_RETURN(auto made,
+                           tokens_->Create(req->kind(), req->agent_id(), req->description(), by));
+    ToProto(made.first, resp->mutable_token());
+    resp->set_secret(made.second);
+    log::Info("token created", {{"id", made.first.id},
+                                {"kind", v1::TokenKind_Name(made.first.kind)},
+                                {"agent_id", made.first.agent_id},
+                                {"created_by", by}});
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::ListTokens(grpc::CallbackServerContext* ctx,
+                                                   const v1::ListTokensRequest* req,
+                                                   v1::ListTokensResponse* resp) {
+  for (const TokenRecord& t : tokens_->List(req->include_revoked())) {
+    ToProto(t, resp->add_tokens());
+  }
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AdminService::RevokeToken(grpc::CallbackServerContext* ctx,
+                                                    const v1::RevokeTokenRequest* req,
+                                                    v1::Token* resp) {
+  std::optional<Principal> who = PrincipalOf(*ctx);
+  std::string by = who ? who->token_id : "";
+  return Defer(ctx, [this, req, resp, by]() -> absl::Status {
+    VIGIE_ASSIGN_OR_RETURN(TokenRecord t, tokens_->Revoke(req->id()));
+    ToProto(t, resp);
+    log::Info("token revoked", {{"id", t.id}, {"revoked_by", by}});
     return absl::OkStatus();
   });
 }

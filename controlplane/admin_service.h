@@ -6,6 +6,7 @@
 #include "common/worker_pool.h"
 #include "controlplane/rule_engine.h"
 #include "controlplane/store.h"
+#include "controlplane/tokens.h"
 #include "vigie/v1/admin.grpc.pb.h"
 
 namespace vigie::controlplane {
@@ -13,8 +14,8 @@ namespace vigie::controlplane {
 // Thread-safe. All pointers must outlive it.
 class AdminService : public v1::Admin::CallbackService {
  public:
-  AdminService(Store* store, RuleEngine* rules, WorkerPool* pool)
-      : store_(store), rules_(rules), pool_(pool) {}
+  AdminService(Store* store, RuleEngine* rules, WorkerPool* pool, TokenRegistry* tokens)
+      : store_(store), rules_(rules), pool_(pool), tokens_(tokens) {}
 
   grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* ctx,
                                        const v1::ListAgentsRequest* req,
@@ -35,6 +36,15 @@ class AdminService : public v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* QuerySamples(grpc::CallbackServerContext* ctx,
                                          const v1::QuerySamplesRequest* req,
                                          v1::QuerySamplesResponse* resp) override;
+  grpc::ServerUnaryReactor* CreateToken(grpc::CallbackServerContext* ctx,
+                                        const v1::CreateTokenRequest* req,
+                                        v1::CreateTokenResponse* resp) override;
+  grpc::ServerUnaryReactor* ListTokens(grpc::CallbackServerContext* ctx,
+                                       const v1::ListTokensRequest* req,
+                                       v1::ListTokensResponse* resp) override;
+  grpc::ServerUnaryReactor* RevokeToken(grpc::CallbackServerContext* ctx,
+                                        const v1::RevokeTokenRequest* req,
+                                        v1::Token* resp) override;
 
  private:
   // Runs `fn` on the pool and finishes the call with its status.
@@ -44,6 +54,7 @@ class AdminService : public v1::Admin::CallbackService {
   Store* const store_;
   RuleEngine* const rules_;
   WorkerPool* const pool_;
+  TokenRegistry* const tokens_;
 };
 
 }  // namespace vigie::controlplane

@@ -1,5 +1,7 @@
 #include "controlplane/dispatcher.h"
 
+#include "common/grpc_security.h"
+
 #include "common/log.h"
 #include "grpcpp/grpcpp.h"
 
@@ -20,10 +22,7 @@ Dispatcher::Dispatcher(DispatcherOptions options, Store* store, prometheus::Regi
                    .Register(*registry)
                    .Add({})) {
   for (const char* r : {"delivered", "duplicate", "failed"}) sent_.Add({{"result", r}});
-  if (!options_.notifier.empty()) {
-    stub_ = v1::Notifier::NewStub(
-        grpc::CreateChannel(options_.notifier, grpc::InsecureChannelCredentials()));
-  }
+  if (options_.channel) stub_ = v1::Notifier::NewStub(options_.channel);
 }
 
 Dispatcher::~Dispatcher() { Stop(); }
@@ -37,6 +36,7 @@ void Dispatcher::Run() {
     absl::StatusOr<int> r = store_->DispatchOutbox(options_.batch, [&](const OutboxEntry& e) {
       grpc::ClientContext ctx;
       ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+      AddBearerToken(&ctx, options_.token);
       v1::NotifyResponse resp;
       grpc::Status s = stub_->Notify(&ctx, e.request, &resp);
       if (s.ok()) {

@@ -17,7 +17,10 @@
 namespace vigie::controlplane {
 
 struct DispatcherOptions {
-  std::string notifier;  // host:port; empty = keep transitions stored, send nothing
+  // Channel to the notifier (see MakeClientChannel); null = keep transitions stored, send
+  // nothing. `token` is presented on every call.
+  std::shared_ptr<grpc::Channel> channel;
+  std::string token;
   BackoffPolicy backoff;
   absl::Duration poll_interval = absl::Seconds(1);
   absl::Duration rpc_timeout = absl::Seconds(5);

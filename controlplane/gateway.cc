@@ -89,7 +89,10 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOption
 class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage> {
  public:
   AgentStream(Gateway* gw, grpc::CallbackServerContext* context)
-      : gw_(gw), peer_(context->peer()), connection_id_(gw->NewConnectionId()) {
+      : gw_(gw),
+        peer_(context->peer()),
+        connection_id_(gw->NewConnectionId()),
+        principal_(PrincipalOf(*context)) {
     gw_->streams_.Increment();
     StartRead(&in_);
   }
@@ -161,15 +164,25 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
   // Called by the gateway, under its lock, when a newer stream of the same agent registers.
   // Safe against a concurrent OnDone(): that waits for the gateway lock in Unregister().
   void Supersede() {
+    End(grpc::Status(grpc::StatusCode::ABORTED, "superseded by a newer stream of the same agent_id"));
+  }
+
+  // Ends the stream with `status` (queued work finishes first). Same locking as Supersede().
+  void End(const grpc::Status& end) {
     grpc::Status status;
     bool finish;
     {
       MutexLock lock(&mu_);
-      RequestFinishLocked(grpc::Status(grpc::StatusCode::ABORTED,
-                                       "superseded by a newer stream of the same agent_id"));
+      RequestFinishLocked(end);
       finish = TakeFinishLocked(&status);
     }
     if (finish) Finish(status);
+  }
+
+  // The token this stream authenticated with ("" if none). Immutable.
+  const std::string& token_id() const {
+    static const std::string kNone;
+    return principal_ ? principal_->token_id : kNone;
   }
 
  private:
@@ -188,6 +201,13 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
     if (!hello_seen_) {
       if (!in_.has_hello()) {
         Reject("protocol", absl::InvalidArgumentError("payload: the first message must be hello"));
+        return;
+      }
+      std::string reason;
+      if (absl::Status s = gw_->tokens_->AuthorizeHello(principal_, in_.hello(), &reason);
+          !s.ok()) {
+        gw_->failures_->Count(reason, "/vigie.v1.AgentGateway/Connect", s.message());
+        RequestFinishLocked(ToGrpcStatus(s));
         return;
       }
       hello_seen_ = true;
@@ -388,6 +408,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
   Gateway* const gw_;
   const std::string peer_;
   const std::string connection_id_;
+  const std::optional<Principal> principal_;  // from the token the stream presented
   v1::AgentMessage in_;  // only touched by the one outstanding read and its reaction
 
   Mutex mu_;
@@ -410,13 +431,16 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
 };
 
 Gateway::Gateway(GatewayOptions options, Store* store, RuleEngine* rules, WorkerPool* pool,
-                 std::function<void()> on_transitions, prometheus::Registry* registry)
+                 std::function<void()> on_transitions, prometheus::Registry* registry,
+                 const TokenRegistry* tokens, AuthFailures* failures)
     : options_(std::move(options)),
       store_(store),
 
       rules_(rules),
       pool_(pool),
       on_transitions_(std::move(on_transitions)),
+      tokens_(tokens),
+      failures_(failures),
       streams_(prometheus::BuildGauge()
                    .Name("vigie_controlplane_agent_streams")
                    .Help("Open agent streams.")
@@ -486,6 +510,17 @@ void Gateway::Register(const std::string& agent_id, AgentStream* stream) {
   AgentStream*& current = by_agent_[agent_id];
   if (current != nullptr && current != stream) current->Supersede();
   current = stream;
+}
+
+void Gateway::DisconnectToken(const std::string& token_id) {
+  MutexLock lock(&mu_);
+  for (auto& [agent, stream] : by_agent_) {
+    if (stream->token_id() == token_id) {
+      log::Info("ending stream: its token was revoked", {{"agent", agent}, {"token", token_id}});
+      stream->End(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                               absl::StrCat("token ", token_id, " was revoked")));
+    }
+  }
 }
 
 std::string Gateway::NewConnectionId() {

@@ -16,6 +16,8 @@
 #include "common/worker_pool.h"
 #include "controlplane/rule_engine.h"
 #include "controlplane/store.h"
+#include "controlplane/tokens.h"
+#include "common/grpc_security.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
@@ -38,14 +40,19 @@ class AgentStream;
 // called (from a worker thread) after a commit that stored alert transitions.
 class Gateway : public v1::AgentGateway::CallbackService {
  public:
+  // `tokens` decides which agent a stream may speak for (AuthorizeHello); refusals are counted
+  // in `failures`. Both must outlive it.
   Gateway(GatewayOptions options, Store* store, RuleEngine* rules, WorkerPool* pool,
-          std::function<void()> on_transitions, prometheus::Registry* registry);
+          std::function<void()> on_transitions, prometheus::Registry* registry,
+          const TokenRegistry* tokens, AuthFailures* failures);
 
   grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage>* Connect(
       grpc::CallbackServerContext* context) override;
 
   // Agents with a stream on this replica.
   size_t connected_agents() const;
+  // Ends (UNAUTHENTICATED) every stream that authenticated with token `token_id`.
+  void DisconnectToken(const std::string& token_id);
 
  private:
   friend class AgentStream;
@@ -61,6 +68,8 @@ class Gateway : public v1::AgentGateway::CallbackService {
   RuleEngine* const rules_;
   WorkerPool* const pool_;
   const std::function<void()> on_transitions_;
+  const TokenRegistry* const tokens_;
+  AuthFailures* const failures_;
 
   prometheus::Gauge& streams_;
   prometheus::Family<prometheus::Counter>& messages_;

@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "absl/flags/flag.h"
+#include "common/grpc_security.h"
 #include "common/grpc_util.h"
 #include "common/http_server.h"
 #include "common/log.h"
@@ -13,6 +14,7 @@
 #include "controlplane/gateway.h"
 #include "controlplane/options.h"
 #include "controlplane/pg_store.h"
+#include "controlplane/tokens.h"
 #include "grpcpp/grpcpp.h"
 #include "prometheus/registry.h"
 
@@ -38,6 +40,37 @@ int main(int argc, char** argv) {
     vigie::log::Error("cannot open the database", {{"error", store.status()}});
     return 1;
   }
+  // Credentials before anything listens: the bootstrap admin token and every stored token.
+  auto registry = std::make_shared<prometheus::Registry>();
+  vigie::AuthFailures auth_failures(registry.get());
+  cp::TokenRegistry tokens(store->get(), absl::Seconds(5));
+  absl::Status tokens_ok = options->bootstrap_admin_token.empty()
+                               ? tokens.Load()
+                               : tokens.Bootstrap(options->bootstrap_admin_token);
+  if (!tokens_ok.ok()) {
+    vigie::log::Error("cannot load tokens", {{"error", tokens_ok}});
+    return 1;
+  }
+  if (tokens.List(false).empty()) {
+    vigie::log::Warn(
+        "no tokens: nothing can call the Admin API or connect; set bootstrap_admin_token");
+  }
+  absl::StatusOr<std::unique_ptr<vigie::ServerSecurity>> security = vigie::ServerSecurity::Create(
+      "tls", options->tls, &tokens, &auth_failures, registry.get());
+  if (!security.ok()) vigie::ExitUsage(absl::StrCat(path, ": ", security.status().message()));
+  auto& insecure_gauge = prometheus::BuildGauge()
+                             .Name("vigie_insecure_listener")
+                             .Help("1 if gRPC is served in plaintext beyond loopback "
+                                   "(insecure: true).")
+                             .Register(*registry)
+                             .Add({});
+  insecure_gauge.Set(options->insecure_listener ? 1 : 0);
+  if (options->insecure_listener) {
+    vigie::log::Warn("insecure: true: serving gRPC in plaintext beyond loopback; tokens cross "
+                     "the network in clear",
+                     {{"grpc", options->grpc_listen}});
+  }
+
   cp::RuleEngine rules(options->rules);
   absl::StatusOr<std::vector<cp::ActiveAlert>> firing = (*store)->LoadFiringAlerts();
   if (!firing.ok()) {
@@ -46,34 +79,63 @@ int main(int argc, char** argv) {
   }
   rules.Restore(*firing);
 
-  auto registry = std::make_shared<prometheus::Registry>();
   vigie::WorkerPool pool("storage", options->storage_workers, /*max_queue=*/1024);
-  cp::Dispatcher dispatcher({options->notifier, options->notify_backoff}, store->get(),
-                            registry.get());
+  cp::DispatcherOptions dispatch;
+  dispatch.backoff = options->notify_backoff;
+  if (!options->notifier.empty()) {
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = vigie::MakeClientChannel(
+        "notifier", options->notifier, options->notifier_tls, false, grpc::ChannelArguments());
+    if (!channel.ok()) vigie::ExitUsage(absl::StrCat(path, ": ", channel.status().message()));
+    dispatch.channel = *channel;
+    dispatch.token = options->notifier_token;
+  }
+  cp::Dispatcher dispatcher(dispatch, store->get(), registry.get());
   cp::Gateway gateway(
       options->gateway, store->get(), &rules, &pool, [&dispatcher] { dispatcher.Wake(); },
-      registry.get());
-  cp::AdminService admin(store->get(), &rules, &pool);
+      registry.get(), &tokens, &auth_failures);
+  tokens.SetOnRevoked([&gateway](const std::string& id) { gateway.DisconnectToken(id); });
+  cp::AdminService admin(store->get(), &rules, &pool, &tokens);
 
   // HTTP first: it cannot fail after agents are already being accepted.
   vigie::HttpServerOptions http;
   http.listen = options->http_listen;
   http.metrics = {registry.get()};
+  http.auth = options->http_auth;
+  http.failures = &auth_failures;
   absl::StatusOr<std::unique_ptr<vigie::HttpServer>> http_server = vigie::HttpServer::Start(http);
   if (!http_server.ok()) {
     vigie::log::Error("cannot start HTTP listener", {{"error", http_server.status()}});
     return 1;
   }
-  absl::StatusOr<std::unique_ptr<grpc::Server>> server = vigie::StartGrpcServer(
-      options->grpc_listen, static_cast<int>(options->max_message_bytes), {&gateway, &admin});
+  std::unique_ptr<grpc::Server> health_server;
+  if (!options->health_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<grpc::Server>> h =
+        vigie::StartHealthServer(options->health_listen);
+    if (!h.ok()) {
+      vigie::log::Error("cannot start the health listener", {{"error", h.status()}});
+      return 1;
+    }
+    health_server = std::move(*h);
+  }
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server = vigie::StartSecureGrpcServer(
+      options->grpc_listen, (*security)->credentials(),
+      static_cast<int>(options->max_message_bytes), {&gateway, &admin});
   if (!server.ok()) {
-    vigie::log::Error("cannot start the gRPC server", {{"error", server.status()}});
+    vigie::log::Error("cannot start the gRPC server",
+                      {{"error", server.status()}, {"grpc_listen", options->grpc_listen}});
     return 1;
   }
+  (*security)->Start();
+  tokens.Start();
 
   dispatcher.Start();
   vigie::log::Info("control plane started",
                    {{"grpc", options->grpc_listen},
+                    {"tls", options->tls.enabled() ? (options->tls.client_ca_file.empty()
+                                                          ? "on"
+                                                          : "mutual")
+                                                    : "off"},
+                    {"health", options->health_listen},
                     {"http", options->http_listen},
                     {"database", vigie::log::RedactUrl(options->database_url)},
                     {"schema_version", (*store)->schema_version()},
@@ -85,6 +147,9 @@ int main(int argc, char** argv) {
   // Reverse order: stop taking streams (in-flight commits finish, agents resend the rest),
   // then the workers, the dispatcher and the HTTP listener.
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (health_server) health_server->Shutdown();
+  tokens.Stop();
+  (*security)->Stop();
   pool.Stop();
   dispatcher.Stop();
   http_server->reset();

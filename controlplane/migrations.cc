@@ -99,6 +99,18 @@ CREATE INDEX notification_outbox_due ON notification_outbox (next_attempt_at)
       {2, "agents.connection_id: the stream that last registered the agent", R"sql(
 ALTER TABLE agents ADD COLUMN connection_id text NOT NULL DEFAULT '';
 )sql"},
+      {3, "tokens: agent, enrolment, viewer and admin credentials, stored as SHA-256", R"sql(
+CREATE TABLE tokens (
+  id           text PRIMARY KEY,
+  kind         text NOT NULL CHECK (kind IN ('agent', 'enrolment', 'viewer', 'admin')),
+  agent_id     text NOT NULL DEFAULT '',
+  sha256       bytea NOT NULL UNIQUE CHECK (length(sha256) = 32),
+  description  text NOT NULL DEFAULT '',
+  created_by   text NOT NULL DEFAULT '',
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  revoked_at   timestamptz
+);
+)sql"},
   };
   return *migrations;
 }

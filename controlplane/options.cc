@@ -1,6 +1,7 @@
 #include "controlplane/options.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/secrets.h"
 #include "common/status.h"
 #include "common/yaml_config.h"
 
@@ -8,18 +9,51 @@ namespace vigie::controlplane {
 
 absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::ControlPlaneConfig& c) {
   ControlPlaneOptions o;
-  // Agent and admin authentication are not built yet, so nothing may listen beyond loopback.
-  VIGIE_ASSIGN_OR_RETURN(o.grpc_listen,
-                         LoopbackListenAddress("grpc_listen", c.grpc_listen(), o.grpc_listen));
-  VIGIE_ASSIGN_OR_RETURN(o.http_listen,
-                         LoopbackListenAddress("http_listen", c.http_listen(), o.http_listen));
-  o.database_url = c.database_url();
+  VIGIE_ASSIGN_OR_RETURN(o.grpc_listen, ListenAddress("grpc_listen", c.grpc_listen(), o.grpc_listen));
+  VIGIE_ASSIGN_OR_RETURN(o.tls, ServerTlsFromConfig("tls", c.tls()));
+  VIGIE_ASSIGN_OR_RETURN(o.insecure_listener,
+                         CheckListenerSecurity("grpc_listen", o.grpc_listen, o.tls, c.insecure()));
+  if (!c.health_listen().empty()) {
+    VIGIE_ASSIGN_OR_RETURN(o.health_listen, ListenAddress("health_listen", c.health_listen(), ""));
+  }
+  if (IsSet(c.bootstrap_admin_token())) {
+    VIGIE_ASSIGN_OR_RETURN(o.bootstrap_admin_token,
+                           ReadSecret("bootstrap_admin_token", c.bootstrap_admin_token()));
+    if (o.bootstrap_admin_token.size() < 32) {
+      return absl::InvalidArgumentError(
+          "bootstrap_admin_token: at least 32 characters (e.g. openssl rand -hex 32)");
+    }
+  }
+  VIGIE_ASSIGN_OR_RETURN(o.http_listen, ListenAddress("http_listen", c.http_listen(), o.http_listen));
+  VIGIE_ASSIGN_OR_RETURN(o.http_auth, HttpAuthFromConfig("http", o.http_listen, c.http()));
+  if (!c.database_url().empty() && IsSet(c.database_url_from())) {
+    return absl::InvalidArgumentError("database_url_from: set database_url or database_url_from, not both");
+  }
+  if (IsSet(c.database_url_from())) {
+    VIGIE_ASSIGN_OR_RETURN(o.database_url, ReadSecret("database_url_from", c.database_url_from()));
+  } else {
+    o.database_url = c.database_url();
+  }
   if (o.database_url.empty()) {
     return absl::InvalidArgumentError(
-        "database_url: required, e.g. \"postgresql://vigie@127.0.0.1:5432/vigie\"");
+        "database_url: required (or database_url_from: {file: ...}), e.g. "
+        "\"postgresql://vigie@127.0.0.1:5432/vigie\"");
   }
   o.notifier = c.notifier();
-  if (!o.notifier.empty()) VIGIE_RETURN_IF_ERROR(ValidateHostPort("notifier", o.notifier));
+  if (!o.notifier.empty()) {
+    VIGIE_RETURN_IF_ERROR(ValidateHostPort("notifier", o.notifier));
+    if (!IsSet(c.notifier_token())) {
+      return absl::InvalidArgumentError(
+          "notifier_token: required with notifier (the notifier refuses unauthenticated calls)");
+    }
+    VIGIE_ASSIGN_OR_RETURN(o.notifier_token, ReadSecret("notifier_token", c.notifier_token()));
+    VIGIE_ASSIGN_OR_RETURN(o.notifier_tls, ClientTlsFromConfig("notifier_tls", c.notifier_tls()));
+    if (!o.notifier_tls.enabled && !IsLoopback(o.notifier)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "notifier_tls: required, since notifier \"", o.notifier,
+          "\" is not a loopback IP (the token would cross the network in clear)"));
+    }
+  }
   if (c.storage_workers() != 0) o.storage_workers = static_cast<int>(c.storage_workers());
   if (o.storage_workers > 64) {
     return absl::InvalidArgumentError(

@@ -3,6 +3,7 @@
 #include <pqxx/pqxx>
 #include <tuple>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/agent_message.h"
@@ -523,6 +524,102 @@ absl::StatusOr<int64_t> PgStore::PendingOutbox() {
   });
   if (!s.ok()) return s;
   return n;
+}
+
+namespace {
+constexpr char kTokenColumns[] =
+    "id, kind, agent_id, encode(sha256, 'hex'), description, created_by, "
+    "extract(epoch from created_at)::bigint, coalesce(extract(epoch from revoked_at)::bigint, 0)";
+
+const char* KindText(v1::TokenKind k) {
+  switch (k) {
+    case v1::TOKEN_KIND_AGENT:
+      return "agent";
+    case v1::TOKEN_KIND_ENROLMENT:
+      return "enrolment";
+    case v1::TOKEN_KIND_VIEWER:
+      return "viewer";
+    default:
+      return "admin";
+  }
+}
+
+TokenRecord TokenFromRow(const pqxx::row& r) {
+  TokenRecord t;
+  t.id = r[0].as<std::string>();
+  const std::string kind = r[1].as<std::string>();
+  t.kind = kind == "agent"       ? v1::TOKEN_KIND_AGENT
+           : kind == "enrolment" ? v1::TOKEN_KIND_ENROLMENT
+           : kind == "viewer"    ? v1::TOKEN_KIND_VIEWER
+                                 : v1::TOKEN_KIND_ADMIN;
+  t.agent_id = r[2].as<std::string>();
+  t.sha256 = absl::HexStringToBytes(r[3].as<std::string>());
+  t.description = r[4].as<std::string>();
+  t.created_by = r[5].as<std::string>();
+  t.created_at_unix = r[6].as<int64_t>();
+  t.revoked_at_unix = r[7].as<int64_t>();
+  return t;
+}
+}  // namespace
+
+absl::StatusOr<TokenRecord> PgStore::CreateToken(const TokenRecord& token) {
+  std::optional<TokenRecord> out;
+  absl::Status s = Run("create token", [&](pqxx::connection& c) {
+    pqxx::work t(c);
+    pqxx::result r = t.exec_params(
+        absl::StrCat("INSERT INTO tokens (id, kind, agent_id, sha256, description, created_by) "
+                     "VALUES ($1, $2, $3, decode($4, 'hex'), $5, $6) "
+                     "ON CONFLICT DO NOTHING RETURNING ",
+                     kTokenColumns),
+        token.id, KindText(token.kind), token.agent_id, absl::BytesToHexString(token.sha256),
+        token.description, token.created_by);
+    t.commit();
+    if (!r.empty()) out = TokenFromRow(r[0]);
+  });
+  if (!s.ok()) return s;
+  if (!out) return absl::AlreadyExistsError("id: a token with this id or secret exists; retry");
+  return *out;
+}
+
+absl::StatusOr<std::vector<TokenRecord>> PgStore::ListTokens() {
+  std::vector<TokenRecord> out;
+  absl::Status s = Run("list tokens", [&](pqxx::connection& c) {
+    out.clear();
+    pqxx::read_transaction t(c);
+    for (const pqxx::row& r : t.exec(absl::StrCat("SELECT ", kTokenColumns, " FROM tokens"))) {
+      out.push_back(TokenFromRow(r));
+    }
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<TokenRecord> PgStore::RevokeToken(const std::string& id) {
+  std::optional<TokenRecord> out;
+  absl::Status s = Run("revoke token", [&](pqxx::connection& c) {
+    pqxx::work t(c);
+    t.exec_params("UPDATE tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+                  id);
+    pqxx::result r = t.exec_params(
+        absl::StrCat("SELECT ", kTokenColumns, " FROM tokens WHERE id = $1"), id);
+    t.commit();
+    if (!r.empty()) out = TokenFromRow(r[0]);
+  });
+  if (!s.ok()) return s;
+  if (!out) return absl::NotFoundError(absl::StrCat("id: no token \"", id, "\""));
+  return *out;
+}
+
+absl::Status PgStore::UpsertBootstrapToken(const TokenRecord& token) {
+  return Run("bootstrap token", [&](pqxx::connection& c) {
+    pqxx::work t(c);
+    t.exec_params(
+        "INSERT INTO tokens (id, kind, sha256, description) VALUES ($1, $2, decode($3, 'hex'), $4) "
+        "ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, sha256 = excluded.sha256, "
+        "description = excluded.description, revoked_at = NULL",
+        token.id, KindText(token.kind), absl::BytesToHexString(token.sha256), token.description);
+    t.commit();
+  });
 }
 
 }  // namespace vigie::controlplane

@@ -48,6 +48,10 @@ class PgStore : public Store {
   absl::StatusOr<int> DispatchOutbox(
       int limit, const std::function<DeliveryOutcome(const OutboxEntry&)>& deliver) override;
   absl::StatusOr<int64_t> PendingOutbox() override;
+  absl::StatusOr<TokenRecord> CreateToken(const TokenRecord& token) override;
+  absl::StatusOr<std::vector<TokenRecord>> ListTokens() override;
+  absl::StatusOr<TokenRecord> RevokeToken(const std::string& id) override;
+  absl::Status UpsertBootstrapToken(const TokenRecord& token) override;
 
   // The schema version after migrations.
   int schema_version() const { return schema_version_; }

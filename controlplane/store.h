@@ -26,6 +26,18 @@ struct IngestResult {
   uint64_t samples_written = 0;
 };
 
+// One credential. `sha256` is the hash of the secret (32 raw bytes); the secret is never stored.
+struct TokenRecord {
+  std::string id;
+  v1::TokenKind kind = v1::TOKEN_KIND_UNSPECIFIED;
+  std::string agent_id;
+  std::string sha256;
+  std::string description;
+  std::string created_by;
+  int64_t created_at_unix = 0;
+  int64_t revoked_at_unix = 0;
+};
+
 struct OutboxEntry {
   int64_t id = 0;
   v1::NotifyRequest request;
@@ -76,6 +88,14 @@ class Store {
   virtual absl::StatusOr<int> DispatchOutbox(
       int limit, const std::function<DeliveryOutcome(const OutboxEntry&)>& deliver) = 0;
   virtual absl::StatusOr<int64_t> PendingOutbox() = 0;
+
+  // Tokens. CreateToken returns the stored record (created_at filled in); RevokeToken is
+  // kNotFound for an unknown id and leaves an already revoked token as it was.
+  virtual absl::StatusOr<TokenRecord> CreateToken(const TokenRecord& token) = 0;
+  virtual absl::StatusOr<std::vector<TokenRecord>> ListTokens() = 0;
+  virtual absl::StatusOr<TokenRecord> RevokeToken(const std::string& id) = 0;
+  // Inserts or replaces the token with `token.id`, valid again if it had been revoked.
+  virtual absl::Status UpsertBootstrapToken(const TokenRecord& token) = 0;
 };
 
 }  // namespace vigie::controlplane

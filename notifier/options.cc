@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/secrets.h"
 #include "common/status.h"
 #include "common/yaml_config.h"
 #include "re2/re2.h"
@@ -12,11 +13,25 @@ namespace vigie::notifier {
 
 absl::StatusOr<NotifierOptions> NotifierOptionsFromConfig(const v1::NotifierConfig& c) {
   NotifierOptions o;
-  // Agent and admin authentication are not built yet, so nothing may listen beyond loopback.
-  VIGIE_ASSIGN_OR_RETURN(o.grpc_listen,
-                         LoopbackListenAddress("grpc_listen", c.grpc_listen(), o.grpc_listen));
-  VIGIE_ASSIGN_OR_RETURN(o.http_listen,
-                         LoopbackListenAddress("http_listen", c.http_listen(), o.http_listen));
+  VIGIE_ASSIGN_OR_RETURN(o.grpc_listen, ListenAddress("grpc_listen", c.grpc_listen(), o.grpc_listen));
+  VIGIE_ASSIGN_OR_RETURN(o.tls, ServerTlsFromConfig("tls", c.tls()));
+  VIGIE_ASSIGN_OR_RETURN(o.insecure_listener,
+                         CheckListenerSecurity("grpc_listen", o.grpc_listen, o.tls, c.insecure()));
+  if (!c.health_listen().empty()) {
+    VIGIE_ASSIGN_OR_RETURN(o.health_listen, ListenAddress("health_listen", c.health_listen(), ""));
+  }
+  if (!IsSet(c.client_token())) {
+    return absl::InvalidArgumentError(
+        "client_token: required: the token the control plane presents (its notifier_token), "
+        "e.g. client_token: {file: /etc/vigie/notifier.token}");
+  }
+  VIGIE_ASSIGN_OR_RETURN(o.client_token, ReadSecret("client_token", c.client_token()));
+  if (o.client_token.size() < 32) {
+    return absl::InvalidArgumentError(
+        "client_token: at least 32 characters (e.g. openssl rand -hex 32)");
+  }
+  VIGIE_ASSIGN_OR_RETURN(o.http_listen, ListenAddress("http_listen", c.http_listen(), o.http_listen));
+  VIGIE_ASSIGN_OR_RETURN(o.http_auth, HttpAuthFromConfig("http", o.http_listen, c.http()));
   if (c.max_queue() != 0) o.delivery.max_queue = c.max_queue();
   if (c.max_remembered_keys() != 0) o.delivery.max_remembered_keys = c.max_remembered_keys();
   if (c.delivery_workers() != 0) o.delivery.workers = static_cast<int>(c.delivery_workers());

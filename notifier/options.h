@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/grpc_security.h"
+#include "common/http_server.h"
 #include "notifier/delivery.h"
 #include "notifier/webhook.h"
 #include "vigie/v1/config.pb.h"
@@ -15,6 +17,12 @@ namespace vigie::notifier {
 struct NotifierOptions {
   std::string grpc_listen = "127.0.0.1:7401";
   std::string http_listen = "127.0.0.1:9103";
+  // Security: TLS on grpc_listen, the plaintext health port, and the token callers present.
+  ServerTlsOptions tls;
+  bool insecure_listener = false;
+  std::string health_listen;
+  std::string client_token;  // secret
+  HttpAuth http_auth;
   DeliveryOptions delivery;
   std::vector<WebhookOptions> webhooks;
 };

@@ -21,6 +21,8 @@ packages=(
   libcurl4-openssl-dev libre2-dev libpqxx-dev libpq-dev prometheus-cpp-dev libcivetweb-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
+  # TLS (libssl for hashing and certificate checks; openssl to make certificates)
+  libssl-dev openssl
   # database and test peers
   postgresql-15 postgresql-client-15 python3 procps iproute2
   # real Prometheus for the scrape test
