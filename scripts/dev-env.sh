@@ -10,6 +10,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 state="$here/.vigie"
 bin="${VIGIE_BIN:-$here/build/bin}"
+buf="${VIGIE_BUF:-$here/.vigie/tools/bin/buf}"
 pids="$state/pids"
 
 # N distinct free loopback ports: all sockets stay open until every port is chosen.
@@ -72,6 +73,25 @@ start() {
   echo "pg - -" >>"$pids"  # recorded first, so a failed start still stops it
   local pgenv; pgenv=$("$here/scripts/pg-cluster.sh" start "$state/pg")
   local DATABASE_URL; DATABASE_URL=$(echo "$pgenv" | sed -n 's/^DATABASE_URL=//p')
+  local DATABASE_URL_FILE; DATABASE_URL_FILE=$(echo "$pgenv" | sed -n 's/^DATABASE_URL_FILE=//p')
+
+  # A private CA, one server certificate for 127.0.0.1 (control plane and notifier), and the
+  # tokens: the bootstrap admin token and the notifier's client token (kept across restarts).
+  local tls="$state/tls" secrets="$state/secrets"
+  mkdir -p "$tls" "$secrets"; chmod 0700 "$secrets"
+  if [ ! -f "$tls/server.crt" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+      -subj "/CN=Vigie dev CA" -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=vigie" \
+      -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tls/server.ext"
+    openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
+      -CAcreateserial -days 825 -extfile "$tls/server.ext" -out "$tls/server.crt" 2>/dev/null
+    chmod 0600 "$tls"/*.key
+  fi
+  for t in admin notifier; do
+    [ -s "$secrets/$t.token" ] || (umask 077; echo "vigie_$(openssl rand -hex 32)" >"$secrets/$t.token")
+  done
 
   local ports; read -r -a ports <<<"$(free_ports 6)"
   local cp_grpc="127.0.0.1:${ports[0]}" cp_http="127.0.0.1:${ports[1]}"
@@ -83,6 +103,8 @@ start() {
   cat >"$state/notifier.yaml" <<YAML
 grpc_listen: $nt_grpc
 http_listen: $nt_http
+tls: {cert_file: $tls/server.crt, key_file: $tls/server.key}
+client_token: {file: $secrets/notifier.token}
 receivers:
   - name: local-sink
     webhook: {url: "http://$sink/hook", timeout: 5s}
@@ -92,8 +114,12 @@ YAML
   cat >"$state/controlplane.yaml" <<YAML
 grpc_listen: $cp_grpc
 http_listen: $cp_http
-database_url: $DATABASE_URL
+tls: {cert_file: $tls/server.crt, key_file: $tls/server.key}
+database_url_from: {file: $DATABASE_URL_FILE}
+bootstrap_admin_token: {file: $secrets/admin.token}
 notifier: $nt_grpc
+notifier_token: {file: $secrets/notifier.token}
+notifier_tls: {ca_file: $tls/ca.crt}
 rules:
   - name: RootFilesystemLow
     metric: node_filesystem_avail_bytes
@@ -110,9 +136,12 @@ rules:
     for: 5s
     annotations: {summary: "demo_value is above 100 (edit .vigie/textfile/demo.prom)"}
 YAML
+  local agent_id; agent_id=$(hostname | tr -c 'A-Za-z0-9._\n-' '-')
   cat >"$state/agent.yaml" <<YAML
-agent_id: $(hostname | tr -c 'A-Za-z0-9._\n-' '-')
+agent_id: $agent_id
 controlplane: $cp_grpc
+token: {file: $secrets/agent.token}
+tls: {ca_file: $tls/ca.crt}
 http_listen: $ag_http
 collect_interval: 5s
 heartbeat_interval: 10s
@@ -128,12 +157,22 @@ YAML
   launch controlplane "--config=$state/controlplane.yaml" "$bin/vigie-controlplane" \
     --config="$state/controlplane.yaml"
   wait_http "http://$cp_http/healthz" "$LAST_PID" controlplane
+  # The agent's token, made through the Admin API as an operator would (once; kept after).
+  if [ ! -s "$secrets/agent.token" ]; then
+    local out
+    out=$("$buf" curl --protocol grpc --cacert "$tls/ca.crt" \
+      -H "authorization: Bearer $(cat "$secrets/admin.token")" --reflect-header '*' \
+      -d "{\"kind\": \"TOKEN_KIND_AGENT\", \"agentId\": \"$agent_id\", \"description\": \"dev-env agent\"}" \
+      "https://$cp_grpc/vigie.v1.Admin/CreateToken")
+    (umask 077; echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])' \
+      >"$secrets/agent.token")
+  fi
   launch agent "--config=$state/agent.yaml" "$bin/vigie-agent" --config="$state/agent.yaml"
   wait_http "http://$ag_http/healthz" "$LAST_PID" agent
   trap - ERR
 
   cat >"$state/env" <<ENV
-DATABASE_URL=$DATABASE_URL
+DATABASE_URL_FILE=$DATABASE_URL_FILE
 CONTROLPLANE_GRPC=$cp_grpc
 CONTROLPLANE_HTTP=$cp_http
 NOTIFIER_GRPC=$nt_grpc
@@ -144,6 +183,8 @@ WEBHOOK_SINK_LOG=$sink_log
 TEXTFILE_DIR=$state/textfile
 LOG_DIR=$state/logs
 $(echo "$pgenv" | grep -E '^(PGDATA|PGSOCKET|PGPORT)=')
+CA_FILE=$tls/ca.crt
+ADMIN_TOKEN_FILE=$secrets/admin.token
 ENV
   echo "dev-env: started; addresses in $state/env"
 }

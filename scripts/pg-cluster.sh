@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # A private PostgreSQL 15 cluster for development and tests.
-#   scripts/pg-cluster.sh start DIR     # prints DATABASE_URL=..., PGDATA=..., PGSOCKET=..., PGPORT=...
+#   scripts/pg-cluster.sh start DIR     # prints DATABASE_URL=..., DATABASE_URL_FILE=...,
+#                                       #   ADMIN_DATABASE_URL=..., PGDATA=..., PGSOCKET=..., PGPORT=...
 #   scripts/pg-cluster.sh stop DIR
 # DIR holds the cluster (DIR/data) unless the server's user cannot reach it (e.g. a checkout
 # under /root, mode 0700): then the data lives in /var/tmp/vigie-pg-<hash> and DIR/data is a
 # symlink to it. PostgreSQL refuses to run as root, so as root it runs as the "postgres" user.
 # The Unix socket goes to a short /tmp directory (socket paths must fit in 107 bytes).
-# Authentication is "trust", and the server listens on 127.0.0.1 only.
+# Authentication is SCRAM-SHA-256 with passwords generated into DIR (mode 0600): the superuser
+# "vigie_admin" (DIR/superuser.password) and the application role "vigie" (DIR/app.password),
+# an ordinary role that owns the database "vigie". DATABASE_URL (with the app password) is also
+# written to DIR/database_url for configs that read secrets from files. The server listens on
+# 127.0.0.1 only.
 set -euo pipefail
 
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
@@ -42,12 +47,28 @@ datadir() {
 case "$cmd" in
   start)
     data=$(datadir)
+    if [ -f "$data/PG_VERSION" ] && [ ! -f "$dir/superuser.password" ]; then
+      # A cluster from before passwords (trust authentication): set it aside, start afresh.
+      echo "pg-cluster: $data used trust authentication; moved to $data.trust-old" >&2
+      rm -rf "$data.trust-old"; mv "$data" "$data.trust-old"
+      data=$(datadir)
+    fi
+    umask 077
+    [ -f "$dir/superuser.password" ] || openssl rand -hex 24 >"$dir/superuser.password"
+    [ -f "$dir/app.password" ] || openssl rand -hex 24 >"$dir/app.password"
+    umask 022
+    su_pw=$(cat "$dir/superuser.password"); app_pw=$(cat "$dir/app.password")
     if [ ! -f "$data/PG_VERSION" ]; then
       mkdir -p "$data"
       [ "$(id -u)" -eq 0 ] && chown postgres: "$data"
       chmod 0700 "$data"
-      as_pg "$PGBIN/initdb" -D "$data" -U vigie --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync \
-        >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
+      pwfile=$(mktemp /tmp/vigie-pgpw.XXXXXX)
+      cp "$dir/superuser.password" "$pwfile"
+      [ "$(id -u)" -eq 0 ] && chown postgres: "$pwfile"
+      as_pg "$PGBIN/initdb" -D "$data" -U vigie_admin --auth=scram-sha-256 --pwfile="$pwfile" \
+        -E UTF8 --locale=C.UTF-8 --no-sync >"$dir/initdb.log" 2>&1 ||
+        { rm -f "$pwfile"; cat "$dir/initdb.log" >&2; exit 1; }
+      rm -f "$pwfile"
     fi
     sock=$(mktemp -d /tmp/vigie-pgsock.XXXXXX)
     [ "$(id -u)" -eq 0 ] && chown postgres: "$sock"
@@ -63,14 +84,20 @@ case "$cmd" in
       sleep 0.2  # most likely "address in use": another port
     done
     [ -n "$started" ] || { tail -20 "$data/server.log" >&2; rm -rf "$sock"; exit 1; }
-    url="postgresql://vigie@127.0.0.1:$port/vigie"
-    if ! psql "postgresql://vigie@127.0.0.1:$port/postgres" -Atqc \
-        "select 1 from pg_database where datname = 'vigie'" | grep -q 1; then
-      psql "postgresql://vigie@127.0.0.1:$port/postgres" -qc 'create database vigie' >/dev/null
-    fi
+    admin="postgresql://vigie_admin:$su_pw@127.0.0.1:$port/postgres"
+    url="postgresql://vigie:$app_pw@127.0.0.1:$port/vigie"
+    # The application role: no superuser, owner of its database only.
+    psql "$admin" -v ON_ERROR_STOP=1 -Atq >/dev/null <<SQL
+SELECT 'CREATE ROLE vigie LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vigie')\\gexec
+ALTER ROLE vigie LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '$app_pw';
+SELECT 'CREATE DATABASE vigie OWNER vigie' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'vigie')\\gexec
+SQL
+    (umask 077; printf '%s\n' "$url" >"$dir/database_url")
     trap - ERR
     printf '%s\n' "$sock" > "$dir/socket_dir"
     echo "DATABASE_URL=$url"
+    echo "DATABASE_URL_FILE=$dir/database_url"
+    echo "ADMIN_DATABASE_URL=postgresql://vigie_admin:$su_pw@127.0.0.1:$port/vigie"
     echo "PGDATA=$data"
     echo "PGSOCKET=$sock"
     echo "PGPORT=$port"

@@ -10,20 +10,26 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/dev-env.sh" start
 # shellcheck disable=SC1091
 . "$here/.vigie/env"
-buf=".vigie/tools/bin/buf curl --protocol grpc --http2-prior-knowledge"
+buf=".vigie/tools/bin/buf curl --protocol grpc --cacert $CA_FILE -H \"authorization: Bearer \$VIGIE_TOKEN\" --reflect-header '*'"
 cat <<EOF2
 
-Vigie is running on loopback (state, configs and logs in .vigie/):
+Vigie is running on loopback with TLS and tokens on (state, configs and logs in .vigie/;
+CA in .vigie/tls/, tokens in .vigie/secrets/):
   control plane   gRPC $CONTROLPLANE_GRPC   metrics http://$CONTROLPLANE_HTTP/metrics
   notifier        gRPC $NOTIFIER_GRPC   metrics http://$NOTIFIER_HTTP/metrics
   agent           metrics http://$AGENT_HTTP/metrics   (node_exporter names)
-  PostgreSQL      $DATABASE_URL
+  PostgreSQL      password authentication; the URL is in $DATABASE_URL_FILE
   webhook sink    alerts land in $WEBHOOK_SINK_LOG
   logs            $LOG_DIR/
 
-List agents through the Admin API (buf curl is a grpcurl stand-in installed by setup.sh):
-  $buf -d '{}' http://$CONTROLPLANE_GRPC/vigie.v1.Admin/ListAgents
-  (grpcurl: grpcurl -plaintext -d '{}' $CONTROLPLANE_GRPC vigie.v1.Admin/ListAgents)
+List agents through the Admin API (buf curl is a grpcurl stand-in installed by setup.sh),
+with the bootstrap admin token:
+  export VIGIE_TOKEN=\$(cat $ADMIN_TOKEN_FILE)
+  $buf -d '{}' https://$CONTROLPLANE_GRPC/vigie.v1.Admin/ListAgents
+  (grpcurl: grpcurl -cacert $CA_FILE -H "authorization: Bearer \$VIGIE_TOKEN" -d '{}' $CONTROLPLANE_GRPC vigie.v1.Admin/ListAgents)
+
+Make a token for an agent on another host (docs/security.md shows its config):
+  $buf -d '{"kind": "TOKEN_KIND_AGENT", "agentId": "web2"}' https://$CONTROLPLANE_GRPC/vigie.v1.Admin/CreateToken
 
 Make an alert fire (rule DemoValueHigh: demo_value > 100 for 5s), then resolve it:
   echo 'demo_value 500' > $TEXTFILE_DIR/demo.prom; sleep 15; cat $WEBHOOK_SINK_LOG

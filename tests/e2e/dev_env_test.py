@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vigie_harness as h  # noqa: E402
 
 REQUIRED_KEYS = ("DATABASE_URL", "CONTROLPLANE_GRPC", "CONTROLPLANE_HTTP", "NOTIFIER_GRPC",
-                 "NOTIFIER_HTTP", "AGENT_HTTP", "WEBHOOK_SINK_LOG")
+                 "NOTIFIER_HTTP", "AGENT_HTTP", "WEBHOOK_SINK_LOG", "CA_FILE", "ADMIN_TOKEN_FILE")
 
 
 class DevEnvTest(unittest.TestCase):
@@ -25,7 +25,7 @@ class DevEnvTest(unittest.TestCase):
         shutil.copytree(os.path.join(h.ROOT, "scripts"), os.path.join(self.checkout, "scripts"))
         if os.geteuid() == 0:
             os.chmod(self.base, 0o700)  # the postgres user cannot enter the checkout
-        self.env = dict(os.environ, VIGIE_BIN=h.BIN)
+        self.env = dict(os.environ, VIGIE_BIN=h.BIN, VIGIE_BUF=h.BUF)
 
     def tearDown(self):
         self.dev_env("stop", check=False)
@@ -68,8 +68,10 @@ class DevEnvTest(unittest.TestCase):
             self.assertRegex(status, rf"{name}\s+running")
 
         def agent_listed():
+            admin = open(env["ADMIN_TOKEN_FILE"]).read().strip()
             code, out, _ = h.buf("-d", "{}",
-                                 f"http://{env['CONTROLPLANE_GRPC']}/vigie.v1.Admin/ListAgents")
+                                 f"https://{env['CONTROLPLANE_GRPC']}/vigie.v1.Admin/ListAgents",
+                                 token=admin, cacert=env["CA_FILE"])
             return code == 0 and json.loads(out).get("agents")
         h.wait_for(agent_listed, 30, "the dev agent in ListAgents")
         self.assertTrue(self.processes_under(self.checkout))

@@ -23,21 +23,28 @@ class ManyAgentsTest(unittest.TestCase):
         pg = h.Postgres(tmp.path)
         try:
             grpc, http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
+            admin_file, admin = h.write_secret(tmp.path, "admin.token")
             cp = h.Process(tmp.path, "vigie-controlplane",
-                           f"grpc_listen: {grpc}\nhttp_listen: {http}\ndatabase_url: {pg.url}\n",
+                           f"grpc_listen: {grpc}\nhttp_listen: {http}\n"
+                           f"database_url_from: {{file: {pg.url_file}}}\n"
+                           f"bootstrap_admin_token: {{file: {admin_file}}}\n",
                            health_url=f"http://{http}/healthz")
             procs.append(cp)
             idle_threads = threads(cp.proc.pid)
             for i in range(AGENTS):
                 sub = os.path.join(tmp.path, f"agent{i}")
                 os.mkdir(sub)
+                token_file, _ = h.write_secret(sub, "agent.token", h.create_token(
+                    grpc, admin, "TOKEN_KIND_AGENT", f"host-{i:02d}"))
                 procs.append(h.Process(sub, "vigie-agent",
                                        f"agent_id: host-{i:02d}\ncontrolplane: {grpc}\n"
+                                       f"token: {{file: {token_file}}}\n"
                                        f"http_listen: 127.0.0.1:{h.free_port()}\n"
                                        "collect_interval: 1s\n"))
 
             def all_committed():
-                code, out, _ = h.buf("-d", "{}", f"http://{grpc}/vigie.v1.Admin/ListAgents")
+                code, out, _ = h.buf("-d", "{}", f"http://{grpc}/vigie.v1.Admin/ListAgents",
+                                     token=admin)
                 agents = json.loads(out).get("agents", []) if code == 0 else []
                 ok = [a for a in agents
                       if a.get("connected") and int(a.get("committedSequence", 0)) >= 2]

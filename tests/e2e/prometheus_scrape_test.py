@@ -16,17 +16,25 @@ class PrometheusScrapeTest(h.SystemTestCase):
         cls.tmp = h.TempDir()
         t = cls.tmp.path
         cls.pg = h.Postgres(t)
+        admin_file, admin = h.write_secret(t, "admin.token")
+        nt_file, _ = h.write_secret(t, "notifier.token")
         nt_grpc, cls.nt_http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
         cls.procs.append(h.Process(t, "vigie-notifier", f"grpc_listen: {nt_grpc}\n"
+                                   f"client_token: {{file: {nt_file}}}\n"
                                    f"http_listen: {cls.nt_http}\n",
                                    health_url=f"http://{cls.nt_http}/healthz"))
         cp_grpc, cls.cp_http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
         cls.procs.append(h.Process(t, "vigie-controlplane", f"grpc_listen: {cp_grpc}\n"
-                                   f"http_listen: {cls.cp_http}\ndatabase_url: {cls.pg.url}\n"
-                                   f"notifier: {nt_grpc}\n",
+                                   f"http_listen: {cls.cp_http}\n"
+                                   f"database_url_from: {{file: {cls.pg.url_file}}}\n"
+                                   f"bootstrap_admin_token: {{file: {admin_file}}}\n"
+                                   f"notifier: {nt_grpc}\nnotifier_token: {{file: {nt_file}}}\n",
                                    health_url=f"http://{cls.cp_http}/healthz"))
         cls.ag_http = f"127.0.0.1:{h.free_port()}"
+        ag_file, _ = h.write_secret(
+            t, "agent.token", h.create_token(cp_grpc, admin, "TOKEN_KIND_AGENT", "scraped"))
         cls.procs.append(h.Process(t, "vigie-agent", f"agent_id: scraped\ncontrolplane: {cp_grpc}\n"
+                                   f"token: {{file: {ag_file}}}\n"
                                    f"http_listen: {cls.ag_http}\ncollect_interval: 500ms\n",
                                    health_url=f"http://{cls.ag_http}/healthz"))
         cls.prom = h.Prometheus(t, {"agent": cls.ag_http, "controlplane": cls.cp_http,

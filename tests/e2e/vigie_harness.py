@@ -58,7 +58,8 @@ def parse_metrics(text):
 
 
 class Postgres:
-    """A private cluster through scripts/pg-cluster.sh (the same path dev-env uses)."""
+    """A private cluster through scripts/pg-cluster.sh (the same path dev-env uses): password
+    authentication, the control plane connecting as the ordinary role "vigie"."""
 
     def __init__(self, tmp):
         self.dir = os.path.join(tmp, "pg")
@@ -66,6 +67,10 @@ class Postgres:
                              check=True, capture_output=True, text=True).stdout
         env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
         self.url = env["DATABASE_URL"]
+        self.url_file = env["DATABASE_URL_FILE"]
+        self.password = open(os.path.join(self.dir, "app.password")).read().strip()
+        self.superuser_password = open(
+            os.path.join(self.dir, "superuser.password")).read().strip()
 
     def query(self, sql):
         out = subprocess.run(["psql", self.url, "-v", "ON_ERROR_STOP=1", "-AtXqc", sql],
@@ -164,13 +169,86 @@ class Process:
             self.proc.wait()
 
 
-def buf(*args, headers=()):
-    """Runs `buf curl` (plaintext HTTP/2); returns (exit code, stdout, stderr)."""
-    cmd = [BUF, "curl", "--protocol", "grpc", "--http2-prior-knowledge"]
+def buf(*args, headers=(), token=None, cacert=None, cert=None, key=None, plaintext=None):
+    """Runs `buf curl`; returns (exit code, stdout, stderr). With `token`, sends it on the call
+    and on the reflection requests; with `cacert`, speaks TLS (URLs must be https://)."""
+    cmd = [BUF, "curl", "--protocol", "grpc"]
+    if plaintext or (plaintext is None and cacert is None):
+        cmd.append("--http2-prior-knowledge")
+    if cacert:
+        cmd += ["--cacert", cacert]
+    if cert:
+        cmd += ["--cert", cert, "--key", key]
     for h in headers:
         cmd += ["-H", h]
+    if token:
+        cmd += ["-H", f"authorization: Bearer {token}", "--reflect-header", "*"]
     r = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=30)
     return r.returncode, r.stdout, r.stderr
+
+
+def grpc_code(stderr):
+    """The gRPC code buf printed for a failed call ("unauthenticated", ...), or None."""
+    try:
+        return json.loads(stderr).get("code")
+    except ValueError:
+        return None
+
+
+def write_secret(tmp, name, value=None):
+    """Writes a secret file (mode 0600) and returns (path, value); a random token by default."""
+    value = value or ("vigie_" + os.urandom(32).hex())
+    path = os.path.join(tmp, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return path, value
+
+
+def create_token(addr, admin_token, kind, agent_id="", cacert=None):
+    """Makes a token through the Admin API (buf curl, reflection); returns its secret."""
+    scheme = "https" if cacert else "http"
+    body = json.dumps({"kind": kind, "agentId": agent_id, "description": "e2e"})
+    code, out, err = buf("-d", body, f"{scheme}://{addr}/vigie.v1.Admin/CreateToken",
+                         token=admin_token, cacert=cacert)
+    if code != 0:
+        raise AssertionError(f"CreateToken failed ({code}): {err}")
+    return json.loads(out)["secret"]
+
+
+class Pki:
+    """A private CA with certificates made by the openssl CLI: server (SANs as given),
+    client (signed by the CA) and rogue (signed by another CA)."""
+
+    def __init__(self, tmp, server_ips=("127.0.0.1",), server_dns=("vigie.test",)):
+        self.dir = os.path.join(tmp, "pki")
+        os.makedirs(self.dir, exist_ok=True)
+        self.ca = self._ca("ca")
+        self._ca("otherca")
+        san = ",".join([f"IP:{ip}" for ip in server_ips] + [f"DNS:{d}" for d in server_dns])
+        self.server_cert, self.server_key = self._cert("ca", "server", san)
+        self.client_cert, self.client_key = self._cert("ca", "client", "DNS:agent")
+        self.rogue_cert, self.rogue_key = self._cert("otherca", "rogue", "DNS:agent")
+
+    def _run(self, *args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    def _ca(self, name):
+        p = os.path.join(self.dir, name)
+        self._run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                  "-nodes", "-days", "2", "-subj", f"/CN={name}", "-keyout", p + ".key",
+                  "-out", p + ".crt")
+        return p + ".crt"
+
+    def _cert(self, ca, name, san):
+        p, c = os.path.join(self.dir, name), os.path.join(self.dir, ca)
+        self._run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                  "-subj", f"/CN={name}", "-keyout", p + ".key", "-out", p + ".csr")
+        with open(p + ".ext", "w") as f:
+            f.write(f"subjectAltName={san}\n")
+        self._run("x509", "-req", "-in", p + ".csr", "-CA", c + ".crt", "-CAkey", c + ".key",
+                  "-CAcreateserial", "-days", "2", "-extfile", p + ".ext", "-out", p + ".crt")
+        return p + ".crt", p + ".key"
 
 
 class TempDir:
