@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -25,6 +26,7 @@
 #include "common/secrets.h"
 #include "common/status.h"
 #include "common/yaml_config.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/impl/server_builder_option.h"
 #include "grpcpp/server_builder.h"
@@ -213,13 +215,38 @@ std::string FileIdentity(const std::string& path) {
 
 std::string FdPath(int fd) { return absl::StrCat("/proc/self/fd/", fd); }
 
-// Adds reflection to one server only (the global plugin would add it to the plaintext health
-// server too, where nothing can be authenticated).
+// Sets whether one server has reflection. gRPC's reflection library registers its plugin for
+// every server from a static initializer; the plaintext health server, where nothing can be
+// authenticated, must not serve it.
 class ReflectionOption : public grpc::ServerBuilderOption {
  public:
+  explicit ReflectionOption(bool enabled) : enabled_(enabled) {}
   void UpdateArguments(grpc::ChannelArguments*) override {}
   void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
-    plugins->emplace_back(new grpc::reflection::ProtoServerReflectionPlugin());
+    const std::string name = grpc::reflection::ProtoServerReflectionPlugin().name();
+    plugins->erase(std::remove_if(plugins->begin(), plugins->end(),
+                                  [&](const auto& p) { return p->name() == name; }),
+                   plugins->end());
+    if (enabled_) plugins->emplace_back(new grpc::reflection::ProtoServerReflectionPlugin());
+  }
+
+ private:
+  const bool enabled_;
+};
+
+// grpc.health.v1 for the plaintext health port: Check answers SERVING for the whole server ("")
+// and NOT_FOUND for any other service name. (gRPC's default health service needs another
+// synchronous service beside it; this port has none.) Watch is not offered: probes use Check.
+class HealthCheckOnly final : public grpc::health::v1::Health::Service {
+ public:
+  grpc::Status Check(grpc::ServerContext*, const grpc::health::v1::HealthCheckRequest* req,
+                     grpc::health::v1::HealthCheckResponse* resp) override {
+    if (!req->service().empty()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          absl::StrCat("service: unknown \"", req->service(), "\""));
+    }
+    resp->set_status(grpc::health::v1::HealthCheckResponse::SERVING);
+    return grpc::Status::OK;
   }
 };
 
@@ -442,7 +469,7 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartSecureGrpcServer(
     int max_receive_message_bytes, const std::vector<grpc::Service*>& services) {
   EnableHealthAndReflection();
   grpc::ServerBuilder builder;
-  builder.SetOption(std::make_unique<ReflectionOption>());
+  builder.SetOption(std::make_unique<ReflectionOption>(true));
   int port = 0;
   builder.AddListeningPort(listen, std::move(credentials), &port);
   builder.SetMaxReceiveMessageSize(max_receive_message_bytes);
@@ -458,6 +485,9 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartSecureGrpcServer(
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthServer(const std::string& listen) {
   EnableHealthAndReflection();
   grpc::ServerBuilder builder;
+  builder.SetOption(std::make_unique<ReflectionOption>(false));
+  static HealthCheckOnly* const health = new HealthCheckOnly();  // lives as long as the process
+  builder.RegisterService(health);
   int port = 0;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(4096);

@@ -68,9 +68,8 @@ class Postgres:
         env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
         self.url = env["DATABASE_URL"]
         self.url_file = env["DATABASE_URL_FILE"]
-        self.password = open(os.path.join(self.dir, "app.password")).read().strip()
-        self.superuser_password = open(
-            os.path.join(self.dir, "superuser.password")).read().strip()
+        with open(os.path.join(self.dir, "app.password")) as f:
+            self.password = f.read().strip()
 
     def query(self, sql):
         out = subprocess.run(["psql", self.url, "-v", "ON_ERROR_STOP=1", "-AtXqc", sql],
