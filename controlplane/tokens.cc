@@ -114,7 +114,7 @@ absl::Status TokenRegistry::Bootstrap(const std::string& secret) {
 absl::StatusOr<std::pair<TokenRecord, std::string>> TokenRegistry::Create(
     v1::TokenKind kind, const std::string& agent_id, const std::string& description,
     const std::string& created_by) {
-  static const LazyRE2 kAgentId = {"[A-Za-z0-9._-]{1,128}"};
+  static const RE2* const kAgentId = new RE2("[A-Za-z0-9._-]{1,128}");
   if (RoleOf(kind)[0] == '\0') {
     return absl::InvalidArgumentError(absl::StrCat(
         "kind: must be TOKEN_KIND_AGENT, _ENROLMENT, _VIEWER or _ADMIN, got ", static_cast<int>(kind)));

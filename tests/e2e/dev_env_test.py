@@ -13,7 +13,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vigie_harness as h  # noqa: E402
 
-REQUIRED_KEYS = ("DATABASE_URL", "CONTROLPLANE_GRPC", "CONTROLPLANE_HTTP", "NOTIFIER_GRPC",
+REQUIRED_KEYS = ("DATABASE_URL_FILE", "CONTROLPLANE_GRPC", "CONTROLPLANE_HTTP", "NOTIFIER_GRPC",
                  "NOTIFIER_HTTP", "AGENT_HTTP", "WEBHOOK_SINK_LOG", "CA_FILE", "ADMIN_TOKEN_FILE")
 
 

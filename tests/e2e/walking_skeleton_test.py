@@ -125,11 +125,13 @@ reconnect_backoff: {{initial: 100ms, max: 500ms}}
         self.assertEqual(agent["labels"], {"role": "e2e"})
         self.assertGreater(int(agent["committedSequence"]), 0)
         code, out, err = h.buf("-d", json.dumps({"agentId": AGENT_ID}),
-                               f"http://{self.cp_grpc}/vigie.v1.Admin/GetAgent")
+                               f"http://{self.cp_grpc}/vigie.v1.Admin/GetAgent",
+                               token=self.admin_token)
         self.assertEqual(code, 0, err)
         self.assertEqual(json.loads(out)["hostname"], agent["hostname"])
         code, _, err = h.buf("-d", '{"agentId": "nobody"}',
-                             f"http://{self.cp_grpc}/vigie.v1.Admin/GetAgent")
+                             f"http://{self.cp_grpc}/vigie.v1.Admin/GetAgent",
+                             token=self.admin_token)
         self.assertEqual(code, 5 << 3, err)  # NOT_FOUND
         self.assertIn("nobody", err)
         code, _, err = h.buf("-d", "{}", f"http://{self.cp_grpc}/vigie.v1.Admin/ListSilences",
