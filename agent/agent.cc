@@ -56,7 +56,8 @@ absl::StatusOr<AgentOptions> AgentOptionsFromConfig(const v1::AgentConfig& c) {
   VIGIE_RETURN_IF_ERROR(
       MakeClientChannel("controlplane", o.controlplane, o.tls, o.insecure, grpc::ChannelArguments())
           .status());
-  VIGIE_ASSIGN_OR_RETURN(o.http_listen, ListenAddress("http_listen", c.http_listen(), o.http_listen));
+  VIGIE_ASSIGN_OR_RETURN(o.http_listen,
+                         ListenAddress("http_listen", c.http_listen(), o.http_listen));
   VIGIE_ASSIGN_OR_RETURN(o.http_auth, HttpAuthFromConfig("http", o.http_listen, c.http()));
   VIGIE_ASSIGN_OR_RETURN(
       o.collect_interval,

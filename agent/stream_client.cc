@@ -144,8 +144,8 @@ StreamClient::StreamClient(StreamClientOptions options, Outbox* outbox)
       MakeClientChannel("controlplane", options_.target, options_.tls, options_.insecure, args);
   if (!channel.ok()) {
     log::Error("cannot set up the channel to the control plane", {{"error", channel.status()}});
-    channel = grpc::CreateCustomChannel("unix:/nonexistent", grpc::InsecureChannelCredentials(),
-                                        args);
+    channel =
+        grpc::CreateCustomChannel("unix:/nonexistent", grpc::InsecureChannelCredentials(), args);
   }
   channel_ = *channel;
   stub_ = v1::AgentGateway::NewStub(channel_);

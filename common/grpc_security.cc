@@ -98,8 +98,8 @@ void ProcessAuthMetadata(void* state, grpc_auth_context* context, const grpc_met
   if (!principal.ok()) {
     st->failures->Count(reason, path, principal.status().message());
     const std::string message(principal.status().message());
-    cb(user_data, nullptr, 0, nullptr, 0,
-       static_cast<grpc_status_code>(principal.status().code()), message.c_str());
+    cb(user_data, nullptr, 0, nullptr, 0, static_cast<grpc_status_code>(principal.status().code()),
+       message.c_str());
     return;
   }
   grpc_auth_context_add_cstring_property(context, kRoleProperty, principal->role.c_str());
@@ -143,7 +143,8 @@ struct PkeyDeleter {
 };
 
 std::unique_ptr<BIO, BioDeleter> MemBio(const std::string& data) {
-  return std::unique_ptr<BIO, BioDeleter>(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
+  return std::unique_ptr<BIO, BioDeleter>(
+      BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
 }
 
 // Checks a PEM certificate chain and key; returns the leaf's expiry (Unix seconds).
@@ -353,8 +354,8 @@ absl::StatusOr<ServerTlsOptions> ServerTlsFromConfig(absl::string_view field,
                          ParseConfigDuration(absl::StrCat(field, ".reload_interval"),
                                              tls.reload_interval(), o.reload_interval));
   if (o.reload_interval < absl::Seconds(1)) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ".reload_interval: at least 1s, got \"",
-                                                   tls.reload_interval(), "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".reload_interval: at least 1s, got \"", tls.reload_interval(), "\""));
   }
   return o;
 }
@@ -376,8 +377,9 @@ ServerSecurity::ServerSecurity(std::string field, ServerTlsOptions tls,
     : Runnable("tls-reload"), field_(std::move(field)), tls_(std::move(tls)) {
   auto& reloads = prometheus::BuildCounter()
                       .Name("vigie_tls_reloads_total")
-                      .Help("Certificate reloads from disk, by result; on error the previous "
-                            "certificate stays in use.")
+                      .Help(
+                          "Certificate reloads from disk, by result; on error the previous "
+                          "certificate stays in use.")
                       .Register(*registry);
   reload_ok_ = &reloads.Add({{"listener", field_}, {"result", "success"}});
   reload_error_ = &reloads.Add({{"listener", field_}, {"result", "error"}});
@@ -395,8 +397,8 @@ ServerSecurity::~ServerSecurity() {
 }
 
 absl::StatusOr<std::unique_ptr<ServerSecurity>> ServerSecurity::Create(
-    std::string field, ServerTlsOptions tls, const Authorizer* authorizer,
-    AuthFailures* failures, prometheus::Registry* registry) {
+    std::string field, ServerTlsOptions tls, const Authorizer* authorizer, AuthFailures* failures,
+    prometheus::Registry* registry) {
   std::unique_ptr<ServerSecurity> s(new ServerSecurity(std::move(field), std::move(tls), registry));
   grpc_server_credentials* creds = nullptr;
   if (!s->tls_.enabled()) {
@@ -458,8 +460,8 @@ void ServerSecurity::Run() {
                  {{"listener", field_}, {"error", r.status()}});
     } else if (*r) {
       reload_ok_->Increment();
-      log::Info("certificate reloaded", {{"listener", field_},
-                                         {"expires_unix", static_cast<int64_t>(expiry_->Value())}});
+      log::Info("certificate reloaded",
+                {{"listener", field_}, {"expires_unix", static_cast<int64_t>(expiry_->Value())}});
     }
   }
 }
@@ -505,8 +507,7 @@ absl::StatusOr<ClientTlsOptions> ClientTlsFromConfig(absl::string_view field,
   o.cert_file = tls.cert_file();
   o.key_file = tls.key_file();
   o.server_name = tls.server_name();
-  o.enabled = tls.enabled() || !o.ca_file.empty() || !o.cert_file.empty() ||
-              !o.server_name.empty();
+  o.enabled = tls.enabled() || !o.ca_file.empty() || !o.cert_file.empty() || !o.server_name.empty();
   if (o.cert_file.empty() != o.key_file.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": cert_file and key_file go together; set both"));
@@ -515,8 +516,8 @@ absl::StatusOr<ClientTlsOptions> ClientTlsFromConfig(absl::string_view field,
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeClientChannel(
-    absl::string_view field, const std::string& target, const ClientTlsOptions& tls,
-    bool insecure, const grpc::ChannelArguments& args) {
+    absl::string_view field, const std::string& target, const ClientTlsOptions& tls, bool insecure,
+    const grpc::ChannelArguments& args) {
   VIGIE_RETURN_IF_ERROR(ValidateHostPort(field, target));
   grpc::ChannelArguments a = args;
   if (!tls.enabled) {

@@ -105,9 +105,11 @@ class ServerSecurity : public Runnable {
  public:
   // `authorizer` and `failures` must outlive the server. InvalidArgument naming `field` if the
   // initial files are unusable.
-  static absl::StatusOr<std::unique_ptr<ServerSecurity>> Create(
-      std::string field, ServerTlsOptions tls, const Authorizer* authorizer,
-      AuthFailures* failures, prometheus::Registry* registry);
+  static absl::StatusOr<std::unique_ptr<ServerSecurity>> Create(std::string field,
+                                                                ServerTlsOptions tls,
+                                                                const Authorizer* authorizer,
+                                                                AuthFailures* failures,
+                                                                prometheus::Registry* registry);
   ~ServerSecurity() override;
 
   std::shared_ptr<grpc::ServerCredentials> credentials() const { return credentials_; }
@@ -158,8 +160,8 @@ absl::StatusOr<ClientTlsOptions> ClientTlsFromConfig(absl::string_view field,
 // that is not a loopback IP unless `insecure` (a token would cross the network in clear).
 // Errors name `field`.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeClientChannel(
-    absl::string_view field, const std::string& target, const ClientTlsOptions& tls,
-    bool insecure, const grpc::ChannelArguments& args);
+    absl::string_view field, const std::string& target, const ClientTlsOptions& tls, bool insecure,
+    const grpc::ChannelArguments& args);
 
 // Reads a PEM certificate and key, checks that they match, and returns the path
 // (/proc/self/fd/N) of an in-memory file holding both, for libraries that want one PEM file.

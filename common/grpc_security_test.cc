@@ -84,17 +84,19 @@ class GrpcSecurityTest : public ::testing::Test {
   }
   std::string P(const std::string& name) { return absl::StrCat(dir_, "/", name); }
   void MakeCa(const std::string& name) {
-    Sh(absl::StrCat("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-                    "-days 2 -subj /CN=", name, " -keyout ", P(name + ".key"), " -out ",
-                    P(name + ".crt")));
+    Sh(
+        absl::StrCat("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                     "-days 2 -subj /CN=",
+                     name, " -keyout ", P(name + ".key"), " -out ", P(name + ".crt")));
   }
   void MakeCert(const std::string& ca, const std::string& name, const std::string& ext) {
-    Sh(absl::StrCat("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=",
-                    name, " -keyout ", P(name + ".key"), " -out ", P(name + ".csr")));
+    Sh(absl::StrCat(
+        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=", name,
+        " -keyout ", P(name + ".key"), " -out ", P(name + ".csr")));
     std::ofstream(P(name + ".ext")) << ext << "\n";
-    Sh(absl::StrCat("openssl x509 -req -in ", P(name + ".csr"), " -CA ", P(ca + ".crt"),
-                    " -CAkey ", P(ca + ".key"), " -CAcreateserial -days 2 -extfile ",
-                    P(name + ".ext"), " -out ", P(name + ".crt")));
+    Sh(absl::StrCat("openssl x509 -req -in ", P(name + ".csr"), " -CA ", P(ca + ".crt"), " -CAkey ",
+                    P(ca + ".key"), " -CAcreateserial -days 2 -extfile ", P(name + ".ext"),
+                    " -out ", P(name + ".crt")));
   }
 
   void Serve(ServerTlsOptions tls) {
@@ -188,8 +190,8 @@ TEST_F(GrpcSecurityTest, PlaintextPortChecksTokensAndHidesThem) {
 
 TEST_F(GrpcSecurityTest, MalformedAuthorizationIsRefused) {
   Serve({});
-  auto ch = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_),
-                                grpc::InsecureChannelCredentials());
+  auto ch =
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_), grpc::InsecureChannelCredentials());
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", "Basic Z29vZA==");
   v1::NotifyRequest req;

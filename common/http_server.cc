@@ -48,9 +48,8 @@ class GetHandler : public CivetHandler {
     std::string extra_headers;
     if (auth_ != nullptr && !Authorized(*auth_, conn)) {
       r = {401, "text/plain; charset=utf-8", "credentials required\n"};
-      extra_headers = auth_->basic_username.empty()
-                          ? "WWW-Authenticate: Bearer\r\n"
-                          : "WWW-Authenticate: Basic realm=\"vigie\"\r\n";
+      extra_headers = auth_->basic_username.empty() ? "WWW-Authenticate: Bearer\r\n"
+                                                    : "WWW-Authenticate: Basic realm=\"vigie\"\r\n";
       if (failures_ != nullptr) {
         const mg_request_info* info = mg_get_request_info(conn);
         failures_->Count("http_unauthorized", info && info->local_uri ? info->local_uri : "",
@@ -113,11 +112,11 @@ absl::StatusOr<HttpAuth> HttpAuthFromConfig(absl::string_view field, const std::
                                                         c.basic_auth_password()));
   }
   if (!a.has_credential() && !c.insecure() && !IsLoopback(listen)) {
-    VIGIE_RETURN_IF_ERROR(RequireLoopback(
-        "http_listen", listen,
-        absl::StrCat("set ", field, ".bearer_token or ", field,
-                     ".basic_auth_* to serve /metrics there, or ", field,
-                     ".insecure: true to serve it to anyone")));
+    VIGIE_RETURN_IF_ERROR(
+        RequireLoopback("http_listen", listen,
+                        absl::StrCat("set ", field, ".bearer_token or ", field,
+                                     ".basic_auth_* to serve /metrics there, or ", field,
+                                     ".insecure: true to serve it to anyone")));
   }
   if (!a.cert_file.empty()) {
     // Debian's civetweb loads OpenSSL at run time by the unversioned names, which only the -dev
@@ -145,8 +144,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
                                             "enable_keep_alive",  "no",
                                             "request_timeout_ms", "10000"};
   if (!options.auth.cert_file.empty()) {
-    VIGIE_ASSIGN_OR_RETURN(std::string pem, CombinedPemFile("http", options.auth.cert_file,
-                                                            options.auth.key_file));
+    VIGIE_ASSIGN_OR_RETURN(std::string pem,
+                           CombinedPemFile("http", options.auth.cert_file, options.auth.key_file));
     ports += "s";
     civet_options.insert(civet_options.end(), {"ssl_certificate", pem, "ssl_protocol_version",
                                                "4"});  // TLS 1.2 and later
@@ -165,7 +164,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
   options.handlers.emplace("/healthz", [] { return HttpResponse{200, "text/plain", "ok\n"}; });
   for (auto& [path, fn] : options.handlers) {
     const HttpAuth* auth = path == "/healthz" ? nullptr : &server->auth_;
-    server->handlers_.push_back(std::make_unique<GetHandler>(std::move(fn), auth, options.failures));
+    server->handlers_.push_back(
+        std::make_unique<GetHandler>(std::move(fn), auth, options.failures));
     server->server_->addHandler(path, server->handlers_.back().get());
   }
   std::vector<int> bound = server->server_->getListeningPorts();

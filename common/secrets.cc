@@ -25,8 +25,7 @@ std::string RandomBytes(int n) {
 
 absl::StatusOr<std::string> ReadSecret(absl::string_view field, const v1::SecretSource& source) {
   if (source.file().empty() == source.env().empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": set exactly one of file and env"));
+    return absl::InvalidArgumentError(absl::StrCat(field, ": set exactly one of file and env"));
   }
   std::string value;
   if (!source.file().empty()) {
@@ -47,9 +46,8 @@ absl::StatusOr<std::string> ReadSecret(absl::string_view field, const v1::Secret
     }
     value = v;
   }
-  const std::string where =
-      source.file().empty() ? absl::StrCat(".env (", source.env(), ")")
-                            : absl::StrCat(".file (\"", source.file(), "\")");
+  const std::string where = source.file().empty() ? absl::StrCat(".env (", source.env(), ")")
+                                                  : absl::StrCat(".file (\"", source.file(), "\")");
   if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(field, where, ": empty"));
   if (value.size() > kMaxSecretBytes) {
     return absl::InvalidArgumentError(
@@ -58,7 +56,9 @@ absl::StatusOr<std::string> ReadSecret(absl::string_view field, const v1::Secret
   return value;
 }
 
-std::string NewToken() { return absl::StrCat("vigie_", absl::WebSafeBase64Escape(RandomBytes(32))); }
+std::string NewToken() {
+  return absl::StrCat("vigie_", absl::WebSafeBase64Escape(RandomBytes(32)));
+}
 
 std::string RandomHex(int n) { return absl::BytesToHexString(RandomBytes(n)); }
 

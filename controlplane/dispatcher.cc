@@ -1,7 +1,6 @@
 #include "controlplane/dispatcher.h"
 
 #include "common/grpc_security.h"
-
 #include "common/log.h"
 #include "grpcpp/grpcpp.h"
 

@@ -164,7 +164,8 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
   // Called by the gateway, under its lock, when a newer stream of the same agent registers.
   // Safe against a concurrent OnDone(): that waits for the gateway lock in Unregister().
   void Supersede() {
-    End(grpc::Status(grpc::StatusCode::ABORTED, "superseded by a newer stream of the same agent_id"));
+    End(grpc::Status(grpc::StatusCode::ABORTED,
+                     "superseded by a newer stream of the same agent_id"));
   }
 
   // Ends the stream with `status` (queued work finishes first). Same locking as Supersede().

@@ -12,12 +12,12 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
+#include "common/grpc_security.h"
 #include "common/mutex.h"
 #include "common/worker_pool.h"
 #include "controlplane/rule_engine.h"
 #include "controlplane/store.h"
 #include "controlplane/tokens.h"
-#include "common/grpc_security.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"

@@ -55,20 +55,22 @@ int main(int argc, char** argv) {
     vigie::log::Warn(
         "no tokens: nothing can call the Admin API or connect; set bootstrap_admin_token");
   }
-  absl::StatusOr<std::unique_ptr<vigie::ServerSecurity>> security = vigie::ServerSecurity::Create(
-      "tls", options->tls, &tokens, &auth_failures, registry.get());
+  absl::StatusOr<std::unique_ptr<vigie::ServerSecurity>> security =
+      vigie::ServerSecurity::Create("tls", options->tls, &tokens, &auth_failures, registry.get());
   if (!security.ok()) vigie::ExitUsage(absl::StrCat(path, ": ", security.status().message()));
   auto& insecure_gauge = prometheus::BuildGauge()
                              .Name("vigie_insecure_listener")
-                             .Help("1 if gRPC is served in plaintext beyond loopback "
-                                   "(insecure: true).")
+                             .Help(
+                                 "1 if gRPC is served in plaintext beyond loopback "
+                                 "(insecure: true).")
                              .Register(*registry)
                              .Add({});
   insecure_gauge.Set(options->insecure_listener ? 1 : 0);
   if (options->insecure_listener) {
-    vigie::log::Warn("insecure: true: serving gRPC in plaintext beyond loopback; tokens cross "
-                     "the network in clear",
-                     {{"grpc", options->grpc_listen}});
+    vigie::log::Warn(
+        "insecure: true: serving gRPC in plaintext beyond loopback; tokens cross "
+        "the network in clear",
+        {{"grpc", options->grpc_listen}});
   }
 
   cp::RuleEngine rules(options->rules);
@@ -129,18 +131,17 @@ int main(int argc, char** argv) {
   tokens.Start();
 
   dispatcher.Start();
-  vigie::log::Info("control plane started",
-                   {{"grpc", options->grpc_listen},
-                    {"tls", options->tls.enabled() ? (options->tls.client_ca_file.empty()
-                                                          ? "on"
-                                                          : "mutual")
-                                                    : "off"},
-                    {"health", options->health_listen},
-                    {"http", options->http_listen},
-                    {"database", vigie::log::RedactUrl(options->database_url)},
-                    {"schema_version", (*store)->schema_version()},
-                    {"rules", options->rules.size()},
-                    {"firing_alerts", firing->size()}});
+  vigie::log::Info(
+      "control plane started",
+      {{"grpc", options->grpc_listen},
+       {"tls",
+        options->tls.enabled() ? (options->tls.client_ca_file.empty() ? "on" : "mutual") : "off"},
+       {"health", options->health_listen},
+       {"http", options->http_listen},
+       {"database", vigie::log::RedactUrl(options->database_url)},
+       {"schema_version", (*store)->schema_version()},
+       {"rules", options->rules.size()},
+       {"firing_alerts", firing->size()}});
 
   int sig = vigie::WaitForTerminationSignal();
   vigie::log::Info("shutting down", {{"signal", sig}});

@@ -9,7 +9,8 @@ namespace vigie::controlplane {
 
 absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::ControlPlaneConfig& c) {
   ControlPlaneOptions o;
-  VIGIE_ASSIGN_OR_RETURN(o.grpc_listen, ListenAddress("grpc_listen", c.grpc_listen(), o.grpc_listen));
+  VIGIE_ASSIGN_OR_RETURN(o.grpc_listen,
+                         ListenAddress("grpc_listen", c.grpc_listen(), o.grpc_listen));
   VIGIE_ASSIGN_OR_RETURN(o.tls, ServerTlsFromConfig("tls", c.tls()));
   VIGIE_ASSIGN_OR_RETURN(o.insecure_listener,
                          CheckListenerSecurity("grpc_listen", o.grpc_listen, o.tls, c.insecure()));
@@ -24,10 +25,12 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::Cont
           "bootstrap_admin_token: at least 32 characters (e.g. openssl rand -hex 32)");
     }
   }
-  VIGIE_ASSIGN_OR_RETURN(o.http_listen, ListenAddress("http_listen", c.http_listen(), o.http_listen));
+  VIGIE_ASSIGN_OR_RETURN(o.http_listen,
+                         ListenAddress("http_listen", c.http_listen(), o.http_listen));
   VIGIE_ASSIGN_OR_RETURN(o.http_auth, HttpAuthFromConfig("http", o.http_listen, c.http()));
   if (!c.database_url().empty() && IsSet(c.database_url_from())) {
-    return absl::InvalidArgumentError("database_url_from: set database_url or database_url_from, not both");
+    return absl::InvalidArgumentError(
+        "database_url_from: set database_url or database_url_from, not both");
   }
   if (IsSet(c.database_url_from())) {
     VIGIE_ASSIGN_OR_RETURN(o.database_url, ReadSecret("database_url_from", c.database_url_from()));
@@ -49,9 +52,9 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::Cont
     VIGIE_ASSIGN_OR_RETURN(o.notifier_token, ReadSecret("notifier_token", c.notifier_token()));
     VIGIE_ASSIGN_OR_RETURN(o.notifier_tls, ClientTlsFromConfig("notifier_tls", c.notifier_tls()));
     if (!o.notifier_tls.enabled && !IsLoopback(o.notifier)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "notifier_tls: required, since notifier \"", o.notifier,
-          "\" is not a loopback IP (the token would cross the network in clear)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("notifier_tls: required, since notifier \"", o.notifier,
+                       "\" is not a loopback IP (the token would cross the network in clear)"));
     }
   }
   if (c.storage_workers() != 0) o.storage_workers = static_cast<int>(c.storage_workers());

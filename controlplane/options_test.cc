@@ -61,8 +61,9 @@ TEST(ControlPlaneOptionsTest, ErrorsNameTheField) {
   EXPECT_THAT(FromYaml("database_url: x\nbootstrap_admin_token: {file: /nonexistent}\n"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("bootstrap_admin_token.file: cannot read")));
-  EXPECT_THAT(FromYaml("database_url: x\ntls: {cert_file: /a}\n"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tls: cert_file and key_file")));
+  EXPECT_THAT(
+      FromYaml("database_url: x\ntls: {cert_file: /a}\n"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tls: cert_file and key_file")));
   EXPECT_THAT(FromYaml("database_url: x\nnotifier: nohost\n"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("notifier: \"nohost\"")));
   EXPECT_THAT(FromYaml("database_url: x\nheartbeat_interval: 10\n"),

@@ -598,10 +598,9 @@ absl::StatusOr<TokenRecord> PgStore::RevokeToken(const std::string& id) {
   std::optional<TokenRecord> out;
   absl::Status s = Run("revoke token", [&](pqxx::connection& c) {
     pqxx::work t(c);
-    t.exec_params("UPDATE tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
-                  id);
-    pqxx::result r = t.exec_params(
-        absl::StrCat("SELECT ", kTokenColumns, " FROM tokens WHERE id = $1"), id);
+    t.exec_params("UPDATE tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", id);
+    pqxx::result r =
+        t.exec_params(absl::StrCat("SELECT ", kTokenColumns, " FROM tokens WHERE id = $1"), id);
     t.commit();
     if (!r.empty()) out = TokenFromRow(r[0]);
   });

@@ -4,8 +4,8 @@
 #include <tuple>
 
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/log.h"
 #include "common/secrets.h"
 #include "common/status.h"
@@ -116,12 +116,14 @@ absl::StatusOr<std::pair<TokenRecord, std::string>> TokenRegistry::Create(
     const std::string& created_by) {
   static const RE2* const kAgentId = new RE2("[A-Za-z0-9._-]{1,128}");
   if (RoleOf(kind)[0] == '\0') {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "kind: must be TOKEN_KIND_AGENT, _ENROLMENT, _VIEWER or _ADMIN, got ", static_cast<int>(kind)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("kind: must be TOKEN_KIND_AGENT, _ENROLMENT, _VIEWER or _ADMIN, got ",
+                     static_cast<int>(kind)));
   }
   if (kind == v1::TOKEN_KIND_AGENT && !RE2::FullMatch(agent_id, *kAgentId)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "agent_id: \"", agent_id, "\" does not match [A-Za-z0-9._-]{1,128} (required for agent tokens)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("agent_id: \"", agent_id,
+                     "\" does not match [A-Za-z0-9._-]{1,128} (required for agent tokens)"));
   }
   if (kind != v1::TOKEN_KIND_AGENT && !agent_id.empty()) {
     return absl::InvalidArgumentError("agent_id: only agent tokens are bound to an agent");
@@ -211,8 +213,8 @@ absl::StatusOr<Principal> TokenRegistry::Authorize(absl::string_view method,
   }
   if (!Grants(t.kind, need)) {
     *reason = "wrong_role";
-    return absl::PermissionDeniedError(absl::StrCat("token ", t.id, " (", RoleOf(t.kind),
-                                                    ") may not call ", method));
+    return absl::PermissionDeniedError(
+        absl::StrCat("token ", t.id, " (", RoleOf(t.kind), ") may not call ", method));
   }
   return Principal{t.id, RoleOf(t.kind), t.agent_id};
 }
@@ -235,15 +237,15 @@ absl::Status TokenRegistry::AuthorizeHello(const std::optional<Principal>& princ
   if (hello.agent_id() != hello.hostname()) {
     *reason = "agent_id_mismatch";
     return absl::PermissionDeniedError(absl::StrCat(
-        "hello.agent_id: \"", hello.agent_id(), "\" must equal hello.hostname \"",
-        hello.hostname(), "\" with an enrolment token (the identity is the hostname)"));
+        "hello.agent_id: \"", hello.agent_id(), "\" must equal hello.hostname \"", hello.hostname(),
+        "\" with an enrolment token (the identity is the hostname)"));
   }
   MutexLock lock(&mu_);
   if (agents_with_tokens_.contains(hello.agent_id())) {
     *reason = "agent_id_reserved";
-    return absl::PermissionDeniedError(absl::StrCat(
-        "hello.agent_id: \"", hello.agent_id(),
-        "\" has an agent token of its own; an enrolment token cannot connect it"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("hello.agent_id: \"", hello.agent_id(),
+                     "\" has an agent token of its own; an enrolment token cannot connect it"));
   }
   return absl::OkStatus();
 }

@@ -20,8 +20,7 @@ class TokenStore : public Store {
   }
   absl::Status TouchAgent(const std::string&) override { return absl::OkStatus(); }
   absl::StatusOr<IngestResult> Ingest(const std::string&, const std::vector<v1::AgentMessage>&,
-                                      const std::vector<Transition>&,
-                                      const std::string&) override {
+                                      const std::vector<Transition>&, const std::string&) override {
     return IngestResult{};
   }
   absl::StatusOr<std::vector<v1::Agent>> ListAgents() override { return std::vector<v1::Agent>{}; }
@@ -36,7 +35,8 @@ class TokenStore : public Store {
                                                         absl::Duration, uint32_t) override {
     return v1::QuerySamplesResponse{};
   }
-  absl::StatusOr<int> DispatchOutbox(int, const std::function<DeliveryOutcome(const OutboxEntry&)>&) override {
+  absl::StatusOr<int> DispatchOutbox(
+      int, const std::function<DeliveryOutcome(const OutboxEntry&)>&) override {
     return 0;
   }
   absl::StatusOr<int64_t> PendingOutbox() override { return 0; }
@@ -108,10 +108,9 @@ TEST_F(TokenRegistryTest, RolesGateMethods) {
   EXPECT_TRUE(Auth("/vigie.v1.Admin/CreateToken", admin).ok());
   EXPECT_EQ(Auth("/vigie.v1.Admin/ListAgents", agent).status().code(),
             absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(Auth("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", agent)
-                .status()
-                .code(),
-            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(
+      Auth("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", agent).status().code(),
+      absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(Auth("/vigie.v1.AgentGateway/Connect", admin).status().code(),
             absl::StatusCode::kPermissionDenied);
   auto p = Auth("/vigie.v1.AgentGateway/Connect", agent);
@@ -174,8 +173,9 @@ TEST_F(TokenRegistryTest, BadRequestsNameTheField) {
               HasSubstr("kind"));
   EXPECT_THAT(tokens_.Create(v1::TOKEN_KIND_ADMIN, "web1", "", "").status().message(),
               HasSubstr("agent_id"));
-  EXPECT_THAT(tokens_.Create(v1::TOKEN_KIND_ADMIN, "", std::string(300, 'x'), "").status().message(),
-              HasSubstr("description"));
+  EXPECT_THAT(
+      tokens_.Create(v1::TOKEN_KIND_ADMIN, "", std::string(300, 'x'), "").status().message(),
+      HasSubstr("description"));
 }
 
 }  // namespace

@@ -49,9 +49,10 @@ int main(int argc, char** argv) {
       .Add({})
       .Set(options->insecure_listener ? 1 : 0);
   if (options->insecure_listener) {
-    vigie::log::Warn("insecure: true: serving gRPC in plaintext beyond loopback; the client "
-                     "token crosses the network in clear",
-                     {{"grpc", options->grpc_listen}});
+    vigie::log::Warn(
+        "insecure: true: serving gRPC in plaintext beyond loopback; the client "
+        "token crosses the network in clear",
+        {{"grpc", options->grpc_listen}});
   }
   std::vector<nt::Receiver> receivers;
   for (const nt::WebhookOptions& w : options->webhooks) {

@@ -13,7 +13,8 @@ namespace vigie::notifier {
 
 absl::StatusOr<NotifierOptions> NotifierOptionsFromConfig(const v1::NotifierConfig& c) {
   NotifierOptions o;
-  VIGIE_ASSIGN_OR_RETURN(o.grpc_listen, ListenAddress("grpc_listen", c.grpc_listen(), o.grpc_listen));
+  VIGIE_ASSIGN_OR_RETURN(o.grpc_listen,
+                         ListenAddress("grpc_listen", c.grpc_listen(), o.grpc_listen));
   VIGIE_ASSIGN_OR_RETURN(o.tls, ServerTlsFromConfig("tls", c.tls()));
   VIGIE_ASSIGN_OR_RETURN(o.insecure_listener,
                          CheckListenerSecurity("grpc_listen", o.grpc_listen, o.tls, c.insecure()));
@@ -30,7 +31,8 @@ absl::StatusOr<NotifierOptions> NotifierOptionsFromConfig(const v1::NotifierConf
     return absl::InvalidArgumentError(
         "client_token: at least 32 characters (e.g. openssl rand -hex 32)");
   }
-  VIGIE_ASSIGN_OR_RETURN(o.http_listen, ListenAddress("http_listen", c.http_listen(), o.http_listen));
+  VIGIE_ASSIGN_OR_RETURN(o.http_listen,
+                         ListenAddress("http_listen", c.http_listen(), o.http_listen));
   VIGIE_ASSIGN_OR_RETURN(o.http_auth, HttpAuthFromConfig("http", o.http_listen, c.http()));
   if (c.max_queue() != 0) o.delivery.max_queue = c.max_queue();
   if (c.max_remembered_keys() != 0) o.delivery.max_remembered_keys = c.max_remembered_keys();
