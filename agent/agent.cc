@@ -38,24 +38,14 @@ absl::StatusOr<AgentOptions> AgentOptionsFromConfig(const v1::AgentConfig& c) {
     o.labels[k] = v;
   }
   if (!c.controlplane().empty()) o.controlplane = c.controlplane();
-  VIGIE_RETURN_IF_ERROR(ValidateHostPort("controlplane", o.controlplane));
   if (!IsSet(c.token())) {
     return absl::InvalidArgumentError(
         "token: required, e.g. token: {file: /etc/vigie/agent.token} or {env: VIGIE_TOKEN} "
         "(make one with the Admin API's CreateToken)");
   }
   VIGIE_ASSIGN_OR_RETURN(o.token, ReadSecret("token", c.token()));
-  VIGIE_ASSIGN_OR_RETURN(o.tls, ClientTlsFromConfig("tls", c.tls()));
-  o.insecure = c.insecure();
-  if (!o.tls.enabled && !o.insecure && !IsLoopback(o.controlplane)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tls: required, since controlplane \"", o.controlplane,
-        "\" is not a loopback IP (set tls.ca_file, or insecure: true to send the token in clear)"));
-  }
-  // Reads and checks the TLS files now, so a bad one is a config error at start.
-  VIGIE_RETURN_IF_ERROR(
-      MakeClientChannel("controlplane", o.controlplane, o.tls, o.insecure, grpc::ChannelArguments())
-          .status());
+  VIGIE_ASSIGN_OR_RETURN(o.security, ClientSecurityFromConfig("tls", "controlplane", o.controlplane,
+                                                              c.tls(), c.insecure()));
   VIGIE_ASSIGN_OR_RETURN(o.http_listen,
                          ListenAddress("http_listen", c.http_listen(), o.http_listen));
   VIGIE_ASSIGN_OR_RETURN(o.http_auth, HttpAuthFromConfig("http", o.http_listen, c.http()));
@@ -167,8 +157,7 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
 
   StreamClientOptions so;
   so.target = options_.controlplane;
-  so.tls = options_.tls;
-  so.insecure = options_.insecure;
+  so.security = options_.security;
   so.token = options_.token;
   so.backoff = options_.reconnect_backoff;
   so.hello.set_agent_id(options_.agent_id);

@@ -42,8 +42,7 @@ struct AgentOptions {
   // Security: the agent's token (a secret: never logged), TLS to the control plane, and the
   // /metrics listener's credentials.
   std::string token;
-  ClientTlsOptions tls;
-  bool insecure = false;
+  ClientSecurity security;
   HttpAuth http_auth;
 };
 

@@ -31,7 +31,7 @@ TEST(AgentOptionsTest, DefaultsAndOverrides) {
   EXPECT_EQ(o->controlplane, "127.0.0.1:7400");
   EXPECT_EQ(o->paths.procfs, "/proc");
   EXPECT_EQ(o->token, "vigie_test");
-  EXPECT_FALSE(o->tls.enabled);
+  EXPECT_FALSE(o->security.tls);
 }
 
 TEST(AgentOptionsTest, BadValuesNameTheField) {

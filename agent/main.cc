@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
   agent.Start();
   vigie::log::Info("agent started", {{"agent_id", options->agent_id},
                                      {"controlplane", options->controlplane},
-                                     {"tls", options->tls.enabled ? "on" : "off"},
+                                     {"tls", options->security.tls ? "on" : "off"},
                                      {"http", options->http_listen}});
 
   int sig = vigie::WaitForTerminationSignal();

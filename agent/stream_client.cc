@@ -138,16 +138,7 @@ StreamClient::StreamClient(StreamClientOptions options, Outbox* outbox)
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  // The options were validated (AgentOptionsFromConfig), so this fails only if a TLS file
-  // changed since; then every stream fails and says why.
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-      MakeClientChannel("controlplane", options_.target, options_.tls, options_.insecure, args);
-  if (!channel.ok()) {
-    log::Error("cannot set up the channel to the control plane", {{"error", channel.status()}});
-    channel =
-        grpc::CreateCustomChannel("unix:/nonexistent", grpc::InsecureChannelCredentials(), args);
-  }
-  channel_ = *channel;
+  channel_ = MakeChannel(options_.target, options_.security, args);
   stub_ = v1::AgentGateway::NewStub(channel_);
 }
 

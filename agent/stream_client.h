@@ -20,8 +20,7 @@ namespace vigie::agent {
 
 struct StreamClientOptions {
   std::string target;  // host:port of the control plane
-  ClientTlsOptions tls;
-  bool insecure = false;
+  ClientSecurity security;
   std::string token;  // sent on every stream; a secret
   BackoffPolicy backoff;
   // Sent first on every stream; last_sequence is filled in from the outbox.

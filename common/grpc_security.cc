@@ -15,12 +15,11 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
 #include "common/secrets.h"
@@ -118,18 +117,11 @@ void AttachAuthorizer(grpc_server_credentials* creds, const Authorizer* authoriz
   grpc_server_credentials_set_auth_metadata_processor(creds, p);
 }
 
-absl::StatusOr<std::string> ReadFile(absl::string_view field, const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": cannot read \"", path, "\": ", strerror(errno)));
-  }
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  if (buf.str().size() > (1 << 20)) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": \"", path, "\" is over 1 MiB"));
-  }
-  return buf.str();
+// Certificates, keys and CA bundles are small; 1 MiB is far above any real one.
+absl::StatusOr<std::string> ReadPem(absl::string_view field, const std::string& path) {
+  absl::StatusOr<std::string> text = ReadConfigFile(field, path, 1 << 20);
+  if (!text.ok()) return absl::InvalidArgumentError(text.status().message());
+  return text;
 }
 
 struct BioDeleter {
@@ -177,6 +169,34 @@ absl::Status CheckCaBundle(absl::string_view field, const std::string& pem) {
       PEM_read_bio_X509(MemBio(pem).get(), nullptr, nullptr, nullptr));
   if (!ca) return absl::InvalidArgumentError(absl::StrCat(field, ": no PEM certificate"));
   return absl::OkStatus();
+}
+
+// A certificate chain and its key, read from files and checked to match.
+struct KeyPair {
+  std::string cert;
+  std::string key;
+  int64_t expiry_unix = 0;
+};
+absl::StatusOr<KeyPair> ReadKeyPair(absl::string_view field, const std::string& cert_file,
+                                    const std::string& key_file) {
+  KeyPair p;
+  VIGIE_ASSIGN_OR_RETURN(p.cert, ReadPem(absl::StrCat(field, ".cert_file"), cert_file));
+  VIGIE_ASSIGN_OR_RETURN(p.key, ReadPem(absl::StrCat(field, ".key_file"), key_file));
+  VIGIE_ASSIGN_OR_RETURN(p.expiry_unix, CheckKeyPair(field, p.cert, p.key));
+  return p;
+}
+
+absl::StatusOr<std::string> ReadCaBundle(absl::string_view field, const std::string& path) {
+  VIGIE_ASSIGN_OR_RETURN(std::string pem, ReadPem(field, path));
+  VIGIE_RETURN_IF_ERROR(CheckCaBundle(field, pem));
+  return pem;
+}
+
+absl::Status RequireBothOrNeither(absl::string_view field, const std::string& cert_file,
+                                  const std::string& key_file) {
+  if (cert_file.empty() == key_file.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": cert_file and key_file go together; set both"));
 }
 
 // Writes `data` to a new memfd and puts it at *fd (atomically replacing what was there, so a
@@ -261,6 +281,40 @@ void AddServerDefaults(grpc::ServerBuilder* builder) {
   builder->AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
 }
 
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartSecureGrpcServer(
+    const std::string& listen, std::shared_ptr<grpc::ServerCredentials> credentials,
+    int max_receive_message_bytes, const std::vector<grpc::Service*>& services) {
+  EnableHealthAndReflection();
+  grpc::ServerBuilder builder;
+  builder.SetOption(std::make_unique<ReflectionOption>(true));
+  int port = 0;
+  builder.AddListeningPort(listen, std::move(credentials), &port);
+  builder.SetMaxReceiveMessageSize(max_receive_message_bytes);
+  AddServerDefaults(&builder);
+  for (grpc::Service* s : services) builder.RegisterService(s);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    return absl::UnavailableError(absl::StrCat("grpc_listen: cannot listen on ", listen));
+  }
+  return server;
+}
+
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthServer(const std::string& listen) {
+  EnableHealthAndReflection();
+  grpc::ServerBuilder builder;
+  builder.SetOption(std::make_unique<ReflectionOption>(false));
+  static HealthCheckOnly* const health = new HealthCheckOnly();  // lives as long as the process
+  builder.RegisterService(health);
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(4096);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    return absl::UnavailableError(absl::StrCat("health_listen: cannot listen on ", listen));
+  }
+  return server;
+}
+
 }  // namespace
 
 AuthFailures::AuthFailures(prometheus::Registry* registry)
@@ -342,10 +396,7 @@ absl::StatusOr<ServerTlsOptions> ServerTlsFromConfig(absl::string_view field,
   o.cert_file = tls.cert_file();
   o.key_file = tls.key_file();
   o.client_ca_file = tls.client_ca_file();
-  if (o.cert_file.empty() != o.key_file.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": cert_file and key_file go together; set both"));
-  }
+  VIGIE_RETURN_IF_ERROR(RequireBothOrNeither(field, o.cert_file, o.key_file));
   if (o.cert_file.empty() && !o.client_ca_file.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ".client_ca_file: needs cert_file and key_file (mTLS is TLS)"));
@@ -370,6 +421,21 @@ absl::StatusOr<bool> CheckListenerSecurity(absl::string_view field, const std::s
         "anyway (e.g. behind a TLS-terminating proxy)"));
   }
   return true;
+}
+
+absl::StatusOr<GrpcListenerOptions> GrpcListenerFromConfig(const std::string& listen,
+                                                           const std::string& default_listen,
+                                                           const v1::ServerTls& tls, bool insecure,
+                                                           const std::string& health_listen) {
+  GrpcListenerOptions o;
+  VIGIE_ASSIGN_OR_RETURN(o.listen, ListenAddress("grpc_listen", listen, default_listen));
+  VIGIE_ASSIGN_OR_RETURN(o.tls, ServerTlsFromConfig("tls", tls));
+  VIGIE_ASSIGN_OR_RETURN(o.insecure,
+                         CheckListenerSecurity("grpc_listen", o.listen, o.tls, insecure));
+  if (!health_listen.empty()) {
+    VIGIE_ASSIGN_OR_RETURN(o.health_listen, ListenAddress("health_listen", health_listen, ""));
+  }
+  return o;
 }
 
 ServerSecurity::ServerSecurity(std::string field, ServerTlsOptions tls,
@@ -404,8 +470,7 @@ absl::StatusOr<std::unique_ptr<ServerSecurity>> ServerSecurity::Create(
   if (!s->tls_.enabled()) {
     creds = grpc_insecure_server_credentials_create();
   } else {
-    VIGIE_ASSIGN_OR_RETURN(bool published, s->Reload());
-    (void)published;
+    VIGIE_RETURN_IF_ERROR(s->Reload().status());
     const std::string identity = FdPath(s->identity_fd_);
     const bool mtls = !s->tls_.client_ca_file.empty();
     // Key and chain are one file (a memfd holding both PEM blocks), so gRPC never reads a key
@@ -437,17 +502,15 @@ absl::StatusOr<bool> ServerSecurity::Reload() {
                    FileIdentity(tls_.client_ca_file));
   if (fingerprint == fingerprint_) return false;
   fingerprint_ = fingerprint;  // a bad file is reported once, not at every check
-  VIGIE_ASSIGN_OR_RETURN(std::string cert, ReadFile(field_ + ".cert_file", tls_.cert_file));
-  VIGIE_ASSIGN_OR_RETURN(std::string key, ReadFile(field_ + ".key_file", tls_.key_file));
-  VIGIE_ASSIGN_OR_RETURN(int64_t expiry, CheckKeyPair(field_, cert, key));
+  // Everything is read and checked before anything is published.
+  VIGIE_ASSIGN_OR_RETURN(KeyPair pair, ReadKeyPair(field_, tls_.cert_file, tls_.key_file));
   std::string ca;
   if (!tls_.client_ca_file.empty()) {
-    VIGIE_ASSIGN_OR_RETURN(ca, ReadFile(field_ + ".client_ca_file", tls_.client_ca_file));
-    VIGIE_RETURN_IF_ERROR(CheckCaBundle(field_ + ".client_ca_file", ca));
+    VIGIE_ASSIGN_OR_RETURN(ca, ReadCaBundle(field_ + ".client_ca_file", tls_.client_ca_file));
     VIGIE_RETURN_IF_ERROR(PublishMemfd(&roots_fd_, ca));
   }
-  VIGIE_RETURN_IF_ERROR(PublishMemfd(&identity_fd_, absl::StrCat(key, "\n", cert)));
-  expiry_->Set(static_cast<double>(expiry));
+  VIGIE_RETURN_IF_ERROR(PublishMemfd(&identity_fd_, absl::StrCat(pair.key, "\n", pair.cert)));
+  expiry_->Set(static_cast<double>(pair.expiry_unix));
   return true;
 }
 
@@ -466,95 +529,86 @@ void ServerSecurity::Run() {
   }
 }
 
-absl::StatusOr<std::unique_ptr<grpc::Server>> StartSecureGrpcServer(
-    const std::string& listen, std::shared_ptr<grpc::ServerCredentials> credentials,
-    int max_receive_message_bytes, const std::vector<grpc::Service*>& services) {
-  EnableHealthAndReflection();
-  grpc::ServerBuilder builder;
-  builder.SetOption(std::make_unique<ReflectionOption>(true));
-  int port = 0;
-  builder.AddListeningPort(listen, std::move(credentials), &port);
-  builder.SetMaxReceiveMessageSize(max_receive_message_bytes);
-  AddServerDefaults(&builder);
-  for (grpc::Service* s : services) builder.RegisterService(s);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen));
+absl::StatusOr<std::unique_ptr<GrpcServers>> GrpcServers::Start(
+    const GrpcListenerOptions& options, const Authorizer* authorizer, AuthFailures* failures,
+    prometheus::Registry* registry, int max_receive_message_bytes,
+    const std::vector<grpc::Service*>& services) {
+  std::unique_ptr<GrpcServers> s(new GrpcServers());
+  VIGIE_ASSIGN_OR_RETURN(
+      s->security_, ServerSecurity::Create("tls", options.tls, authorizer, failures, registry));
+  prometheus::BuildGauge()
+      .Name("vigie_insecure_listener")
+      .Help("1 if gRPC is served in plaintext beyond loopback (insecure: true).")
+      .Register(*registry)
+      .Add({})
+      .Set(options.insecure ? 1 : 0);
+  if (options.insecure) {
+    log::Warn(
+        "insecure: true: serving gRPC in plaintext beyond loopback; tokens cross the "
+        "network in clear",
+        {{"grpc_listen", options.listen}});
   }
-  return server;
+  if (!options.health_listen.empty()) {
+    VIGIE_ASSIGN_OR_RETURN(s->health_, StartHealthServer(options.health_listen));
+  }
+  VIGIE_ASSIGN_OR_RETURN(s->server_,
+                         StartSecureGrpcServer(options.listen, s->security_->credentials(),
+                                               max_receive_message_bytes, services));
+  s->security_->Start();
+  return s;
 }
 
-absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthServer(const std::string& listen) {
-  EnableHealthAndReflection();
-  grpc::ServerBuilder builder;
-  builder.SetOption(std::make_unique<ReflectionOption>(false));
-  static HealthCheckOnly* const health = new HealthCheckOnly();  // lives as long as the process
-  builder.RegisterService(health);
-  int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
-  builder.SetMaxReceiveMessageSize(4096);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || port == 0) {
-    return absl::UnavailableError(absl::StrCat("health_listen: cannot listen on ", listen));
-  }
-  return server;
+void GrpcServers::Shutdown(absl::Duration grace) {
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  if (health_) health_->Shutdown();
+  security_->Stop();
 }
 
-absl::StatusOr<ClientTlsOptions> ClientTlsFromConfig(absl::string_view field,
-                                                     const v1::ClientTls& tls) {
-  ClientTlsOptions o;
-  o.ca_file = tls.ca_file();
-  o.cert_file = tls.cert_file();
-  o.key_file = tls.key_file();
-  o.server_name = tls.server_name();
-  o.enabled = tls.enabled() || !o.ca_file.empty() || !o.cert_file.empty() || !o.server_name.empty();
-  if (o.cert_file.empty() != o.key_file.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": cert_file and key_file go together; set both"));
-  }
-  return o;
-}
-
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeClientChannel(
-    absl::string_view field, const std::string& target, const ClientTlsOptions& tls, bool insecure,
-    const grpc::ChannelArguments& args) {
-  VIGIE_RETURN_IF_ERROR(ValidateHostPort(field, target));
-  grpc::ChannelArguments a = args;
-  if (!tls.enabled) {
+absl::StatusOr<ClientSecurity> ClientSecurityFromConfig(absl::string_view field,
+                                                        absl::string_view target_field,
+                                                        const std::string& target,
+                                                        const v1::ClientTls& tls, bool insecure) {
+  VIGIE_RETURN_IF_ERROR(ValidateHostPort(target_field, target));
+  VIGIE_RETURN_IF_ERROR(RequireBothOrNeither(field, tls.cert_file(), tls.key_file()));
+  ClientSecurity c;
+  c.tls = tls.enabled() || !tls.ca_file().empty() || !tls.cert_file().empty() ||
+          !tls.server_name().empty();
+  if (!c.tls) {
     if (!insecure && !IsLoopback(target)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          field, ": \"", target,
-          "\" is not a loopback IP and TLS is off; set tls (ca_file) so the token does not "
-          "cross the network in clear, or insecure: true"));
+          field, ": required, since ", target_field, " \"", target, "\" is not a loopback IP (set ",
+          field, ".ca_file, or insecure: true to send the token in clear)"));
     }
-    return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), a);
+    c.credentials = grpc::InsecureChannelCredentials();
+    return c;
   }
   grpc::SslCredentialsOptions ssl;
-  if (!tls.ca_file.empty()) {
+  if (!tls.ca_file().empty()) {
     VIGIE_ASSIGN_OR_RETURN(ssl.pem_root_certs,
-                           ReadFile(absl::StrCat(field, " tls.ca_file"), tls.ca_file));
-    VIGIE_RETURN_IF_ERROR(CheckCaBundle(absl::StrCat(field, " tls.ca_file"), ssl.pem_root_certs));
+                           ReadCaBundle(absl::StrCat(field, ".ca_file"), tls.ca_file()));
   }
-  if (!tls.cert_file.empty()) {
-    VIGIE_ASSIGN_OR_RETURN(ssl.pem_cert_chain,
-                           ReadFile(absl::StrCat(field, " tls.cert_file"), tls.cert_file));
-    VIGIE_ASSIGN_OR_RETURN(ssl.pem_private_key,
-                           ReadFile(absl::StrCat(field, " tls.key_file"), tls.key_file));
-    VIGIE_RETURN_IF_ERROR(
-        CheckKeyPair(absl::StrCat(field, " tls"), ssl.pem_cert_chain, ssl.pem_private_key)
-            .status());
+  if (!tls.cert_file().empty()) {
+    VIGIE_ASSIGN_OR_RETURN(KeyPair pair, ReadKeyPair(field, tls.cert_file(), tls.key_file()));
+    ssl.pem_cert_chain = std::move(pair.cert);
+    ssl.pem_private_key = std::move(pair.key);
   }
-  if (!tls.server_name.empty()) a.SetSslTargetNameOverride(tls.server_name);
-  return grpc::CreateCustomChannel(target, grpc::SslCredentials(ssl), a);
+  c.credentials = grpc::SslCredentials(ssl);
+  c.server_name = tls.server_name();
+  return c;
+}
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
+                                           const ClientSecurity& security,
+                                           grpc::ChannelArguments args) {
+  if (!security.server_name.empty()) args.SetSslTargetNameOverride(security.server_name);
+  return grpc::CreateCustomChannel(target, security.credentials, args);
 }
 
 absl::StatusOr<std::string> CombinedPemFile(absl::string_view field, const std::string& cert_file,
                                             const std::string& key_file) {
-  VIGIE_ASSIGN_OR_RETURN(std::string cert, ReadFile(absl::StrCat(field, ".cert_file"), cert_file));
-  VIGIE_ASSIGN_OR_RETURN(std::string key, ReadFile(absl::StrCat(field, ".key_file"), key_file));
-  VIGIE_RETURN_IF_ERROR(CheckKeyPair(field, cert, key).status());
+  VIGIE_ASSIGN_OR_RETURN(KeyPair pair, ReadKeyPair(field, cert_file, key_file));
   int fd = -1;
-  VIGIE_RETURN_IF_ERROR(PublishMemfd(&fd, absl::StrCat(key, "\n", cert)));
+  VIGIE_RETURN_IF_ERROR(PublishMemfd(&fd, absl::StrCat(pair.key, "\n", pair.cert)));
   return FdPath(fd);
 }
 

@@ -135,33 +135,59 @@ class ServerSecurity : public Runnable {
   prometheus::Gauge* expiry_ = nullptr;
 };
 
-// Builds and starts a gRPC server on `listen` with `credentials`, `services` (not owned; they
-// must outlive it), grpc.health.v1 and server reflection. kUnavailable if it cannot listen.
-absl::StatusOr<std::unique_ptr<grpc::Server>> StartSecureGrpcServer(
-    const std::string& listen, std::shared_ptr<grpc::ServerCredentials> credentials,
-    int max_receive_message_bytes, const std::vector<grpc::Service*>& services);
-
-// A plaintext server with grpc.health.v1 only (no reflection, nothing else): for the kubelet's
-// gRPC probe, which cannot present a client certificate or a token.
-absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthServer(const std::string& listen);
-
-// TLS on a client channel, from config.
-struct ClientTlsOptions {
-  bool enabled = false;
-  std::string ca_file;  // "" = the system CAs
-  std::string cert_file;
-  std::string key_file;
-  std::string server_name;  // "" = the host in the target
+// A gRPC listener from config: the address, TLS, consent to plaintext beyond loopback, and
+// the plaintext health port. The config fields are grpc_listen, tls, insecure and
+// health_listen in every component; errors name them.
+struct GrpcListenerOptions {
+  std::string listen;
+  ServerTlsOptions tls;
+  bool insecure = false;      // plaintext beyond loopback, asked for with insecure: true
+  std::string health_listen;  // "" = none
 };
-absl::StatusOr<ClientTlsOptions> ClientTlsFromConfig(absl::string_view field,
-                                                     const v1::ClientTls& tls);
+absl::StatusOr<GrpcListenerOptions> GrpcListenerFromConfig(const std::string& listen,
+                                                           const std::string& default_listen,
+                                                           const v1::ServerTls& tls, bool insecure,
+                                                           const std::string& health_listen);
 
-// A channel to `target` ("host:port") with TLS as configured. Refuses plaintext to a target
-// that is not a loopback IP unless `insecure` (a token would cross the network in clear).
-// Errors name `field`.
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeClientChannel(
-    absl::string_view field, const std::string& target, const ClientTlsOptions& tls, bool insecure,
-    const grpc::ChannelArguments& args);
+// A process's gRPC side: the main server (TLS or plaintext; every call authorized before its
+// handler; grpc.health.v1 and reflection), its certificate reloader, and the optional plaintext
+// health server (grpc.health.v1 Check only, no reflection: for the kubelet's gRPC probe, which
+// presents no token and no client certificate). Exports vigie_insecure_listener.
+class GrpcServers {
+ public:
+  // `authorizer`, `failures` and `services` must outlive it. InvalidArgument for unusable TLS
+  // files (a config error), kUnavailable if a port cannot be bound.
+  static absl::StatusOr<std::unique_ptr<GrpcServers>> Start(
+      const GrpcListenerOptions& options, const Authorizer* authorizer, AuthFailures* failures,
+      prometheus::Registry* registry, int max_receive_message_bytes,
+      const std::vector<grpc::Service*>& services);
+  // Stops taking calls; calls in flight get up to `grace` to finish.
+  void Shutdown(absl::Duration grace);
+
+ private:
+  GrpcServers() = default;
+  std::unique_ptr<ServerSecurity> security_;
+  std::unique_ptr<grpc::Server> health_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+// How a client reaches a server: TLS (CA, optional client certificate, name override) or
+// plaintext, which is refused to a target that is not a loopback IP unless `insecure` (a token
+// would cross the network in clear).
+struct ClientSecurity {
+  bool tls = false;
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  std::string server_name;  // checked against the certificate; "" = the host in the target
+};
+// Reads and checks the files `tls` names. Errors name `field` (e.g. "tls.ca_file: ...") or
+// `target_field` (the address setting, e.g. "controlplane").
+absl::StatusOr<ClientSecurity> ClientSecurityFromConfig(absl::string_view field,
+                                                        absl::string_view target_field,
+                                                        const std::string& target,
+                                                        const v1::ClientTls& tls, bool insecure);
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
+                                           const ClientSecurity& security,
+                                           grpc::ChannelArguments args);
 
 // Reads a PEM certificate and key, checks that they match, and returns the path
 // (/proc/self/fd/N) of an in-memory file holding both, for libraries that want one PEM file.

@@ -23,10 +23,9 @@ bool Authorized(const HttpAuth& auth, mg_connection* conn) {
   if (!auth.has_credential()) return true;
   const char* h = mg_get_header(conn, "Authorization");
   absl::string_view header = h ? h : "";
-  if (!auth.bearer_token.empty() && header.size() > 7 &&
-      absl::EqualsIgnoreCase(header.substr(0, 7), "bearer ") &&
-      ConstantTimeEquals(header.substr(7), auth.bearer_token)) {
-    return true;
+  if (!auth.bearer_token.empty()) {
+    absl::StatusOr<std::string> token = BearerToken(header);
+    if (token.ok() && !token->empty() && ConstantTimeEquals(*token, auth.bearer_token)) return true;
   }
   if (!auth.basic_username.empty() && header.size() > 6 &&
       absl::EqualsIgnoreCase(header.substr(0, 6), "basic ")) {

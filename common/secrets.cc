@@ -5,11 +5,10 @@
 #include <openssl/sha.h>
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/yaml_config.h"
 
 namespace vigie {
 namespace {
@@ -23,20 +22,17 @@ std::string RandomBytes(int n) {
 }
 }  // namespace
 
-absl::StatusOr<std::string> ReadSecret(absl::string_view field, const v1::SecretSource& source) {
+absl::StatusOr<std::string> ReadSecret(absl::string_view field, const v1::SecretSource& source,
+                                       size_t min_length) {
   if (source.file().empty() == source.env().empty()) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": set exactly one of file and env"));
   }
   std::string value;
   if (!source.file().empty()) {
-    std::ifstream in(source.file(), std::ios::binary);
-    if (!in) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ".file: cannot read \"", source.file(), "\""));
-    }
-    std::ostringstream buf;
-    buf << in.rdbuf();
-    value = buf.str();
+    absl::StatusOr<std::string> text =
+        ReadConfigFile(absl::StrCat(field, ".file"), source.file(), kMaxSecretBytes);
+    if (!text.ok()) return absl::InvalidArgumentError(text.status().message());
+    value = std::move(*text);
     while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
   } else {
     const char* v = std::getenv(source.env().c_str());
@@ -49,6 +45,11 @@ absl::StatusOr<std::string> ReadSecret(absl::string_view field, const v1::Secret
   const std::string where = source.file().empty() ? absl::StrCat(".env (", source.env(), ")")
                                                   : absl::StrCat(".file (\"", source.file(), "\")");
   if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(field, where, ": empty"));
+  if (value.size() < min_length) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, where, ": at least ", min_length, " characters, got ", value.size(),
+                     " (make one with: echo vigie_$(openssl rand -hex 32))"));
+  }
   if (value.size() > kMaxSecretBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, where, ": over ", kMaxSecretBytes, " bytes"));

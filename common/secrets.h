@@ -17,8 +17,9 @@ inline bool IsSet(const v1::SecretSource& s) { return !s.file().empty() || !s.en
 
 // Reads the secret named by `source`: the file's contents without the trailing newline, or the
 // variable's value. InvalidArgument naming `field` if both or neither are set, the file cannot
-// be read, or the value is empty or over 64 KiB.
-absl::StatusOr<std::string> ReadSecret(absl::string_view field, const v1::SecretSource& source);
+// be read, or the value is shorter than `min_length` or over 64 KiB.
+absl::StatusOr<std::string> ReadSecret(absl::string_view field, const v1::SecretSource& source,
+                                       size_t min_length = 1);
 
 // A new random token: "vigie_" + 43 base64url characters (256 bits from the OS's CSPRNG).
 std::string NewToken();

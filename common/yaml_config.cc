@@ -1,9 +1,13 @@
 #include "common/yaml_config.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#include <fstream>
+#include <cerrno>
+#include <cstring>
 #include <limits>
 #include <sstream>
 #include <vector>
@@ -166,12 +170,48 @@ absl::Status ParseYamlConfig(absl::string_view yaml, google::protobuf::Message* 
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> ReadConfigFile(absl::string_view field, const std::string& path,
+                                           size_t max_bytes) {
+  auto error = [&](absl::string_view why) {
+    return absl::StrCat(field, ": cannot read \"", path, "\": ", why);
+  };
+  // O_NONBLOCK: opening a FIFO must not wait for a writer.
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    const int e = errno;
+    if (e == ENOENT) return absl::NotFoundError(error(strerror(e)));
+    return absl::InvalidArgumentError(error(strerror(e)));
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return absl::InvalidArgumentError(error("not a regular file"));
+  }
+  std::string out;
+  char buf[65536];
+  while (true) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      close(fd);
+      return absl::InvalidArgumentError(error(strerror(e)));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > max_bytes) {
+      close(fd);
+      return absl::InvalidArgumentError(error(absl::StrCat("over ", max_bytes, " bytes")));
+    }
+  }
+  close(fd);
+  return out;
+}
+
 absl::Status LoadYamlConfigFile(const std::string& path, google::protobuf::Message* message) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open file"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return Annotate(ParseYamlConfig(ss.str(), message), path);
+  absl::StatusOr<std::string> text = ReadConfigFile("--config", path, 16 << 20);
+  if (!text.ok()) return text.status();
+  return Annotate(ParseYamlConfig(*text, message), path);
 }
 
 absl::StatusOr<absl::Duration> ParseConfigDuration(absl::string_view field, absl::string_view value,

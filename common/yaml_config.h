@@ -20,7 +20,14 @@ namespace vigie {
 //   rules[0].opp (line 7): unknown field; known fields: name, metric, ...
 absl::Status ParseYamlConfig(absl::string_view yaml, google::protobuf::Message* message);
 
-// Reads and parses a file; errors are prefixed with the path.
+// Reads a regular file named in config (a config file, a certificate, a secret), at most
+// `max_bytes`. FIFOs, devices and anything larger are refused rather than read: a config can
+// never make a process block or fill its memory. Errors name `field` and the path, never the
+// contents; kNotFound if the file does not exist.
+absl::StatusOr<std::string> ReadConfigFile(absl::string_view field, const std::string& path,
+                                           size_t max_bytes);
+
+// Reads (at most 16 MiB) and parses a file; errors are prefixed with the path.
 absl::Status LoadYamlConfigFile(const std::string& path, google::protobuf::Message* message);
 
 // Parses a config duration such as "500ms", "30s", "5m" or "1h30m"; "" gives `default_value`.

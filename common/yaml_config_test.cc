@@ -1,5 +1,10 @@
 #include "common/yaml_config.h"
 
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <fstream>
+
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -111,6 +116,25 @@ TEST(YamlConfigTest, HostPort) {
   EXPECT_TRUE(IsLoopback("[::1]:1"));
   EXPECT_FALSE(IsLoopback("0.0.0.0:1"));
   EXPECT_FALSE(IsLoopback("10.0.0.1:1"));
+}
+
+TEST(YamlConfigTest, ReadConfigFileRefusesWhatCouldHangOrFillMemory) {
+  EXPECT_THAT(ReadConfigFile("tls.cert_file", "/dev/zero", 10),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("tls.cert_file: cannot read \"/dev/zero\": not a regular file")));
+  char dir[] = "/tmp/vigie-readfile-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string fifo = std::string(dir) + "/fifo", big = std::string(dir) + "/big";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_THAT(ReadConfigFile("token.file", fifo, 10),  // returns at once: no writer awaited
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a regular file")));
+  std::ofstream(big) << std::string(11, 'x');
+  EXPECT_THAT(ReadConfigFile("token.file", big, 10),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("over 10 bytes")));
+  EXPECT_THAT(ReadConfigFile("token.file", big, 11), IsOk());
+  EXPECT_THAT(ReadConfigFile("token.file", std::string(dir) + "/none", 10),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("token.file")));
+  std::system((std::string("rm -rf ") + dir).c_str());
 }
 
 }  // namespace

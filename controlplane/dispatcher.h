@@ -17,7 +17,7 @@
 namespace vigie::controlplane {
 
 struct DispatcherOptions {
-  // Channel to the notifier (see MakeClientChannel); null = keep transitions stored, send
+  // Channel to the notifier (see MakeChannel); null = keep transitions stored, send
   // nothing. `token` is presented on every call.
   std::shared_ptr<grpc::Channel> channel;
   std::string token;

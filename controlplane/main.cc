@@ -55,24 +55,6 @@ int main(int argc, char** argv) {
     vigie::log::Warn(
         "no tokens: nothing can call the Admin API or connect; set bootstrap_admin_token");
   }
-  absl::StatusOr<std::unique_ptr<vigie::ServerSecurity>> security =
-      vigie::ServerSecurity::Create("tls", options->tls, &tokens, &auth_failures, registry.get());
-  if (!security.ok()) vigie::ExitUsage(absl::StrCat(path, ": ", security.status().message()));
-  auto& insecure_gauge = prometheus::BuildGauge()
-                             .Name("vigie_insecure_listener")
-                             .Help(
-                                 "1 if gRPC is served in plaintext beyond loopback "
-                                 "(insecure: true).")
-                             .Register(*registry)
-                             .Add({});
-  insecure_gauge.Set(options->insecure_listener ? 1 : 0);
-  if (options->insecure_listener) {
-    vigie::log::Warn(
-        "insecure: true: serving gRPC in plaintext beyond loopback; tokens cross "
-        "the network in clear",
-        {{"grpc", options->grpc_listen}});
-  }
-
   cp::RuleEngine rules(options->rules);
   absl::StatusOr<std::vector<cp::ActiveAlert>> firing = (*store)->LoadFiringAlerts();
   if (!firing.ok()) {
@@ -85,10 +67,8 @@ int main(int argc, char** argv) {
   cp::DispatcherOptions dispatch;
   dispatch.backoff = options->notify_backoff;
   if (!options->notifier.empty()) {
-    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = vigie::MakeClientChannel(
-        "notifier", options->notifier, options->notifier_tls, false, grpc::ChannelArguments());
-    if (!channel.ok()) vigie::ExitUsage(absl::StrCat(path, ": ", channel.status().message()));
-    dispatch.channel = *channel;
+    dispatch.channel =
+        vigie::MakeChannel(options->notifier, options->notifier_security, grpc::ChannelArguments());
     dispatch.token = options->notifier_token;
   }
   cp::Dispatcher dispatcher(dispatch, store->get(), registry.get());
@@ -109,48 +89,37 @@ int main(int argc, char** argv) {
     vigie::log::Error("cannot start HTTP listener", {{"error", http_server.status()}});
     return 1;
   }
-  std::unique_ptr<grpc::Server> health_server;
-  if (!options->health_listen.empty()) {
-    absl::StatusOr<std::unique_ptr<grpc::Server>> h =
-        vigie::StartHealthServer(options->health_listen);
-    if (!h.ok()) {
-      vigie::log::Error("cannot start the health listener", {{"error", h.status()}});
-      return 1;
-    }
-    health_server = std::move(*h);
+  absl::StatusOr<std::unique_ptr<vigie::GrpcServers>> grpc_servers =
+      vigie::GrpcServers::Start(options->grpc, &tokens, &auth_failures, registry.get(),
+                                static_cast<int>(options->max_message_bytes), {&gateway, &admin});
+  if (absl::IsInvalidArgument(grpc_servers.status())) {
+    vigie::ExitUsage(absl::StrCat(path, ": ", grpc_servers.status().message()));
   }
-  absl::StatusOr<std::unique_ptr<grpc::Server>> server = vigie::StartSecureGrpcServer(
-      options->grpc_listen, (*security)->credentials(),
-      static_cast<int>(options->max_message_bytes), {&gateway, &admin});
-  if (!server.ok()) {
-    vigie::log::Error("cannot start the gRPC server",
-                      {{"error", server.status()}, {"grpc_listen", options->grpc_listen}});
+  if (!grpc_servers.ok()) {
+    vigie::log::Error("cannot start the gRPC server", {{"error", grpc_servers.status()}});
     return 1;
   }
-  (*security)->Start();
   tokens.Start();
 
   dispatcher.Start();
-  vigie::log::Info(
-      "control plane started",
-      {{"grpc", options->grpc_listen},
-       {"tls",
-        options->tls.enabled() ? (options->tls.client_ca_file.empty() ? "on" : "mutual") : "off"},
-       {"health", options->health_listen},
-       {"http", options->http_listen},
-       {"database", vigie::log::RedactUrl(options->database_url)},
-       {"schema_version", (*store)->schema_version()},
-       {"rules", options->rules.size()},
-       {"firing_alerts", firing->size()}});
+  vigie::log::Info("control plane started",
+                   {{"grpc", options->grpc.listen},
+                    {"tls", !options->grpc.tls.enabled()               ? "off"
+                            : options->grpc.tls.client_ca_file.empty() ? "on"
+                                                                       : "mutual"},
+                    {"health", options->grpc.health_listen},
+                    {"http", options->http_listen},
+                    {"database", vigie::log::RedactUrl(options->database_url)},
+                    {"schema_version", (*store)->schema_version()},
+                    {"rules", options->rules.size()},
+                    {"firing_alerts", firing->size()}});
 
   int sig = vigie::WaitForTerminationSignal();
   vigie::log::Info("shutting down", {{"signal", sig}});
   // Reverse order: stop taking streams (in-flight commits finish, agents resend the rest),
   // then the workers, the dispatcher and the HTTP listener.
-  (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  if (health_server) health_server->Shutdown();
+  (*grpc_servers)->Shutdown(absl::Seconds(5));
   tokens.Stop();
-  (*security)->Stop();
   pool.Stop();
   dispatcher.Stop();
   http_server->reset();

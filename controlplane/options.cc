@@ -9,21 +9,11 @@ namespace vigie::controlplane {
 
 absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::ControlPlaneConfig& c) {
   ControlPlaneOptions o;
-  VIGIE_ASSIGN_OR_RETURN(o.grpc_listen,
-                         ListenAddress("grpc_listen", c.grpc_listen(), o.grpc_listen));
-  VIGIE_ASSIGN_OR_RETURN(o.tls, ServerTlsFromConfig("tls", c.tls()));
-  VIGIE_ASSIGN_OR_RETURN(o.insecure_listener,
-                         CheckListenerSecurity("grpc_listen", o.grpc_listen, o.tls, c.insecure()));
-  if (!c.health_listen().empty()) {
-    VIGIE_ASSIGN_OR_RETURN(o.health_listen, ListenAddress("health_listen", c.health_listen(), ""));
-  }
+  VIGIE_ASSIGN_OR_RETURN(o.grpc, GrpcListenerFromConfig(c.grpc_listen(), "127.0.0.1:7400", c.tls(),
+                                                        c.insecure(), c.health_listen()));
   if (IsSet(c.bootstrap_admin_token())) {
     VIGIE_ASSIGN_OR_RETURN(o.bootstrap_admin_token,
-                           ReadSecret("bootstrap_admin_token", c.bootstrap_admin_token()));
-    if (o.bootstrap_admin_token.size() < 32) {
-      return absl::InvalidArgumentError(
-          "bootstrap_admin_token: at least 32 characters (e.g. openssl rand -hex 32)");
-    }
+                           ReadSecret("bootstrap_admin_token", c.bootstrap_admin_token(), 32));
   }
   VIGIE_ASSIGN_OR_RETURN(o.http_listen,
                          ListenAddress("http_listen", c.http_listen(), o.http_listen));
@@ -50,12 +40,9 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::Cont
           "notifier_token: required with notifier (the notifier refuses unauthenticated calls)");
     }
     VIGIE_ASSIGN_OR_RETURN(o.notifier_token, ReadSecret("notifier_token", c.notifier_token()));
-    VIGIE_ASSIGN_OR_RETURN(o.notifier_tls, ClientTlsFromConfig("notifier_tls", c.notifier_tls()));
-    if (!o.notifier_tls.enabled && !IsLoopback(o.notifier)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("notifier_tls: required, since notifier \"", o.notifier,
-                       "\" is not a loopback IP (the token would cross the network in clear)"));
-    }
+    VIGIE_ASSIGN_OR_RETURN(o.notifier_security,
+                           ClientSecurityFromConfig("notifier_tls", "notifier", o.notifier,
+                                                    c.notifier_tls(), /*insecure=*/false));
   }
   if (c.storage_workers() != 0) o.storage_workers = static_cast<int>(c.storage_workers());
   if (o.storage_workers > 64) {

@@ -16,18 +16,14 @@
 namespace vigie::controlplane {
 
 struct ControlPlaneOptions {
-  std::string grpc_listen = "127.0.0.1:7400";
+  GrpcListenerOptions grpc;  // grpc_listen (default 127.0.0.1:7400), tls, health_listen
   std::string http_listen = "127.0.0.1:9102";
-  std::string database_url;  // a secret (may hold a password): never log it unredacted
-  // Security. insecure_listener: plaintext beyond loopback was asked for (warned about).
-  ServerTlsOptions tls;
-  bool insecure_listener = false;
-  std::string health_listen;
-  std::string bootstrap_admin_token;  // secret
   HttpAuth http_auth;
+  std::string database_url;           // a secret (may hold a password): never log it unredacted
+  std::string bootstrap_admin_token;  // secret
   std::string notifier;
   std::string notifier_token;  // secret
-  ClientTlsOptions notifier_tls;
+  ClientSecurity notifier_security;
   int storage_workers = 4;
   size_t max_message_bytes = 4 << 20;
   GatewayOptions gateway;

@@ -21,7 +21,7 @@ absl::StatusOr<ControlPlaneOptions> FromYaml(const std::string& yaml) {
 TEST(ControlPlaneOptionsTest, MinimalConfigGetsDefaults) {
   auto o = FromYaml("database_url: postgresql://vigie@127.0.0.1:5432/vigie\n");
   ASSERT_THAT(o, IsOk());
-  EXPECT_EQ(o->grpc_listen, "127.0.0.1:7400");
+  EXPECT_EQ(o->grpc.listen, "127.0.0.1:7400");
   EXPECT_EQ(o->gateway.max_samples_per_batch, 10000u);
   EXPECT_EQ(o->gateway.generator_url, "http://127.0.0.1:9102/");
 }
@@ -29,10 +29,10 @@ TEST(ControlPlaneOptionsTest, MinimalConfigGetsDefaults) {
 TEST(ControlPlaneOptionsTest, PlaintextBeyondLoopbackOnlyWhenInsecureIsSaid) {
   auto o = FromYaml("database_url: x\ngrpc_listen: 0.0.0.0:7400\ninsecure: true\n");
   ASSERT_THAT(o, IsOk());
-  EXPECT_TRUE(o->insecure_listener);
+  EXPECT_TRUE(o->grpc.insecure);
   o = FromYaml("database_url: x\ngrpc_listen: 0.0.0.0:7400\ntls: {cert_file: a, key_file: b}\n");
   ASSERT_THAT(o, IsOk());
-  EXPECT_FALSE(o->insecure_listener);
+  EXPECT_FALSE(o->grpc.insecure);
 }
 
 TEST(ControlPlaneOptionsTest, SecretsComeFromFilesOrEnvironment) {

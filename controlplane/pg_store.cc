@@ -531,27 +531,10 @@ constexpr char kTokenColumns[] =
     "id, kind, agent_id, encode(sha256, 'hex'), description, created_by, "
     "extract(epoch from created_at)::bigint, coalesce(extract(epoch from revoked_at)::bigint, 0)";
 
-const char* KindText(v1::TokenKind k) {
-  switch (k) {
-    case v1::TOKEN_KIND_AGENT:
-      return "agent";
-    case v1::TOKEN_KIND_ENROLMENT:
-      return "enrolment";
-    case v1::TOKEN_KIND_VIEWER:
-      return "viewer";
-    default:
-      return "admin";
-  }
-}
-
 TokenRecord TokenFromRow(const pqxx::row& r) {
   TokenRecord t;
   t.id = r[0].as<std::string>();
-  const std::string kind = r[1].as<std::string>();
-  t.kind = kind == "agent"       ? v1::TOKEN_KIND_AGENT
-           : kind == "enrolment" ? v1::TOKEN_KIND_ENROLMENT
-           : kind == "viewer"    ? v1::TOKEN_KIND_VIEWER
-                                 : v1::TOKEN_KIND_ADMIN;
+  t.kind = TokenKindFromName(r[1].as<std::string>());
   t.agent_id = r[2].as<std::string>();
   t.sha256 = absl::HexStringToBytes(r[3].as<std::string>());
   t.description = r[4].as<std::string>();
@@ -571,7 +554,7 @@ absl::StatusOr<TokenRecord> PgStore::CreateToken(const TokenRecord& token) {
                      "VALUES ($1, $2, $3, decode($4, 'hex'), $5, $6) "
                      "ON CONFLICT DO NOTHING RETURNING ",
                      kTokenColumns),
-        token.id, KindText(token.kind), token.agent_id, absl::BytesToHexString(token.sha256),
+        token.id, TokenKindName(token.kind), token.agent_id, absl::BytesToHexString(token.sha256),
         token.description, token.created_by);
     t.commit();
     if (!r.empty()) out = TokenFromRow(r[0]);
@@ -616,7 +599,8 @@ absl::Status PgStore::UpsertBootstrapToken(const TokenRecord& token) {
         "INSERT INTO tokens (id, kind, sha256, description) VALUES ($1, $2, decode($3, 'hex'), $4) "
         "ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, sha256 = excluded.sha256, "
         "description = excluded.description, revoked_at = NULL",
-        token.id, KindText(token.kind), absl::BytesToHexString(token.sha256), token.description);
+        token.id, TokenKindName(token.kind), absl::BytesToHexString(token.sha256),
+        token.description);
     t.commit();
   });
 }

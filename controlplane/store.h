@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "controlplane/rule_engine.h"
 #include "vigie/v1/admin.pb.h"
 #include "vigie/v1/agent.pb.h"
@@ -37,6 +38,31 @@ struct TokenRecord {
   int64_t created_at_unix = 0;
   int64_t revoked_at_unix = 0;
 };
+
+// A kind's name: the role a token grants and the tokens.kind column ("agent", "enrolment",
+// "viewer", "admin"); "" for anything else.
+inline const char* TokenKindName(v1::TokenKind kind) {
+  switch (kind) {
+    case v1::TOKEN_KIND_AGENT:
+      return "agent";
+    case v1::TOKEN_KIND_ENROLMENT:
+      return "enrolment";
+    case v1::TOKEN_KIND_VIEWER:
+      return "viewer";
+    case v1::TOKEN_KIND_ADMIN:
+      return "admin";
+    default:
+      return "";
+  }
+}
+// The inverse; TOKEN_KIND_UNSPECIFIED (which grants nothing) for an unknown name.
+inline v1::TokenKind TokenKindFromName(absl::string_view name) {
+  for (v1::TokenKind k : {v1::TOKEN_KIND_AGENT, v1::TOKEN_KIND_ENROLMENT, v1::TOKEN_KIND_VIEWER,
+                          v1::TOKEN_KIND_ADMIN}) {
+    if (name == TokenKindName(k)) return k;
+  }
+  return v1::TOKEN_KIND_UNSPECIFIED;
+}
 
 struct OutboxEntry {
   int64_t id = 0;

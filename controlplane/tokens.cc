@@ -13,21 +13,6 @@
 
 namespace vigie::controlplane {
 namespace {
-const char* RoleOf(v1::TokenKind kind) {
-  switch (kind) {
-    case v1::TOKEN_KIND_AGENT:
-      return "agent";
-    case v1::TOKEN_KIND_ENROLMENT:
-      return "enrolment";
-    case v1::TOKEN_KIND_VIEWER:
-      return "viewer";
-    case v1::TOKEN_KIND_ADMIN:
-      return "admin";
-    default:
-      return "";
-  }
-}
-
 bool Grants(v1::TokenKind kind, Access need) {
   switch (need) {
     case Access::kOpen:
@@ -115,7 +100,7 @@ absl::StatusOr<std::pair<TokenRecord, std::string>> TokenRegistry::Create(
     v1::TokenKind kind, const std::string& agent_id, const std::string& description,
     const std::string& created_by) {
   static const RE2* const kAgentId = new RE2("[A-Za-z0-9._-]{1,128}");
-  if (RoleOf(kind)[0] == '\0') {
+  if (absl::string_view(TokenKindName(kind)).empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("kind: must be TOKEN_KIND_AGENT, _ENROLMENT, _VIEWER or _ADMIN, got ",
                      static_cast<int>(kind)));
@@ -150,8 +135,7 @@ absl::StatusOr<std::pair<TokenRecord, std::string>> TokenRegistry::Create(
   VIGIE_ASSIGN_OR_RETURN(t, store_->CreateToken(t));
   {
     MutexLock lock(&mu_);
-    if (kind == v1::TOKEN_KIND_AGENT) ++agents_with_tokens_[agent_id];
-    by_hash_[t.sha256] = t;
+    ApplyLocked(t);
   }
   return std::make_pair(t, secret);
 }
@@ -159,14 +143,15 @@ absl::StatusOr<std::pair<TokenRecord, std::string>> TokenRegistry::Create(
 absl::StatusOr<TokenRecord> TokenRegistry::Revoke(const std::string& id) {
   if (id.empty()) return absl::InvalidArgumentError("id: required");
   VIGIE_ASSIGN_OR_RETURN(TokenRecord t, store_->RevokeToken(id));
-  // Apply at once here; other replicas follow at their next refresh.
-  absl::StatusOr<std::vector<TokenRecord>> all = store_->ListTokens();
-  if (all.ok()) {
-    Replace(std::move(*all));
-  } else {
+  // In force here at once; other replicas follow at their next refresh.
+  bool newly_revoked;
+  std::function<void(const std::string&)> notify;
+  {
     MutexLock lock(&mu_);
-    by_hash_[t.sha256] = t;
+    newly_revoked = ApplyLocked(t);
+    notify = on_revoked_;
   }
+  if (newly_revoked && notify) notify(t.id);
   return t;
 }
 
@@ -180,6 +165,19 @@ std::vector<TokenRecord> TokenRegistry::List(bool include_revoked) const {
     return std::tie(a.created_at_unix, a.id) < std::tie(b.created_at_unix, b.id);
   });
   return out;
+}
+
+bool TokenRegistry::ApplyLocked(const TokenRecord& t) {
+  auto it = by_hash_.find(t.sha256);
+  const bool was_valid = it != by_hash_.end() && it->second.revoked_at_unix == 0;
+  const bool is_valid = t.revoked_at_unix == 0;
+  if (t.kind == v1::TOKEN_KIND_AGENT && was_valid != is_valid) {
+    int& n = agents_with_tokens_[t.agent_id];
+    n += is_valid ? 1 : -1;
+    if (n <= 0) agents_with_tokens_.erase(t.agent_id);
+  }
+  by_hash_[t.sha256] = t;
+  return was_valid && !is_valid;
 }
 
 void TokenRegistry::SetOnRevoked(std::function<void(const std::string&)> fn) {
@@ -197,12 +195,11 @@ absl::StatusOr<Principal> TokenRegistry::Authorize(absl::string_view method,
     return absl::UnauthenticatedError(
         "authorization: a bearer token is required (\"authorization: Bearer <token>\")");
   }
-  // The lookup is by SHA-256 of the presented token, so its timing tells nothing about any
-  // stored secret; the final comparison is constant-time all the same.
-  const std::string hash = Sha256(token);
+  // Looked up by the SHA-256 of the presented token: comparisons see only digests, so their
+  // timing tells nothing about a stored secret.
   MutexLock lock(&mu_);
-  auto it = by_hash_.find(hash);
-  if (it == by_hash_.end() || !ConstantTimeEquals(it->second.sha256, hash)) {
+  auto it = by_hash_.find(Sha256(token));
+  if (it == by_hash_.end()) {
     *reason = "unknown_token";
     return absl::UnauthenticatedError("authorization: unknown token");
   }
@@ -214,9 +211,9 @@ absl::StatusOr<Principal> TokenRegistry::Authorize(absl::string_view method,
   if (!Grants(t.kind, need)) {
     *reason = "wrong_role";
     return absl::PermissionDeniedError(
-        absl::StrCat("token ", t.id, " (", RoleOf(t.kind), ") may not call ", method));
+        absl::StrCat("token ", t.id, " (", TokenKindName(t.kind), ") may not call ", method));
   }
-  return Principal{t.id, RoleOf(t.kind), t.agent_id};
+  return Principal{t.id, TokenKindName(t.kind), t.agent_id};
 }
 
 absl::Status TokenRegistry::AuthorizeHello(const std::optional<Principal>& principal,

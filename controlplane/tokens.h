@@ -61,6 +61,8 @@ class TokenRegistry : public Authorizer, public Runnable {
   void Run() override;
 
  private:
+  // Puts one record into the in-memory view; true if it revokes a token valid until now.
+  bool ApplyLocked(const TokenRecord& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Replaces the in-memory view; returns ids that became revoked.
   std::vector<std::string> Replace(std::vector<TokenRecord> tokens) ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -39,21 +39,6 @@ int main(int argc, char** argv) {
   auto registry = std::make_shared<prometheus::Registry>();
   vigie::AuthFailures auth_failures(registry.get());
   vigie::SharedTokenAuthorizer authorizer(options->client_token);
-  absl::StatusOr<std::unique_ptr<vigie::ServerSecurity>> security = vigie::ServerSecurity::Create(
-      "tls", options->tls, &authorizer, &auth_failures, registry.get());
-  if (!security.ok()) vigie::ExitUsage(absl::StrCat(path, ": ", security.status().message()));
-  prometheus::BuildGauge()
-      .Name("vigie_insecure_listener")
-      .Help("1 if gRPC is served in plaintext beyond loopback (insecure: true).")
-      .Register(*registry)
-      .Add({})
-      .Set(options->insecure_listener ? 1 : 0);
-  if (options->insecure_listener) {
-    vigie::log::Warn(
-        "insecure: true: serving gRPC in plaintext beyond loopback; the client "
-        "token crosses the network in clear",
-        {{"grpc", options->grpc_listen}});
-  }
   std::vector<nt::Receiver> receivers;
   for (const nt::WebhookOptions& w : options->webhooks) {
     receivers.push_back({w.receiver, std::make_unique<nt::WebhookChannel>(w)});
@@ -90,37 +75,26 @@ int main(int argc, char** argv) {
     vigie::log::Error("cannot start HTTP listener", {{"error", http_server.status()}});
     return 1;
   }
-  std::unique_ptr<grpc::Server> health_server;
-  if (!options->health_listen.empty()) {
-    absl::StatusOr<std::unique_ptr<grpc::Server>> h =
-        vigie::StartHealthServer(options->health_listen);
-    if (!h.ok()) {
-      vigie::log::Error("cannot start the health listener", {{"error", h.status()}});
-      return 1;
-    }
-    health_server = std::move(*h);
+  absl::StatusOr<std::unique_ptr<vigie::GrpcServers>> grpc_servers = vigie::GrpcServers::Start(
+      options->grpc, &authorizer, &auth_failures, registry.get(), 1 << 20, {&service});
+  if (absl::IsInvalidArgument(grpc_servers.status())) {
+    vigie::ExitUsage(absl::StrCat(path, ": ", grpc_servers.status().message()));
   }
-  absl::StatusOr<std::unique_ptr<grpc::Server>> server = vigie::StartSecureGrpcServer(
-      options->grpc_listen, (*security)->credentials(), 1 << 20, {&service});
-  if (!server.ok()) {
-    vigie::log::Error("cannot start the gRPC server",
-                      {{"error", server.status()}, {"grpc_listen", options->grpc_listen}});
+  if (!grpc_servers.ok()) {
+    vigie::log::Error("cannot start the gRPC server", {{"error", grpc_servers.status()}});
     return 1;
   }
-  (*security)->Start();
   delivery.Start();
-  vigie::log::Info("notifier started", {{"grpc", options->grpc_listen},
-                                        {"tls", options->tls.enabled() ? "on" : "off"},
-                                        {"health", options->health_listen},
+  vigie::log::Info("notifier started", {{"grpc", options->grpc.listen},
+                                        {"tls", options->grpc.tls.enabled() ? "on" : "off"},
+                                        {"health", options->grpc.health_listen},
                                         {"http", options->http_listen},
                                         {"receivers", receiver_count},
                                         {"recovered_from_spool", *recovered}});
 
   int sig = vigie::WaitForTerminationSignal();
   vigie::log::Info("shutting down", {{"signal", sig}});
-  (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  if (health_server) health_server->Shutdown();
-  (*security)->Stop();
+  (*grpc_servers)->Shutdown(absl::Seconds(5));
   delivery.Stop();
   http_server->reset();
   curl_global_cleanup();

@@ -13,24 +13,14 @@ namespace vigie::notifier {
 
 absl::StatusOr<NotifierOptions> NotifierOptionsFromConfig(const v1::NotifierConfig& c) {
   NotifierOptions o;
-  VIGIE_ASSIGN_OR_RETURN(o.grpc_listen,
-                         ListenAddress("grpc_listen", c.grpc_listen(), o.grpc_listen));
-  VIGIE_ASSIGN_OR_RETURN(o.tls, ServerTlsFromConfig("tls", c.tls()));
-  VIGIE_ASSIGN_OR_RETURN(o.insecure_listener,
-                         CheckListenerSecurity("grpc_listen", o.grpc_listen, o.tls, c.insecure()));
-  if (!c.health_listen().empty()) {
-    VIGIE_ASSIGN_OR_RETURN(o.health_listen, ListenAddress("health_listen", c.health_listen(), ""));
-  }
+  VIGIE_ASSIGN_OR_RETURN(o.grpc, GrpcListenerFromConfig(c.grpc_listen(), "127.0.0.1:7401", c.tls(),
+                                                        c.insecure(), c.health_listen()));
   if (!IsSet(c.client_token())) {
     return absl::InvalidArgumentError(
         "client_token: required: the token the control plane presents (its notifier_token), "
         "e.g. client_token: {file: /etc/vigie/notifier.token}");
   }
-  VIGIE_ASSIGN_OR_RETURN(o.client_token, ReadSecret("client_token", c.client_token()));
-  if (o.client_token.size() < 32) {
-    return absl::InvalidArgumentError(
-        "client_token: at least 32 characters (e.g. openssl rand -hex 32)");
-  }
+  VIGIE_ASSIGN_OR_RETURN(o.client_token, ReadSecret("client_token", c.client_token(), 32));
   VIGIE_ASSIGN_OR_RETURN(o.http_listen,
                          ListenAddress("http_listen", c.http_listen(), o.http_listen));
   VIGIE_ASSIGN_OR_RETURN(o.http_auth, HttpAuthFromConfig("http", o.http_listen, c.http()));

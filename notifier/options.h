@@ -15,13 +15,9 @@
 namespace vigie::notifier {
 
 struct NotifierOptions {
-  std::string grpc_listen = "127.0.0.1:7401";
+  GrpcListenerOptions grpc;  // grpc_listen (default 127.0.0.1:7401), tls, health_listen
   std::string http_listen = "127.0.0.1:9103";
-  // Security: TLS on grpc_listen, the plaintext health port, and the token callers present.
-  ServerTlsOptions tls;
-  bool insecure_listener = false;
-  std::string health_listen;
-  std::string client_token;  // secret
+  std::string client_token;  // the token callers present; a secret
   HttpAuth http_auth;
   DeliveryOptions delivery;
   std::vector<WebhookOptions> webhooks;
