@@ -15,7 +15,7 @@ namespace vigie {
 
 // Enables the built-in grpc.health.v1 service for every server built afterwards, and links the
 // health descriptor so reflection can describe it. Reflection itself is added per server (see
-// StartSecureGrpcServer in grpc_security.h), never globally.
+// GrpcServers in grpc_security.h), never globally.
 void EnableHealthAndReflection();
 
 // absl::Status <-> grpc::Status, keeping the code and message.
