@@ -143,7 +143,8 @@ absl::Status ParseTextfile(absl::string_view text, int64_t now_ms, const Textfil
     parsed.Add(name, std::move(labels), value, has_ts ? ts : now_ms, info.type, info.help);
     // The control plane's rules: a sample it would refuse must not reach the stream.
     if (absl::Status s =
-            ValidateSample(parsed.samples.back(), limits.max_labels_per_sample, "sample");
+            ValidateSample(parsed.samples.back(), SampleLimits{limits.max_labels_per_sample},
+                           "sample");
         !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("line ", line_no, ": ", s.message()));
     }

@@ -1,6 +1,8 @@
 #include "common/agent_message.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/stubs/common.h"
 #include "re2/re2.h"
 
 namespace vigie {
@@ -34,42 +36,82 @@ void SetDurableSequence(v1::AgentMessage* m, uint64_t sequence) {
   }
 }
 
+const std::vector<const char*>& SampleRejectReasons() {
+  static const auto* kAll = new std::vector<const char*>{
+      kReasonInvalidUtf8,       kReasonBadName, kReasonBadLabelName, kReasonTooManyLabels,
+      kReasonLabelValueTooLong, kReasonNulByte, kReasonBadTimestamp};
+  return *kAll;
+}
+
+bool IsValidUtf8(absl::string_view s) {
+  return google::protobuf::internal::IsStructurallyValidUTF8(s.data(), static_cast<int>(s.size()));
+}
+
+std::string QuoteForMessage(absl::string_view value) {
+  constexpr size_t kMax = 64;
+  const bool cut = value.size() > kMax;
+  absl::string_view shown = value.substr(0, kMax);
+  // Cutting may split a multi-byte character; escaping then shows the bytes as they are.
+  std::string body = IsValidUtf8(shown) ? absl::CEscape(shown) : absl::CHexEscape(shown);
+  return absl::StrCat("\"", body, "\"", cut ? "..." : "");
+}
+
+namespace {
+
+absl::Status Refuse(const char* why, const char** reason, std::string message) {
+  if (reason != nullptr) *reason = why;
+  return absl::InvalidArgumentError(std::move(message));
+}
+
+}  // namespace
+
 absl::Status ValidateLabels(const google::protobuf::Map<std::string, std::string>& labels,
-                            size_t max_labels, absl::string_view field) {
+                            size_t max_labels, absl::string_view field, const char** reason) {
   static const RE2 kLabel("[a-zA-Z_][a-zA-Z0-9_]{0,99}");
   if (labels.size() > max_labels) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": ", labels.size(), " labels exceed the limit of ", max_labels));
+    return Refuse(kReasonTooManyLabels, reason,
+                  absl::StrCat(field, ": ", labels.size(), " labels exceed the limit of ",
+                               max_labels));
   }
   for (const auto& [k, v] : labels) {
     if (!RE2::FullMatch(k, kLabel)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": \"", k, "\" is not a valid label name"));
+      return Refuse(kReasonBadLabelName, reason,
+                    absl::StrCat(field, ": ", QuoteForMessage(k), " is not a valid label name"));
+    }
+    const std::string at = absl::StrCat(field, "[\"", k, "\"]");
+    if (!IsValidUtf8(v)) {
+      return Refuse(kReasonInvalidUtf8, reason,
+                    absl::StrCat(at, ": value ", QuoteForMessage(v), " is not valid UTF-8"));
     }
     if (v.size() > 1024) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, "[\"", k, "\"]: value longer than 1024 bytes"));
+      return Refuse(kReasonLabelValueTooLong, reason,
+                    absl::StrCat(at, ": value of ", v.size(), " bytes exceeds 1024"));
     }
     if (v.find('\0') != std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, "[\"", k, "\"]: value contains a NUL byte"));
+      return Refuse(kReasonNulByte, reason, absl::StrCat(at, ": value contains a NUL byte"));
     }
   }
   return absl::OkStatus();
 }
 
-absl::Status ValidateSample(const v1::Sample& s, size_t max_labels, absl::string_view field) {
+absl::Status ValidateSample(const v1::Sample& s, const SampleLimits& limits,
+                            absl::string_view field, const char** reason) {
   static const RE2 kMetric("[a-zA-Z_:][a-zA-Z0-9_:]{0,199}");
   if (!RE2::FullMatch(s.name(), kMetric)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ".name: \"", s.name(), "\" is not a metric name"));
+    return Refuse(IsValidUtf8(s.name()) ? kReasonBadName : kReasonInvalidUtf8, reason,
+                  absl::StrCat(field, ".name: ", QuoteForMessage(s.name()),
+                               " is not a metric name"));
   }
-  // PostgreSQL's timestamptz range is wider; this keeps timestamps sane.
-  if (s.timestamp_ms() < 0 || s.timestamp_ms() > 253402300799999) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ".timestamp_ms: ", s.timestamp_ms(), " is outside years 1970-9999"));
+  constexpr int64_t kYear2000Ms = 946684800000;
+  constexpr int64_t kYear9999Ms = 253402300799999;
+  const int64_t latest = limits.now_ms > 0 ? limits.now_ms + limits.max_future_ms : kYear9999Ms;
+  if (s.timestamp_ms() < kYear2000Ms || s.timestamp_ms() > latest) {
+    return Refuse(kReasonBadTimestamp, reason,
+                  absl::StrCat(field, ".timestamp_ms: ", s.timestamp_ms(),
+                               limits.now_ms > 0 ? " is before 2000 or more than 24h ahead"
+                                                 : " is outside years 2000-9999"));
   }
-  return ValidateLabels(s.labels(), max_labels, absl::StrCat(field, ".labels"));
+  return ValidateLabels(s.labels(), limits.max_labels, absl::StrCat(field, ".labels"), reason);
 }
 
 }  // namespace vigie

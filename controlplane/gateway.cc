@@ -9,6 +9,9 @@
 #include "common/agent_message.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
+#include "common/status.h"
+#include "grpcpp/support/proto_buffer_reader.h"
+#include "vigie/internal/lenient.pb.h"
 #include "common/mutex.h"
 #include "re2/re2.h"
 
@@ -34,59 +37,157 @@ const char* KindName(const v1::AgentMessage& m) {
 
 }  // namespace
 
-absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOptions& limits) {
+namespace {
+
+absl::Status Invalid(const char* why, const char** reason, std::string message) {
+  if (reason != nullptr) *reason = why;
+  return absl::InvalidArgumentError(std::move(message));
+}
+
+// Checks a durable message's sequence number.
+absl::Status ValidateSequence(uint64_t sequence, const char* kind, const char** reason) {
+  if (sequence == 0) return Invalid("protocol", reason, absl::StrCat(kind, ".sequence: must be > 0"));
+  if (sequence > kMaxSequence) {
+    return Invalid("sequence_range", reason,
+                   absl::StrCat(kind, ".sequence: ", sequence, " is above the largest storable, ",
+                                kMaxSequence));
+  }
+  return absl::OkStatus();
+}
+
+// Names the first string of a lenient metrics batch that is not valid UTF-8.
+std::string FindInvalidUtf8(const internal::LenientMetricBatch& b) {
+  for (int i = 0; i < b.samples_size(); ++i) {
+    const internal::LenientSample& s = b.samples(i);
+    const std::string at = absl::StrCat("metrics.samples[", i, "]");
+    if (!IsValidUtf8(s.name())) {
+      return absl::StrCat(at, ".name: ", QuoteForMessage(s.name()), " is not valid UTF-8");
+    }
+    for (const internal::LenientLabel& l : s.labels()) {
+      if (!IsValidUtf8(l.key())) {
+        return absl::StrCat(at, ".labels: name ", QuoteForMessage(l.key()),
+                            " is not valid UTF-8");
+      }
+      if (!IsValidUtf8(l.value())) {
+        return absl::StrCat(at, ".labels[\"", l.key(), "\"]: value ", QuoteForMessage(l.value()),
+                            " is not valid UTF-8");
+      }
+    }
+  }
+  return "metrics: not a valid vigie.v1.MetricBatch";
+}
+
+}  // namespace
+
+absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOptions& limits,
+                                  int64_t now_ms, const char** reason) {
   static const RE2 kAgentId("[A-Za-z0-9._-]{1,128}");
   switch (m.payload_case()) {
     case v1::AgentMessage::kHello:
       if (!RE2::FullMatch(m.hello().agent_id(), kAgentId)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("hello.agent_id: \"", m.hello().agent_id(),
-                         "\" must be 1-128 characters of A-Z a-z 0-9 . _ -"));
+        return Invalid("invalid", reason,
+                       absl::StrCat("hello.agent_id: ", QuoteForMessage(m.hello().agent_id()),
+                                    " must be 1-128 characters of A-Z a-z 0-9 . _ -"));
       }
-      return ValidateLabels(m.hello().labels(), limits.max_labels_per_sample, "hello.labels");
+      return ValidateLabels(m.hello().labels(), limits.max_labels_per_sample, "hello.labels",
+                            reason);
     case v1::AgentMessage::kMetrics: {
       const v1::MetricBatch& b = m.metrics();
-      if (b.sequence() == 0) return absl::InvalidArgumentError("metrics.sequence: must be > 0");
+      VIGIE_RETURN_IF_ERROR(ValidateSequence(b.sequence(), "metrics", reason));
       if (static_cast<size_t>(b.samples_size()) > limits.max_samples_per_batch) {
-        return absl::InvalidArgumentError(absl::StrCat("metrics.samples: ", b.samples_size(),
-                                                       " samples exceed the limit of ",
-                                                       limits.max_samples_per_batch));
+        return Invalid("too_many_samples", reason,
+                       absl::StrCat("metrics.samples: ", b.samples_size(),
+                                    " samples exceed the limit of ", limits.max_samples_per_batch));
       }
+      SampleLimits sample_limits;
+      sample_limits.max_labels = limits.max_labels_per_sample;
+      sample_limits.now_ms = now_ms;
       for (int i = 0; i < b.samples_size(); ++i) {
-        if (absl::Status st = ValidateSample(b.samples(i), limits.max_labels_per_sample,
-                                             absl::StrCat("metrics.samples[", i, "]"));
-            !st.ok()) {
-          return st;
-        }
+        VIGIE_RETURN_IF_ERROR(ValidateSample(b.samples(i), sample_limits,
+                                             absl::StrCat("metrics.samples[", i, "]"), reason));
       }
       return absl::OkStatus();
     }
     case v1::AgentMessage::kChecks:
-      if (m.checks().sequence() == 0) {
-        return absl::InvalidArgumentError("checks.sequence: must be > 0");
-      }
+      VIGIE_RETURN_IF_ERROR(ValidateSequence(m.checks().sequence(), "checks", reason));
       if (static_cast<size_t>(m.checks().results_size()) > limits.max_samples_per_batch) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("checks.results: ", m.checks().results_size(),
-                         " results exceed the limit of ", limits.max_samples_per_batch));
+        return Invalid("too_many_samples", reason,
+                       absl::StrCat("checks.results: ", m.checks().results_size(),
+                                    " results exceed the limit of ", limits.max_samples_per_batch));
       }
       return absl::OkStatus();
     case v1::AgentMessage::kServiceEvent:
-      if (m.service_event().sequence() == 0) {
-        return absl::InvalidArgumentError("service_event.sequence: must be > 0");
-      }
-      return absl::OkStatus();
+      return ValidateSequence(m.service_event().sequence(), "service_event", reason);
     case v1::AgentMessage::kHeartbeat:
       return absl::OkStatus();
     default:
-      return absl::InvalidArgumentError("payload: empty message");
+      return Invalid("protocol", reason, "payload: empty message");
   }
+}
+
+DecodedMessage DecodeAgentMessage(const std::function<bool(google::protobuf::Message*)>& parse,
+                                  size_t size, const GatewayOptions& limits, int64_t now_ms) {
+  DecodedMessage d;
+  const bool parsed = size <= limits.max_message_bytes && parse(&d.message);
+  if (parsed) {
+    d.kind = KindName(d.message);
+    d.sequence = DurableSequence(d.message);
+    d.status = ValidateAgentMessage(d.message, limits, now_ms, &d.reason);
+    return d;
+  }
+  // Too large, or not vigie.v1: the lenient mirror still tells which message it was.
+  internal::LenientAgentMessage lenient;
+  if (!parse(&lenient)) {
+    d.reason = "unparseable";
+    d.status = absl::InvalidArgumentError(
+        absl::StrCat("message: ", size, " bytes that are not a vigie.v1.AgentMessage"));
+    return d;
+  }
+  std::string what;
+  switch (lenient.payload_case()) {
+    case internal::LenientAgentMessage::kMetrics:
+      d.kind = "metrics";
+      d.sequence = lenient.metrics().sequence();
+      what = FindInvalidUtf8(lenient.metrics());
+      break;
+    case internal::LenientAgentMessage::kChecks:
+      d.kind = "checks";
+      d.sequence = lenient.checks().sequence();
+      what = "checks: a string field is not valid UTF-8";
+      break;
+    case internal::LenientAgentMessage::kServiceEvent:
+      d.kind = "service_event";
+      d.sequence = lenient.service_event().sequence();
+      what = "service_event: a string field is not valid UTF-8";
+      break;
+    case internal::LenientAgentMessage::kHello:
+      d.kind = "hello";
+      what = "hello: a string field is not valid UTF-8";
+      break;
+    case internal::LenientAgentMessage::kHeartbeat:
+      d.kind = "heartbeat";
+      what = "heartbeat: not a valid vigie.v1.Heartbeat";
+      break;
+    default:
+      what = "payload: empty or unknown message";
+      break;
+  }
+  if (size > limits.max_message_bytes) {
+    d.reason = "too_large";
+    d.status = absl::InvalidArgumentError(
+        absl::StrCat(d.kind, ": ", size, " bytes exceed the limit of ", limits.max_message_bytes));
+  } else {
+    d.reason = "invalid_utf8";
+    d.status = absl::InvalidArgumentError(what);
+  }
+  if (d.sequence > kMaxSequence) d.sequence = 0;  // cannot be refused by number: a protocol error
+  return d;
 }
 
 // One agent stream. Lifetime: created by Connect(), deleted in OnDone(). Finish() is called only
 // when no task of this stream is queued or running and no write is in flight, so nothing
 // touches the reactor after OnDone.
-class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage> {
+class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   AgentStream(Gateway* gw, grpc::CallbackServerContext* context)
       : gw_(gw),
@@ -119,6 +220,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
       writing_ = false;
       if (ok) {
         WriteNextLocked();
+        MaybeResumeReadLocked();
       } else {
         RequestFinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
       }
@@ -194,57 +296,103 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
       return;
     }
     if (finish_requested_) return;  // ending: ignore the message, read no more
-    gw_->messages_.Add({{"kind", KindName(in_)}}).Increment();
-    if (absl::Status s = ValidateAgentMessage(in_, gw_->options_); !s.ok()) {
-      Reject("invalid", s);
+    DecodedMessage d = DecodeAgentMessage(
+        [this](google::protobuf::Message* m) {
+          grpc::ProtoBufferReader reader(&in_);
+          return m->ParseFromZeroCopyStream(&reader);
+        },
+        in_.Length(), gw_->options_, absl::ToUnixMillis(absl::Now()));
+    in_.Clear();
+    gw_->messages_.Add({{"kind", d.kind}}).Increment();
+    if (!d.status.ok()) {
+      if (hello_seen_ && d.sequence > last_sequence_seen_) {
+        // Refuse exactly this message; the stream and everything behind it go on.
+        last_sequence_seen_ = d.sequence;
+        RefuseLocked(d);
+        ContinueReadingLocked();
+      } else {
+        EndWithErrorLocked(d.reason, d.status);
+      }
       return;
     }
+    v1::AgentMessage& m = d.message;
     if (!hello_seen_) {
-      if (!in_.has_hello()) {
-        Reject("protocol", absl::InvalidArgumentError("payload: the first message must be hello"));
+      if (!m.has_hello()) {
+        EndWithErrorLocked("protocol",
+                           absl::InvalidArgumentError("payload: the first message must be hello"));
         return;
       }
       std::string reason;
-      if (absl::Status s = gw_->tokens_->AuthorizeHello(principal_, in_.hello(), &reason);
+      if (absl::Status s = gw_->tokens_->AuthorizeHello(principal_, m.hello(), &reason);
           !s.ok()) {
         gw_->failures_->Count(reason, "/vigie.v1.AgentGateway/Connect", s.message());
         RequestFinishLocked(ToGrpcStatus(s));
         return;
       }
       hello_seen_ = true;
-      agent_id_ = in_.hello().agent_id();
-      queue_.push_back(std::move(in_));
-    } else if (in_.has_hello()) {
-      Reject("protocol", absl::InvalidArgumentError("hello: sent twice on one stream"));
+      agent_id_ = m.hello().agent_id();
+      queue_.push_back(std::move(m));
+    } else if (m.has_hello()) {
+      EndWithErrorLocked("protocol", absl::InvalidArgumentError("hello: sent twice on one stream"));
       return;
-    } else if (in_.has_heartbeat()) {
+    } else if (m.has_heartbeat()) {
       if (!touch_queued_) {
         touch_queued_ = true;
-        queue_.push_back(std::move(in_));
+        queue_.push_back(std::move(m));
       }
     } else {
-      const uint64_t seq = DurableSequence(in_);
+      const uint64_t seq = DurableSequence(m);
       if (seq <= last_sequence_seen_) {
-        Reject("protocol", absl::InvalidArgumentError(
-                               absl::StrCat(KindName(in_), ".sequence: ", seq,
-                                            " is not above the previous ", last_sequence_seen_)));
+        EndWithErrorLocked("protocol", absl::InvalidArgumentError(absl::StrCat(
+                                           d.kind, ".sequence: ", seq,
+                                           " is not above the previous ", last_sequence_seen_)));
         return;
       }
       last_sequence_seen_ = seq;
-      queue_.push_back(std::move(in_));
+      queue_.push_back(std::move(m));
     }
-    in_.Clear();
     ScheduleLocked();
-    if (queue_.size() < gw_->options_.max_inflight_per_stream) {
-      StartRead(&in_);
-    } else {
-      read_paused_ = true;  // resumed by Drain() once the queue empties
-    }
+    ContinueReadingLocked();
   }
 
-  void Reject(const char* reason, const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Reads the next message unless too much is waiting (queued work or refusals not yet
+  // written); then reading pauses until MaybeResumeReadLocked sees room.
+  void ContinueReadingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (HasRoomLocked()) {
+      StartRead(&in_);
+    } else {
+      read_paused_ = true;
+    }
+  }
+  void MaybeResumeReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (read_paused_ && !finish_requested_ && HasRoomLocked()) {
+      read_paused_ = false;
+      StartRead(&in_);
+    }
+  }
+  bool HasRoomLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const size_t max = gw_->options_.max_inflight_per_stream;
+    return queue_.size() < max && rejects_.size() < max;
+  }
+
+  // Answers a refused durable message with Reject{sequence, reason}.
+  void RefuseLocked(const DecodedMessage& d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    gw_->refused_.Add({{"reason", d.reason}}).Increment();
+    log::Warn("agent message refused", {{"agent", agent_id_},
+                                        {"kind", d.kind},
+                                        {"sequence", d.sequence},
+                                        {"error", d.status.message()}});
+    v1::Reject& r = rejects_.emplace_back();
+    r.set_sequence(d.sequence);
+    r.set_reason(std::string(d.status.message()));
+    WriteNextLocked();
+  }
+
+  // Ends the stream: the message broke the protocol (or could not be refused by number).
+  void EndWithErrorLocked(const char* reason, const absl::Status& s)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     gw_->rejected_.Add({{"reason", reason}}).Increment();
-    log::Warn("agent message rejected",
+    log::Warn("agent stream ended by a bad message",
               {{"agent", agent_id_}, {"peer", peer_}, {"error", s.message()}});
     RequestFinishLocked(ToGrpcStatus(s));
   }
@@ -266,10 +414,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
       MutexLock lock(&mu_);
       work.swap(queue_);
       touch_queued_ = false;
-      if (read_paused_ && !finish_requested_) {
-        read_paused_ = false;
-        StartRead(&in_);
-      }
+      MaybeResumeReadLocked();
     }
     absl::Status result = Process(work);
     grpc::Status status;
@@ -309,6 +454,9 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
         w->set_committed_sequence(committed_);
         w->set_heartbeat_interval_seconds(
             static_cast<uint32_t>(absl::ToInt64Seconds(gw_->options_.heartbeat_interval)));
+        w->set_max_samples_per_batch(static_cast<uint32_t>(gw_->options_.max_samples_per_batch));
+        w->set_max_message_bytes(static_cast<uint32_t>(gw_->options_.max_message_bytes));
+        w->set_max_labels_per_sample(static_cast<uint32_t>(gw_->options_.max_labels_per_sample));
         WriteNextLocked();
       } else if (m.has_heartbeat()) {
         touch = true;
@@ -369,16 +517,31 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
     WriteNextLocked();
   }
 
+  // Writes the next control message: Welcome first, and nothing before it; then the latest
+  // Ack and the refusals in order.
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writing_ || finished_ || cancelled_) return;
+    v1::ControlMessage msg;
     if (welcome_) {
-      out_ = std::move(*welcome_);
+      msg = std::move(*welcome_);
       welcome_.reset();
+      welcome_sent_ = true;
+    } else if (!welcome_sent_) {
+      return;
     } else if (ack_) {
-      out_.Clear();
-      out_.mutable_ack()->set_sequence(*ack_);
+      msg.mutable_ack()->set_sequence(*ack_);
       ack_.reset();
+    } else if (!rejects_.empty()) {
+      *msg.mutable_reject() = std::move(rejects_.front());
+      rejects_.pop_front();
     } else {
+      return;
+    }
+    bool own_buffer;
+    grpc::Status s =
+        grpc::SerializationTraits<v1::ControlMessage>::Serialize(msg, &out_, &own_buffer);
+    if (!s.ok()) {
+      RequestFinishLocked(s);
       return;
     }
     writing_ = true;
@@ -397,7 +560,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
   // last Ack. The caller calls Finish() after releasing mu_.
   bool TakeFinishLocked(grpc::Status* status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!finish_requested_ || finished_ || running_ || writing_) return false;
-    if (!cancelled_ && (welcome_ || ack_)) {
+    if (!cancelled_ && (welcome_ || ack_ || !rejects_.empty())) {
       WriteNextLocked();
       if (writing_) return false;
     }
@@ -410,7 +573,7 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
   const std::string peer_;
   const std::string connection_id_;
   const std::optional<Principal> principal_;  // from the token the stream presented
-  v1::AgentMessage in_;  // only touched by the one outstanding read and its reaction
+  grpc::ByteBuffer in_;  // only touched by the one outstanding read and its reaction
 
   Mutex mu_;
   std::string agent_id_;    // set once, by the first reaction, before any task runs
@@ -421,9 +584,11 @@ class AgentStream : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Control
   uint64_t last_sequence_seen_ ABSL_GUARDED_BY(mu_) = 0;
   bool running_ ABSL_GUARDED_BY(mu_) = false;
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
-  v1::ControlMessage out_ ABSL_GUARDED_BY(mu_);
+  grpc::ByteBuffer out_ ABSL_GUARDED_BY(mu_);
   std::optional<v1::ControlMessage> welcome_ ABSL_GUARDED_BY(mu_);
+  bool welcome_sent_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<uint64_t> ack_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::Reject> rejects_ ABSL_GUARDED_BY(mu_);  // bounded by max_inflight_per_stream
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
@@ -468,8 +633,14 @@ Gateway::Gateway(GatewayOptions options, Store* store, RuleEngine* rules, Worker
                          .Add({})),
       rejected_(prometheus::BuildCounter()
                     .Name("vigie_controlplane_agent_streams_rejected_total")
-                    .Help("Streams ended because of a bad message, by reason.")
+                    .Help("Streams ended because of a message that broke the protocol, by "
+                          "reason.")
                     .Register(*registry)),
+      refused_(prometheus::BuildCounter()
+                   .Name("vigie_controlplane_agent_messages_refused_total")
+                   .Help("Durable agent messages refused by sequence (Reject) and never stored, "
+                         "by reason; the stream goes on.")
+                   .Register(*registry)),
       transitions_(prometheus::BuildCounter()
                        .Name("vigie_controlplane_alert_transitions_total")
                        .Help("Alert transitions (firing, resolved) stored.")
@@ -492,10 +663,14 @@ Gateway::Gateway(GatewayOptions options, Store* store, RuleEngine* rules, Worker
   for (const char* k : {"hello", "metrics", "checks", "heartbeat", "service_event", "empty"}) {
     messages_.Add({{"kind", k}});
   }
-  for (const char* r : {"invalid", "protocol"}) rejected_.Add({{"reason", r}});
+  for (const char* r : {"invalid", "protocol", "unparseable"}) rejected_.Add({{"reason", r}});
+  for (const char* r : SampleRejectReasons()) refused_.Add({{"reason", r}});
+  for (const char* r : {"too_large", "sequence_range", "too_many_samples"}) {
+    refused_.Add({{"reason", r}});
+  }
 }
 
-grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage>* Gateway::Connect(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Gateway::Connect(
     grpc::CallbackServerContext* context) {
   return new AgentStream(this, context);
 }

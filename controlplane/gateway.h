@@ -30,6 +30,9 @@ struct GatewayOptions {
   size_t max_inflight_per_stream = 8;
   size_t max_samples_per_batch = 10000;
   size_t max_labels_per_sample = 32;
+  // Largest agent message accepted; a durable one above it is refused by sequence. gRPC's own
+  // receive limit must be above it (or the stream breaks instead).
+  size_t max_message_bytes = 4 << 20;
   absl::Duration heartbeat_interval = absl::Seconds(10);
   std::string generator_url;
 };
@@ -38,7 +41,13 @@ class AgentStream;
 
 // Thread-safe. `store`, `rules`, `pool` and `registry` must outlive it; `on_transitions` is
 // called (from a worker thread) after a commit that stored alert transitions.
-class Gateway : public v1::AgentGateway::CallbackService {
+//
+// The stream is read as raw bytes (a "raw callback method"): a message that vigie.v1 cannot
+// parse, such as one with invalid UTF-8 in a string, is still read through the lenient mirror
+// of the contract, so it is refused by its sequence number (Reject) instead of breaking the
+// stream and coming back forever.
+class Gateway
+    : public v1::AgentGateway::WithRawCallbackMethod_Connect<v1::AgentGateway::Service> {
  public:
   // `tokens` decides which agent a stream may speak for (AuthorizeHello); refusals are counted
   // in `failures`. Both must outlive it.
@@ -46,7 +55,7 @@ class Gateway : public v1::AgentGateway::CallbackService {
           std::function<void()> on_transitions, prometheus::Registry* registry,
           const TokenRegistry* tokens, AuthFailures* failures);
 
-  grpc::ServerBidiReactor<v1::AgentMessage, v1::ControlMessage>* Connect(
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Connect(
       grpc::CallbackServerContext* context) override;
 
   // Agents with a stream on this replica.
@@ -77,6 +86,7 @@ class Gateway : public v1::AgentGateway::CallbackService {
   prometheus::Counter& duplicates_;
   prometheus::Counter& ingest_errors_;
   prometheus::Family<prometheus::Counter>& rejected_;
+  prometheus::Family<prometheus::Counter>& refused_;
   prometheus::Counter& transitions_;
   prometheus::Histogram& commit_seconds_;
   prometheus::Gauge& alerts_refused_;
@@ -88,8 +98,29 @@ class Gateway : public v1::AgentGateway::CallbackService {
   std::map<std::string, AgentStream*> by_agent_ ABSL_GUARDED_BY(mu_);
 };
 
-// Validates one agent message against the limits; the error names the field and the value.
-absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOptions& limits);
+// Validates one agent message against the limits; the error names the field and the value,
+// and `reason` (if given) receives a short label for the refusal counter. Timestamps are
+// checked against `now_ms` (0 = only the years 2000-9999).
+absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOptions& limits,
+                                  int64_t now_ms = 0, const char** reason = nullptr);
+
+// One agent message as read off the wire.
+struct DecodedMessage {
+  v1::AgentMessage message;  // meaningful only when status is OK
+  // OK, or InvalidArgument naming the field and value.
+  absl::Status status;
+  const char* reason = "";  // why it was refused, for vigie_controlplane_agent_messages_refused
+  const char* kind = "empty";
+  // The durable sequence, known even for a message vigie.v1 cannot parse; 0 if the message is
+  // not durable or not even the lenient mirror could read it.
+  uint64_t sequence = 0;
+};
+
+// Decodes and validates one message of `size` bytes. `parse` fills the message it is given
+// from the raw bytes and returns false on failure; it is called once for vigie.v1 and, if that
+// fails, once more for the lenient mirror.
+DecodedMessage DecodeAgentMessage(const std::function<bool(google::protobuf::Message*)>& parse,
+                                  size_t size, const GatewayOptions& limits, int64_t now_ms);
 
 }  // namespace vigie::controlplane
 

@@ -1,5 +1,7 @@
 #include "controlplane/gateway.h"
 
+#include <cmath>
+
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -11,12 +13,15 @@ using ::testing::HasSubstr;
 using ::vigie::testing::IsOk;
 using ::vigie::testing::StatusIs;
 
+constexpr int64_t kNow = 1764000000000;  // 2025-11-24
+
 v1::AgentMessage Metrics(int samples, int labels) {
   v1::AgentMessage m;
   m.mutable_metrics()->set_sequence(1);
   for (int i = 0; i < samples; ++i) {
     v1::Sample* s = m.mutable_metrics()->add_samples();
     s->set_name("node_load1");
+    s->set_timestamp_ms(kNow);
     for (int l = 0; l < labels; ++l) (*s->mutable_labels())["l" + std::to_string(l)] = "v";
   }
   return m;
@@ -61,6 +66,120 @@ TEST(ValidateAgentMessageTest, MalformedFieldsAreRejected) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hello.agent_id: \"a b\"")));
   EXPECT_THAT(ValidateAgentMessage(v1::AgentMessage(), limits),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
+}
+
+v1::AgentMessage Stamped(int64_t ts, double value) {
+  v1::AgentMessage m = Metrics(1, 0);
+  m.mutable_metrics()->mutable_samples(0)->set_timestamp_ms(ts);
+  m.mutable_metrics()->mutable_samples(0)->set_value(value);
+  return m;
+}
+
+TEST(ValidateAgentMessageTest, TimestampsIn1970And2100AreRefusedNaNAndInfAreNot) {
+  GatewayOptions limits;
+  const char* reason = "";
+  EXPECT_THAT(ValidateAgentMessage(Stamped(kNow, 1), limits, kNow), IsOk());
+  EXPECT_THAT(ValidateAgentMessage(Stamped(0, 1), limits, kNow, &reason),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("metrics.samples[0].timestamp_ms: 0 is before 2000")));
+  EXPECT_STREQ(reason, "bad_timestamp");
+  EXPECT_THAT(ValidateAgentMessage(Stamped(4102444800000, 1), limits, kNow),  // 2100-01-01
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("4102444800000")));
+  EXPECT_THAT(ValidateAgentMessage(Stamped(kNow, std::nan("")), limits, kNow), IsOk());
+  EXPECT_THAT(ValidateAgentMessage(Stamped(kNow, -INFINITY), limits, kNow), IsOk());
+}
+
+TEST(ValidateAgentMessageTest, SequencesTheDatabaseCannotHoldAreRefused) {
+  GatewayOptions limits;
+  v1::AgentMessage m = Stamped(kNow, 1);
+  m.mutable_metrics()->set_sequence(uint64_t{1} << 63);
+  const char* reason = "";
+  EXPECT_THAT(ValidateAgentMessage(m, limits, kNow, &reason),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("metrics.sequence: 9223372036854775808 is above the largest")));
+  EXPECT_STREQ(reason, "sequence_range");
+  m.mutable_metrics()->set_sequence(INT64_MAX);
+  EXPECT_THAT(ValidateAgentMessage(m, limits, kNow), IsOk());
+}
+
+// Parses as the gateway does, but from a string.
+std::function<bool(google::protobuf::Message*)> From(const std::string& bytes) {
+  return [bytes](google::protobuf::Message* m) { return m->ParseFromString(bytes); };
+}
+
+TEST(DecodeAgentMessageTest, InvalidUtf8IsRefusedBySequenceWithTheFieldNamed) {
+  GatewayOptions limits;
+  v1::AgentMessage m = Stamped(kNow, 1);
+  m.mutable_metrics()->set_sequence(42);
+  (*m.mutable_metrics()->mutable_samples(0)->mutable_labels())["l"] = "\xc3\x28";
+  v1::AgentMessage good = Stamped(kNow, 1);
+  *m.mutable_metrics()->add_samples() = good.metrics().samples(0);
+  const std::string bytes = m.SerializePartialAsString();
+  // vigie.v1 itself refuses to parse it: this is what used to stall an agent.
+  v1::AgentMessage strict;
+  ASSERT_FALSE(strict.ParseFromString(bytes));
+
+  DecodedMessage d = DecodeAgentMessage(From(bytes), bytes.size(), limits, kNow);
+  EXPECT_THAT(d.status, StatusIs(absl::StatusCode::kInvalidArgument,
+                                 HasSubstr("metrics.samples[0].labels[\"l\"]: value "
+                                           "\"\\xc3(\" is not valid UTF-8")));
+  EXPECT_EQ(d.sequence, 42u);
+  EXPECT_STREQ(d.kind, "metrics");
+  EXPECT_STREQ(d.reason, "invalid_utf8");
+  // The reason is itself a proto string: it must serialize and parse.
+  v1::ControlMessage reject;
+  reject.mutable_reject()->set_reason(std::string(d.status.message()));
+  v1::ControlMessage back;
+  EXPECT_TRUE(back.ParseFromString(reject.SerializeAsString()));
+}
+
+TEST(DecodeAgentMessageTest, InvalidUtf8InAMetricNameIsNamed) {
+  v1::AgentMessage m = Stamped(kNow, 1);
+  m.mutable_metrics()->set_sequence(7);
+  m.mutable_metrics()->mutable_samples(0)->set_name("bad\xff");
+  const std::string bytes = m.SerializePartialAsString();
+  DecodedMessage d = DecodeAgentMessage(From(bytes), bytes.size(), GatewayOptions(), kNow);
+  EXPECT_THAT(d.status, StatusIs(absl::StatusCode::kInvalidArgument,
+                                 HasSubstr("metrics.samples[0].name: \"bad\\xff\"")));
+  EXPECT_EQ(d.sequence, 7u);
+}
+
+TEST(DecodeAgentMessageTest, OversizedMessagesAreRefusedBySequence) {
+  GatewayOptions limits;
+  limits.max_message_bytes = 1024;
+  v1::AgentMessage m = Metrics(100, 2);
+  m.mutable_metrics()->set_sequence(9);
+  const std::string bytes = m.SerializeAsString();
+  ASSERT_GT(bytes.size(), 1024u);
+  DecodedMessage d = DecodeAgentMessage(From(bytes), bytes.size(), limits, kNow);
+  EXPECT_THAT(d.status, StatusIs(absl::StatusCode::kInvalidArgument,
+                                 HasSubstr("exceed the limit of 1024")));
+  EXPECT_EQ(d.sequence, 9u);
+  EXPECT_STREQ(d.reason, "too_large");
+}
+
+TEST(DecodeAgentMessageTest, GarbageAndValidMessages) {
+  const std::string garbage = "\xff\xff\xff\xff";
+  DecodedMessage d = DecodeAgentMessage(From(garbage), garbage.size(), GatewayOptions(), kNow);
+  EXPECT_STREQ(d.reason, "unparseable");
+  EXPECT_EQ(d.sequence, 0u);  // nothing to refuse by number: the stream ends
+
+  v1::AgentMessage m = Stamped(kNow, 1);
+  m.mutable_metrics()->set_sequence(3);
+  const std::string bytes = m.SerializeAsString();
+  d = DecodeAgentMessage(From(bytes), bytes.size(), GatewayOptions(), kNow);
+  EXPECT_THAT(d.status, IsOk());
+  EXPECT_EQ(d.sequence, 3u);
+  EXPECT_EQ(d.message.metrics().samples_size(), 1);
+}
+
+TEST(DecodeAgentMessageTest, UnknownFieldsAreIgnored) {
+  v1::AgentMessage m = Stamped(kNow, 1);
+  m.mutable_metrics()->set_sequence(3);
+  std::string bytes = m.SerializeAsString();
+  bytes += std::string("\xa0\x06\x01", 3);  // field 100, varint 1: from a newer agent
+  DecodedMessage d = DecodeAgentMessage(From(bytes), bytes.size(), GatewayOptions(), kNow);
+  EXPECT_THAT(d.status, IsOk());
 }
 
 }  // namespace

@@ -91,7 +91,9 @@ int main(int argc, char** argv) {
   }
   absl::StatusOr<std::unique_ptr<vigie::GrpcServers>> grpc_servers =
       vigie::GrpcServers::Start(options->grpc, &tokens, &auth_failures, registry.get(),
-                                static_cast<int>(options->max_message_bytes), {&gateway, &admin});
+                                // Headroom above the gateway's limit: a message a little too large is read and refused by its
+                                // sequence instead of breaking the stream.
+                                static_cast<int>(options->max_message_bytes + (1 << 20)), {&gateway, &admin});
   if (absl::IsInvalidArgument(grpc_servers.status())) {
     vigie::ExitUsage(absl::StrCat(path, ": ", grpc_servers.status().message()));
   }

@@ -61,6 +61,7 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::Cont
     return absl::InvalidArgumentError(absl::StrCat(
         "max_message_bytes: must be between 1024 and 67108864, got ", c.max_message_bytes()));
   }
+  o.gateway.max_message_bytes = o.max_message_bytes;
   if (c.max_samples_per_batch() != 0) o.gateway.max_samples_per_batch = c.max_samples_per_batch();
   if (c.max_labels_per_sample() != 0) o.gateway.max_labels_per_sample = c.max_labels_per_sample();
   VIGIE_ASSIGN_OR_RETURN(o.gateway.heartbeat_interval,
