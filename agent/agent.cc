@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/agent_message.h"
 #include "common/log.h"
 #include "common/secrets.h"
 #include "common/status.h"
@@ -63,31 +64,64 @@ absl::StatusOr<AgentOptions> AgentOptionsFromConfig(const v1::AgentConfig& c) {
     return absl::InvalidArgumentError(absl::StrCat(
         "heartbeat_interval: must be at least 100ms, got \"", c.heartbeat_interval(), "\""));
   }
-  if (!c.procfs().empty()) o.paths.procfs = c.procfs();
-  if (!c.sysfs().empty()) o.paths.sysfs = c.sysfs();
-  if (!c.rootfs().empty()) o.paths.rootfs = c.rootfs();
-  o.textfile_directory = c.textfile_directory();
+  HostPaths& paths = o.collectors.paths;
+  if (!c.procfs().empty()) paths.procfs = c.procfs();
+  if (!c.sysfs().empty()) paths.sysfs = c.sysfs();
+  if (!c.rootfs().empty()) paths.rootfs = c.rootfs();
+  o.collectors.textfile_directory = c.textfile_directory();
   auto join_regex = [](const auto& list) {
     std::string r;
     for (const std::string& s : list) absl::StrAppend(&r, r.empty() ? "" : "|", "(", s, ")");
     return r;
   };
-  o.fs_types_exclude = join_regex(c.filesystem_types_exclude());
-  o.mount_points_exclude = join_regex(c.mount_points_exclude());
-  for (const auto& [field, re] : {std::pair{"filesystem_types_exclude", &o.fs_types_exclude},
-                                  std::pair{"mount_points_exclude", &o.mount_points_exclude}}) {
+  o.collectors.fs_types_exclude = join_regex(c.filesystem_types_exclude());
+  o.collectors.mount_points_exclude = join_regex(c.mount_points_exclude());
+  for (const auto& [field, re] :
+       {std::pair{"filesystem_types_exclude", &o.collectors.fs_types_exclude},
+        std::pair{"mount_points_exclude", &o.collectors.mount_points_exclude}}) {
     RE2 compiled(*re, RE2::Quiet);
     if (!re->empty() && !compiled.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat(field, ": bad regular expression \"", *re, "\": ", compiled.error()));
     }
   }
-  if (c.max_pending_messages() != 0) o.max_pending_messages = c.max_pending_messages();
-  if (c.max_samples_per_batch() != 0) o.max_samples_per_batch = c.max_samples_per_batch();
-  if (o.max_samples_per_batch > 10000) {
+  for (const auto& [name, on] : c.collectors()) o.collector_switches[name] = on;
+  VIGIE_RETURN_IF_ERROR(ValidateCollectorSwitches(o.collector_switches));
+  o.collector_timeout = std::min(o.collector_timeout, o.collect_interval);
+  VIGIE_ASSIGN_OR_RETURN(o.collector_timeout,
+                         ParseConfigDuration("collector_timeout", c.collector_timeout(),
+                                             o.collector_timeout));
+  if (o.collector_timeout < absl::Milliseconds(10) || o.collector_timeout > o.collect_interval) {
     return absl::InvalidArgumentError(
-        absl::StrCat("max_samples_per_batch: at most 10000 (the control plane's limit), got ",
-                     o.max_samples_per_batch));
+        absl::StrCat("collector_timeout: must be between 10ms and collect_interval (",
+                     absl::FormatDuration(o.collect_interval), "), got \"",
+                     c.collector_timeout(), "\""));
+  }
+  if (c.max_pending_messages() != 0) o.max_pending_messages = c.max_pending_messages();
+  if (c.max_samples_per_batch() != 0) o.limits.max_samples_per_batch = c.max_samples_per_batch();
+  if (o.limits.max_samples_per_batch > 100000) {
+    return absl::InvalidArgumentError(absl::StrCat("max_samples_per_batch: at most 100000, got ",
+                                                   c.max_samples_per_batch()));
+  }
+  if (c.max_message_bytes() != 0) o.limits.max_message_bytes = c.max_message_bytes();
+  if (o.limits.max_message_bytes < 1024 || o.limits.max_message_bytes > (64u << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_message_bytes: must be between 1024 and 67108864, got ", c.max_message_bytes()));
+  }
+  o.spool.directory = c.spool().directory();
+  if (c.spool().max_bytes() != 0) o.spool.max_bytes = c.spool().max_bytes();
+  if (o.spool.max_bytes < 4 * o.limits.max_message_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spool.max_bytes: must be at least 4 x max_message_bytes (",
+                     4 * o.limits.max_message_bytes, "), got ", o.spool.max_bytes));
+  }
+  if (c.spool().fsync().empty() || c.spool().fsync() == "always") {
+    o.spool.fsync = true;
+  } else if (c.spool().fsync() == "never") {
+    o.spool.fsync = false;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("spool.fsync: must be \"always\" or \"never\", got \"",
+                                                   c.spool().fsync(), "\""));
   }
   VIGIE_ASSIGN_OR_RETURN(
       o.reconnect_backoff,
@@ -95,15 +129,84 @@ absl::StatusOr<AgentOptions> AgentOptionsFromConfig(const v1::AgentConfig& c) {
   return o;
 }
 
-Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* clock)
+namespace {
+
+OutboxOptions MakeOutboxOptions(const AgentOptions& o, Spool* spool) {
+  OutboxOptions out;
+  out.max_pending = o.max_pending_messages;
+  out.max_pending_bytes = o.spool.max_bytes;
+  out.limits = o.limits;
+  out.spool = spool;
+  return out;
+}
+
+}  // namespace
+
+// Sends heartbeats on their own thread, so a slow collection round never delays them.
+class Agent::Heartbeats : public Runnable {
+ public:
+  explicit Heartbeats(Agent* agent) : Runnable("heartbeats"), agent_(agent) {}
+  ~Heartbeats() override { Stop(); }
+  void Reschedule() { Wake(); }
+
+ protected:
+  void Run() override {
+    while (WaitFor(agent_->heartbeat_interval())) agent_->SendHeartbeat();
+  }
+
+ private:
+  Agent* const agent_;
+};
+
+Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* clock,
+             std::unique_ptr<Spool> spool, Spool::Recovered recovered)
     : Runnable("agent"),
       options_(std::move(options)),
       clock_(clock),
-      outbox_(options_.max_pending_messages),
+      spool_(std::move(spool)),
+      outbox_(MakeOutboxOptions(options_, spool_.get())),
+      runner_(NewCollectors(options_.collectors, options_.collector_switches),
+              options_.collector_timeout),
+      heartbeat_ms_(absl::ToInt64Milliseconds(options_.heartbeat_interval)),
+      spool_corrupt_at_start_(recovered.corrupt),
       collect_errors_(prometheus::BuildCounter()
                           .Name("vigie_agent_collect_errors_total")
-                          .Help("Collector runs that failed, by collector.")
+                          .Help("Collector runs that failed or were abandoned at their deadline, "
+                                "by collector.")
                           .Register(*registry)),
+      samples_dropped_(prometheus::BuildCounter()
+                           .Name("vigie_agent_samples_dropped_total")
+                           .Help("Samples dropped at collection because the control plane "
+                                 "would refuse them, by collector and reason.")
+                           .Register(*registry)),
+      rejected_(prometheus::BuildCounter()
+                    .Name("vigie_agent_messages_rejected_total")
+                    .Help("Durable messages the control plane refused (Reject) and the agent "
+                          "dropped.")
+                    .Register(*registry)
+                    .Add({})),
+      pending_bytes_(prometheus::BuildGauge()
+                         .Name("vigie_agent_pending_bytes")
+                         .Help("Serialized bytes of the durable messages waiting for an Ack.")
+                         .Register(*registry)
+                         .Add({})),
+      spool_bytes_(prometheus::BuildGauge()
+                       .Name("vigie_agent_spool_bytes")
+                       .Help("Bytes in the on-disk spool (0 without a spool).")
+                       .Register(*registry)
+                       .Add({})),
+      spool_errors_(prometheus::BuildGauge()
+                        .Name("vigie_agent_spool_write_errors")
+                        .Help("Spool writes that failed since start (the messages were kept in "
+                              "memory).")
+                        .Register(*registry)
+                        .Add({})),
+      spool_corrupt_(prometheus::BuildGauge()
+                         .Name("vigie_agent_spool_corrupt_records")
+                         .Help("Damaged spool regions (torn or flipped records, bad headers) "
+                               "skipped when the agent started.")
+                         .Register(*registry)
+                         .Add({})),
       collections_(prometheus::BuildCounter()
                        .Name("vigie_agent_collections_total")
                        .Help("Collection rounds run.")
@@ -145,15 +248,9 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
                     .Help("Streams established with the control plane.")
                     .Register(*registry)
                     .Add({})) {
-  collectors_.push_back(NewCpuCollector(options_.paths));
-  collectors_.push_back(NewMemoryCollector(options_.paths));
-  collectors_.push_back(NewLoadCollector(options_.paths));
-  collectors_.push_back(NewFilesystemCollector(options_.paths, options_.fs_types_exclude,
-                                               options_.mount_points_exclude));
-  if (!options_.textfile_directory.empty()) {
-    collectors_.push_back(NewTextfileCollector(options_.textfile_directory, TextfileLimits{}));
-  }
-  for (const auto& c : collectors_) collect_errors_.Add({{"collector", c->name()}});
+  outbox_.Restore(std::move(recovered));
+  for (const std::string& c : runner_.names()) collect_errors_.Add({{"collector", c}});
+  heartbeats_ = std::make_unique<Heartbeats>(this);
 
   StreamClientOptions so;
   so.target = options_.controlplane;
@@ -168,43 +265,101 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
     connected_.Set(up ? 1 : 0);
     if (up) connects_.Increment();
   };
+  so.on_welcome = [this](const v1::Welcome& w) { OnWelcome(w); };
+  so.on_reject = [this](const v1::Reject& r, bool held) { OnReject(r, held); };
   client_ = std::make_unique<StreamClient>(std::move(so), &outbox_);
 }
 
 Agent::~Agent() { Stop(); }
 
 void Agent::CollectOnce() {
-  const absl::Time start = clock_->Now();
-  const int64_t now_ms = absl::ToUnixMillis(start);
+  const absl::Time start = absl::Now();
+  const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
+  std::vector<CollectorResult> results = runner_.RunRound(now_ms);
+  const SendLimits limits = outbox_.limits();
+  SampleLimits sample_limits;
+  sample_limits.max_labels = limits.max_labels_per_sample;
+  sample_limits.now_ms = now_ms;
+
   auto collection = std::make_shared<Collection>();
-  for (const auto& c : collectors_) {
-    Collection one;
-    if (absl::Status s = c->Collect(now_ms, &one); !s.ok()) {
-      collect_errors_.Add({{"collector", c->name()}}).Increment();
-      log::Warn("collector failed", {{"collector", c->name()}, {"error", s}});
+  for (CollectorResult& r : results) {
+    const bool ok = r.status.ok();
+    collection->Add("node_scrape_collector_success", {{"collector", r.collector}}, ok ? 1 : 0,
+                    now_ms, MetricType::kGauge,
+                    "node_exporter: Whether a collector succeeded.");
+    collection->Add("node_scrape_collector_duration_seconds", {{"collector", r.collector}},
+                    absl::ToDoubleSeconds(r.duration), now_ms, MetricType::kGauge,
+                    "node_exporter: Duration of a collector scrape.");
+    if (!ok) {
+      collect_errors_.Add({{"collector", r.collector}}).Increment();
+      LogOnce(r.collector, std::string(r.status.message()));
       continue;
     }
-    collection->samples.insert(collection->samples.end(),
-                               std::make_move_iterator(one.samples.begin()),
-                               std::make_move_iterator(one.samples.end()));
-    collection->info.merge(one.info);
+    LogOnce(r.collector, "");
+    // The control plane's own rules, applied here so a bad sample never reaches the stream.
+    for (v1::Sample& s : r.collection.samples) {
+      const char* reason = "";
+      if (absl::Status v = ValidateSample(s, sample_limits, "sample", &reason); !v.ok()) {
+        samples_dropped_.Add({{"collector", r.collector}, {"reason", reason}}).Increment();
+        LogOnce(absl::StrCat(r.collector, "/", reason),
+                absl::StrCat(v.message(), " (sample dropped; further ones are only counted in "
+                                          "vigie_agent_samples_dropped_total)"));
+        continue;
+      }
+      collection->samples.push_back(std::move(s));
+    }
+    collection->info.merge(r.collection.info);
   }
-  // One round -> one or more batches of at most max_samples_per_batch.
-  const auto& samples = collection->samples;
-  for (size_t i = 0; i < samples.size(); i += options_.max_samples_per_batch) {
-    v1::AgentMessage m;
-    v1::MetricBatch* batch = m.mutable_metrics();
-    size_t end = std::min(samples.size(), i + options_.max_samples_per_batch);
-    batch->mutable_samples()->Reserve(static_cast<int>(end - i));
-    for (size_t j = i; j < end; ++j) *batch->add_samples() = samples[j];
-    outbox_.Add(std::move(m));
+  DropCounts drops;
+  std::vector<v1::AgentMessage> batches = BuildBatches(collection->samples, limits, &drops);
+  for (const auto& [reason, n] : drops) {
+    samples_dropped_.Add({{"collector", "batching"}, {"reason", reason}})
+        .Increment(static_cast<double>(n));
   }
+  for (v1::AgentMessage& m : batches) outbox_.Add(std::move(m));
   host_metrics_.Update(std::move(collection));
   collections_.Increment();
   collect_duration_.Set(absl::ToDoubleSeconds(absl::Now() - start));
   client_->Kick();
   UpdateGauges();
 }
+
+void Agent::LogOnce(const std::string& key, const std::string& message) {
+  {
+    MutexLock lock(&log_mu_);
+    auto it = logged_.find(key);
+    if (message.empty()) {
+      if (it != logged_.end()) logged_.erase(it);
+      return;
+    }
+    if (it != logged_.end() && it->second == message) return;
+    if (logged_.size() >= 1024) logged_.clear();  // bounded; at worst a line is logged again
+    logged_[key] = message;
+  }
+  log::Warn("collection problem", {{"source", key}, {"error", message}});
+}
+
+void Agent::OnWelcome(const v1::Welcome& w) {
+  if (w.heartbeat_interval_seconds() > 0) {
+    heartbeat_ms_ = int64_t{w.heartbeat_interval_seconds()} * 1000;
+    heartbeats_->Reschedule();
+  }
+  const SendLimits l = outbox_.limits();
+  if (!(l == options_.limits)) {
+    log::Info("control plane limits are below the agent's; batches are built within them",
+              {{"max_samples_per_batch", l.max_samples_per_batch},
+               {"max_message_bytes", l.max_message_bytes},
+               {"max_labels_per_sample", l.max_labels_per_sample}});
+  }
+}
+
+void Agent::OnReject(const v1::Reject& r, bool held) {
+  if (held) rejected_.Increment();
+  log::Warn("control plane refused a message; dropped it",
+            {{"sequence", r.sequence()}, {"reason", r.reason()}});
+}
+
+absl::Duration Agent::heartbeat_interval() const { return absl::Milliseconds(heartbeat_ms_.load()); }
 
 bool Agent::Drain(absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
@@ -228,15 +383,19 @@ void Agent::SendHeartbeat() {
 
 void Agent::UpdateGauges() {
   pending_.Set(static_cast<double>(outbox_.pending()));
+  pending_bytes_.Set(static_cast<double>(outbox_.pending_bytes()));
+  spool_bytes_.Set(spool_ ? static_cast<double>(spool_->bytes()) : 0.0);
+  spool_errors_.Set(static_cast<double>(outbox_.spool_errors()));
+  spool_corrupt_.Set(static_cast<double>(spool_corrupt_at_start_));
   dropped_.Set(static_cast<double>(outbox_.dropped()));
   last_sequence_.Set(static_cast<double>(outbox_.last_sequence()));
   acked_sequence_.Set(static_cast<double>(outbox_.acked_sequence()));
 }
 
 void Agent::Run() {
+  heartbeats_->Start();
   // Wall-clock pacing on the real clock: the loop sleeps, so it does not use the injected one.
   absl::Time next_collect = absl::Now();
-  absl::Time next_heartbeat = absl::Now() + options_.heartbeat_interval;
   while (!stopping()) {
     absl::Time now = absl::Now();
     if (now >= next_collect) {
@@ -244,13 +403,10 @@ void Agent::Run() {
       next_collect += options_.collect_interval;
       if (next_collect < now) next_collect = now + options_.collect_interval;  // fell behind
     }
-    if (now >= next_heartbeat) {
-      SendHeartbeat();
-      next_heartbeat = now + options_.heartbeat_interval;
-    }
     UpdateGauges();
-    if (!WaitFor(std::min(next_collect, next_heartbeat) - absl::Now())) break;
+    if (!WaitFor(next_collect - absl::Now())) break;
   }
+  heartbeats_->Stop();
 }
 
 }  // namespace vigie::agent

@@ -3,6 +3,7 @@
 #ifndef VIGIE_AGENT_AGENT_H_
 #define VIGIE_AGENT_AGENT_H_
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -10,9 +11,12 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "agent/batching.h"
+#include "agent/collector_runner.h"
 #include "agent/collectors.h"
 #include "agent/host_metrics.h"
 #include "agent/outbox.h"
+#include "agent/spool.h"
 #include "agent/stream_client.h"
 #include "common/clock.h"
 #include "common/grpc_security.h"
@@ -33,11 +37,12 @@ struct AgentOptions {
   std::string http_listen = "127.0.0.1:9101";
   absl::Duration collect_interval = absl::Seconds(15);
   absl::Duration heartbeat_interval = absl::Seconds(10);
-  HostPaths paths;
-  std::string textfile_directory;
-  std::string fs_types_exclude, mount_points_exclude;  // regexes; empty = node_exporter's
+  CollectorConfig collectors;
+  std::map<std::string, bool> collector_switches;  // by name; see KnownCollectors()
+  absl::Duration collector_timeout = absl::Seconds(5);
   size_t max_pending_messages = 1000;
-  size_t max_samples_per_batch = 5000;
+  SendLimits limits;  // the agent's own; Welcome may tighten them
+  SpoolOptions spool;  // directory empty = no spool
   BackoffPolicy reconnect_backoff;
   // Security: the agent's token (a secret: never logged), TLS to the control plane, and the
   // /metrics listener's credentials.
@@ -49,11 +54,14 @@ struct AgentOptions {
 // Validates `config` and fills in defaults. Errors are InvalidArgument naming the field.
 absl::StatusOr<AgentOptions> AgentOptionsFromConfig(const v1::AgentConfig& config);
 
-// Start() begins collecting and streaming; Stop() ends both. Thread-safe.
+// Start() begins collecting (and heartbeats, on their own thread); Stop() ends both.
+// StartStreaming()/StopStreaming() run the stream. Thread-safe.
 class Agent : public Runnable {
  public:
   // `registry` receives the agent's own metrics; `clock` stamps samples. Both must outlive it.
-  Agent(AgentOptions options, prometheus::Registry* registry, const Clock* clock);
+  // `spool` (may be null) holds what `recovered` was read from; the agent resends it.
+  Agent(AgentOptions options, prometheus::Registry* registry, const Clock* clock,
+        std::unique_ptr<Spool> spool = nullptr, Spool::Recovered recovered = {});
   ~Agent() override;
 
   // The latest collection, for /metrics.
@@ -64,6 +72,8 @@ class Agent : public Runnable {
   void CollectOnce();
 
   void StartStreaming() { client_->Start(); }
+  // The heartbeat interval in force (the control plane's, once welcomed).
+  absl::Duration heartbeat_interval() const;
   // Waits up to `timeout` for every buffered message to be acknowledged (call after Stop(), so
   // nothing new is added); gives up at once while disconnected. True if the outbox emptied.
   bool Drain(absl::Duration timeout);
@@ -73,17 +83,35 @@ class Agent : public Runnable {
   void Run() override;
 
  private:
+  class Heartbeats;
   void SendHeartbeat();
   void UpdateGauges();
+  void OnWelcome(const v1::Welcome& welcome);
+  void OnReject(const v1::Reject& reject, bool held);
+  // Logs `message` for `key` unless the same was logged for it last time (so a bad file is
+  // logged once, not once per round); `message` empty = the key is healthy again.
+  void LogOnce(const std::string& key, const std::string& message);
 
   const AgentOptions options_;
   const Clock* const clock_;
-  std::vector<std::unique_ptr<Collector>> collectors_;
+  std::unique_ptr<Spool> spool_;
   Outbox outbox_;
+  CollectorRunner runner_;
   HostMetrics host_metrics_;
   std::unique_ptr<StreamClient> client_;
+  std::unique_ptr<Heartbeats> heartbeats_;
+  std::atomic<int64_t> heartbeat_ms_;
+  Mutex log_mu_;
+  std::map<std::string, std::string> logged_ ABSL_GUARDED_BY(log_mu_);
+  const uint64_t spool_corrupt_at_start_;
 
   prometheus::Family<prometheus::Counter>& collect_errors_;
+  prometheus::Family<prometheus::Counter>& samples_dropped_;
+  prometheus::Counter& rejected_;
+  prometheus::Gauge& pending_bytes_;
+  prometheus::Gauge& spool_bytes_;
+  prometheus::Gauge& spool_errors_;
+  prometheus::Gauge& spool_corrupt_;
   prometheus::Counter& collections_;
   prometheus::Gauge& collect_duration_;
   prometheus::Gauge& pending_;

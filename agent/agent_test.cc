@@ -29,7 +29,7 @@ TEST(AgentOptionsTest, DefaultsAndOverrides) {
   EXPECT_EQ(o->agent_id, "web1");
   EXPECT_EQ(o->collect_interval, absl::Seconds(2));
   EXPECT_EQ(o->controlplane, "127.0.0.1:7400");
-  EXPECT_EQ(o->paths.procfs, "/proc");
+  EXPECT_EQ(o->collectors.paths.procfs, "/proc");
   EXPECT_EQ(o->token, "vigie_test");
   EXPECT_FALSE(o->security.tls);
 }
@@ -80,11 +80,12 @@ TEST(AgentTest, CollectOnceQueuesBatchesFromAllCollectors) {
 
   AgentOptions o;
   o.agent_id = "t";
-  o.paths.procfs = root + "/proc";
-  o.textfile_directory = root + "/text";
-  o.max_samples_per_batch = 10;
+  o.collectors.paths.procfs = root + "/proc";
+  o.collectors.textfile_directory = root + "/text";
+  o.limits.max_samples_per_batch = 10;
   prometheus::Registry registry;
   FakeClock clock;
+  clock.Set(absl::FromUnixSeconds(1764000000));
   Agent agent(o, &registry, &clock);
   agent.CollectOnce();
 

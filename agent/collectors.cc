@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -170,6 +171,69 @@ std::unique_ptr<Collector> NewFilesystemCollector(const HostPaths& p, const std:
 std::unique_ptr<Collector> NewTextfileCollector(const std::string& directory,
                                                 const TextfileLimits& limits) {
   return std::make_unique<TextfileCollector>(directory, limits);
+}
+
+namespace {
+
+struct Factory {
+  CollectorInfo info;
+  std::function<std::unique_ptr<Collector>(const CollectorConfig&)> make;
+};
+
+const std::vector<Factory>& Factories() {
+  static const auto* kAll = new std::vector<Factory>{
+      {{"cpu", true}, [](const CollectorConfig& c) { return NewCpuCollector(c.paths); }},
+      {{"meminfo", true}, [](const CollectorConfig& c) { return NewMemoryCollector(c.paths); }},
+      {{"loadavg", true}, [](const CollectorConfig& c) { return NewLoadCollector(c.paths); }},
+      {{"filesystem", true},
+       [](const CollectorConfig& c) {
+         return NewFilesystemCollector(c.paths, c.fs_types_exclude, c.mount_points_exclude);
+       }},
+      {{"textfile", true},
+       [](const CollectorConfig& c) -> std::unique_ptr<Collector> {
+         if (c.textfile_directory.empty()) return nullptr;
+         return NewTextfileCollector(c.textfile_directory, c.textfile);
+       }},
+  };
+  return *kAll;
+}
+
+}  // namespace
+
+const std::vector<CollectorInfo>& KnownCollectors() {
+  static const auto* kAll = [] {
+    auto* v = new std::vector<CollectorInfo>;
+    for (const Factory& f : Factories()) v->push_back(f.info);
+    return v;
+  }();
+  return *kAll;
+}
+
+absl::Status ValidateCollectorSwitches(const std::map<std::string, bool>& switches) {
+  for (const auto& [name, on] : switches) {
+    bool known = false;
+    for (const CollectorInfo& c : KnownCollectors()) known = known || name == c.name;
+    if (!known) {
+      std::string names;
+      for (const CollectorInfo& c : KnownCollectors()) {
+        absl::StrAppend(&names, names.empty() ? "" : ", ", c.name);
+      }
+      return absl::InvalidArgumentError(
+          absl::StrCat("collectors: \"", name, "\" is not a collector (known: ", names, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::unique_ptr<Collector>> NewCollectors(
+    const CollectorConfig& config, const std::map<std::string, bool>& switches) {
+  std::vector<std::unique_ptr<Collector>> out;
+  for (const Factory& f : Factories()) {
+    auto it = switches.find(f.info.name);
+    if (!(it == switches.end() ? f.info.enabled_by_default : it->second)) continue;
+    if (std::unique_ptr<Collector> c = f.make(config)) out.push_back(std::move(c));
+  }
+  return out;
 }
 
 }  // namespace vigie::agent

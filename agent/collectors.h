@@ -2,6 +2,7 @@
 #ifndef VIGIE_AGENT_COLLECTORS_H_
 #define VIGIE_AGENT_COLLECTORS_H_
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,6 +44,29 @@ std::unique_ptr<Collector> NewFilesystemCollector(const HostPaths& paths,
 // *.prom files from `directory`.
 std::unique_ptr<Collector> NewTextfileCollector(const std::string& directory,
                                                 const TextfileLimits& limits);
+
+// What the collectors read and how.
+struct CollectorConfig {
+  HostPaths paths;
+  std::string textfile_directory;  // empty = no textfile collector
+  TextfileLimits textfile;
+  std::string fs_types_exclude, mount_points_exclude;  // regexes; empty = node_exporter's
+};
+
+// A collector's name (as node_exporter's, used in node_scrape_collector_*{collector} and in the
+// config's `collectors` map) and whether it runs unless switched off.
+struct CollectorInfo {
+  const char* name;
+  bool enabled_by_default;
+};
+const std::vector<CollectorInfo>& KnownCollectors();
+
+// InvalidArgument naming the first name in `switches` that is not a known collector.
+absl::Status ValidateCollectorSwitches(const std::map<std::string, bool>& switches);
+
+// The collectors enabled by default, or as `switches` says, in KnownCollectors() order.
+std::vector<std::unique_ptr<Collector>> NewCollectors(const CollectorConfig& config,
+                                                      const std::map<std::string, bool>& switches);
 
 // node_exporter's default exclusions.
 extern const char kDefaultFsTypesExclude[];

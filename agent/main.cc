@@ -21,8 +21,24 @@ int main(int argc, char** argv) {
   absl::StatusOr<vigie::agent::AgentOptions> options = vigie::agent::AgentOptionsFromConfig(config);
   if (!options.ok()) vigie::ExitUsage(absl::StrCat("config: ", options.status().message()));
 
+  std::unique_ptr<vigie::agent::Spool> spool;
+  vigie::agent::Spool::Recovered recovered;
+  if (!options->spool.directory.empty()) {
+    absl::StatusOr<std::unique_ptr<vigie::agent::Spool>> opened =
+        vigie::agent::Spool::Open(options->spool, &recovered);
+    if (!opened.ok()) {
+      vigie::log::Error("cannot use the spool", {{"error", opened.status()}});
+      return 1;
+    }
+    spool = std::move(*opened);
+    vigie::log::Info("spool opened", {{"directory", options->spool.directory},
+                                      {"messages", recovered.messages.size()},
+                                      {"next_sequence", recovered.next_sequence},
+                                      {"corrupt_regions_skipped", recovered.corrupt}});
+  }
   auto registry = std::make_shared<prometheus::Registry>();
-  vigie::agent::Agent agent(*options, registry.get(), vigie::Clock::Real());
+  vigie::agent::Agent agent(*options, registry.get(), vigie::Clock::Real(), std::move(spool),
+                            std::move(recovered));
 
   vigie::HttpServerOptions http;
   http.listen = options->http_listen;
@@ -43,8 +59,9 @@ int main(int argc, char** argv) {
   int sig = vigie::WaitForTerminationSignal();
   vigie::log::Info("shutting down", {{"signal", sig}});
   agent.Stop();  // no more collections
-  // Give the control plane a moment to acknowledge what is buffered: without an on-disk spool
-  // (not built yet), whatever is still unacknowledged at exit is lost, and logged below.
+  // Give the control plane a moment to acknowledge what is buffered. Without a spool, whatever
+  // is still unacknowledged at exit is lost (and logged below); with one it is sent after the
+  // restart.
   if (!agent.Drain(absl::Seconds(5))) {
     vigie::log::Warn("exiting with unacknowledged messages",
                      {{"pending_messages", agent.outbox().pending()}});

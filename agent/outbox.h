@@ -1,5 +1,6 @@
 // The agent's bounded buffer of durable messages (MetricBatch, CheckResults, ServiceEvent)
-// waiting for the control plane's Ack, with the sequence numbers that make resending safe.
+// waiting for the control plane's Ack, with the sequence numbers that make resending safe, and
+// optionally mirrored in an on-disk spool.
 #ifndef VIGIE_AGENT_OUTBOX_H_
 #define VIGIE_AGENT_OUTBOX_H_
 
@@ -8,55 +9,103 @@
 #include <optional>
 
 #include "absl/base/thread_annotations.h"
+#include "agent/batching.h"
+#include "agent/spool.h"
 #include "common/mutex.h"
 #include "vigie/v1/agent.pb.h"
 
 namespace vigie::agent {
 
-// Sequence numbers: a fresh agent does not know where its numbering should start, so messages
-// added before the first Welcome wait unnumbered; the first Welcome's committed sequence C makes
-// them C+1, C+2, ... and every later message gets the next number at once. Messages with a
-// sequence <= the committed one are never sent again.
+struct OutboxOptions {
+  // Bounds: adding beyond either drops the oldest message and counts it.
+  size_t max_pending = 1000;
+  size_t max_pending_bytes = 64 << 20;
+  // The agent's own limits; each Welcome may tighten them.
+  SendLimits limits;
+  // Optional; must outlive the outbox. Every message is written to it before it can be sent.
+  Spool* spool = nullptr;
+};
+
+// Sequence numbers: an agent that has never been numbered (no spool, or a new one) does not
+// know where its numbering should start, so messages added before the first Welcome wait
+// unnumbered; the first Welcome's committed sequence C makes them C+1, C+2, ... and every later
+// message gets the next number at once. With a spool the counter is durable: a restarted agent
+// goes on from where it was. Messages with a sequence <= the committed one are never sent again.
 //
-// Bound: at most `max_pending` messages. Adding beyond it drops the oldest and counts it; that
-// is the only way data is lost, and it shows in dropped().
+// Refusals: Reject{N} removes exactly message N; everything around it is sent as usual.
 //
 // Thread-safe.
 class Outbox {
  public:
-  explicit Outbox(size_t max_pending) : max_pending_(max_pending) {}
+  explicit Outbox(OutboxOptions options);
+
+  // Takes back what the spool held at start (call before anything else).
+  void Restore(Spool::Recovered recovered);
 
   // Takes a durable message (metrics, checks or service_event payload).
   void Add(v1::AgentMessage message);
 
-  // A new stream got Welcome{committed}: numbers waiting messages if needed, forgets those at or
-  // below `committed`, and rewinds the send cursor so everything above it goes out again.
-  void OnWelcome(uint64_t committed);
+  // A new stream got `welcome`: adopts its limits (re-splitting buffered batches that exceed
+  // them), numbers waiting messages if needed, forgets those at or below its committed
+  // sequence, and rewinds the send cursor so everything above it goes out again.
+  void OnWelcome(const v1::Welcome& welcome);
   // Cumulative Ack: forgets every message with sequence <= `sequence`.
   void OnAck(uint64_t sequence);
+  // The control plane refused message `sequence` for good: forgets it and counts it. False if
+  // no such message is held.
+  bool OnReject(uint64_t sequence);
 
-  // Drops the oldest message waiting for an Ack and counts it in dropped(): for a message the
-  // control plane refuses as invalid, which resending cannot fix. False if there is none.
+  // Drops the oldest message waiting for an Ack and counts it in dropped(): for a control
+  // plane without Reject that ends the stream with INVALID_ARGUMENT instead. False if none.
   bool DropOldest();
 
   // The next numbered message not yet handed to the current stream, if any; advances the cursor.
   std::optional<v1::AgentMessage> NextToSend();
 
+  // The limits in force: the agent's own, tightened by the last Welcome.
+  SendLimits limits() const;
+
   size_t pending() const;
+  size_t pending_bytes() const;
+  // Messages dropped because a bound was reached, and refused by the control plane.
   uint64_t dropped() const;
-  // Highest sequence assigned (0 before the first Welcome) and highest acknowledged.
+  uint64_t rejected() const;
+  // Samples dropped when buffered batches were re-split for a tighter Welcome, by reason.
+  DropCounts resplit_drops() const;
+  // Failed spool writes (the message is still sent from memory).
+  uint64_t spool_errors() const;
+  // Highest sequence assigned (0 before the first numbering) and highest acknowledged.
   uint64_t last_sequence() const;
   uint64_t acked_sequence() const;
 
  private:
-  const size_t max_pending_;
+  struct Entry {
+    v1::AgentMessage message;
+    size_t bytes;
+  };
+  void PushLocked(v1::AgentMessage m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PopFrontLocked(bool count_as_dropped) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EnforceBoundsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Splits buffered batches that exceed limits_; true if anything changed.
+  bool ConformLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RewriteSpoolLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SpoolErrorLocked(const absl::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const OutboxOptions options_;
   mutable Mutex mu_;
-  std::deque<v1::AgentMessage> pending_ ABSL_GUARDED_BY(mu_);
+  std::deque<Entry> pending_ ABSL_GUARDED_BY(mu_);
+  size_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  SendLimits limits_ ABSL_GUARDED_BY(mu_);
   bool numbered_ ABSL_GUARDED_BY(mu_) = false;
+  bool spool_stale_ ABSL_GUARDED_BY(mu_) = false;  // the spool's numbering differs from memory
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t sent_upto_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t acked_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t rejected_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t spool_errors_ ABSL_GUARDED_BY(mu_) = 0;
+  bool spool_failing_ ABSL_GUARDED_BY(mu_) = false;
+  DropCounts resplit_drops_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace vigie::agent

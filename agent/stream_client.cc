@@ -62,10 +62,13 @@ class Session : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMess
     }
     switch (in_.payload_case()) {
       case v1::ControlMessage::kWelcome: {
-        const uint64_t committed = in_.welcome().committed_sequence();
-        client_->outbox_->OnWelcome(committed);
-        log::Info("stream established",
-                  {{"controlplane", client_->options_.target}, {"committed_sequence", committed}});
+        const v1::Welcome& w = in_.welcome();
+        client_->outbox_->OnWelcome(w);
+        log::Info("stream established", {{"controlplane", client_->options_.target},
+                                          {"committed_sequence", w.committed_sequence()},
+                                          {"heartbeat_interval_seconds",
+                                           w.heartbeat_interval_seconds()}});
+        if (client_->options_.on_welcome) client_->options_.on_welcome(w);
         MutexLock lock(&mu_);
         welcomed_ = true;
         MaybeWriteLocked();
@@ -74,6 +77,11 @@ class Session : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMess
       case v1::ControlMessage::kAck:
         client_->outbox_->OnAck(in_.ack().sequence());
         break;
+      case v1::ControlMessage::kReject: {
+        const bool held = client_->outbox_->OnReject(in_.reject().sequence());
+        if (client_->options_.on_reject) client_->options_.on_reject(in_.reject(), held);
+        break;
+      }
       case v1::ControlMessage::kConfigUpdate:
         log::Info("config update received (not applied in this version)",
                   {{"version", in_.config_update().version()}});
@@ -209,7 +217,8 @@ void StreamClient::Run() {
     if (stopping()) break;
     if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT && was_connected &&
         outbox_->DropOldest()) {
-      // Resending a message the control plane refuses would stall everything behind it.
+      // A control plane older than Reject ends the stream instead: resending a message it
+      // refuses would stall everything behind it.
       log::Error("control plane refused a message as invalid; dropped it",
                  {{"error", status.error_message()}});
     }

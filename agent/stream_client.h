@@ -27,6 +27,10 @@ struct StreamClientOptions {
   v1::Hello hello;
   // Called on stream events, for metrics. May be called from gRPC threads.
   std::function<void(bool connected)> on_connection_change;
+  // After the outbox took a Welcome (its limits, heartbeat interval).
+  std::function<void(const v1::Welcome&)> on_welcome;
+  // After the outbox took a Reject; `held` says whether the message was still buffered.
+  std::function<void(const v1::Reject&, bool held)> on_reject;
 };
 
 class Session;
