@@ -1,4 +1,5 @@
-// What one collection round produces: samples plus, for exposition, each metric's type and help.
+// What one collection round produces (samples plus, for exposition, each metric's type and
+// help), and the interface of what produces it.
 #ifndef VIGIE_AGENT_COLLECTION_H_
 #define VIGIE_AGENT_COLLECTION_H_
 
@@ -7,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "vigie/v1/agent.pb.h"
 
 namespace vigie::agent {
@@ -26,6 +28,15 @@ struct Collection {
   // Appends a sample stamped `timestamp_ms`; records type and help the first time a name is seen.
   void Add(const std::string& name, std::map<std::string, std::string> labels, double value,
            int64_t timestamp_ms, MetricType type, const std::string& help);
+};
+
+// One source of samples. Collect() is called from one thread at a time.
+class Collector {
+ public:
+  virtual ~Collector() = default;
+  virtual const char* name() const = 0;
+  // Appends this round's samples, stamped `now_ms`. On error, appends nothing usable.
+  virtual absl::Status Collect(int64_t now_ms, Collection* out) = 0;
 };
 
 }  // namespace vigie::agent

@@ -139,20 +139,6 @@ class FilesystemCollector : public Collector {
   RE2 types_exclude_, points_exclude_;
 };
 
-class TextfileCollector : public Collector {
- public:
-  TextfileCollector(std::string dir, TextfileLimits limits)
-      : dir_(std::move(dir)), limits_(limits) {}
-  const char* name() const override { return "textfile"; }
-  absl::Status Collect(int64_t now_ms, Collection* out) override {
-    return CollectTextfiles(dir_, now_ms, limits_, out);
-  }
-
- private:
-  std::string dir_;
-  TextfileLimits limits_;
-};
-
 }  // namespace
 
 std::unique_ptr<Collector> NewCpuCollector(const HostPaths& p) {

@@ -14,15 +14,6 @@
 
 namespace vigie::agent {
 
-// One source of samples. Collect() is called from one thread at a time.
-class Collector {
- public:
-  virtual ~Collector() = default;
-  virtual const char* name() const = 0;
-  // Appends this round's samples, stamped `now_ms`. On error, appends nothing usable.
-  virtual absl::Status Collect(int64_t now_ms, Collection* out) = 0;
-};
-
 struct HostPaths {
   std::string procfs = "/proc";
   std::string sysfs = "/sys";

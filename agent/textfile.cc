@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/agent_message.h"
+#include "common/files.h"
 #include "common/log.h"
 
 namespace vigie::agent {
@@ -105,9 +106,15 @@ absl::Status ParseSampleLine(absl::string_view line, const TextfileLimits& limit
 }  // namespace
 
 absl::Status ParseTextfile(absl::string_view text, int64_t now_ms, const TextfileLimits& limits,
-                           Collection* out) {
+                           const std::string& default_help, Collection* out, const char** reason) {
+  auto refuse = [reason](const char* why, absl::Status s) {
+    if (reason != nullptr) *reason = why;
+    return s;
+  };
   Collection parsed;
   std::map<std::string, MetricInfo> declared;
+  SampleLimits sample_limits;
+  sample_limits.max_labels = limits.max_labels_per_sample;
   int line_no = 0;
   for (absl::string_view raw : absl::StrSplit(text, '\n')) {
     ++line_no;
@@ -122,13 +129,21 @@ absl::Status ParseTextfile(absl::string_view text, int64_t now_ms, const Textfil
                                          : MetricType::kUntyped;
         declared[std::string(f[2])].type = type;
       } else if (f.size() >= 3 && f[1] == "HELP") {
-        declared[std::string(f[2])].help = f.size() == 4 ? std::string(f[3]) : "";
+        // HELP text ends up in a proto string and on /metrics: it must be UTF-8 too.
+        absl::string_view help = f.size() == 4 ? f[3] : "";
+        if (!IsValidUtf8(help)) {
+          return refuse(kTextfileInvalidSample,
+                        absl::InvalidArgumentError(absl::StrCat(
+                            "line ", line_no, ": HELP text is not valid UTF-8")));
+        }
+        declared[std::string(f[2])].help = std::string(help);
       }
       continue;
     }
     if (parsed.samples.size() >= limits.max_samples_per_file) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("more than ", limits.max_samples_per_file, " samples"));
+      return refuse(kTextfileTooManySamples,
+                    absl::ResourceExhaustedError(
+                        absl::StrCat("more than ", limits.max_samples_per_file, " samples")));
     }
     std::string name;
     std::map<std::string, std::string> labels;
@@ -137,16 +152,23 @@ absl::Status ParseTextfile(absl::string_view text, int64_t now_ms, const Textfil
     bool has_ts = false;
     if (absl::Status s = ParseSampleLine(line, limits, &name, &labels, &value, &ts, &has_ts);
         !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("line ", line_no, ": ", s.message()));
+      return refuse(kTextfileSyntax, absl::InvalidArgumentError(
+                                         absl::StrCat("line ", line_no, ": ", s.message())));
+    }
+    if (has_ts) {
+      return refuse(kTextfileTimestamp,
+                    absl::InvalidArgumentError(absl::StrCat(
+                        "line ", line_no,
+                        ": explicit timestamps are not supported (as in node_exporter)")));
     }
     const MetricInfo& info = declared[name];
-    parsed.Add(name, std::move(labels), value, has_ts ? ts : now_ms, info.type, info.help);
+    parsed.Add(name, std::move(labels), value, now_ms, info.type,
+               info.help.empty() ? default_help : info.help);
     // The control plane's rules: a sample it would refuse must not reach the stream.
-    if (absl::Status s =
-            ValidateSample(parsed.samples.back(), SampleLimits{limits.max_labels_per_sample},
-                           "sample");
+    if (absl::Status s = ValidateSample(parsed.samples.back(), sample_limits, "sample");
         !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("line ", line_no, ": ", s.message()));
+      return refuse(kTextfileInvalidSample, absl::InvalidArgumentError(absl::StrCat(
+                                                "line ", line_no, ": ", s.message())));
     }
   }
   for (auto& s : parsed.samples) out->samples.push_back(std::move(s));
@@ -154,46 +176,97 @@ absl::Status ParseTextfile(absl::string_view text, int64_t now_ms, const Textfil
   return absl::OkStatus();
 }
 
-absl::Status CollectTextfiles(const std::string& directory, int64_t now_ms,
-                              const TextfileLimits& limits, Collection* out) {
-  DIR* dir = opendir(directory.c_str());
+TextfileCollector::TextfileCollector(std::string directory, TextfileLimits limits)
+    : directory_(std::move(directory)), limits_(limits) {
+  for (const char* r : {kTextfileNotRegular, kTextfileTooLarge, kTextfileTooManySamples,
+                        kTextfileTimestamp, kTextfileSyntax, kTextfileInvalidSample,
+                        kTextfileUnreadable, kTextfileTooManyFiles}) {
+    refused_[r] = 0;
+  }
+}
+
+void TextfileCollector::Refuse(const std::string& path, const char* reason,
+                               absl::string_view message) {
+  ++refused_[reason];
+  std::string& last = logged_[path];
+  if (last == message) return;
+  last = std::string(message);
+  log::Warn("textfile refused", {{"file", path}, {"reason", reason}, {"error", message}});
+}
+
+absl::Status TextfileCollector::Collect(int64_t now_ms, Collection* out) {
+  DIR* dir = opendir(directory_.c_str());
   if (dir == nullptr) {
-    return absl::UnavailableError(absl::StrCat("textfile_directory ", directory, ": cannot open"));
+    return absl::UnavailableError(
+        absl::StrCat("textfile_directory ", directory_, ": cannot open"));
   }
   std::vector<std::string> files;
+  bool too_many = false;
   while (dirent* e = readdir(dir)) {
     absl::string_view n = e->d_name;
-    if (absl::EndsWith(n, ".prom") && n[0] != '.') files.emplace_back(n);
+    if (!absl::EndsWith(n, ".prom") || n[0] == '.') continue;
+    if (files.size() >= limits_.max_files) {
+      too_many = true;
+      break;
+    }
+    files.emplace_back(n);
   }
   closedir(dir);
   std::sort(files.begin(), files.end());
   bool error = false;
+  if (too_many) {
+    error = true;
+    Refuse(directory_, kTextfileTooManyFiles,
+           absl::StrCat("more than ", limits_.max_files, " *.prom files; the rest are ignored"));
+  }
+  std::map<std::string, std::string> logged;  // keeps only files still present
+  size_t total = 0;
   for (const std::string& f : files) {
-    const std::string path = absl::StrCat(directory, "/", f);
+    const std::string path = absl::StrCat(directory_, "/", f);
+    if (auto it = logged_.find(path); it != logged_.end()) logged.insert(*it);
     struct stat st;
-    std::string text;
+    const char* reason = kTextfileUnreadable;
     absl::Status s;
+    // stat follows symlinks: a link to /dev/zero is a character device, refused unread.
     if (stat(path.c_str(), &st) != 0) {
-      s = absl::NotFoundError("vanished");
-    } else if (static_cast<size_t>(st.st_size) > limits.max_file_bytes) {
-      s = absl::ResourceExhaustedError(
-          absl::StrCat("larger than ", limits.max_file_bytes, " bytes"));
+      continue;  // removed since the listing
+    }
+    absl::StatusOr<std::string> text = ReadRegularFile(path, limits_.max_file_bytes);
+    Collection parsed;
+    if (!text.ok()) {
+      s = text.status();
+      reason = absl::IsFailedPrecondition(s)   ? kTextfileNotRegular
+               : absl::IsResourceExhausted(s) ? kTextfileTooLarge
+                                               : kTextfileUnreadable;
     } else {
-      std::ifstream in(path);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      s = in ? ParseTextfile(ss.str(), now_ms, limits, out) : absl::UnavailableError("unreadable");
+      TextfileLimits limits = limits_;
+      limits.max_samples_per_file =
+          std::min(limits_.max_samples_per_file, limits_.max_total_samples - total);
+      s = ParseTextfile(*text, now_ms, limits, absl::StrCat("Metric read from ", path), &parsed,
+                        &reason);
     }
     if (!s.ok()) {
       error = true;
-      log::Warn("textfile skipped", {{"file", path}, {"error", s}});
+      Refuse(path, reason, s.message());
+      logged[path] = logged_[path];
       continue;
     }
+    logged.erase(path);  // healthy again: a later failure is logged anew
+    total += parsed.samples.size();
+    for (auto& smp : parsed.samples) out->samples.push_back(std::move(smp));
+    for (auto& [k, v] : parsed.info) out->info.emplace(k, v);
     out->Add("node_textfile_mtime_seconds", {{"file", path}}, static_cast<double>(st.st_mtime),
              now_ms, MetricType::kGauge, "Unixtime mtime of textfiles successfully read.");
   }
+  if (too_many) logged[directory_] = logged_[directory_];
+  logged_.swap(logged);
   out->Add("node_textfile_scrape_error", {}, error ? 1 : 0, now_ms, MetricType::kGauge,
            "1 if there was an error opening or reading a file, 0 otherwise");
+  for (const auto& [reason, n] : refused_) {
+    out->Add("vigie_agent_textfile_files_refused_total", {{"reason", reason}},
+             static_cast<double>(n), now_ms, MetricType::kCounter,
+             "Textfiles refused (and skipped whole), by reason.");
+  }
   return absl::OkStatus();
 }
 

@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/files.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/status.h"
@@ -172,40 +173,12 @@ absl::Status ParseYamlConfig(absl::string_view yaml, google::protobuf::Message* 
 
 absl::StatusOr<std::string> ReadConfigFile(absl::string_view field, const std::string& path,
                                            size_t max_bytes) {
-  auto error = [&](absl::string_view why) {
-    return absl::StrCat(field, ": cannot read \"", path, "\": ", why);
-  };
-  // O_NONBLOCK: opening a FIFO must not wait for a writer.
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    const int e = errno;
-    if (e == ENOENT) return absl::NotFoundError(error(strerror(e)));
-    return absl::InvalidArgumentError(error(strerror(e)));
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return absl::InvalidArgumentError(error("not a regular file"));
-  }
-  std::string out;
-  char buf[65536];
-  while (true) {
-    ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int e = errno;
-      close(fd);
-      return absl::InvalidArgumentError(error(strerror(e)));
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > max_bytes) {
-      close(fd);
-      return absl::InvalidArgumentError(error(absl::StrCat("over ", max_bytes, " bytes")));
-    }
-  }
-  close(fd);
-  return out;
+  absl::StatusOr<std::string> text = ReadRegularFile(path, max_bytes);
+  if (text.ok()) return text;
+  std::string message =
+      absl::StrCat(field, ": cannot read \"", path, "\": ", text.status().message());
+  if (absl::IsNotFound(text.status())) return absl::NotFoundError(message);
+  return absl::InvalidArgumentError(message);
 }
 
 absl::Status LoadYamlConfigFile(const std::string& path, google::protobuf::Message* message) {
