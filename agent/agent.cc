@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/agent_message.h"
 #include "common/log.h"
@@ -249,6 +250,18 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
                     .Register(*registry)
                     .Add({})) {
   outbox_.Restore(std::move(recovered));
+  if (!options_.collectors.textfile_directory.empty()) {
+    textfile_watch_ = std::make_unique<DirectoryWatch>(
+        options_.collectors.textfile_directory, [this](const std::string& file) {
+          if (!file.empty() && !absl::EndsWith(file, ".prom")) return;
+          textfile_changed_ = true;
+          Wake();
+        });
+    if (absl::Status s = textfile_watch_->Init(); !s.ok()) {
+      log::Warn("textfiles are read every interval only", {{"error", s}});
+      textfile_watch_.reset();
+    }
+  }
   for (const std::string& c : runner_.names()) collect_errors_.Add({{"collector", c}});
   heartbeats_ = std::make_unique<Heartbeats>(this);
 
@@ -272,10 +285,10 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
 
 Agent::~Agent() { Stop(); }
 
-void Agent::CollectOnce() {
+void Agent::CollectOnce(const std::string& only) {
   const absl::Time start = absl::Now();
   const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
-  std::vector<CollectorResult> results = runner_.RunRound(now_ms);
+  std::vector<CollectorResult> results = runner_.RunRound(now_ms, only);
   const SendLimits limits = outbox_.limits();
   SampleLimits sample_limits;
   sample_limits.max_labels = limits.max_labels_per_sample;
@@ -317,9 +330,11 @@ void Agent::CollectOnce() {
         .Increment(static_cast<double>(n));
   }
   for (v1::AgentMessage& m : batches) outbox_.Add(std::move(m));
-  host_metrics_.Update(std::move(collection));
-  collections_.Increment();
-  collect_duration_.Set(absl::ToDoubleSeconds(absl::Now() - start));
+  if (only.empty()) {
+    host_metrics_.Update(std::move(collection));
+    collections_.Increment();
+    collect_duration_.Set(absl::ToDoubleSeconds(absl::Now() - start));
+  }
   client_->Kick();
   UpdateGauges();
 }
@@ -394,18 +409,26 @@ void Agent::UpdateGauges() {
 
 void Agent::Run() {
   heartbeats_->Start();
+  if (textfile_watch_) textfile_watch_->Start();
   // Wall-clock pacing on the real clock: the loop sleeps, so it does not use the injected one.
   absl::Time next_collect = absl::Now();
   while (!stopping()) {
     absl::Time now = absl::Now();
     if (now >= next_collect) {
+      textfile_changed_ = false;  // a full round reads the textfiles too
       CollectOnce();
       next_collect += options_.collect_interval;
       if (next_collect < now) next_collect = now + options_.collect_interval;  // fell behind
+    } else if (textfile_changed_.exchange(false)) {
+      // A writer usually renames a finished file into place; let a burst of changes settle.
+      WaitFor(absl::Milliseconds(100));
+      textfile_changed_ = false;
+      CollectOnce("textfile");
     }
     UpdateGauges();
     if (!WaitFor(next_collect - absl::Now())) break;
   }
+  if (textfile_watch_) textfile_watch_->Stop();
   heartbeats_->Stop();
 }
 

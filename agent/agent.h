@@ -14,6 +14,7 @@
 #include "agent/batching.h"
 #include "agent/collector_runner.h"
 #include "agent/collectors.h"
+#include "agent/dir_watch.h"
 #include "agent/host_metrics.h"
 #include "agent/outbox.h"
 #include "agent/spool.h"
@@ -68,8 +69,9 @@ class Agent : public Runnable {
   const HostMetrics& host_metrics() const { return host_metrics_; }
   const Outbox& outbox() const { return outbox_; }
 
-  // One collection round now (also used by tests): collects, batches, enqueues.
-  void CollectOnce();
+  // One collection round now (also used by tests): collects, batches, enqueues. With `only`,
+  // just that collector runs (a textfile changed) and /metrics keeps the last full round.
+  void CollectOnce(const std::string& only = "");
 
   void StartStreaming() { client_->Start(); }
   // The heartbeat interval in force (the control plane's, once welcomed).
@@ -100,6 +102,8 @@ class Agent : public Runnable {
   HostMetrics host_metrics_;
   std::unique_ptr<StreamClient> client_;
   std::unique_ptr<Heartbeats> heartbeats_;
+  std::unique_ptr<DirectoryWatch> textfile_watch_;
+  std::atomic<bool> textfile_changed_{false};
   std::atomic<int64_t> heartbeat_ms_;
   Mutex log_mu_;
   std::map<std::string, std::string> logged_ ABSL_GUARDED_BY(log_mu_);

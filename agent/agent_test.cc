@@ -103,5 +103,37 @@ TEST(AgentTest, CollectOnceQueuesBatchesFromAllCollectors) {
   ASSERT_EQ(system(("rm -rf " + root).c_str()), 0);
 }
 
+// A new textfile value is queued at once (inotify), not at the next interval.
+TEST(AgentTest, ATextfileChangeIsSentAtOnce) {
+  char tmpl[] = "/tmp/vigie-agent-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string root = tmpl;
+  AgentOptions o;
+  o.agent_id = "t";
+  o.collectors.textfile_directory = root;
+  o.collect_interval = absl::Hours(1);
+  o.collector_switches = {{"cpu", false}, {"meminfo", false}, {"loadavg", false},
+                          {"filesystem", false}};
+  prometheus::Registry registry;
+  FakeClock clock;
+  Agent agent(o, &registry, &clock);
+  agent.Start();
+  auto wait_for = [&](size_t n) {
+    for (int i = 0; i < 300 && agent.outbox().pending() < n; ++i) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return agent.outbox().pending();
+  };
+  EXPECT_EQ(wait_for(1), 1u);  // the first round, at start
+  {
+    std::ofstream tmp(root + "/.job.prom.tmp");
+    tmp << "job_last_success_seconds 42\n";
+  }
+  ASSERT_EQ(rename((root + "/.job.prom.tmp").c_str(), (root + "/job.prom").c_str()), 0);
+  EXPECT_EQ(wait_for(2), 2u) << "queued within 3s although the interval is an hour";
+  agent.Stop();
+  ASSERT_EQ(system(("rm -rf " + root).c_str()), 0);
+}
+
 }  // namespace
 }  // namespace vigie::agent

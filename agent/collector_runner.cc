@@ -109,7 +109,7 @@ std::vector<std::string> CollectorRunner::names() const {
   return out;
 }
 
-std::vector<CollectorResult> CollectorRunner::RunRound(int64_t now_ms) {
+std::vector<CollectorResult> CollectorRunner::RunRound(int64_t now_ms, const std::string& only) {
   State& st = *state_;
   auto round = std::make_shared<State::Round>();
   const absl::Time start = absl::Now();
@@ -121,6 +121,10 @@ std::vector<CollectorResult> CollectorRunner::RunRound(int64_t now_ms) {
   int stuck = 0;
   for (size_t i = 0; i < n; ++i) {
     round->results[i].collector = st.slots[i].collector->name();
+    if (!only.empty() && round->results[i].collector != only) {
+      round->done[i] = true;  // not part of this round; removed from the results below
+      continue;
+    }
     if (st.slots[i].running) {
       ++stuck;
       round->done[i] = true;
@@ -168,7 +172,11 @@ std::vector<CollectorResult> CollectorRunner::RunRound(int64_t now_ms) {
       }
     }
   }
-  return std::move(round->results);
+  std::vector<CollectorResult> out;
+  for (CollectorResult& r : round->results) {
+    if (only.empty() || r.collector == only) out.push_back(std::move(r));
+  }
+  return out;
 }
 
 }  // namespace vigie::agent

@@ -35,9 +35,9 @@ class CollectorRunner {
   // Does not wait for calls that are stuck: their threads finish on their own.
   ~CollectorRunner();
 
-  // Runs every collector once, each stamped `now_ms`; returns within about `timeout`, with one
-  // result per collector in the constructor's order.
-  std::vector<CollectorResult> RunRound(int64_t now_ms);
+  // Runs every collector once (or only the one named `only`), each stamped `now_ms`; returns
+  // within about `timeout`, with one result per collector run, in the constructor's order.
+  std::vector<CollectorResult> RunRound(int64_t now_ms, const std::string& only = "");
 
   std::vector<std::string> names() const;
 

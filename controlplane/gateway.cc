@@ -538,6 +538,7 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       return;
     }
     bool own_buffer;
+    out_.Clear();  // the previous write is done (writing_ was false)
     grpc::Status s =
         grpc::SerializationTraits<v1::ControlMessage>::Serialize(msg, &out_, &own_buffer);
     if (!s.ok()) {

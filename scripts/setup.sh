@@ -25,6 +25,8 @@ packages=(
   libssl-dev openssl
   # database and test peers
   postgresql-15 postgresql-client-15 python3 procps iproute2
+  # a raw gRPC client for the contract's bad-input tests (Debian's, for /usr/bin/python3)
+  python3-grpcio python3-protobuf
   # real Prometheus for the scrape test
   prometheus
 )
