@@ -89,20 +89,19 @@ absl::StatusOr<AgentOptions> AgentOptionsFromConfig(const v1::AgentConfig& c) {
   for (const auto& [name, on] : c.collectors()) o.collector_switches[name] = on;
   VIGIE_RETURN_IF_ERROR(ValidateCollectorSwitches(o.collector_switches));
   o.collector_timeout = std::min(o.collector_timeout, o.collect_interval);
-  VIGIE_ASSIGN_OR_RETURN(o.collector_timeout,
-                         ParseConfigDuration("collector_timeout", c.collector_timeout(),
-                                             o.collector_timeout));
+  VIGIE_ASSIGN_OR_RETURN(
+      o.collector_timeout,
+      ParseConfigDuration("collector_timeout", c.collector_timeout(), o.collector_timeout));
   if (o.collector_timeout < absl::Milliseconds(10) || o.collector_timeout > o.collect_interval) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("collector_timeout: must be between 10ms and collect_interval (",
-                     absl::FormatDuration(o.collect_interval), "), got \"",
-                     c.collector_timeout(), "\""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "collector_timeout: must be between 10ms and collect_interval (",
+        absl::FormatDuration(o.collect_interval), "), got \"", c.collector_timeout(), "\""));
   }
   if (c.max_pending_messages() != 0) o.max_pending_messages = c.max_pending_messages();
   if (c.max_samples_per_batch() != 0) o.limits.max_samples_per_batch = c.max_samples_per_batch();
   if (o.limits.max_samples_per_batch > 100000) {
-    return absl::InvalidArgumentError(absl::StrCat("max_samples_per_batch: at most 100000, got ",
-                                                   c.max_samples_per_batch()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_samples_per_batch: at most 100000, got ", c.max_samples_per_batch()));
   }
   if (c.max_message_bytes() != 0) o.limits.max_message_bytes = c.max_message_bytes();
   if (o.limits.max_message_bytes < 1024 || o.limits.max_message_bytes > (64u << 20)) {
@@ -121,8 +120,8 @@ absl::StatusOr<AgentOptions> AgentOptionsFromConfig(const v1::AgentConfig& c) {
   } else if (c.spool().fsync() == "never") {
     o.spool.fsync = false;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("spool.fsync: must be \"always\" or \"never\", got \"",
-                                                   c.spool().fsync(), "\""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spool.fsync: must be \"always\" or \"never\", got \"", c.spool().fsync(), "\""));
   }
   VIGIE_ASSIGN_OR_RETURN(
       o.reconnect_backoff,
@@ -298,8 +297,7 @@ void Agent::CollectOnce(const std::string& only) {
   for (CollectorResult& r : results) {
     const bool ok = r.status.ok();
     collection->Add("node_scrape_collector_success", {{"collector", r.collector}}, ok ? 1 : 0,
-                    now_ms, MetricType::kGauge,
-                    "node_exporter: Whether a collector succeeded.");
+                    now_ms, MetricType::kGauge, "node_exporter: Whether a collector succeeded.");
     collection->Add("node_scrape_collector_duration_seconds", {{"collector", r.collector}},
                     absl::ToDoubleSeconds(r.duration), now_ms, MetricType::kGauge,
                     "node_exporter: Duration of a collector scrape.");
@@ -315,8 +313,9 @@ void Agent::CollectOnce(const std::string& only) {
       if (absl::Status v = ValidateSample(s, sample_limits, "sample", &reason); !v.ok()) {
         samples_dropped_.Add({{"collector", r.collector}, {"reason", reason}}).Increment();
         LogOnce(absl::StrCat(r.collector, "/", reason),
-                absl::StrCat(v.message(), " (sample dropped; further ones are only counted in "
-                                          "vigie_agent_samples_dropped_total)"));
+                absl::StrCat(v.message(),
+                             " (sample dropped; further ones are only counted in "
+                             "vigie_agent_samples_dropped_total)"));
         continue;
       }
       collection->samples.push_back(std::move(s));
@@ -374,7 +373,9 @@ void Agent::OnReject(const v1::Reject& r, bool held) {
             {{"sequence", r.sequence()}, {"reason", r.reason()}});
 }
 
-absl::Duration Agent::heartbeat_interval() const { return absl::Milliseconds(heartbeat_ms_.load()); }
+absl::Duration Agent::heartbeat_interval() const {
+  return absl::Milliseconds(heartbeat_ms_.load());
+}
 
 bool Agent::Drain(absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;

@@ -42,7 +42,7 @@ struct AgentOptions {
   std::map<std::string, bool> collector_switches;  // by name; see KnownCollectors()
   absl::Duration collector_timeout = absl::Seconds(5);
   size_t max_pending_messages = 1000;
-  SendLimits limits;  // the agent's own; Welcome may tighten them
+  SendLimits limits;   // the agent's own; Welcome may tighten them
   SpoolOptions spool;  // directory empty = no spool
   BackoffPolicy reconnect_backoff;
   // Security: the agent's token (a secret: never logged), TLS to the control plane, and the

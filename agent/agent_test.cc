@@ -112,8 +112,8 @@ TEST(AgentTest, ATextfileChangeIsSentAtOnce) {
   o.agent_id = "t";
   o.collectors.textfile_directory = root;
   o.collect_interval = absl::Hours(1);
-  o.collector_switches = {{"cpu", false}, {"meminfo", false}, {"loadavg", false},
-                          {"filesystem", false}};
+  o.collector_switches = {
+      {"cpu", false}, {"meminfo", false}, {"loadavg", false}, {"filesystem", false}};
   prometheus::Registry registry;
   FakeClock clock;
   Agent agent(o, &registry, &clock);

@@ -211,8 +211,8 @@ absl::Status ValidateCollectorSwitches(const std::map<std::string, bool>& switch
   return absl::OkStatus();
 }
 
-std::vector<std::unique_ptr<Collector>> NewCollectors(
-    const CollectorConfig& config, const std::map<std::string, bool>& switches) {
+std::vector<std::unique_ptr<Collector>> NewCollectors(const CollectorConfig& config,
+                                                      const std::map<std::string, bool>& switches) {
   std::vector<std::unique_ptr<Collector>> out;
   for (const Factory& f : Factories()) {
     auto it = switches.find(f.info.name);

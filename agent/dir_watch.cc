@@ -24,10 +24,9 @@ absl::Status DirectoryWatch::Init() {
   fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (fd_ < 0) return absl::UnavailableError(absl::StrCat("inotify: ", strerror(errno)));
   if (inotify_add_watch(fd_, directory_.c_str(),
-                        IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE) <
-      0) {
-    return absl::UnavailableError(absl::StrCat("inotify watch on ", directory_, ": ",
-                                               strerror(errno)));
+                        IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE) < 0) {
+    return absl::UnavailableError(
+        absl::StrCat("inotify watch on ", directory_, ": ", strerror(errno)));
   }
   return absl::OkStatus();
 }

@@ -56,8 +56,7 @@ void Outbox::Add(v1::AgentMessage message) {
   MutexLock lock(&mu_);
   SetDurableSequence(&message, numbered_ ? next_sequence_++ : 0);
   if (options_.spool != nullptr) {
-    if (absl::Status s = options_.spool->Append(message, numbered_ ? next_sequence_ : 0);
-        !s.ok()) {
+    if (absl::Status s = options_.spool->Append(message, numbered_ ? next_sequence_ : 0); !s.ok()) {
       SpoolErrorLocked(s);
     } else if (spool_failing_) {
       spool_failing_ = false;
@@ -80,8 +79,8 @@ void Outbox::EnforceBoundsLocked() {
       }
     }
   }
-  while (!pending_.empty() && (pending_.size() > options_.max_pending ||
-                               pending_bytes_ > options_.max_pending_bytes)) {
+  while (!pending_.empty() &&
+         (pending_.size() > options_.max_pending || pending_bytes_ > options_.max_pending_bytes)) {
     PopFrontLocked(/*count_as_dropped=*/true);
   }
 }

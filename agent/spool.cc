@@ -178,7 +178,8 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const SpoolOptions& options,
         unlink(absl::StrCat(dir, "/", n).c_str());
         continue;
       }
-      if (n.size() == 24 && absl::EndsWith(n, ".seg") && absl::SimpleAtoi(n.substr(0, 20), &number)) {
+      if (n.size() == 24 && absl::EndsWith(n, ".seg") &&
+          absl::SimpleAtoi(n.substr(0, 20), &number)) {
         files.emplace_back(number, absl::StrCat(dir, "/", n));
       }
     }
@@ -205,7 +206,8 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const SpoolOptions& options,
     Segment seg{number, path};
     seg.bytes = data.size();
     seg.records = p.messages.size();
-    for (const auto& m : p.messages) seg.max_sequence = std::max(seg.max_sequence, DurableSequence(m));
+    for (const auto& m : p.messages)
+      seg.max_sequence = std::max(seg.max_sequence, DurableSequence(m));
     spool->segments_.push_back(seg);
     spool->next_number_ = number + 1;
     parsed.push_back(std::move(p));
@@ -280,8 +282,7 @@ void Spool::SyncDirectory() {
 
 absl::Status Spool::Append(const v1::AgentMessage& m, uint64_t next_sequence) {
   const uint64_t segment_bytes = std::max<uint64_t>(options_.max_bytes / 8, 4096);
-  if (active_fd_ < 0 ||
-      (segments_.back().records > 0 && segments_.back().bytes >= segment_bytes)) {
+  if (active_fd_ < 0 || (segments_.back().records > 0 && segments_.back().bytes >= segment_bytes)) {
     if (absl::Status s = StartSegment(next_sequence, /*supersedes=*/false); !s.ok()) return s;
   }
   const std::string record = EncodeSpoolRecord(m);
@@ -306,14 +307,13 @@ void Spool::Forget(uint64_t acked, uint64_t next_sequence) {
   // The segment being appended to stays (it carries the counter); without one, all may go.
   const size_t keep = active_fd_ >= 0 ? 1 : 0;
   while (segments_.size() > keep && done(segments_.front())) DeleteSegment(0);
-  if (active_fd_ >= 0 && segments_.size() == 1 && segments_.back().records > 0 && done(segments_.back()) &&
-      segments_.back().bytes >= kRecycleBytes) {
+  if (active_fd_ >= 0 && segments_.size() == 1 && segments_.back().records > 0 &&
+      done(segments_.back()) && segments_.back().bytes >= kRecycleBytes) {
     if (StartSegment(next_sequence, /*supersedes=*/false).ok()) DeleteSegment(0);
   }
 }
 
-absl::Status Spool::Rewrite(const std::deque<v1::AgentMessage>& messages,
-                            uint64_t next_sequence) {
+absl::Status Spool::Rewrite(const std::deque<v1::AgentMessage>& messages, uint64_t next_sequence) {
   // Written under a temporary name and renamed into place, so a crash leaves either the old
   // segments or the complete new one, which supersedes them.
   const uint64_t number = next_number_++;

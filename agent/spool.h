@@ -3,8 +3,8 @@
 //
 // Layout: <directory>/LOCK (flock: one agent per spool) and segment files
 // <directory>/NNNNNNNNNNNNNNNNNNNN.seg, numbered in write order. A segment is
-//   header:  "VIGIESPL" | u32 format (1) | u32 flags | u64 next_sequence | u32 crc32 of the header so far
-//   records: u32 payload length | u32 crc32 of (type, payload) | u8 type | payload
+//   header:  "VIGIESPL" | u32 format (1) | u32 flags | u64 next_sequence | u32 crc32 of the header
+//   so far records: u32 payload length | u32 crc32 of (type, payload) | u8 type | payload
 // all integers little-endian. Record type 1 is a serialized vigie.v1.AgentMessage; a later
 // encoding gets a new type, and old spools stay readable. next_sequence is the agent's
 // numbering when the segment was started (0 = not numbered yet), so the counter survives even

@@ -153,8 +153,8 @@ TEST_F(SpoolTest, OneAgentPerSpool) {
   Spool::Recovered r1, r2;
   auto first = Spool::Open(options_, &r1);
   ASSERT_THAT(first, IsOk());
-  EXPECT_THAT(Spool::Open(options_, &r2),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("in use by another agent")));
+  EXPECT_THAT(Spool::Open(options_, &r2), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                                   HasSubstr("in use by another agent")));
 }
 
 TEST_F(SpoolTest, RewriteReplacesEverythingEvenAfterACrashLeftTheOld) {

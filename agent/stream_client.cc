@@ -64,10 +64,10 @@ class Session : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMess
       case v1::ControlMessage::kWelcome: {
         const v1::Welcome& w = in_.welcome();
         client_->outbox_->OnWelcome(w);
-        log::Info("stream established", {{"controlplane", client_->options_.target},
-                                          {"committed_sequence", w.committed_sequence()},
-                                          {"heartbeat_interval_seconds",
-                                           w.heartbeat_interval_seconds()}});
+        log::Info("stream established",
+                  {{"controlplane", client_->options_.target},
+                   {"committed_sequence", w.committed_sequence()},
+                   {"heartbeat_interval_seconds", w.heartbeat_interval_seconds()}});
         if (client_->options_.on_welcome) client_->options_.on_welcome(w);
         MutexLock lock(&mu_);
         welcomed_ = true;

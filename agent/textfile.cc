@@ -133,8 +133,8 @@ absl::Status ParseTextfile(absl::string_view text, int64_t now_ms, const Textfil
         absl::string_view help = f.size() == 4 ? f[3] : "";
         if (!IsValidUtf8(help)) {
           return refuse(kTextfileInvalidSample,
-                        absl::InvalidArgumentError(absl::StrCat(
-                            "line ", line_no, ": HELP text is not valid UTF-8")));
+                        absl::InvalidArgumentError(
+                            absl::StrCat("line ", line_no, ": HELP text is not valid UTF-8")));
         }
         declared[std::string(f[2])].help = std::string(help);
       }
@@ -152,23 +152,22 @@ absl::Status ParseTextfile(absl::string_view text, int64_t now_ms, const Textfil
     bool has_ts = false;
     if (absl::Status s = ParseSampleLine(line, limits, &name, &labels, &value, &ts, &has_ts);
         !s.ok()) {
-      return refuse(kTextfileSyntax, absl::InvalidArgumentError(
-                                         absl::StrCat("line ", line_no, ": ", s.message())));
+      return refuse(kTextfileSyntax,
+                    absl::InvalidArgumentError(absl::StrCat("line ", line_no, ": ", s.message())));
     }
     if (has_ts) {
-      return refuse(kTextfileTimestamp,
-                    absl::InvalidArgumentError(absl::StrCat(
-                        "line ", line_no,
-                        ": explicit timestamps are not supported (as in node_exporter)")));
+      return refuse(
+          kTextfileTimestamp,
+          absl::InvalidArgumentError(absl::StrCat(
+              "line ", line_no, ": explicit timestamps are not supported (as in node_exporter)")));
     }
     const MetricInfo& info = declared[name];
     parsed.Add(name, std::move(labels), value, now_ms, info.type,
                info.help.empty() ? default_help : info.help);
     // The control plane's rules: a sample it would refuse must not reach the stream.
-    if (absl::Status s = ValidateSample(parsed.samples.back(), sample_limits, "sample");
-        !s.ok()) {
-      return refuse(kTextfileInvalidSample, absl::InvalidArgumentError(absl::StrCat(
-                                                "line ", line_no, ": ", s.message())));
+    if (absl::Status s = ValidateSample(parsed.samples.back(), sample_limits, "sample"); !s.ok()) {
+      return refuse(kTextfileInvalidSample,
+                    absl::InvalidArgumentError(absl::StrCat("line ", line_no, ": ", s.message())));
     }
   }
   for (auto& s : parsed.samples) out->samples.push_back(std::move(s));
@@ -178,9 +177,9 @@ absl::Status ParseTextfile(absl::string_view text, int64_t now_ms, const Textfil
 
 TextfileCollector::TextfileCollector(std::string directory, TextfileLimits limits)
     : directory_(std::move(directory)), limits_(limits) {
-  for (const char* r : {kTextfileNotRegular, kTextfileTooLarge, kTextfileTooManySamples,
-                        kTextfileTimestamp, kTextfileSyntax, kTextfileInvalidSample,
-                        kTextfileUnreadable, kTextfileTooManyFiles}) {
+  for (const char* r :
+       {kTextfileNotRegular, kTextfileTooLarge, kTextfileTooManySamples, kTextfileTimestamp,
+        kTextfileSyntax, kTextfileInvalidSample, kTextfileUnreadable, kTextfileTooManyFiles}) {
     refused_[r] = 0;
   }
 }
@@ -197,8 +196,7 @@ void TextfileCollector::Refuse(const std::string& path, const char* reason,
 absl::Status TextfileCollector::Collect(int64_t now_ms, Collection* out) {
   DIR* dir = opendir(directory_.c_str());
   if (dir == nullptr) {
-    return absl::UnavailableError(
-        absl::StrCat("textfile_directory ", directory_, ": cannot open"));
+    return absl::UnavailableError(absl::StrCat("textfile_directory ", directory_, ": cannot open"));
   }
   std::vector<std::string> files;
   bool too_many = false;
@@ -235,9 +233,9 @@ absl::Status TextfileCollector::Collect(int64_t now_ms, Collection* out) {
     Collection parsed;
     if (!text.ok()) {
       s = text.status();
-      reason = absl::IsFailedPrecondition(s)   ? kTextfileNotRegular
+      reason = absl::IsFailedPrecondition(s)  ? kTextfileNotRegular
                : absl::IsResourceExhausted(s) ? kTextfileTooLarge
-                                               : kTextfileUnreadable;
+                                              : kTextfileUnreadable;
     } else {
       TextfileLimits limits = limits_;
       limits.max_samples_per_file =

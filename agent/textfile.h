@@ -59,8 +59,8 @@ class TextfileCollector : public Collector {
 
   const std::string directory_;
   const TextfileLimits limits_;
-  std::map<std::string, uint64_t> refused_;      // by reason
-  std::map<std::string, std::string> logged_;    // path -> last error logged
+  std::map<std::string, uint64_t> refused_;    // by reason
+  std::map<std::string, std::string> logged_;  // path -> last error logged
 };
 
 }  // namespace vigie::agent

@@ -1,12 +1,12 @@
 #include "agent/textfile.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"

@@ -69,9 +69,9 @@ absl::Status ValidateLabels(const google::protobuf::Map<std::string, std::string
                             size_t max_labels, absl::string_view field, const char** reason) {
   static const RE2 kLabel("[a-zA-Z_][a-zA-Z0-9_]{0,99}");
   if (labels.size() > max_labels) {
-    return Refuse(kReasonTooManyLabels, reason,
-                  absl::StrCat(field, ": ", labels.size(), " labels exceed the limit of ",
-                               max_labels));
+    return Refuse(
+        kReasonTooManyLabels, reason,
+        absl::StrCat(field, ": ", labels.size(), " labels exceed the limit of ", max_labels));
   }
   for (const auto& [k, v] : labels) {
     if (!RE2::FullMatch(k, kLabel)) {
@@ -98,9 +98,9 @@ absl::Status ValidateSample(const v1::Sample& s, const SampleLimits& limits,
                             absl::string_view field, const char** reason) {
   static const RE2 kMetric("[a-zA-Z_:][a-zA-Z0-9_:]{0,199}");
   if (!RE2::FullMatch(s.name(), kMetric)) {
-    return Refuse(IsValidUtf8(s.name()) ? kReasonBadName : kReasonInvalidUtf8, reason,
-                  absl::StrCat(field, ".name: ", QuoteForMessage(s.name()),
-                               " is not a metric name"));
+    return Refuse(
+        IsValidUtf8(s.name()) ? kReasonBadName : kReasonInvalidUtf8, reason,
+        absl::StrCat(field, ".name: ", QuoteForMessage(s.name()), " is not a metric name"));
   }
   constexpr int64_t kYear2000Ms = 946684800000;
   constexpr int64_t kYear9999Ms = 253402300799999;

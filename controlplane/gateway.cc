@@ -9,11 +9,11 @@
 #include "common/agent_message.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "grpcpp/support/proto_buffer_reader.h"
-#include "vigie/internal/lenient.pb.h"
-#include "common/mutex.h"
 #include "re2/re2.h"
+#include "vigie/internal/lenient.pb.h"
 
 namespace vigie::controlplane {
 namespace {
@@ -46,7 +46,8 @@ absl::Status Invalid(const char* why, const char** reason, std::string message) 
 
 // Checks a durable message's sequence number.
 absl::Status ValidateSequence(uint64_t sequence, const char* kind, const char** reason) {
-  if (sequence == 0) return Invalid("protocol", reason, absl::StrCat(kind, ".sequence: must be > 0"));
+  if (sequence == 0)
+    return Invalid("protocol", reason, absl::StrCat(kind, ".sequence: must be > 0"));
   if (sequence > kMaxSequence) {
     return Invalid("sequence_range", reason,
                    absl::StrCat(kind, ".sequence: ", sequence, " is above the largest storable, ",
@@ -65,8 +66,7 @@ std::string FindInvalidUtf8(const internal::LenientMetricBatch& b) {
     }
     for (const internal::LenientLabel& l : s.labels()) {
       if (!IsValidUtf8(l.key())) {
-        return absl::StrCat(at, ".labels: name ", QuoteForMessage(l.key()),
-                            " is not valid UTF-8");
+        return absl::StrCat(at, ".labels: name ", QuoteForMessage(l.key()), " is not valid UTF-8");
       }
       if (!IsValidUtf8(l.value())) {
         return absl::StrCat(at, ".labels[\"", l.key(), "\"]: value ", QuoteForMessage(l.value()),
@@ -323,8 +323,7 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
         return;
       }
       std::string reason;
-      if (absl::Status s = gw_->tokens_->AuthorizeHello(principal_, m.hello(), &reason);
-          !s.ok()) {
+      if (absl::Status s = gw_->tokens_->AuthorizeHello(principal_, m.hello(), &reason); !s.ok()) {
         gw_->failures_->Count(reason, "/vigie.v1.AgentGateway/Connect", s.message());
         RequestFinishLocked(ToGrpcStatus(s));
         return;

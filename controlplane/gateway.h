@@ -46,8 +46,7 @@ class AgentStream;
 // parse, such as one with invalid UTF-8 in a string, is still read through the lenient mirror
 // of the contract, so it is refused by its sequence number (Reject) instead of breaking the
 // stream and coming back forever.
-class Gateway
-    : public v1::AgentGateway::WithRawCallbackMethod_Connect<v1::AgentGateway::Service> {
+class Gateway : public v1::AgentGateway::WithRawCallbackMethod_Connect<v1::AgentGateway::Service> {
  public:
   // `tokens` decides which agent a stream may speak for (AuthorizeHello); refusals are counted
   // in `failures`. Both must outlive it.

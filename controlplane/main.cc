@@ -89,11 +89,11 @@ int main(int argc, char** argv) {
     vigie::log::Error("cannot start HTTP listener", {{"error", http_server.status()}});
     return 1;
   }
-  absl::StatusOr<std::unique_ptr<vigie::GrpcServers>> grpc_servers =
-      vigie::GrpcServers::Start(options->grpc, &tokens, &auth_failures, registry.get(),
-                                // Headroom above the gateway's limit: a message a little too large is read and refused by its
-                                // sequence instead of breaking the stream.
-                                static_cast<int>(options->max_message_bytes + (1 << 20)), {&gateway, &admin});
+  absl::StatusOr<std::unique_ptr<vigie::GrpcServers>> grpc_servers = vigie::GrpcServers::Start(
+      options->grpc, &tokens, &auth_failures, registry.get(),
+      // Headroom above the gateway's limit: a message a little too large is read and refused by its
+      // sequence instead of breaking the stream.
+      static_cast<int>(options->max_message_bytes + (1 << 20)), {&gateway, &admin});
   if (absl::IsInvalidArgument(grpc_servers.status())) {
     vigie::ExitUsage(absl::StrCat(path, ": ", grpc_servers.status().message()));
   }

@@ -23,6 +23,8 @@ packages=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # TLS (libssl for hashing and certificate checks; openssl to make certificates)
   libssl-dev openssl
+  # CRC-32 for the agent's spool
+  zlib1g-dev
   # database and test peers
   postgresql-15 postgresql-client-15 python3 procps iproute2
   # a raw gRPC client for the contract's bad-input tests (Debian's, for /usr/bin/python3)
