@@ -13,7 +13,7 @@
 #include "absl/time/time.h"
 #include "agent/batching.h"
 #include "agent/collector_runner.h"
-#include "agent/collectors.h"
+#include "agent/collectors/collector.h"
 #include "agent/dir_watch.h"
 #include "agent/host_metrics.h"
 #include "agent/outbox.h"

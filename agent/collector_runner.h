@@ -13,7 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "agent/collection.h"
-#include "agent/collectors.h"
+#include "agent/collectors/collector.h"
 
 namespace vigie::agent {
 

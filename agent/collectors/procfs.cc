@@ -1,4 +1,4 @@
-#include "agent/procfs.h"
+#include "agent/collectors/procfs.h"
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"

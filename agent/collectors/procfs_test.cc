@@ -1,4 +1,4 @@
-#include "agent/procfs.h"
+#include "agent/collectors/procfs.h"
 
 #include <fstream>
 #include <sstream>

@@ -1,4 +1,4 @@
-#include "agent/textfile.h"
+#include "agent/collectors/textfile.h"
 
 #include <dirent.h>
 #include <sys/stat.h>
@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "agent/collectors/collector.h"
 #include "common/agent_message.h"
 #include "common/files.h"
 #include "common/log.h"
@@ -266,6 +267,11 @@ absl::Status TextfileCollector::Collect(int64_t now_ms, Collection* out) {
              "Textfiles refused (and skipped whole), by reason.");
   }
   return absl::OkStatus();
+}
+
+std::unique_ptr<Collector> NewTextfileCollector(const CollectorConfig& c) {
+  if (c.textfile_directory.empty()) return nullptr;
+  return std::make_unique<TextfileCollector>(c.textfile_directory, c.textfile);
 }
 
 }  // namespace vigie::agent

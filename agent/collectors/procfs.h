@@ -1,7 +1,7 @@
 // Parsers for the /proc files the host collectors read. Pure functions over file contents so
 // tests run on fixture files captured from real hosts.
-#ifndef VIGIE_AGENT_PROCFS_H_
-#define VIGIE_AGENT_PROCFS_H_
+#ifndef VIGIE_AGENT_COLLECTORS_PROCFS_H_
+#define VIGIE_AGENT_COLLECTORS_PROCFS_H_
 
 #include <map>
 #include <string>
@@ -46,4 +46,4 @@ absl::StatusOr<std::vector<Mount>> ParseMounts(absl::string_view text);
 
 }  // namespace vigie::agent
 
-#endif  // VIGIE_AGENT_PROCFS_H_
+#endif  // VIGIE_AGENT_COLLECTORS_PROCFS_H_

@@ -1,4 +1,4 @@
-#include "agent/textfile.h"
+#include "agent/collectors/textfile.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

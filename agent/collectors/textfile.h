@@ -2,8 +2,8 @@
 // the Prometheus text format written by cron jobs and scripts. A file is taken whole or not
 // at all, as node_exporter does; a refused file is counted by reason, logged once (not once
 // per round) and never holds up the rest of the agent.
-#ifndef VIGIE_AGENT_TEXTFILE_H_
-#define VIGIE_AGENT_TEXTFILE_H_
+#ifndef VIGIE_AGENT_COLLECTORS_TEXTFILE_H_
+#define VIGIE_AGENT_COLLECTORS_TEXTFILE_H_
 
 #include <map>
 #include <string>
@@ -65,4 +65,4 @@ class TextfileCollector : public Collector {
 
 }  // namespace vigie::agent
 
-#endif  // VIGIE_AGENT_TEXTFILE_H_
+#endif  // VIGIE_AGENT_COLLECTORS_TEXTFILE_H_

@@ -1,0 +1,71 @@
+// Host collectors, named and shaped as node_exporter's so existing dashboards work.
+#ifndef VIGIE_AGENT_COLLECTORS_COLLECTOR_H_
+#define VIGIE_AGENT_COLLECTORS_COLLECTOR_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "agent/collection.h"
+#include "agent/collectors/textfile.h"
+
+namespace vigie::agent {
+
+struct HostPaths {
+  std::string procfs = "/proc";
+  std::string sysfs = "/sys";
+  std::string rootfs = "/";
+};
+
+// What the collectors read and how.
+struct CollectorConfig {
+  HostPaths paths;
+  std::string textfile_directory;  // empty = no textfile collector
+  TextfileLimits textfile;
+  std::string fs_types_exclude, mount_points_exclude;  // regexes; empty = node_exporter's
+};
+
+// A collector's name (as node_exporter's, used in node_scrape_collector_*{collector} and in the
+// config's `collectors` map) and whether it runs unless switched off.
+struct CollectorInfo {
+  const char* name;
+  bool enabled_by_default;
+};
+const std::vector<CollectorInfo>& KnownCollectors();
+
+// InvalidArgument naming the first name in `switches` that is not a known collector.
+absl::Status ValidateCollectorSwitches(const std::map<std::string, bool>& switches);
+
+// The collectors enabled by default, or as `switches` says, in KnownCollectors() order.
+std::vector<std::unique_ptr<Collector>> NewCollectors(const CollectorConfig& config,
+                                                      const std::map<std::string, bool>& switches);
+
+// Reads a /proc or /sys file (at most 16 MiB; regular files only).
+absl::StatusOr<std::string> ReadProcFile(const std::string& path);
+// `root` + `rel`, where `rel` starts with "/" and a root of "/" or "" adds nothing.
+std::string JoinPath(const std::string& root, const std::string& rel);
+
+// The collectors, one factory each (one file each in agent/collectors/). A factory may return
+// null when the collector does not apply (textfile without a directory).
+//
+// node_cpu_seconds_total{cpu,mode}, node_cpu_guest_seconds_total{cpu,mode} from <procfs>/stat.
+std::unique_ptr<Collector> NewCpuCollector(const CollectorConfig& config);
+// node_memory_<Field>_bytes from <procfs>/meminfo.
+std::unique_ptr<Collector> NewMeminfoCollector(const CollectorConfig& config);
+// node_load1, node_load5, node_load15 from <procfs>/loadavg.
+std::unique_ptr<Collector> NewLoadavgCollector(const CollectorConfig& config);
+// node_filesystem_{size,free,avail}_bytes, _files, _files_free, _readonly
+// {device,fstype,mountpoint} from <procfs>/mounts and statvfs(<rootfs>/<mountpoint>).
+// Empty exclusion patterns take node_exporter's defaults (below).
+std::unique_ptr<Collector> NewFilesystemCollector(const CollectorConfig& config);
+extern const char kDefaultFsTypesExclude[];
+extern const char kDefaultMountPointsExclude[];
+// *.prom files from textfile_directory (textfile.h).
+std::unique_ptr<Collector> NewTextfileCollector(const CollectorConfig& config);
+
+}  // namespace vigie::agent
+
+#endif  // VIGIE_AGENT_COLLECTORS_COLLECTOR_H_
