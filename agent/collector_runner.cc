@@ -55,8 +55,9 @@ struct CollectorRunner::State {
       std::shared_ptr<Collector> collector = slots[job.index].collector;
       mu.Unlock();
       Collection collection;
+      const absl::Time started = absl::Now();
       absl::Status status = collector->Collect(job.now_ms, &collection);
-      const absl::Duration took = absl::Now() - job.start;
+      const absl::Duration took = absl::Now() - started;
       mu.Lock();
       slots[job.index].running = false;
       Round& r = *job.round;

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "agent/collection.h"
 #include "agent/collectors/textfile.h"
 
@@ -65,6 +66,45 @@ extern const char kDefaultFsTypesExclude[];
 extern const char kDefaultMountPointsExclude[];
 // *.prom files from textfile_directory (textfile.h).
 std::unique_ptr<Collector> NewTextfileCollector(const CollectorConfig& config);
+// node_boot_time_seconds, node_context_switches_total, node_forks_total, node_intr_total,
+// node_procs_{running,blocked} from <procfs>/stat.
+std::unique_ptr<Collector> NewStatCollector(const CollectorConfig& config);
+// node_disk_*{device} from <procfs>/diskstats; partitions, loop and ram devices left out as by
+// node_exporter (below).
+std::unique_ptr<Collector> NewDiskstatsCollector(const CollectorConfig& config);
+extern const char kDefaultDiskDevicesExclude[];
+// node_network_{receive,transmit}_*_total{device} from <procfs>/net/dev.
+std::unique_ptr<Collector> NewNetdevCollector(const CollectorConfig& config);
+// node_netstat_* from <procfs>/net/{netstat,snmp,snmp6}, node_exporter's default fields.
+std::unique_ptr<Collector> NewNetstatCollector(const CollectorConfig& config);
+extern const char kDefaultNetstatFields[];
+// node_sockstat_* from <procfs>/net/sockstat{,6}.
+std::unique_ptr<Collector> NewSockstatCollector(const CollectorConfig& config);
+// node_pressure_* from <procfs>/pressure/ (nothing on kernels without PSI).
+std::unique_ptr<Collector> NewPressureCollector(const CollectorConfig& config);
+// node_vmstat_* from <procfs>/vmstat, node_exporter's default fields.
+std::unique_ptr<Collector> NewVmstatCollector(const CollectorConfig& config);
+// node_filefd_{allocated,maximum} from <procfs>/sys/fs/file-nr.
+std::unique_ptr<Collector> NewFilefdCollector(const CollectorConfig& config);
+// node_entropy_{available,pool_size}_bits.
+std::unique_ptr<Collector> NewEntropyCollector(const CollectorConfig& config);
+// node_nf_conntrack_entries{,_limit} where conntrack is loaded.
+std::unique_ptr<Collector> NewConntrackCollector(const CollectorConfig& config);
+// node_time_seconds, node_time_zone_offset_seconds{time_zone}.
+std::unique_ptr<Collector> NewTimeCollector(const CollectorConfig& config);
+// node_timex_* from adjtimex(2).
+std::unique_ptr<Collector> NewTimexCollector(const CollectorConfig& config);
+// node_processes_* from <procfs>/<pid>/stat.
+std::unique_ptr<Collector> NewProcessesCollector(const CollectorConfig& config);
+// node_uname_info; node_os_info and node_os_version from <rootfs>/etc/os-release.
+std::unique_ptr<Collector> NewUnameCollector(const CollectorConfig& config);
+std::unique_ptr<Collector> NewOsCollector(const CollectorConfig& config);
+// node_network_{up,info,mtu_bytes,speed_bytes,carrier,...}{device} from <sysfs>/class/net.
+std::unique_ptr<Collector> NewNetclassCollector(const CollectorConfig& config);
+// node_hwmon_*{chip,sensor} from <sysfs>/class/hwmon.
+std::unique_ptr<Collector> NewHwmonCollector(const CollectorConfig& config);
+// node_exporter's label cleaning for hwmon chips: lower case, [^a-z0-9:_] -> '_', trimmed.
+std::string HwmonCleanName(absl::string_view s);
 
 }  // namespace vigie::agent
 

@@ -58,7 +58,7 @@ class FilesystemCollector : public Collector {
 const char kDefaultFsTypesExclude[] =
     "^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|"
     "iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|"
-    "sysfs|tracefs)$";
+    "erofs|sysfs|tracefs)$";
 const char kDefaultMountPointsExclude[] =
     "^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)";
 

@@ -125,4 +125,178 @@ absl::StatusOr<std::vector<Mount>> ParseMounts(absl::string_view text) {
   return out;
 }
 
+namespace {
+
+absl::Status BadNumber(absl::string_view file, int line_no, absl::string_view value) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(file, " line ", line_no, ": bad number \"", value, "\""));
+}
+
+}  // namespace
+
+absl::StatusOr<StatCounters> ParseStatCounters(absl::string_view text) {
+  StatCounters c;
+  int line_no = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_no;
+    std::vector<absl::string_view> f = Fields(line);
+    if (f.size() < 2) continue;
+    double* dst = f[0] == "btime"           ? &c.boot_time
+                  : f[0] == "ctxt"          ? &c.context_switches
+                  : f[0] == "processes"     ? &c.forks
+                  : f[0] == "intr"          ? &c.interrupts
+                  : f[0] == "procs_running" ? &c.procs_running
+                  : f[0] == "procs_blocked" ? &c.procs_blocked
+                                            : nullptr;
+    if (dst != nullptr && !absl::SimpleAtod(f[1], dst)) return BadNumber("stat", line_no, f[1]);
+  }
+  return c;
+}
+
+absl::StatusOr<std::vector<DiskStats>> ParseDiskstats(absl::string_view text) {
+  std::vector<DiskStats> out;
+  int line_no = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_no;
+    std::vector<absl::string_view> f = Fields(line);
+    if (f.empty()) continue;
+    if (f.size() < 14) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("diskstats line ", line_no, ": ", f.size(), " fields, expected 14 or more"));
+    }
+    DiskStats d;
+    d.device = std::string(f[2]);
+    for (size_t i = 3; i < f.size(); ++i) {
+      double v;
+      if (!absl::SimpleAtod(f[i], &v)) return BadNumber("diskstats", line_no, f[i]);
+      d.fields.push_back(v);
+    }
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<NetDevStats>> ParseNetDev(absl::string_view text) {
+  std::vector<absl::string_view> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
+  if (lines.size() < 2) return absl::InvalidArgumentError("net/dev: no header");
+  // Header line 2: " face |bytes packets ...|bytes packets ...".
+  std::vector<absl::string_view> parts = absl::StrSplit(lines[1], '|');
+  if (parts.size() != 3) return absl::InvalidArgumentError("net/dev: unexpected header");
+  std::vector<std::string> names;
+  for (absl::string_view n : Fields(parts[1])) names.push_back(absl::StrCat("receive_", n));
+  for (absl::string_view n : Fields(parts[2])) names.push_back(absl::StrCat("transmit_", n));
+  std::vector<NetDevStats> out;
+  for (size_t i = 2; i < lines.size(); ++i) {
+    size_t colon = lines[i].rfind(':');
+    if (colon == absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("net/dev line ", i + 1, ": no ':'"));
+    }
+    NetDevStats d;
+    d.device = std::string(absl::StripAsciiWhitespace(lines[i].substr(0, colon)));
+    std::vector<absl::string_view> f = Fields(lines[i].substr(colon + 1));
+    if (f.size() != names.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("net/dev line ", i + 1, ": ", f.size(),
+                                                     " values for ", names.size(), " columns"));
+    }
+    for (size_t j = 0; j < f.size(); ++j) {
+      double v;
+      if (!absl::SimpleAtod(f[j], &v)) return BadNumber("net/dev", static_cast<int>(i + 1), f[j]);
+      d.values.emplace_back(names[j], v);
+    }
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+absl::StatusOr<Pressure> ParsePressure(absl::string_view text) {
+  Pressure p;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> f = Fields(line);
+    if (f.empty()) continue;
+    double* dst = f[0] == "some" ? &p.some_seconds : f[0] == "full" ? &p.full_seconds : nullptr;
+    if (dst == nullptr) continue;
+    for (absl::string_view kv : f) {
+      if (!absl::ConsumePrefix(&kv, "total=")) continue;
+      double us;
+      if (!absl::SimpleAtod(kv, &us)) return BadNumber("pressure", 0, kv);
+      *dst = us / 1e6;
+    }
+  }
+  if (p.some_seconds < 0) return absl::InvalidArgumentError("pressure: no \"some\" line");
+  return p;
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, double>>> ParseNameValueLines(
+    absl::string_view text) {
+  std::vector<std::pair<std::string, double>> out;
+  int line_no = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_no;
+    std::vector<absl::string_view> f = Fields(line);
+    if (f.empty()) continue;
+    double v;
+    if (f.size() != 2 || !absl::SimpleAtod(f[1], &v)) {
+      return absl::InvalidArgumentError(absl::StrCat("line ", line_no, ": expected name value"));
+    }
+    out.emplace_back(std::string(f[0]), v);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, double>>> ParseNetstat(absl::string_view text) {
+  std::vector<std::pair<std::string, double>> out;
+  std::vector<absl::string_view> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
+  if (lines.size() % 2 != 0) return absl::InvalidArgumentError("netstat: odd number of lines");
+  for (size_t i = 0; i < lines.size(); i += 2) {
+    std::vector<absl::string_view> names = Fields(lines[i]);
+    std::vector<absl::string_view> values = Fields(lines[i + 1]);
+    if (names.empty() || names.size() != values.size() || names[0] != values[0] ||
+        !absl::EndsWith(names[0], ":")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("netstat lines ", i + 1, "-", i + 2, ": header and values do not match"));
+    }
+    absl::string_view proto = names[0].substr(0, names[0].size() - 1);
+    for (size_t j = 1; j < names.size(); ++j) {
+      double v;
+      if (!absl::SimpleAtod(values[j], &v)) {
+        return BadNumber("netstat", static_cast<int>(i + 2), values[j]);
+      }
+      out.emplace_back(absl::StrCat(proto, "_", names[j]), v);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, double>>> ParseSockstat(absl::string_view text) {
+  std::vector<std::pair<std::string, double>> out;
+  int line_no = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    ++line_no;
+    std::vector<absl::string_view> f = Fields(line);
+    if (f.size() < 3 || f.size() % 2 != 1 || !absl::EndsWith(f[0], ":")) {
+      return absl::InvalidArgumentError(absl::StrCat("sockstat line ", line_no, ": malformed"));
+    }
+    absl::string_view proto = f[0].substr(0, f[0].size() - 1);
+    for (size_t j = 1; j + 1 < f.size(); j += 2) {
+      double v;
+      if (!absl::SimpleAtod(f[j + 1], &v)) return BadNumber("sockstat", line_no, f[j + 1]);
+      out.emplace_back(absl::StrCat(proto, "_", f[j]), v);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<ProcessStat> ParseProcessStat(absl::string_view text) {
+  size_t close = text.rfind(')');
+  if (close == absl::string_view::npos) return absl::InvalidArgumentError("stat: no ')'");
+  std::vector<absl::string_view> f = Fields(text.substr(close + 1));
+  // state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
+  // cutime cstime priority nice num_threads ...
+  if (f.size() < 18 || f[0].size() != 1) return absl::InvalidArgumentError("stat: too short");
+  ProcessStat p;
+  p.state = f[0][0];
+  if (!absl::SimpleAtod(f[17], &p.threads)) return BadNumber("stat", 1, f[17]);
+  return p;
+}
+
 }  // namespace vigie::agent

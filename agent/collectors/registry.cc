@@ -14,9 +14,28 @@ struct Factory {
 const std::vector<Factory>& Factories() {
   static const auto* kAll = new std::vector<Factory>{
       // One line per collector: name, on by default, factory.
-      {{"cpu", true}, NewCpuCollector},           {{"meminfo", true}, NewMeminfoCollector},
-      {{"loadavg", true}, NewLoadavgCollector},   {{"filesystem", true}, NewFilesystemCollector},
+      {{"cpu", true}, NewCpuCollector},
+      {{"meminfo", true}, NewMeminfoCollector},
+      {{"loadavg", true}, NewLoadavgCollector},
+      {{"filesystem", true}, NewFilesystemCollector},
       {{"textfile", true}, NewTextfileCollector},
+      {{"stat", true}, NewStatCollector},
+      {{"diskstats", true}, NewDiskstatsCollector},
+      {{"netdev", true}, NewNetdevCollector},
+      {{"netstat", true}, NewNetstatCollector},
+      {{"sockstat", true}, NewSockstatCollector},
+      {{"pressure", true}, NewPressureCollector},
+      {{"vmstat", true}, NewVmstatCollector},
+      {{"filefd", true}, NewFilefdCollector},
+      {{"entropy", true}, NewEntropyCollector},
+      {{"conntrack", true}, NewConntrackCollector},
+      {{"time", true}, NewTimeCollector},
+      {{"timex", true}, NewTimexCollector},
+      {{"processes", true}, NewProcessesCollector},
+      {{"uname", true}, NewUnameCollector},
+      {{"os", true}, NewOsCollector},
+      {{"netclass", true}, NewNetclassCollector},
+      {{"hwmon", true}, NewHwmonCollector},
   };
   return *kAll;
 }

@@ -1,0 +1,84 @@
+#include "absl/strings/str_cat.h"
+#include "agent/collectors/collector.h"
+#include "agent/collectors/procfs.h"
+#include "common/status.h"
+#include "re2/re2.h"
+
+namespace vigie::agent {
+
+const char kDefaultDiskDevicesExclude[] = "^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\\d+n\\d+p)\\d+$";
+
+namespace {
+
+struct Field {
+  const char* name;
+  double scale;  // to node_exporter's unit (sectors of 512 bytes, milliseconds)
+  MetricType type;
+  const char* help;
+};
+
+// The kernel's order (Documentation/admin-guide/iostats.rst), after the device name.
+constexpr Field kFields[] = {
+    {"node_disk_reads_completed_total", 1, MetricType::kCounter,
+     "The total number of reads completed successfully."},
+    {"node_disk_reads_merged_total", 1, MetricType::kCounter, "The total number of reads merged."},
+    {"node_disk_read_bytes_total", 512, MetricType::kCounter,
+     "The total number of bytes read successfully."},
+    {"node_disk_read_time_seconds_total", 0.001, MetricType::kCounter,
+     "The total number of seconds spent by all reads."},
+    {"node_disk_writes_completed_total", 1, MetricType::kCounter,
+     "The total number of writes completed successfully."},
+    {"node_disk_writes_merged_total", 1, MetricType::kCounter, "The number of writes merged."},
+    {"node_disk_written_bytes_total", 512, MetricType::kCounter,
+     "The total number of bytes written successfully."},
+    {"node_disk_write_time_seconds_total", 0.001, MetricType::kCounter,
+     "This is the total number of seconds spent by all writes."},
+    {"node_disk_io_now", 1, MetricType::kGauge, "The number of I/Os currently in progress."},
+    {"node_disk_io_time_seconds_total", 0.001, MetricType::kCounter,
+     "Total seconds spent doing I/Os."},
+    {"node_disk_io_time_weighted_seconds_total", 0.001, MetricType::kCounter,
+     "The weighted # of seconds spent doing I/Os."},
+    {"node_disk_discards_completed_total", 1, MetricType::kCounter,
+     "The total number of discards completed successfully."},
+    {"node_disk_discards_merged_total", 1, MetricType::kCounter,
+     "The total number of discards merged."},
+    {"node_disk_discarded_sectors_total", 1, MetricType::kCounter,
+     "The total number of sectors discarded successfully."},
+    {"node_disk_discard_time_seconds_total", 0.001, MetricType::kCounter,
+     "This is the total number of seconds spent by all discards."},
+    {"node_disk_flush_requests_total", 1, MetricType::kCounter,
+     "The total number of flush requests completed successfully"},
+    {"node_disk_flush_requests_time_seconds_total", 0.001, MetricType::kCounter,
+     "This is the total number of seconds spent by all flush requests."},
+};
+
+class DiskstatsCollector : public Collector {
+ public:
+  explicit DiskstatsCollector(const HostPaths& p)
+      : path_(JoinPath(p.procfs, "/diskstats")), exclude_(kDefaultDiskDevicesExclude) {}
+  const char* name() const override { return "diskstats"; }
+  absl::Status Collect(int64_t now_ms, Collection* out) override {
+    VIGIE_ASSIGN_OR_RETURN(std::string text, ReadProcFile(path_));
+    VIGIE_ASSIGN_OR_RETURN(std::vector<DiskStats> disks, ParseDiskstats(text));
+    for (const DiskStats& d : disks) {
+      if (RE2::PartialMatch(d.device, exclude_)) continue;
+      for (size_t i = 0; i < d.fields.size() && i < std::size(kFields); ++i) {
+        const Field& f = kFields[i];
+        out->Add(f.name, {{"device", d.device}}, d.fields[i] * f.scale, now_ms, f.type, f.help);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string path_;
+  RE2 exclude_;
+};
+
+}  // namespace
+
+std::unique_ptr<Collector> NewDiskstatsCollector(const CollectorConfig& c) {
+  return std::make_unique<DiskstatsCollector>(c.paths);
+}
+
+}  // namespace vigie::agent

@@ -1,0 +1,90 @@
+#include <dirent.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "agent/collectors/collector.h"
+#include "agent/collectors/procfs.h"
+#include "common/status.h"
+
+namespace vigie::agent {
+namespace {
+
+// node_network_up, node_network_info and the numeric attributes people alert on, from
+// <sysfs>/class/net/<device>/ (node_exporter's "netclass").
+class NetclassCollector : public Collector {
+ public:
+  explicit NetclassCollector(const HostPaths& p) : dir_(JoinPath(p.sysfs, "/class/net")) {}
+  const char* name() const override { return "netclass"; }
+  absl::Status Collect(int64_t now_ms, Collection* out) override {
+    DIR* dir = opendir(dir_.c_str());
+    if (dir == nullptr) return absl::UnavailableError(absl::StrCat(dir_, ": cannot open"));
+    std::vector<std::string> devices;
+    while (dirent* e = readdir(dir)) {
+      if (e->d_name[0] != '.') devices.emplace_back(e->d_name);
+    }
+    closedir(dir);
+    std::sort(devices.begin(), devices.end());
+    for (const std::string& dev : devices) {
+      const std::string base = absl::StrCat(dir_, "/", dev, "/");
+      auto read = [&](const char* attr) -> std::string {
+        absl::StatusOr<std::string> v = ReadProcFile(base + attr);  // EINVAL when the link is down
+        return v.ok() ? std::string(absl::StripAsciiWhitespace(*v)) : std::string();
+      };
+      const std::string operstate = read("operstate");
+      out->Add("node_network_up", {{"device", dev}}, operstate == "up" ? 1 : 0, now_ms,
+               MetricType::kGauge, "Value is 1 if operstate is 'up', 0 otherwise.");
+      int64_t flags = 0;
+      const bool have_flags = absl::SimpleHexAtoi(read("flags"), &flags);  // e.g. "0x1003"
+      out->Add("node_network_info",
+               {{"device", dev},
+                {"address", read("address")},
+                {"broadcast", read("broadcast")},
+                {"duplex", read("duplex")},
+                {"operstate", operstate},
+                {"adminstate", !have_flags   ? "unknown"
+                               : (flags & 1) ? "up"
+                                             : "down"},  // IFF_UP
+                {"ifalias", read("ifalias")}},
+               1, now_ms, MetricType::kGauge, "Non-numeric data of <iface>, value is always 1.");
+      struct Numeric {
+        const char* attr;
+        const char* metric;
+        double scale;
+        MetricType type;
+      };
+      static constexpr Numeric kNumeric[] = {
+          {"carrier", "node_network_carrier", 1, MetricType::kGauge},
+          {"carrier_changes", "node_network_carrier_changes_total", 1, MetricType::kCounter},
+          {"carrier_up_count", "node_network_carrier_up_changes_total", 1, MetricType::kCounter},
+          {"carrier_down_count", "node_network_carrier_down_changes_total", 1,
+           MetricType::kCounter},
+          {"mtu", "node_network_mtu_bytes", 1, MetricType::kGauge},
+          {"speed", "node_network_speed_bytes", 1e6 / 8, MetricType::kGauge},
+          {"tx_queue_len", "node_network_transmit_queue_length", 1, MetricType::kGauge},
+          {"ifindex", "node_network_iface_id", 1, MetricType::kGauge},
+          {"iflink", "node_network_iface_link", 1, MetricType::kGauge},
+          {"type", "node_network_protocol_type", 1, MetricType::kGauge},
+          {"dormant", "node_network_dormant", 1, MetricType::kGauge},
+      };
+      for (const Numeric& n : kNumeric) {
+        double v;
+        if (!absl::SimpleAtod(read(n.attr), &v)) continue;  // absent or unreadable: skipped
+        out->Add(n.metric, {{"device", dev}}, v * n.scale, now_ms, n.type,
+                 absl::StrCat("Network device property: ", n.attr, "."));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace
+
+std::unique_ptr<Collector> NewNetclassCollector(const CollectorConfig& c) {
+  return std::make_unique<NetclassCollector>(c.paths);
+}
+
+}  // namespace vigie::agent

@@ -1,0 +1,38 @@
+#include "absl/strings/str_cat.h"
+#include "agent/collectors/collector.h"
+#include "agent/collectors/procfs.h"
+#include "common/status.h"
+#include "re2/re2.h"
+
+namespace vigie::agent {
+namespace {
+
+// node_vmstat_<field> from /proc/vmstat, node_exporter's default field set.
+class VmstatCollector : public Collector {
+ public:
+  explicit VmstatCollector(const HostPaths& p)
+      : path_(JoinPath(p.procfs, "/vmstat")), fields_("^(oom_kill|pgpg|pswp|pg.*fault).*") {}
+  const char* name() const override { return "vmstat"; }
+  absl::Status Collect(int64_t now_ms, Collection* out) override {
+    VIGIE_ASSIGN_OR_RETURN(std::string text, ReadProcFile(path_));
+    VIGIE_ASSIGN_OR_RETURN(auto values, ParseNameValueLines(text));
+    for (const auto& [field, value] : values) {
+      if (!RE2::PartialMatch(field, fields_)) continue;
+      out->Add(absl::StrCat("node_vmstat_", field), {}, value, now_ms, MetricType::kUntyped,
+               absl::StrCat("/proc/vmstat information field ", field, "."));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string path_;
+  RE2 fields_;
+};
+
+}  // namespace
+
+std::unique_ptr<Collector> NewVmstatCollector(const CollectorConfig& c) {
+  return std::make_unique<VmstatCollector>(c.paths);
+}
+
+}  // namespace vigie::agent
