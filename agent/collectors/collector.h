@@ -101,6 +101,8 @@ std::unique_ptr<Collector> NewUnameCollector(const CollectorConfig& config);
 std::unique_ptr<Collector> NewOsCollector(const CollectorConfig& config);
 // node_network_{up,info,mtu_bytes,speed_bytes,carrier,...}{device} from <sysfs>/class/net.
 std::unique_ptr<Collector> NewNetclassCollector(const CollectorConfig& config);
+// container_*{id} per cgroup from <sysfs>/fs/cgroup, v1 or v2 (cgroup.h).
+std::unique_ptr<Collector> NewCgroupCollector(const CollectorConfig& config);
 // node_hwmon_*{chip,sensor} from <sysfs>/class/hwmon.
 std::unique_ptr<Collector> NewHwmonCollector(const CollectorConfig& config);
 // node_exporter's label cleaning for hwmon chips: lower case, [^a-z0-9:_] -> '_', trimmed.

@@ -36,6 +36,7 @@ const std::vector<Factory>& Factories() {
       {{"os", true}, NewOsCollector},
       {{"netclass", true}, NewNetclassCollector},
       {{"hwmon", true}, NewHwmonCollector},
+      {{"cgroup", true}, NewCgroupCollector},
   };
   return *kAll;
 }
