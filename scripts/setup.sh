@@ -66,4 +66,15 @@ if [ ! -x "$tools/bin/buf" ]; then
   install -m 0755 "$tmp/package/bin/buf" "$tools/bin/buf"
   rm -rf "$tmp"
 fi
+# node_exporter, for scripts/compare-node-exporter.sh and the agent's footprint benchmark:
+# Debian's package, unpacked rather than installed, so no service starts listening on :9100.
+if [ ! -x "$tools/bin/node_exporter" ]; then
+  mkdir -p "$tools/bin"
+  tmp=$(mktemp -d)
+  chmod 0755 "$tmp"  # apt's _apt user writes the download
+  (cd "$tmp" && apt-get download -qq prometheus-node-exporter 2>/dev/null)
+  dpkg-deb -x "$tmp"/prometheus-node-exporter_*.deb "$tmp/x"
+  install -m 0755 "$tmp/x/usr/bin/prometheus-node-exporter" "$tools/bin/node_exporter"
+  rm -rf "$tmp"
+fi
 echo "setup.sh: done"

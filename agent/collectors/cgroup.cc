@@ -133,8 +133,7 @@ void ReadV1(const std::string& root, const std::string& rel, CgroupStats* s) {
   s->cfs_throttled_seconds = Get(cfs, "throttled_time", 1e-9);
   s->memory_usage_bytes = ReadNumber(memory + "/memory.usage_in_bytes");
   auto mem = ReadKeyed(memory + "/memory.stat");
-  s->memory_working_set_bytes =
-      WorkingSet(s->memory_usage_bytes, Get(mem, "total_inactive_file"));
+  s->memory_working_set_bytes = WorkingSet(s->memory_usage_bytes, Get(mem, "total_inactive_file"));
   s->memory_rss_bytes = Get(mem, "total_rss");
   s->memory_cache_bytes = Get(mem, "total_cache");
   s->memory_max_usage_bytes = ReadNumber(memory + "/memory.max_usage_in_bytes");
@@ -168,9 +167,8 @@ CgroupLayout DetectCgroupLayout(const std::string& root) {
   return CgroupLayout::kNone;
 }
 
-absl::StatusOr<std::vector<CgroupStats>> ReadCgroups(const std::string& root,
-                                                     CgroupLayout layout, size_t max_cgroups,
-                                                     bool* truncated) {
+absl::StatusOr<std::vector<CgroupStats>> ReadCgroups(const std::string& root, CgroupLayout layout,
+                                                     size_t max_cgroups, bool* truncated) {
   if (layout == CgroupLayout::kNone) {
     return absl::UnavailableError(absl::StrCat(root, ": no cgroup hierarchy"));
   }

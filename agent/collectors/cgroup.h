@@ -37,9 +37,8 @@ CgroupLayout DetectCgroupLayout(const std::string& root);
 
 // Every cgroup below `root` (the root included), at most `max_cgroups` of them in
 // depth-first order, nearest the root first; `*truncated` says whether some were left out.
-absl::StatusOr<std::vector<CgroupStats>> ReadCgroups(const std::string& root,
-                                                     CgroupLayout layout, size_t max_cgroups,
-                                                     bool* truncated);
+absl::StatusOr<std::vector<CgroupStats>> ReadCgroups(const std::string& root, CgroupLayout layout,
+                                                     size_t max_cgroups, bool* truncated);
 
 }  // namespace vigie::agent
 

@@ -48,8 +48,7 @@ class CgroupCollector : public Collector {
           "accessed");
       add("container_memory_working_set_bytes", g.memory_working_set_bytes, MetricType::kGauge,
           "Current working set in bytes.");
-      add("container_memory_rss", g.memory_rss_bytes, MetricType::kGauge,
-          "Size of RSS in bytes.");
+      add("container_memory_rss", g.memory_rss_bytes, MetricType::kGauge, "Size of RSS in bytes.");
       add("container_memory_cache", g.memory_cache_bytes, MetricType::kGauge,
           "Number of bytes of page cache memory.");
       add("container_memory_max_usage_bytes", g.memory_max_usage_bytes, MetricType::kGauge,
@@ -93,8 +92,8 @@ class CgroupCollector : public Collector {
     if (it != devices_.end()) return it->second;
     std::string name = major_minor;
     char target[PATH_MAX];
-    ssize_t n = readlink(JoinPath(sysfs_, "/dev/block/" + major_minor).c_str(), target,
-                         sizeof(target) - 1);
+    ssize_t n =
+        readlink(JoinPath(sysfs_, "/dev/block/" + major_minor).c_str(), target, sizeof(target) - 1);
     if (n > 0) {
       std::string t(target, static_cast<size_t>(n));
       name = t.substr(t.rfind('/') + 1);

@@ -88,8 +88,8 @@ TEST(CgroupTest, V1) {
 
 TEST(CgroupTest, TheNumberOfCgroupsIsBounded) {
   bool truncated = false;
-  auto groups = ReadCgroups("testdata/cgroup_v2_linux-6.1/fs/cgroup", CgroupLayout::kV2, 2,
-                            &truncated);
+  auto groups =
+      ReadCgroups("testdata/cgroup_v2_linux-6.1/fs/cgroup", CgroupLayout::kV2, 2, &truncated);
   ASSERT_THAT(groups, IsOk());
   EXPECT_EQ(groups->size(), 2u);
   EXPECT_TRUE(truncated);

@@ -101,6 +101,14 @@ std::unique_ptr<Collector> NewUnameCollector(const CollectorConfig& config);
 std::unique_ptr<Collector> NewOsCollector(const CollectorConfig& config);
 // node_network_{up,info,mtu_bytes,speed_bytes,carrier,...}{device} from <sysfs>/class/net.
 std::unique_ptr<Collector> NewNetclassCollector(const CollectorConfig& config);
+// node_arp_entries{device} from <procfs>/net/arp.
+std::unique_ptr<Collector> NewArpCollector(const CollectorConfig& config);
+// node_softnet_*_total{cpu} from <procfs>/net/softnet_stat.
+std::unique_ptr<Collector> NewSoftnetCollector(const CollectorConfig& config);
+// node_udp_queues{ip,queue} from <procfs>/net/udp{,6}.
+std::unique_ptr<Collector> NewUdpQueuesCollector(const CollectorConfig& config);
+// node_selinux_enabled (and current_mode when enabled).
+std::unique_ptr<Collector> NewSelinuxCollector(const CollectorConfig& config);
 // container_*{id} per cgroup from <sysfs>/fs/cgroup, v1 or v2 (cgroup.h).
 std::unique_ptr<Collector> NewCgroupCollector(const CollectorConfig& config);
 // node_hwmon_*{chip,sensor} from <sysfs>/class/hwmon.

@@ -1,6 +1,9 @@
+#include <map>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "agent/collectors/collector.h"
 #include "agent/collectors/procfs.h"
 #include "common/status.h"
@@ -12,7 +15,8 @@ namespace {
 class ConntrackCollector : public Collector {
  public:
   explicit ConntrackCollector(const HostPaths& p)
-      : dir_(JoinPath(p.procfs, "/sys/net/netfilter")) {}
+      : dir_(JoinPath(p.procfs, "/sys/net/netfilter")),
+        stat_path_(JoinPath(p.procfs, "/net/stat/nf_conntrack")) {}
   const char* name() const override { return "conntrack"; }
   absl::Status Collect(int64_t now_ms, Collection* out) override {
     for (const auto& [file, metric, help] :
@@ -29,11 +33,33 @@ class ConntrackCollector : public Collector {
       }
       out->Add(metric, {}, v, now_ms, MetricType::kGauge, help);
     }
+    // Per-CPU event counters, summed (node_exporter exports them as gauges too).
+    absl::StatusOr<std::string> stat = ReadProcFile(stat_path_);
+    if (!stat.ok()) return absl::OkStatus();
+    std::vector<absl::string_view> lines = absl::StrSplit(*stat, '\n', absl::SkipEmpty());
+    if (lines.empty()) return absl::OkStatus();
+    std::vector<absl::string_view> header = absl::StrSplit(lines[0], ' ', absl::SkipEmpty());
+    std::map<std::string, double> sums;
+    for (size_t i = 1; i < lines.size(); ++i) {
+      std::vector<absl::string_view> f = absl::StrSplit(lines[i], ' ', absl::SkipEmpty());
+      for (size_t j = 0; j < f.size() && j < header.size(); ++j) {
+        uint64_t v;
+        if (absl::SimpleHexAtoi(f[j], &v)) sums[std::string(header[j])] += static_cast<double>(v);
+      }
+    }
+    for (const char* field : {"found", "invalid", "ignore", "insert", "insert_failed", "drop",
+                              "early_drop", "search_restart"}) {
+      auto it = sums.find(field);
+      if (it == sums.end()) continue;
+      out->Add(absl::StrCat("node_nf_conntrack_stat_", field), {}, it->second, now_ms,
+               MetricType::kGauge, absl::StrCat("Conntrack statistic ", field, "."));
+    }
     return absl::OkStatus();
   }
 
  private:
   std::string dir_;
+  std::string stat_path_;
 };
 
 }  // namespace

@@ -1,4 +1,6 @@
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "agent/collectors/collector.h"
 #include "agent/collectors/procfs.h"
 #include "common/status.h"
@@ -55,13 +57,39 @@ constexpr Field kFields[] = {
 class DiskstatsCollector : public Collector {
  public:
   explicit DiskstatsCollector(const HostPaths& p)
-      : path_(JoinPath(p.procfs, "/diskstats")), exclude_(kDefaultDiskDevicesExclude) {}
+      : path_(JoinPath(p.procfs, "/diskstats")),
+        udev_(JoinPath(p.rootfs, "/run/udev/data")),
+        exclude_(kDefaultDiskDevicesExclude) {}
   const char* name() const override { return "diskstats"; }
   absl::Status Collect(int64_t now_ms, Collection* out) override {
     VIGIE_ASSIGN_OR_RETURN(std::string text, ReadProcFile(path_));
     VIGIE_ASSIGN_OR_RETURN(std::vector<DiskStats> disks, ParseDiskstats(text));
     for (const DiskStats& d : disks) {
       if (RE2::PartialMatch(d.device, exclude_)) continue;
+      // node_disk_info: identity from udev's database where there is one (empty otherwise).
+      std::map<std::string, std::string> udev;
+      if (absl::StatusOr<std::string> db =
+              ReadProcFile(absl::StrCat(udev_, "/b", d.major, ":", d.minor));
+          db.ok()) {
+        for (absl::string_view line : absl::StrSplit(*db, '\n')) {
+          if (!absl::ConsumePrefix(&line, "E:")) continue;
+          std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
+          udev.insert(kv);
+        }
+      }
+      std::string serial = udev["SCSI_IDENT_SERIAL"];
+      if (serial.empty()) serial = udev["ID_SERIAL_SHORT"];
+      if (serial.empty()) serial = udev["ID_SERIAL"];
+      out->Add("node_disk_info",
+               {{"device", d.device},
+                {"major", d.major},
+                {"minor", d.minor},
+                {"path", udev["ID_PATH"]},
+                {"wwn", udev["ID_WWN"]},
+                {"model", udev["ID_MODEL"]},
+                {"serial", serial},
+                {"revision", udev["ID_REVISION"]}},
+               1, now_ms, MetricType::kGauge, "Info of /sys/block/<block_device>.");
       for (size_t i = 0; i < d.fields.size() && i < std::size(kFields); ++i) {
         const Field& f = kFields[i];
         out->Add(f.name, {{"device", d.device}}, d.fields[i] * f.scale, now_ms, f.type, f.help);
@@ -71,7 +99,7 @@ class DiskstatsCollector : public Collector {
   }
 
  private:
-  std::string path_;
+  std::string path_, udev_;
   RE2 exclude_;
 };
 

@@ -29,10 +29,14 @@ class FilesystemCollector : public Collector {
         continue;
       }
       struct statvfs st;
-      // A filesystem that cannot be stat'ed (gone, permission) is left out, as node_exporter does.
-      if (statvfs(JoinPath(rootfs_, m.mount_point).c_str(), &st) != 0) continue;
       std::map<std::string, std::string> labels = {
           {"device", m.device}, {"fstype", m.fs_type}, {"mountpoint", m.mount_point}};
+      // A filesystem that cannot be stat'ed (gone, permission) has only device_error = 1, as
+      // in node_exporter.
+      const bool error = statvfs(JoinPath(rootfs_, m.mount_point).c_str(), &st) != 0;
+      out->Add("node_filesystem_device_error", labels, error ? 1 : 0, now_ms, MetricType::kGauge,
+               "Whether an error occurred while getting statistics for the given device.");
+      if (error) continue;
       const double bsize = static_cast<double>(st.f_frsize);
       auto add = [&](const char* name, double v, const char* help) {
         out->Add(name, labels, v, now_ms, MetricType::kGauge, help);

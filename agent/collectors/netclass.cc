@@ -36,6 +36,14 @@ class NetclassCollector : public Collector {
                MetricType::kGauge, "Value is 1 if operstate is 'up', 0 otherwise.");
       int64_t flags = 0;
       const bool have_flags = absl::SimpleHexAtoi(read("flags"), &flags);  // e.g. "0x1003"
+      if (have_flags) {
+        out->Add("node_network_flags", {{"device", dev}}, static_cast<double>(flags), now_ms,
+                 MetricType::kGauge, "Network device property: flags.");
+      }
+      if (int64_t dev_id; absl::SimpleHexAtoi(read("dev_id"), &dev_id)) {
+        out->Add("node_network_device_id", {{"device", dev}}, static_cast<double>(dev_id), now_ms,
+                 MetricType::kGauge, "Network device property: dev_id.");
+      }
       out->Add("node_network_info",
                {{"device", dev},
                 {"address", read("address")},
@@ -66,6 +74,10 @@ class NetclassCollector : public Collector {
           {"iflink", "node_network_iface_link", 1, MetricType::kGauge},
           {"type", "node_network_protocol_type", 1, MetricType::kGauge},
           {"dormant", "node_network_dormant", 1, MetricType::kGauge},
+          {"addr_assign_type", "node_network_address_assign_type", 1, MetricType::kGauge},
+          {"link_mode", "node_network_iface_link_mode", 1, MetricType::kGauge},
+          {"name_assign_type", "node_network_name_assign_type", 1, MetricType::kGauge},
+          {"netdev_group", "node_network_net_dev_group", 1, MetricType::kGauge},
       };
       for (const Numeric& n : kNumeric) {
         double v;

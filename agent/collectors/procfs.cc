@@ -165,6 +165,8 @@ absl::StatusOr<std::vector<DiskStats>> ParseDiskstats(absl::string_view text) {
           absl::StrCat("diskstats line ", line_no, ": ", f.size(), " fields, expected 14 or more"));
     }
     DiskStats d;
+    d.major = std::string(f[0]);
+    d.minor = std::string(f[1]);
     d.device = std::string(f[2]);
     for (size_t i = 3; i < f.size(); ++i) {
       double v;

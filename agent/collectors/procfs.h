@@ -56,7 +56,7 @@ absl::StatusOr<StatCounters> ParseStatCounters(absl::string_view text);
 // /proc/diskstats: one entry per device; `fields` are the counters after the device name (11
 // before Linux 4.18, 15 with discards, 17 with flushes since 5.5), as the kernel wrote them.
 struct DiskStats {
-  std::string device;
+  std::string major, minor, device;
   std::vector<double> fields;
 };
 absl::StatusOr<std::vector<DiskStats>> ParseDiskstats(absl::string_view text);

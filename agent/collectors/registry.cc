@@ -36,6 +36,10 @@ const std::vector<Factory>& Factories() {
       {{"os", true}, NewOsCollector},
       {{"netclass", true}, NewNetclassCollector},
       {{"hwmon", true}, NewHwmonCollector},
+      {{"arp", true}, NewArpCollector},
+      {{"softnet", true}, NewSoftnetCollector},
+      {{"udp_queues", true}, NewUdpQueuesCollector},
+      {{"selinux", true}, NewSelinuxCollector},
       {{"cgroup", true}, NewCgroupCollector},
   };
   return *kAll;

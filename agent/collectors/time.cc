@@ -1,6 +1,8 @@
 #include <sys/timex.h>
 #include <time.h>
 
+#include <tuple>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -86,6 +88,25 @@ class TimexCollector : public Collector {
         "Seconds between clock ticks.");
     add("node_timex_tai_offset_seconds", static_cast<double>(tx.tai),
         "International Atomic Time (TAI) offset.");
+    add("node_timex_pps_frequency_hertz", static_cast<double>(tx.ppsfreq) / 65536e6,
+        "Pulse per second frequency.");
+    add("node_timex_pps_jitter_seconds", static_cast<double>(tx.jitter) / divisor,
+        "Pulse per second jitter.");
+    add("node_timex_pps_shift_seconds", static_cast<double>(tx.shift),
+        "Pulse per second interval duration.");
+    add("node_timex_pps_stability_hertz", static_cast<double>(tx.stabil) / 65536e6,
+        "Pulse per second stability, average of recent frequency changes.");
+    for (const auto& [name, v, help] :
+         {std::tuple{"node_timex_pps_jitter_total", tx.jitcnt,
+                     "Pulse per second count of jitter limit exceeded events."},
+          std::tuple{"node_timex_pps_calibration_total", tx.calcnt,
+                     "Pulse per second count of calibration intervals."},
+          std::tuple{"node_timex_pps_error_total", tx.errcnt,
+                     "Pulse per second count of calibration errors."},
+          std::tuple{"node_timex_pps_stability_exceeded_total", tx.stbcnt,
+                     "Pulse per second count of stability limit exceeded events."}}) {
+      out->Add(name, {}, static_cast<double>(v), now_ms, MetricType::kCounter, help);
+    }
     return absl::OkStatus();
   }
 };
