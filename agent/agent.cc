@@ -165,8 +165,9 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
       clock_(clock),
       spool_(std::move(spool)),
       outbox_(MakeOutboxOptions(options_, spool_.get())),
+      // One worker runs a round in a few milliseconds; replacements appear only for stuck calls.
       runner_(NewCollectors(options_.collectors, options_.collector_switches),
-              options_.collector_timeout),
+              options_.collector_timeout, /*workers=*/1),
       heartbeat_ms_(absl::ToInt64Milliseconds(options_.heartbeat_interval)),
       spool_corrupt_at_start_(recovered.corrupt),
       collect_errors_(prometheus::BuildCounter()
@@ -207,6 +208,11 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
                                "skipped when the agent started.")
                          .Register(*registry)
                          .Add({})),
+      samples_(prometheus::BuildCounter()
+                   .Name("vigie_agent_samples_total")
+                   .Help("Samples collected and queued for the control plane.")
+                   .Register(*registry)
+                   .Add({})),
       collections_(prometheus::BuildCounter()
                        .Name("vigie_agent_collections_total")
                        .Help("Collection rounds run.")
@@ -328,7 +334,10 @@ void Agent::CollectOnce(const std::string& only) {
     samples_dropped_.Add({{"collector", "batching"}, {"reason", reason}})
         .Increment(static_cast<double>(n));
   }
-  for (v1::AgentMessage& m : batches) outbox_.Add(std::move(m));
+  for (v1::AgentMessage& m : batches) {
+    samples_.Increment(m.metrics().samples_size());
+    outbox_.Add(std::move(m));
+  }
   if (only.empty()) {
     host_metrics_.Update(std::move(collection));
     collections_.Increment();

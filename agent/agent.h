@@ -116,6 +116,7 @@ class Agent : public Runnable {
   prometheus::Gauge& spool_bytes_;
   prometheus::Gauge& spool_errors_;
   prometheus::Gauge& spool_corrupt_;
+  prometheus::Counter& samples_;
   prometheus::Counter& collections_;
   prometheus::Gauge& collect_duration_;
   prometheus::Gauge& pending_;

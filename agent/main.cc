@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   http.listen = options->http_listen;
   http.metrics = {registry.get(), &agent.host_metrics()};
   http.auth = options->http_auth;
+  http.threads = 1;  // one scraper (Prometheus) at a time is the agent's load; keeps it lean
   absl::StatusOr<std::unique_ptr<vigie::HttpServer>> server = vigie::HttpServer::Start(http);
   if (!server.ok()) {
     vigie::log::Error("cannot start HTTP listener", {{"error", server.status()}});
