@@ -142,22 +142,6 @@ OutboxOptions MakeOutboxOptions(const AgentOptions& o, Spool* spool) {
 
 }  // namespace
 
-// Sends heartbeats on their own thread, so a slow collection round never delays them.
-class Agent::Heartbeats : public Runnable {
- public:
-  explicit Heartbeats(Agent* agent) : Runnable("heartbeats"), agent_(agent) {}
-  ~Heartbeats() override { Stop(); }
-  void Reschedule() { Wake(); }
-
- protected:
-  void Run() override {
-    while (WaitFor(agent_->heartbeat_interval())) agent_->SendHeartbeat();
-  }
-
- private:
-  Agent* const agent_;
-};
-
 Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* clock,
              std::unique_ptr<Spool> spool, Spool::Recovered recovered)
     : Runnable("agent"),
@@ -268,7 +252,6 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
     }
   }
   for (const std::string& c : runner_.names()) collect_errors_.Add({{"collector", c}});
-  heartbeats_ = std::make_unique<Heartbeats>(this);
 
   StreamClientOptions so;
   so.target = options_.controlplane;
@@ -285,6 +268,8 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
   };
   so.on_welcome = [this](const v1::Welcome& w) { OnWelcome(w); };
   so.on_reject = [this](const v1::Reject& r, bool held) { OnReject(r, held); };
+  so.heartbeat_interval = [this] { return heartbeat_interval(); };
+  so.make_heartbeat = [this] { return MakeHeartbeat(); };
   client_ = std::make_unique<StreamClient>(std::move(so), &outbox_);
 }
 
@@ -365,7 +350,6 @@ void Agent::LogOnce(const std::string& key, const std::string& message) {
 void Agent::OnWelcome(const v1::Welcome& w) {
   if (w.heartbeat_interval_seconds() > 0) {
     heartbeat_ms_ = int64_t{w.heartbeat_interval_seconds()} * 1000;
-    heartbeats_->Reschedule();
   }
   const SendLimits l = outbox_.limits();
   if (!(l == options_.limits)) {
@@ -397,13 +381,13 @@ bool Agent::Drain(absl::Duration timeout) {
   return true;
 }
 
-void Agent::SendHeartbeat() {
+v1::Heartbeat Agent::MakeHeartbeat() {
   v1::Heartbeat hb;
   hb.set_timestamp_ms(absl::ToUnixMillis(clock_->Now()));
   hb.set_pending_messages(outbox_.pending());
   hb.set_dropped_messages(outbox_.dropped());
-  client_->SendHeartbeat(hb);
   UpdateGauges();
+  return hb;
 }
 
 void Agent::UpdateGauges() {
@@ -418,7 +402,6 @@ void Agent::UpdateGauges() {
 }
 
 void Agent::Run() {
-  heartbeats_->Start();
   if (textfile_watch_) textfile_watch_->Start();
   // Wall-clock pacing on the real clock: the loop sleeps, so it does not use the injected one.
   absl::Time next_collect = absl::Now();
@@ -438,8 +421,7 @@ void Agent::Run() {
     UpdateGauges();
     if (!WaitFor(next_collect - absl::Now())) break;
   }
-  if (textfile_watch_) textfile_watch_->Stop();
-  heartbeats_->Stop();
+  if (textfile_watch_) textfile_watch_->Shutdown();
 }
 
 }  // namespace vigie::agent

@@ -55,8 +55,8 @@ struct AgentOptions {
 // Validates `config` and fills in defaults. Errors are InvalidArgument naming the field.
 absl::StatusOr<AgentOptions> AgentOptionsFromConfig(const v1::AgentConfig& config);
 
-// Start() begins collecting (and heartbeats, on their own thread); Stop() ends both.
-// StartStreaming()/StopStreaming() run the stream. Thread-safe.
+// Start() begins collecting; Stop() ends it. StartStreaming()/StopStreaming() run the stream
+// and its heartbeats. Thread-safe.
 class Agent : public Runnable {
  public:
   // `registry` receives the agent's own metrics; `clock` stamps samples. Both must outlive it.
@@ -85,8 +85,7 @@ class Agent : public Runnable {
   void Run() override;
 
  private:
-  class Heartbeats;
-  void SendHeartbeat();
+  v1::Heartbeat MakeHeartbeat();
   void UpdateGauges();
   void OnWelcome(const v1::Welcome& welcome);
   void OnReject(const v1::Reject& reject, bool held);
@@ -101,7 +100,6 @@ class Agent : public Runnable {
   CollectorRunner runner_;
   HostMetrics host_metrics_;
   std::unique_ptr<StreamClient> client_;
-  std::unique_ptr<Heartbeats> heartbeats_;
   std::unique_ptr<DirectoryWatch> textfile_watch_;
   std::atomic<bool> textfile_changed_{false};
   std::atomic<int64_t> heartbeat_ms_;

@@ -1,6 +1,7 @@
 #include "agent/dir_watch.h"
 
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
@@ -16,11 +17,22 @@ DirectoryWatch::DirectoryWatch(std::string directory,
     : Runnable("dir-watch"), directory_(std::move(directory)), on_change_(std::move(on_change)) {}
 
 DirectoryWatch::~DirectoryWatch() {
-  Stop();
+  Shutdown();
   if (fd_ >= 0) close(fd_);
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+void DirectoryWatch::Shutdown() {
+  if (wake_fd_ >= 0) {
+    const uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof(one));
+  }
+  Stop();
 }
 
 absl::Status DirectoryWatch::Init() {
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) return absl::UnavailableError(absl::StrCat("eventfd: ", strerror(errno)));
   fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (fd_ < 0) return absl::UnavailableError(absl::StrCat("inotify: ", strerror(errno)));
   if (inotify_add_watch(fd_, directory_.c_str(),
@@ -34,9 +46,9 @@ absl::Status DirectoryWatch::Init() {
 void DirectoryWatch::Run() {
   alignas(inotify_event) char buf[16384];
   while (!stopping()) {
-    pollfd p{fd_, POLLIN, 0};
-    // A short poll keeps Stop() prompt without a second wake-up channel.
-    if (poll(&p, 1, 200) <= 0) continue;
+    pollfd p[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    if (poll(p, 2, -1) <= 0) continue;
+    if (p[1].revents != 0) break;  // Shutdown()
     while (true) {
       ssize_t n = read(fd_, buf, sizeof(buf));
       if (n <= 0) break;

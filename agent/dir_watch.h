@@ -21,6 +21,8 @@ class DirectoryWatch : public Runnable {
   // Sets up the watch; call before Start(). Fails if inotify is unavailable or the directory
   // cannot be watched (the collector still reads it every interval).
   absl::Status Init();
+  // Stops the thread (it sleeps in poll(2) on the watch and an eventfd, without timeouts).
+  void Shutdown();
 
  protected:
   void Run() override;
@@ -29,6 +31,7 @@ class DirectoryWatch : public Runnable {
   const std::string directory_;
   const std::function<void(const std::string&)> on_change_;
   int fd_ = -1;
+  int wake_fd_ = -1;
 };
 
 }  // namespace vigie::agent

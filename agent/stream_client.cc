@@ -69,9 +69,12 @@ class Session : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMess
                    {"committed_sequence", w.committed_sequence()},
                    {"heartbeat_interval_seconds", w.heartbeat_interval_seconds()}});
         if (client_->options_.on_welcome) client_->options_.on_welcome(w);
-        MutexLock lock(&mu_);
-        welcomed_ = true;
-        MaybeWriteLocked();
+        {
+          MutexLock lock(&mu_);
+          welcomed_ = true;
+          MaybeWriteLocked();
+        }
+        client_->Wake();  // the loop notes the connection and re-reads the heartbeat interval
         break;
       }
       case v1::ControlMessage::kAck:
@@ -157,11 +160,6 @@ void StreamClient::Kick() {
   if (session_ != nullptr) session_->Kick();
 }
 
-void StreamClient::SendHeartbeat(const v1::Heartbeat& heartbeat) {
-  MutexLock lock(&mu_);
-  if (session_ != nullptr) session_->QueueHeartbeat(heartbeat);
-}
-
 bool StreamClient::connected() const {
   MutexLock lock(&mu_);
   return session_ != nullptr && !session_done_ && session_->welcomed();
@@ -190,6 +188,8 @@ void StreamClient::Run() {
     }
     bool was_connected = false;
     auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return session_done_; };
+    absl::Time next_heartbeat = absl::Now() + options_.heartbeat_interval();
+    // Sleeps until the session ends, a Welcome arrives or a heartbeat is due: no polling.
     while (true) {
       {
         MutexLock lock(&mu_);
@@ -198,9 +198,14 @@ void StreamClient::Run() {
       if (!was_connected && session->welcomed()) {
         was_connected = true;
         backoff.Reset();
+        next_heartbeat = std::min(next_heartbeat, absl::Now() + options_.heartbeat_interval());
         if (options_.on_connection_change) options_.on_connection_change(true);
       }
-      if (!WaitFor(absl::Milliseconds(200))) {
+      if (absl::Now() >= next_heartbeat) {
+        if (was_connected) session->QueueHeartbeat(options_.make_heartbeat());
+        next_heartbeat = absl::Now() + options_.heartbeat_interval();
+      }
+      if (!WaitFor(next_heartbeat - absl::Now())) {
         session->Cancel();
         MutexLock lock(&mu_);
         mu_.Await(done);

@@ -31,6 +31,11 @@ struct StreamClientOptions {
   std::function<void(const v1::Welcome&)> on_welcome;
   // After the outbox took a Reject; `held` says whether the message was still buffered.
   std::function<void(const v1::Reject&, bool held)> on_reject;
+  // Heartbeats: sent on the stream every heartbeat_interval() (read again after each one and
+  // after a Welcome), built by make_heartbeat(). Their timer is the stream's own, so a slow
+  // collection never delays them. Both must be set.
+  std::function<absl::Duration()> heartbeat_interval;
+  std::function<v1::Heartbeat()> make_heartbeat;
 };
 
 class Session;
@@ -45,8 +50,6 @@ class StreamClient : public Runnable {
 
   // Something was added to the outbox: write it if a stream is up.
   void Kick();
-  // Sends a heartbeat on the current stream, if any (heartbeats are not buffered).
-  void SendHeartbeat(const v1::Heartbeat& heartbeat);
   bool connected() const;
 
  protected:

@@ -1,6 +1,11 @@
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 #include "agent/collectors/collector.h"
-#include "common/files.h"
 
 namespace vigie::agent {
 
@@ -31,7 +36,7 @@ const std::vector<Factory>& Factories() {
       {{"conntrack", true}, NewConntrackCollector},
       {{"time", true}, NewTimeCollector},
       {{"timex", true}, NewTimexCollector},
-      {{"processes", true}, NewProcessesCollector},
+      {{"processes", false}, NewProcessesCollector},  // off in node_exporter too: walks /proc
       {{"uname", true}, NewUnameCollector},
       {{"os", true}, NewOsCollector},
       {{"netclass", true}, NewNetclassCollector},
@@ -48,11 +53,35 @@ const std::vector<Factory>& Factories() {
 }  // namespace
 
 absl::StatusOr<std::string> ReadProcFile(const std::string& path) {
-  absl::StatusOr<std::string> text = ReadRegularFile(path, 16 << 20);
-  if (!text.ok()) {
-    return absl::Status(text.status().code(), absl::StrCat(path, ": ", text.status().message()));
+  // Kernel files: open, read, close. O_NONBLOCK so that a misconfigured root cannot hang the
+  // collector on a FIFO, and a bound so that it cannot read /dev/zero forever; no fstat, as
+  // /proc and /sys report no size anyway (textfiles use the stricter ReadRegularFile).
+  constexpr size_t kMax = 16 << 20;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    const int e = errno;
+    return absl::Status(e == ENOENT ? absl::StatusCode::kNotFound : absl::StatusCode::kUnavailable,
+                        absl::StrCat(path, ": ", strerror(e)));
   }
-  return text;
+  std::string out;
+  char buf[16384];
+  while (true) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      close(fd);
+      return absl::UnavailableError(absl::StrCat(path, ": ", strerror(e)));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > kMax) {
+      close(fd);
+      return absl::ResourceExhaustedError(absl::StrCat(path, ": over ", kMax, " bytes"));
+    }
+  }
+  close(fd);
+  return out;
 }
 
 std::string JoinPath(const std::string& root, const std::string& rel) {
