@@ -23,24 +23,25 @@ bool Exists(const std::string& path) {
   return stat(path.c_str(), &st) == 0;
 }
 
-std::optional<std::string> Read(const std::string& path) {
-  absl::StatusOr<std::string> text = ReadProcFile(path);
+// Files are read relative to the cgroup's directory, opened once per cgroup.
+std::optional<std::string> Read(int dir, const char* name) {
+  absl::StatusOr<std::string> text = ReadProcFileAt(dir, name);
   if (!text.ok()) return std::nullopt;
   return *text;
 }
 
 // A file holding one number ("max" = unlimited is left empty).
-std::optional<double> ReadNumber(const std::string& path) {
-  std::optional<std::string> text = Read(path);
+std::optional<double> ReadNumber(int dir, const char* name) {
+  std::optional<std::string> text = Read(dir, name);
   double v;
   if (!text || !absl::SimpleAtod(absl::StripAsciiWhitespace(*text), &v)) return std::nullopt;
   return v;
 }
 
 // "key value" lines (cpu.stat, memory.stat, memory.events, cpuacct.stat, memory.oom_control).
-std::map<std::string, double> ReadKeyed(const std::string& path) {
+std::map<std::string, double> ReadKeyed(int dir, const char* name) {
   std::map<std::string, double> out;
-  std::optional<std::string> text = Read(path);
+  std::optional<std::string> text = Read(dir, name);
   if (!text) return out;
   for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
     std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
@@ -57,8 +58,8 @@ std::optional<double> Get(const std::map<std::string, double>& m, const char* ke
   return it->second * scale;
 }
 
-std::optional<double> CountLines(const std::string& path) {
-  std::optional<std::string> text = Read(path);
+std::optional<double> CountLines(int dir, const char* name) {
+  std::optional<std::string> text = Read(dir, name);
   if (!text) return std::nullopt;
   double n = 0;
   for (char c : *text) n += c == '\n' ? 1 : 0;
@@ -77,26 +78,28 @@ std::optional<double> Limit(std::optional<double> v) {
   return v;
 }
 
-void ReadV2(const std::string& dir, CgroupStats* s) {
-  auto cpu = ReadKeyed(dir + "/cpu.stat");
+void ReadV2(const std::string& path, CgroupStats* s) {
+  OpenDir opened(path);
+  const int dir = opened.fd();
+  auto cpu = ReadKeyed(dir, "cpu.stat");
   s->cpu_usage_seconds = Get(cpu, "usage_usec", 1e-6);
   s->cpu_user_seconds = Get(cpu, "user_usec", 1e-6);
   s->cpu_system_seconds = Get(cpu, "system_usec", 1e-6);
   s->cfs_periods = Get(cpu, "nr_periods");
   s->cfs_throttled_periods = Get(cpu, "nr_throttled");
   s->cfs_throttled_seconds = Get(cpu, "throttled_usec", 1e-6);
-  s->memory_usage_bytes = ReadNumber(dir + "/memory.current");
-  auto mem = ReadKeyed(dir + "/memory.stat");
+  s->memory_usage_bytes = ReadNumber(dir, "memory.current");
+  auto mem = ReadKeyed(dir, "memory.stat");
   s->memory_working_set_bytes = WorkingSet(s->memory_usage_bytes, Get(mem, "inactive_file"));
   s->memory_rss_bytes = Get(mem, "anon");
   s->memory_cache_bytes = Get(mem, "file");
-  s->memory_max_usage_bytes = ReadNumber(dir + "/memory.peak");  // Linux 5.19+
-  s->memory_limit_bytes = Limit(ReadNumber(dir + "/memory.max"));
-  s->oom_kills = Get(ReadKeyed(dir + "/memory.events"), "oom_kill");
-  s->processes = CountLines(dir + "/cgroup.procs");
-  s->threads = ReadNumber(dir + "/pids.current");
-  s->threads_max = ReadNumber(dir + "/pids.max");
-  if (std::optional<std::string> io = Read(dir + "/io.stat")) {
+  s->memory_max_usage_bytes = ReadNumber(dir, "memory.peak");  // Linux 5.19+
+  s->memory_limit_bytes = Limit(ReadNumber(dir, "memory.max"));
+  s->oom_kills = Get(ReadKeyed(dir, "memory.events"), "oom_kill");
+  s->processes = CountLines(dir, "cgroup.procs");
+  s->threads = ReadNumber(dir, "pids.current");
+  s->threads_max = ReadNumber(dir, "pids.max");
+  if (std::optional<std::string> io = Read(dir, "io.stat")) {
     // "8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0"
     for (absl::string_view line : absl::StrSplit(*io, '\n', absl::SkipEmpty())) {
       std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
@@ -117,35 +120,37 @@ void ReadV2(const std::string& dir, CgroupStats* s) {
 
 // v1: each controller has its own tree; `rel` is the same path in each.
 void ReadV1(const std::string& root, const std::string& rel, CgroupStats* s) {
-  const std::string cpuacct = root + "/cpuacct" + rel, cpu = root + "/cpu" + rel,
-                    memory = root + "/memory" + rel, blkio = root + "/blkio" + rel,
-                    pids = root + "/pids" + rel;
-  if (std::optional<double> ns = ReadNumber(cpuacct + "/cpuacct.usage")) {
+  OpenDir cpuacct_dir(root + "/cpuacct" + rel), cpu_dir(root + "/cpu" + rel),
+      memory_dir(root + "/memory" + rel), blkio_dir(root + "/blkio" + rel),
+      pids_dir(root + "/pids" + rel);
+  const int cpuacct = cpuacct_dir.fd(), cpu = cpu_dir.fd(), memory = memory_dir.fd(),
+            blkio = blkio_dir.fd(), pids = pids_dir.fd();
+  if (std::optional<double> ns = ReadNumber(cpuacct, "cpuacct.usage")) {
     s->cpu_usage_seconds = *ns / 1e9;
   }
   const double hz = static_cast<double>(sysconf(_SC_CLK_TCK));
-  auto acct = ReadKeyed(cpuacct + "/cpuacct.stat");
+  auto acct = ReadKeyed(cpuacct, "cpuacct.stat");
   s->cpu_user_seconds = Get(acct, "user", 1 / hz);
   s->cpu_system_seconds = Get(acct, "system", 1 / hz);
-  auto cfs = ReadKeyed(cpu + "/cpu.stat");
+  auto cfs = ReadKeyed(cpu, "cpu.stat");
   s->cfs_periods = Get(cfs, "nr_periods");
   s->cfs_throttled_periods = Get(cfs, "nr_throttled");
   s->cfs_throttled_seconds = Get(cfs, "throttled_time", 1e-9);
-  s->memory_usage_bytes = ReadNumber(memory + "/memory.usage_in_bytes");
-  auto mem = ReadKeyed(memory + "/memory.stat");
+  s->memory_usage_bytes = ReadNumber(memory, "memory.usage_in_bytes");
+  auto mem = ReadKeyed(memory, "memory.stat");
   s->memory_working_set_bytes = WorkingSet(s->memory_usage_bytes, Get(mem, "total_inactive_file"));
   s->memory_rss_bytes = Get(mem, "total_rss");
   s->memory_cache_bytes = Get(mem, "total_cache");
-  s->memory_max_usage_bytes = ReadNumber(memory + "/memory.max_usage_in_bytes");
-  s->memory_failcnt = ReadNumber(memory + "/memory.failcnt");
-  s->memory_limit_bytes = Limit(ReadNumber(memory + "/memory.limit_in_bytes"));
-  s->oom_kills = Get(ReadKeyed(memory + "/memory.oom_control"), "oom_kill");  // Linux 4.13+
-  s->processes = CountLines(memory + "/cgroup.procs");
-  s->threads = ReadNumber(pids + "/pids.current");
-  s->threads_max = ReadNumber(pids + "/pids.max");
-  for (const auto& [file, bytes] : {std::pair{"/blkio.throttle.io_service_bytes", true},
-                                    std::pair{"/blkio.throttle.io_serviced", false}}) {
-    std::optional<std::string> text = Read(blkio + file);
+  s->memory_max_usage_bytes = ReadNumber(memory, "memory.max_usage_in_bytes");
+  s->memory_failcnt = ReadNumber(memory, "memory.failcnt");
+  s->memory_limit_bytes = Limit(ReadNumber(memory, "memory.limit_in_bytes"));
+  s->oom_kills = Get(ReadKeyed(memory, "memory.oom_control"), "oom_kill");  // Linux 4.13+
+  s->processes = CountLines(memory, "cgroup.procs");
+  s->threads = ReadNumber(pids, "pids.current");
+  s->threads_max = ReadNumber(pids, "pids.max");
+  for (const auto& [file, bytes] : {std::pair{"blkio.throttle.io_service_bytes", true},
+                                    std::pair{"blkio.throttle.io_serviced", false}}) {
+    std::optional<std::string> text = Read(blkio, file);
     if (!text) continue;
     // "8:0 Read 123" ... "Total 456"
     for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {

@@ -44,8 +44,23 @@ absl::Status ValidateCollectorSwitches(const std::map<std::string, bool>& switch
 std::vector<std::unique_ptr<Collector>> NewCollectors(const CollectorConfig& config,
                                                       const std::map<std::string, bool>& switches);
 
-// Reads a /proc or /sys file (at most 16 MiB; regular files only).
+// Reads a /proc or /sys file (at most 16 MiB; never blocks on a FIFO).
 absl::StatusOr<std::string> ReadProcFile(const std::string& path);
+// The same for `name` in an open directory: many attributes of one device or cgroup without
+// walking (and re-resolving the symlinks of) the whole path for each.
+absl::StatusOr<std::string> ReadProcFileAt(int dir_fd, const char* name);
+// An open directory (O_PATH), closed on destruction; fd() is -1 if it could not be opened.
+class OpenDir {
+ public:
+  explicit OpenDir(const std::string& path);
+  ~OpenDir();
+  OpenDir(const OpenDir&) = delete;
+  OpenDir& operator=(const OpenDir&) = delete;
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+};
 // `root` + `rel`, where `rel` starts with "/" and a root of "/" or "" adds nothing.
 std::string JoinPath(const std::string& root, const std::string& rel);
 

@@ -26,9 +26,10 @@ class NetclassCollector : public Collector {
     closedir(dir);
     std::sort(devices.begin(), devices.end());
     for (const std::string& dev : devices) {
-      const std::string base = absl::StrCat(dir_, "/", dev, "/");
+      OpenDir base(absl::StrCat(dir_, "/", dev));
       auto read = [&](const char* attr) -> std::string {
-        absl::StatusOr<std::string> v = ReadProcFile(base + attr);  // EINVAL when the link is down
+        // Some attributes fail to read (EINVAL) while the link is down: left out then.
+        absl::StatusOr<std::string> v = ReadProcFileAt(base.fd(), attr);
         return v.ok() ? std::string(absl::StripAsciiWhitespace(*v)) : std::string();
       };
       const std::string operstate = read("operstate");

@@ -52,16 +52,17 @@ const std::vector<Factory>& Factories() {
 
 }  // namespace
 
-absl::StatusOr<std::string> ReadProcFile(const std::string& path) {
-  // Kernel files: open, read, close. O_NONBLOCK so that a misconfigured root cannot hang the
-  // collector on a FIFO, and a bound so that it cannot read /dev/zero forever; no fstat, as
-  // /proc and /sys report no size anyway (textfiles use the stricter ReadRegularFile).
+namespace {
+
+// Kernel files: read, close. O_NONBLOCK so that a misconfigured root cannot hang the collector
+// on a FIFO, and a bound so that it cannot read /dev/zero forever; no fstat, as /proc and
+// /sys report no size anyway (textfiles use the stricter ReadRegularFile).
+absl::StatusOr<std::string> ReadOpened(int fd, absl::string_view what) {
   constexpr size_t kMax = 16 << 20;
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     const int e = errno;
     return absl::Status(e == ENOENT ? absl::StatusCode::kNotFound : absl::StatusCode::kUnavailable,
-                        absl::StrCat(path, ": ", strerror(e)));
+                        absl::StrCat(what, ": ", strerror(e)));
   }
   std::string out;
   char buf[16384];
@@ -71,17 +72,34 @@ absl::StatusOr<std::string> ReadProcFile(const std::string& path) {
     if (n < 0) {
       const int e = errno;
       close(fd);
-      return absl::UnavailableError(absl::StrCat(path, ": ", strerror(e)));
+      return absl::UnavailableError(absl::StrCat(what, ": ", strerror(e)));
     }
     if (n == 0) break;
     out.append(buf, static_cast<size_t>(n));
     if (out.size() > kMax) {
       close(fd);
-      return absl::ResourceExhaustedError(absl::StrCat(path, ": over ", kMax, " bytes"));
+      return absl::ResourceExhaustedError(absl::StrCat(what, ": over ", kMax, " bytes"));
     }
   }
   close(fd);
   return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ReadProcFile(const std::string& path) {
+  return ReadOpened(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK), path);
+}
+
+absl::StatusOr<std::string> ReadProcFileAt(int dir_fd, const char* name) {
+  if (dir_fd < 0) return absl::NotFoundError(name);
+  return ReadOpened(openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK), name);
+}
+
+OpenDir::OpenDir(const std::string& path)
+    : fd_(open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)) {}
+OpenDir::~OpenDir() {
+  if (fd_ >= 0) close(fd_);
 }
 
 std::string JoinPath(const std::string& root, const std::string& rel) {
