@@ -285,12 +285,14 @@ void Agent::CollectOnce(const std::string& only) {
   sample_limits.max_labels = limits.max_labels_per_sample;
   sample_limits.now_ms = now_ms;
 
-  auto collection = std::make_shared<Collection>();
+  std::vector<v1::Sample> samples;
+  auto snapshot = std::make_shared<HostSnapshot>();
+  Collection scrape;  // node_scrape_collector_* for this round
   for (CollectorResult& r : results) {
     const bool ok = r.status.ok();
-    collection->Add("node_scrape_collector_success", {{"collector", r.collector}}, ok ? 1 : 0,
+    scrape.Add("node_scrape_collector_success", {{"collector", r.collector}}, ok ? 1 : 0,
                     now_ms, MetricType::kGauge, "node_exporter: Whether a collector succeeded.");
-    collection->Add("node_scrape_collector_duration_seconds", {{"collector", r.collector}},
+    scrape.Add("node_scrape_collector_duration_seconds", {{"collector", r.collector}},
                     absl::ToDoubleSeconds(r.duration), now_ms, MetricType::kGauge,
                     "node_exporter: Duration of a collector scrape.");
     if (!ok) {
@@ -310,22 +312,24 @@ void Agent::CollectOnce(const std::string& only) {
                              "vigie_agent_samples_dropped_total)"));
         continue;
       }
-      collection->samples.push_back(std::move(s));
+      samples.push_back(std::move(s));
     }
-    collection->info.merge(r.collection.info);
+    snapshot->info.merge(r.collection.info);
   }
+  for (v1::Sample& s : scrape.samples) samples.push_back(std::move(s));
+  snapshot->info.merge(scrape.info);
   DropCounts drops;
-  std::vector<v1::AgentMessage> batches = BuildBatches(collection->samples, limits, &drops);
+  std::vector<v1::AgentMessage> batches = BuildBatches(std::move(samples), limits, &drops);
   for (const auto& [reason, n] : drops) {
     samples_dropped_.Add({{"collector", "batching"}, {"reason", reason}})
         .Increment(static_cast<double>(n));
   }
   for (v1::AgentMessage& m : batches) {
     samples_.Increment(m.metrics().samples_size());
-    outbox_.Add(std::move(m));
+    snapshot->batches.push_back(outbox_.Add(std::move(m)));
   }
   if (only.empty()) {
-    host_metrics_.Update(std::move(collection));
+    host_metrics_.Update(std::move(snapshot));
     collections_.Increment();
     collect_duration_.Set(absl::ToDoubleSeconds(absl::Now() - start));
   }

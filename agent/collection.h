@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "vigie/v1/agent.pb.h"
 
 namespace vigie::agent {
@@ -22,12 +23,12 @@ struct MetricInfo {
 
 struct Collection {
   std::vector<v1::Sample> samples;
-  // By metric name.
-  std::map<std::string, MetricInfo> info;
+  // By metric name (std::less<>: looked up by string_view without a temporary string).
+  std::map<std::string, MetricInfo, std::less<>> info;
 
   // Appends a sample stamped `timestamp_ms`; records type and help the first time a name is seen.
-  void Add(const std::string& name, std::map<std::string, std::string> labels, double value,
-           int64_t timestamp_ms, MetricType type, const std::string& help);
+  void Add(absl::string_view name, std::map<std::string, std::string> labels, double value,
+           int64_t timestamp_ms, MetricType type, absl::string_view help);
 };
 
 // One source of samples. Collect() is called from one thread at a time.

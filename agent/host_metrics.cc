@@ -8,20 +8,21 @@
 
 namespace vigie::agent {
 
-void HostMetrics::Update(std::shared_ptr<const Collection> latest) {
+void HostMetrics::Update(std::shared_ptr<const HostSnapshot> latest) {
   MutexLock lock(&mu_);
   latest_ = std::move(latest);
 }
 
 std::vector<prometheus::MetricFamily> HostMetrics::Collect() const {
-  std::shared_ptr<const Collection> c;
+  std::shared_ptr<const HostSnapshot> c;
   {
     MutexLock lock(&mu_);
     c = latest_;
   }
   if (!c) return {};
   std::map<std::string, prometheus::MetricFamily> families;
-  for (const v1::Sample& s : c->samples) {
+  for (const auto& batch : c->batches) {
+   for (const v1::Sample& s : batch->metrics().samples()) {
     prometheus::MetricFamily& f = families[s.name()];
     if (f.name.empty()) {
       f.name = s.name();
@@ -43,6 +44,7 @@ std::vector<prometheus::MetricFamily> HostMetrics::Collect() const {
     } else {
       m.untyped.value = s.value();
     }
+   }
   }
   std::vector<prometheus::MetricFamily> out;
   out.reserve(families.size());

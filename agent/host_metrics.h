@@ -13,15 +13,22 @@
 
 namespace vigie::agent {
 
+// The latest full round: the very batches queued for the control plane (shared, not copied)
+// and each metric's type and help.
+struct HostSnapshot {
+  std::vector<std::shared_ptr<const v1::AgentMessage>> batches;
+  std::map<std::string, MetricInfo, std::less<>> info;
+};
+
 // Thread-safe: Update() from the collection loop, Collect() from HTTP threads.
 class HostMetrics : public prometheus::Collectable {
  public:
-  void Update(std::shared_ptr<const Collection> latest);
+  void Update(std::shared_ptr<const HostSnapshot> latest);
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
   mutable Mutex mu_;
-  std::shared_ptr<const Collection> latest_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const HostSnapshot> latest_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace vigie::agent

@@ -34,7 +34,7 @@ void Outbox::Restore(Spool::Recovered recovered) {
 void Outbox::PushLocked(v1::AgentMessage m) {
   const size_t bytes = m.ByteSizeLong();
   pending_bytes_ += bytes;
-  pending_.push_back(Entry{std::move(m), bytes});
+  pending_.push_back(Entry{std::make_shared<v1::AgentMessage>(std::move(m)), bytes});
 }
 
 void Outbox::PopFrontLocked(bool count_as_dropped) {
@@ -52,7 +52,7 @@ void Outbox::SpoolErrorLocked(const absl::Status& s) {
   }
 }
 
-void Outbox::Add(v1::AgentMessage message) {
+std::shared_ptr<const v1::AgentMessage> Outbox::Add(v1::AgentMessage message) {
   MutexLock lock(&mu_);
   SetDurableSequence(&message, numbered_ ? next_sequence_++ : 0);
   if (options_.spool != nullptr) {
@@ -64,7 +64,9 @@ void Outbox::Add(v1::AgentMessage message) {
     }
   }
   PushLocked(std::move(message));
+  std::shared_ptr<const v1::AgentMessage> added = pending_.back().message;
   EnforceBoundsLocked();
+  return added;
 }
 
 void Outbox::EnforceBoundsLocked() {
@@ -73,7 +75,7 @@ void Outbox::EnforceBoundsLocked() {
     for (Spool::Dropped d = options_.spool->DropOldestIfOver(); d.records > 0;
          d = options_.spool->DropOldestIfOver()) {
       for (uint64_t i = 0; i < d.records && !pending_.empty(); ++i) {
-        const uint64_t seq = DurableSequence(pending_.front().message);
+        const uint64_t seq = DurableSequence(pending_.front().get());
         if (d.max_sequence != 0 && seq > d.max_sequence) break;  // already acknowledged ones
         PopFrontLocked(/*count_as_dropped=*/true);
       }
@@ -87,19 +89,20 @@ void Outbox::EnforceBoundsLocked() {
 
 bool Outbox::ConformLocked() {
   bool fits = true;
-  for (const Entry& e : pending_) fits = fits && WithinLimits(e.message, limits_);
+  for (const Entry& e : pending_) fits = fits && WithinLimits(e.get(), limits_);
   if (fits) return false;
   std::deque<Entry> old;
   old.swap(pending_);
   pending_bytes_ = 0;
   for (Entry& e : old) {
-    if (WithinLimits(e.message, limits_) || !e.message.has_metrics()) {
-      PushLocked(std::move(e.message));
+    if (WithinLimits(e.get(), limits_) || !e.get().has_metrics()) {
+      PushLocked(std::move(e.Mutable()));
       continue;
     }
+    v1::AgentMessage& m = e.Mutable();
     std::vector<v1::Sample> samples(
-        std::make_move_iterator(e.message.mutable_metrics()->mutable_samples()->begin()),
-        std::make_move_iterator(e.message.mutable_metrics()->mutable_samples()->end()));
+        std::make_move_iterator(m.mutable_metrics()->mutable_samples()->begin()),
+        std::make_move_iterator(m.mutable_metrics()->mutable_samples()->end()));
     for (v1::AgentMessage& part : BuildBatches(std::move(samples), limits_, &resplit_drops_)) {
       PushLocked(std::move(part));
     }
@@ -110,7 +113,7 @@ bool Outbox::ConformLocked() {
 void Outbox::RewriteSpoolLocked() {
   if (options_.spool == nullptr) return;
   std::deque<v1::AgentMessage> all;
-  for (const Entry& e : pending_) all.push_back(e.message);
+  for (const Entry& e : pending_) all.push_back(e.get());
   if (absl::Status s = options_.spool->Rewrite(all, numbered_ ? next_sequence_ : 0); !s.ok()) {
     SpoolErrorLocked(s);
     return;
@@ -133,7 +136,7 @@ void Outbox::OnWelcome(const v1::Welcome& welcome) {
     // than silent loss.
     renumber = true;
   } else {
-    while (!pending_.empty() && DurableSequence(pending_.front().message) <= committed) {
+    while (!pending_.empty() && DurableSequence(pending_.front().get()) <= committed) {
       PopFrontLocked(/*count_as_dropped=*/false);
     }
   }
@@ -142,10 +145,10 @@ void Outbox::OnWelcome(const v1::Welcome& welcome) {
     // Everything held is above `committed` and unsent on this stream: number it afresh, in
     // order, from the first held number (or committed + 1).
     uint64_t next = committed + 1;
-    if (!pending_.empty() && DurableSequence(pending_.front().message) > committed) {
-      next = DurableSequence(pending_.front().message);
+    if (!pending_.empty() && DurableSequence(pending_.front().get()) > committed) {
+      next = DurableSequence(pending_.front().get());
     }
-    for (Entry& e : pending_) SetDurableSequence(&e.message, next++);
+    for (Entry& e : pending_) SetDurableSequence(&e.Mutable(), next++);
     next_sequence_ = std::max(next_sequence_, next);
     spool_stale_ = true;
   }
@@ -157,7 +160,7 @@ void Outbox::OnWelcome(const v1::Welcome& welcome) {
 
 void Outbox::OnAck(uint64_t sequence) {
   MutexLock lock(&mu_);
-  while (!pending_.empty() && DurableSequence(pending_.front().message) <= sequence) {
+  while (!pending_.empty() && DurableSequence(pending_.front().get()) <= sequence) {
     PopFrontLocked(/*count_as_dropped=*/false);
   }
   acked_ = std::max(acked_, sequence);
@@ -168,8 +171,8 @@ bool Outbox::OnReject(uint64_t sequence) {
   MutexLock lock(&mu_);
   auto it = std::lower_bound(
       pending_.begin(), pending_.end(), sequence,
-      [](const Entry& e, uint64_t seq) { return DurableSequence(e.message) < seq; });
-  if (it == pending_.end() || DurableSequence(it->message) != sequence) return false;
+      [](const Entry& e, uint64_t seq) { return DurableSequence(e.get()) < seq; });
+  if (it == pending_.end() || DurableSequence(it->get()) != sequence) return false;
   pending_bytes_ -= it->bytes;
   pending_.erase(it);
   ++rejected_;
@@ -183,15 +186,15 @@ bool Outbox::DropOldest() {
   return true;
 }
 
-std::optional<v1::AgentMessage> Outbox::NextToSend() {
+std::shared_ptr<const v1::AgentMessage> Outbox::NextToSend() {
   MutexLock lock(&mu_);
-  if (!numbered_) return std::nullopt;
+  if (!numbered_) return nullptr;
   // Sequences in pending_ are increasing: binary-search the first one above the cursor.
   auto it = std::upper_bound(
       pending_.begin(), pending_.end(), sent_upto_,
-      [](uint64_t seq, const Entry& e) { return seq < DurableSequence(e.message); });
-  if (it == pending_.end()) return std::nullopt;
-  sent_upto_ = DurableSequence(it->message);
+      [](uint64_t seq, const Entry& e) { return seq < DurableSequence(e.get()); });
+  if (it == pending_.end()) return nullptr;
+  sent_upto_ = DurableSequence(it->get());
   return it->message;
 }
 

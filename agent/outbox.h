@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 
 #include "absl/base/thread_annotations.h"
@@ -42,8 +43,9 @@ class Outbox {
   // Takes back what the spool held at start (call before anything else).
   void Restore(Spool::Recovered recovered);
 
-  // Takes a durable message (metrics, checks or service_event payload).
-  void Add(v1::AgentMessage message);
+  // Takes a durable message (metrics, checks or service_event payload) and returns it, shared:
+  // the outbox never changes a message while anyone else holds it (it copies first).
+  std::shared_ptr<const v1::AgentMessage> Add(v1::AgentMessage message);
 
   // A new stream got `welcome`: adopts its limits (re-splitting buffered batches that exceed
   // them), numbers waiting messages if needed, forgets those at or below its committed
@@ -59,8 +61,10 @@ class Outbox {
   // plane without Reject that ends the stream with INVALID_ARGUMENT instead. False if none.
   bool DropOldest();
 
-  // The next numbered message not yet handed to the current stream, if any; advances the cursor.
-  std::optional<v1::AgentMessage> NextToSend();
+  // The next numbered message not yet handed to the current stream, or null; advances the
+  // cursor. Shared, not copied: the outbox never changes a message it has handed out (a
+  // renumbering copies it first).
+  std::shared_ptr<const v1::AgentMessage> NextToSend();
 
   // The limits in force: the agent's own, tightened by the last Welcome.
   SendLimits limits() const;
@@ -80,8 +84,14 @@ class Outbox {
 
  private:
   struct Entry {
-    v1::AgentMessage message;
+    std::shared_ptr<v1::AgentMessage> message;
     size_t bytes;
+    const v1::AgentMessage& get() const { return *message; }
+    // For changing the message: a private copy if a stream still holds it.
+    v1::AgentMessage& Mutable() {
+      if (message.use_count() > 1) message = std::make_shared<v1::AgentMessage>(*message);
+      return *message;
+    }
   };
   void PushLocked(v1::AgentMessage m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PopFrontLocked(bool count_as_dropped) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -40,7 +40,7 @@ TEST(OutboxTest, MessagesBeforeFirstWelcomeWaitAndAreNumberedAfterCommitted) {
   Outbox o(Max(10));
   o.Add(Batch(1));
   o.Add(Batch(2));
-  EXPECT_EQ(o.NextToSend(), std::nullopt) << "nothing is sent before Welcome";
+  EXPECT_EQ(o.NextToSend(), nullptr) << "nothing is sent before Welcome";
   o.OnWelcome(W(41));  // a restarted agent: the control plane has 1..41 already
   EXPECT_EQ(Drain(o), (Sent{{42, 1}, {43, 2}}));
   o.Add(Batch(3));

@@ -112,8 +112,12 @@ class Session : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMess
       heartbeat_.reset();
     } else if (!welcomed_) {
       return;
-    } else if (std::optional<v1::AgentMessage> next = client_->outbox_->NextToSend()) {
-      out_ = std::move(*next);
+    } else if (std::shared_ptr<const v1::AgentMessage> next = client_->outbox_->NextToSend()) {
+      // Written from the outbox's own copy: held here until OnWriteDone.
+      data_out_ = std::move(next);
+      writing_ = true;
+      StartWrite(data_out_.get());
+      return;
     } else {
       return;
     }
@@ -134,7 +138,8 @@ class Session : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMess
   grpc::Status status_;
 
   Mutex mu_;
-  v1::AgentMessage out_ ABSL_GUARDED_BY(mu_);
+  v1::AgentMessage out_ ABSL_GUARDED_BY(mu_);  // Hello and heartbeats
+  std::shared_ptr<const v1::AgentMessage> data_out_ ABSL_GUARDED_BY(mu_);
   std::optional<v1::Heartbeat> heartbeat_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool welcomed_ ABSL_GUARDED_BY(mu_) = false;

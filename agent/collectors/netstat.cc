@@ -4,6 +4,8 @@
 #include "common/status.h"
 #include "re2/re2.h"
 
+#include <map>
+
 namespace vigie::agent {
 
 const char kDefaultNetstatFields[] =
@@ -38,7 +40,7 @@ class NetstatCollector : public Collector {
         VIGIE_ASSIGN_OR_RETURN(values, ParseNetstat(*text));
       }
       for (const auto& [name, value] : values) {
-        if (!RE2::FullMatch(name, fields_)) continue;
+        if (!Wanted(name)) continue;
         out->Add(absl::StrCat("node_netstat_", name), {}, value, now_ms, MetricType::kUntyped,
                  absl::StrCat("Statistic ", name, "."));
       }
@@ -47,8 +49,18 @@ class NetstatCollector : public Collector {
   }
 
  private:
+  // The field set is the kernel's and does not change: match each name once.
+  bool Wanted(const std::string& name) {
+    auto it = wanted_.find(name);
+    if (it != wanted_.end()) return it->second;
+    const bool wanted = RE2::FullMatch(name, fields_);
+    if (wanted_.size() < 4096) wanted_.emplace(name, wanted);
+    return wanted;
+  }
+
   std::string dir_;
   RE2 fields_;
+  std::map<std::string, bool> wanted_;
 };
 
 }  // namespace
