@@ -241,12 +241,7 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
                     .Add({})) {
   outbox_.Restore(std::move(recovered));
   if (!options_.collectors.textfile_directory.empty()) {
-    textfile_watch_ = std::make_unique<DirectoryWatch>(
-        options_.collectors.textfile_directory, [this](const std::string& file) {
-          if (!file.empty() && !absl::EndsWith(file, ".prom")) return;
-          textfile_changed_ = true;
-          Wake();
-        });
+    textfile_watch_ = std::make_unique<DirectoryWatch>(options_.collectors.textfile_directory);
     if (absl::Status s = textfile_watch_->Init(); !s.ok()) {
       log::Warn("textfiles are read every interval only", {{"error", s}});
       textfile_watch_.reset();
@@ -290,11 +285,11 @@ void Agent::CollectOnce(const std::string& only) {
   Collection scrape;  // node_scrape_collector_* for this round
   for (CollectorResult& r : results) {
     const bool ok = r.status.ok();
-    scrape.Add("node_scrape_collector_success", {{"collector", r.collector}}, ok ? 1 : 0,
-                    now_ms, MetricType::kGauge, "node_exporter: Whether a collector succeeded.");
+    scrape.Add("node_scrape_collector_success", {{"collector", r.collector}}, ok ? 1 : 0, now_ms,
+               MetricType::kGauge, "node_exporter: Whether a collector succeeded.");
     scrape.Add("node_scrape_collector_duration_seconds", {{"collector", r.collector}},
-                    absl::ToDoubleSeconds(r.duration), now_ms, MetricType::kGauge,
-                    "node_exporter: Duration of a collector scrape.");
+               absl::ToDoubleSeconds(r.duration), now_ms, MetricType::kGauge,
+               "node_exporter: Duration of a collector scrape.");
     if (!ok) {
       collect_errors_.Add({{"collector", r.collector}}).Increment();
       LogOnce(r.collector, std::string(r.status.message()));
@@ -410,26 +405,36 @@ void Agent::UpdateGauges() {
 }
 
 void Agent::Run() {
-  if (textfile_watch_) textfile_watch_->Start();
   // Wall-clock pacing on the real clock: the loop sleeps, so it does not use the injected one.
   absl::Time next_collect = absl::Now();
+  bool textfile_changed = false;
   while (!stopping()) {
     absl::Time now = absl::Now();
     if (now >= next_collect) {
-      textfile_changed_ = false;  // a full round reads the textfiles too
+      textfile_changed = false;  // a full round reads the textfiles too
       CollectOnce();
       next_collect += options_.collect_interval;
       if (next_collect < now) next_collect = now + options_.collect_interval;  // fell behind
-    } else if (textfile_changed_.exchange(false)) {
+    } else if (textfile_changed) {
       // A writer usually renames a finished file into place; let a burst of changes settle.
-      WaitFor(absl::Milliseconds(100));
-      textfile_changed_ = false;
+      if (!WaitFor(absl::Milliseconds(100))) break;
+      if (textfile_watch_) textfile_watch_->Drain([](const std::string&) {});
+      textfile_changed = false;
       CollectOnce("textfile");
     }
     UpdateGauges();
-    if (!WaitFor(next_collect - absl::Now())) break;
+    if (!textfile_watch_) {
+      if (!WaitFor(next_collect - absl::Now())) break;
+      continue;
+    }
+    bool readable = false;
+    if (!WaitForFd(next_collect - absl::Now(), textfile_watch_->fd(), &readable)) break;
+    if (readable) {
+      textfile_watch_->Drain([&](const std::string& file) {
+        if (file.empty() || absl::EndsWith(file, ".prom")) textfile_changed = true;
+      });
+    }
   }
-  if (textfile_watch_) textfile_watch_->Shutdown();
 }
 
 }  // namespace vigie::agent

@@ -100,8 +100,7 @@ class Agent : public Runnable {
   CollectorRunner runner_;
   HostMetrics host_metrics_;
   std::unique_ptr<StreamClient> client_;
-  std::unique_ptr<DirectoryWatch> textfile_watch_;
-  std::atomic<bool> textfile_changed_{false};
+  std::unique_ptr<DirectoryWatch> textfile_watch_;  // the loop's own; no thread
   std::atomic<int64_t> heartbeat_ms_;
   Mutex log_mu_;
   std::map<std::string, std::string> logged_ ABSL_GUARDED_BY(log_mu_);

@@ -1,6 +1,5 @@
-// Watches a directory with inotify and calls back when a file in it is written, moved in or
-// removed, so the textfile collector can send a new value at once instead of at the next
-// interval.
+// Watches a directory with inotify, so the textfile collector can send a new value at once
+// instead of at the next interval. No thread of its own: the agent's loop waits on fd().
 #ifndef VIGIE_AGENT_DIR_WATCH_H_
 #define VIGIE_AGENT_DIR_WATCH_H_
 
@@ -8,30 +7,28 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "common/runnable.h"
 
 namespace vigie::agent {
 
-class DirectoryWatch : public Runnable {
+class DirectoryWatch {
  public:
-  // `on_change` gets the file name; it runs on the watch's thread and must be quick.
-  DirectoryWatch(std::string directory, std::function<void(const std::string&)> on_change);
-  ~DirectoryWatch() override;
+  explicit DirectoryWatch(std::string directory) : directory_(std::move(directory)) {}
+  ~DirectoryWatch();
+  DirectoryWatch(const DirectoryWatch&) = delete;
+  DirectoryWatch& operator=(const DirectoryWatch&) = delete;
 
-  // Sets up the watch; call before Start(). Fails if inotify is unavailable or the directory
-  // cannot be watched (the collector still reads it every interval).
+  // Sets up the watch. Fails if inotify is unavailable or the directory cannot be watched
+  // (the collector still reads it every interval).
   absl::Status Init();
-  // Stops the thread (it sleeps in poll(2) on the watch and an eventfd, without timeouts).
-  void Shutdown();
-
- protected:
-  void Run() override;
+  // Readable when something changed.
+  int fd() const { return fd_; }
+  // Reads the pending events and calls `on_change` with each file name (empty when the kernel's
+  // queue overflowed: anything may have changed). Never blocks.
+  void Drain(const std::function<void(const std::string&)>& on_change);
 
  private:
   const std::string directory_;
-  const std::function<void(const std::string&)> on_change_;
   int fd_ = -1;
-  int wake_fd_ = -1;
 };
 
 }  // namespace vigie::agent

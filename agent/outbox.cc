@@ -169,9 +169,9 @@ void Outbox::OnAck(uint64_t sequence) {
 
 bool Outbox::OnReject(uint64_t sequence) {
   MutexLock lock(&mu_);
-  auto it = std::lower_bound(
-      pending_.begin(), pending_.end(), sequence,
-      [](const Entry& e, uint64_t seq) { return DurableSequence(e.get()) < seq; });
+  auto it =
+      std::lower_bound(pending_.begin(), pending_.end(), sequence,
+                       [](const Entry& e, uint64_t seq) { return DurableSequence(e.get()) < seq; });
   if (it == pending_.end() || DurableSequence(it->get()) != sequence) return false;
   pending_bytes_ -= it->bytes;
   pending_.erase(it);
@@ -190,9 +190,9 @@ std::shared_ptr<const v1::AgentMessage> Outbox::NextToSend() {
   MutexLock lock(&mu_);
   if (!numbered_) return nullptr;
   // Sequences in pending_ are increasing: binary-search the first one above the cursor.
-  auto it = std::upper_bound(
-      pending_.begin(), pending_.end(), sent_upto_,
-      [](uint64_t seq, const Entry& e) { return seq < DurableSequence(e.get()); });
+  auto it =
+      std::upper_bound(pending_.begin(), pending_.end(), sent_upto_,
+                       [](uint64_t seq, const Entry& e) { return seq < DurableSequence(e.get()); });
   if (it == pending_.end()) return nullptr;
   sent_upto_ = DurableSequence(it->get());
   return it->message;

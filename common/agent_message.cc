@@ -97,9 +97,9 @@ absl::Status CheckLabels(const google::protobuf::Map<std::string, std::string>& 
   }
   for (const auto& [k, v] : labels) {
     if (!IsLabelName(k)) {
-      return Refuse(kReasonBadLabelName, reason,
-                    absl::StrCat(field, suffix, ": ", QuoteForMessage(k),
-                                 " is not a valid label name"));
+      return Refuse(
+          kReasonBadLabelName, reason,
+          absl::StrCat(field, suffix, ": ", QuoteForMessage(k), " is not a valid label name"));
     }
     auto at = [&] { return absl::StrCat(field, suffix, "[\"", k, "\"]"); };
     if (!IsValidUtf8(v)) {

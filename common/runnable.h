@@ -33,6 +33,9 @@ class Runnable {
   virtual void Run() = 0;
   // Waits up to `d`. Returns false if stop was requested (at once if already requested).
   bool WaitFor(absl::Duration d);
+  // Like WaitFor, but also returns (true) as soon as `fd` is readable, so a loop can watch a
+  // file descriptor (inotify, say) without a thread of its own. *readable says whether it was.
+  bool WaitForFd(absl::Duration d, int fd, bool* readable);
   bool stopping() const;
 
  private:
@@ -41,6 +44,8 @@ class Runnable {
   mutable Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool woken_ ABSL_GUARDED_BY(mu_) = false;
+  // An eventfd Stop() and Wake() signal while the loop sleeps in WaitForFd (made on first use).
+  int wake_fd_ ABSL_GUARDED_BY(mu_) = -1;
 };
 
 }  // namespace vigie
