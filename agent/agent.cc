@@ -1,6 +1,5 @@
 #include "agent/agent.h"
 
-#include <malloc.h>
 #include <unistd.h>
 
 #include "absl/strings/match.h"
@@ -330,9 +329,6 @@ void Agent::CollectOnce(const std::string& only) {
   }
   client_->Kick();
   UpdateGauges();
-  // A round allocates and frees a few hundred kilobytes on whichever thread ran it; give the
-  // freed pages back instead of letting each thread's malloc arena keep its high-water mark.
-  malloc_trim(0);
 }
 
 void Agent::LogOnce(const std::string& key, const std::string& message) {

@@ -20,6 +20,10 @@ struct CollectorRunner::State {
     std::vector<CollectorResult> results;
     std::vector<bool> done;
     size_t remaining = 0;
+    // Set when remaining reaches 0. The round waits on its own mutex, so it is woken once per
+    // round, not by every unlock of the runner's.
+    Mutex finished_mu;
+    bool finished ABSL_GUARDED_BY(finished_mu) = false;
   };
   struct Job {
     size_t index;
@@ -68,6 +72,10 @@ struct CollectorRunner::State {
         res.status = status;
         res.duration = took;
         if (status.ok()) res.collection = std::move(collection);
+        if (r.remaining == 0) {
+          MutexLock done(&r.finished_mu);
+          r.finished = true;
+        }
       }
       // A replacement worker leaves once the one it stood in for is back.
       if (workers > base_workers && queue.empty()) break;
@@ -142,22 +150,30 @@ std::vector<CollectorResult> CollectorRunner::RunRound(int64_t now_ms, const std
   while (st.workers - stuck < st.base_workers && st.workers < st.max_workers) {
     st.StartWorkerLocked(state_);
   }
+  if (round->remaining == 0) {
+    MutexLock done(&round->finished_mu);
+    round->finished = true;
+  }
   st.mu.Unlock();
-  MutexLock lock(&st.mu);
   const absl::Time deadline = start + st.timeout;
   // A call that runs long may be stuck and hold a worker others wait for: check now and then,
   // and start a replacement while calls are queued and no worker is idle.
   const absl::Duration check = std::max(st.timeout / 10, absl::Milliseconds(20));
-  while (!st.mu.AwaitWithDeadline(
-      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) { return round->remaining == 0; },
-      std::min(deadline, absl::Now() + check))) {
-    if (absl::Now() >= deadline) break;
+  while (true) {
+    bool finished;
+    {
+      MutexLock done(&round->finished_mu);
+      finished = round->finished_mu.AwaitWithDeadline(
+          [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(round->finished_mu) { return round->finished; },
+          std::min(deadline, absl::Now() + check));
+    }
+    if (finished || absl::Now() >= deadline) break;
+    MutexLock lock(&st.mu);
     if (!st.queue.empty() && st.idle == 0 && st.workers < st.max_workers) {
       st.StartWorkerLocked(state_);
-      st.mu.Unlock();  // let it start
-      st.mu.Lock();
     }
   }
+  MutexLock lock(&st.mu);
   for (size_t i = 0; i < n; ++i) {
     if (round->done[i]) continue;
     // Abandoned: its late result is discarded. A job still queued is taken back.
