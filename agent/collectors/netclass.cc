@@ -1,5 +1,7 @@
 #include <dirent.h>
 
+#include <map>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -25,12 +27,26 @@ class NetclassCollector : public Collector {
     }
     closedir(dir);
     std::sort(devices.begin(), devices.end());
+    // Identity attributes (address, ifindex, type, ...) hardly ever change: they are read
+    // again once a minute, the state and counters every round. Halves the files opened.
+    const bool refresh = now_ms - identity_read_ms_ >= 60000 || now_ms < identity_read_ms_;
+    if (refresh) identity_read_ms_ = now_ms;
+    std::map<std::string, std::map<std::string, std::string>> identity;
     for (const std::string& dev : devices) {
       OpenDir base(absl::StrCat(dir_, "/", dev));
-      auto read = [&](const char* attr) -> std::string {
+      auto read_now = [&](const char* attr) -> std::string {
         // Some attributes fail to read (EINVAL) while the link is down: left out then.
         absl::StatusOr<std::string> v = ReadProcFileAt(base.fd(), attr);
         return v.ok() ? std::string(absl::StripAsciiWhitespace(*v)) : std::string();
+      };
+      auto cached = identity_.find(dev);
+      std::map<std::string, std::string>& ids = identity[dev];
+      if (!refresh && cached != identity_.end()) ids = std::move(cached->second);
+      auto read = [&](const char* attr) -> std::string {
+        if (!IsIdentity(attr)) return read_now(attr);
+        auto it = ids.find(attr);
+        if (it == ids.end()) it = ids.emplace(attr, read_now(attr)).first;
+        return it->second;
       };
       const std::string operstate = read("operstate");
       out->Add("node_network_up", {{"device", dev}}, operstate == "up" ? 1 : 0, now_ms,
@@ -87,11 +103,23 @@ class NetclassCollector : public Collector {
                  absl::StrCat("Network device property: ", n.attr, "."));
       }
     }
+    identity_.swap(identity);  // devices that went away are forgotten
     return absl::OkStatus();
   }
 
  private:
+  static bool IsIdentity(absl::string_view attr) {
+    for (const char* a : {"address", "broadcast", "ifalias", "dev_id", "ifindex", "iflink",
+                          "type", "addr_assign_type", "name_assign_type", "netdev_group",
+                          "link_mode"}) {
+      if (attr == a) return true;
+    }
+    return false;
+  }
+
   std::string dir_;
+  int64_t identity_read_ms_ = 0;
+  std::map<std::string, std::map<std::string, std::string>> identity_;  // by device
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "agent/collectors/procfs.h"
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -10,8 +11,18 @@
 namespace vigie::agent {
 namespace {
 
-std::vector<absl::string_view> Fields(absl::string_view line) {
-  return absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+// Whitespace-separated fields of one line; inline storage, so no allocation per line.
+using FieldList = absl::InlinedVector<absl::string_view, 24>;
+FieldList Fields(absl::string_view line) {
+  FieldList out;
+  size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    size_t start = i;
+    while (i < line.size() && line[i] != ' ' && line[i] != '\t') ++i;
+    if (i > start) out.push_back(line.substr(start, i - start));
+  }
+  return out;
 }
 
 std::string Unescape(absl::string_view s) {
@@ -40,7 +51,7 @@ absl::StatusOr<std::vector<CpuTimes>> ParseProcStat(absl::string_view text,
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_no;
     if (!absl::StartsWith(line, "cpu") || absl::StartsWith(line, "cpu ")) continue;
-    std::vector<absl::string_view> f = Fields(line);
+    FieldList f = Fields(line);
     if (f.size() < 5) {
       return absl::InvalidArgumentError(absl::StrCat("stat line ", line_no, ": too few fields"));
     }
@@ -70,7 +81,7 @@ absl::StatusOr<std::map<std::string, MeminfoValue>> ParseMeminfo(absl::string_vi
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipWhitespace())) {
     ++line_no;
-    std::vector<absl::string_view> f = Fields(line);
+    FieldList f = Fields(line);
     if (f.size() < 2 || !absl::EndsWith(f[0], ":")) {
       return absl::InvalidArgumentError(absl::StrCat("meminfo line ", line_no, ": malformed"));
     }
@@ -98,7 +109,7 @@ absl::StatusOr<std::map<std::string, MeminfoValue>> ParseMeminfo(absl::string_vi
 }
 
 absl::StatusOr<LoadAverage> ParseLoadavg(absl::string_view text) {
-  std::vector<absl::string_view> f = Fields(absl::StripAsciiWhitespace(text));
+  FieldList f = Fields(absl::StripAsciiWhitespace(text));
   LoadAverage l;
   if (f.size() < 3 || !absl::SimpleAtod(f[0], &l.load1) || !absl::SimpleAtod(f[1], &l.load5) ||
       !absl::SimpleAtod(f[2], &l.load15)) {
@@ -112,7 +123,7 @@ absl::StatusOr<std::vector<Mount>> ParseMounts(absl::string_view text) {
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipWhitespace())) {
     ++line_no;
-    std::vector<absl::string_view> f = Fields(line);
+    FieldList f = Fields(line);
     if (f.size() < 4) {
       return absl::InvalidArgumentError(absl::StrCat("mounts line ", line_no, ": too few fields"));
     }
@@ -139,7 +150,7 @@ absl::StatusOr<StatCounters> ParseStatCounters(absl::string_view text) {
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_no;
-    std::vector<absl::string_view> f = Fields(line);
+    FieldList f = Fields(line);
     if (f.size() < 2) continue;
     double* dst = f[0] == "btime"           ? &c.boot_time
                   : f[0] == "ctxt"          ? &c.context_switches
@@ -158,7 +169,7 @@ absl::StatusOr<std::vector<DiskStats>> ParseDiskstats(absl::string_view text) {
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_no;
-    std::vector<absl::string_view> f = Fields(line);
+    FieldList f = Fields(line);
     if (f.empty()) continue;
     if (f.size() < 14) {
       return absl::InvalidArgumentError(
@@ -195,7 +206,7 @@ absl::StatusOr<std::vector<NetDevStats>> ParseNetDev(absl::string_view text) {
     }
     NetDevStats d;
     d.device = std::string(absl::StripAsciiWhitespace(lines[i].substr(0, colon)));
-    std::vector<absl::string_view> f = Fields(lines[i].substr(colon + 1));
+    FieldList f = Fields(lines[i].substr(colon + 1));
     if (f.size() != names.size()) {
       return absl::InvalidArgumentError(absl::StrCat("net/dev line ", i + 1, ": ", f.size(),
                                                      " values for ", names.size(), " columns"));
@@ -213,7 +224,7 @@ absl::StatusOr<std::vector<NetDevStats>> ParseNetDev(absl::string_view text) {
 absl::StatusOr<Pressure> ParsePressure(absl::string_view text) {
   Pressure p;
   for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
-    std::vector<absl::string_view> f = Fields(line);
+    FieldList f = Fields(line);
     if (f.empty()) continue;
     double* dst = f[0] == "some" ? &p.some_seconds : f[0] == "full" ? &p.full_seconds : nullptr;
     if (dst == nullptr) continue;
@@ -234,7 +245,7 @@ absl::StatusOr<std::vector<std::pair<std::string, double>>> ParseNameValueLines(
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_no;
-    std::vector<absl::string_view> f = Fields(line);
+    FieldList f = Fields(line);
     if (f.empty()) continue;
     double v;
     if (f.size() != 2 || !absl::SimpleAtod(f[1], &v)) {
@@ -250,8 +261,8 @@ absl::StatusOr<std::vector<std::pair<std::string, double>>> ParseNetstat(absl::s
   std::vector<absl::string_view> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
   if (lines.size() % 2 != 0) return absl::InvalidArgumentError("netstat: odd number of lines");
   for (size_t i = 0; i < lines.size(); i += 2) {
-    std::vector<absl::string_view> names = Fields(lines[i]);
-    std::vector<absl::string_view> values = Fields(lines[i + 1]);
+    FieldList names = Fields(lines[i]);
+    FieldList values = Fields(lines[i + 1]);
     if (names.empty() || names.size() != values.size() || names[0] != values[0] ||
         !absl::EndsWith(names[0], ":")) {
       return absl::InvalidArgumentError(
@@ -274,7 +285,7 @@ absl::StatusOr<std::vector<std::pair<std::string, double>>> ParseSockstat(absl::
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
     ++line_no;
-    std::vector<absl::string_view> f = Fields(line);
+    FieldList f = Fields(line);
     if (f.size() < 3 || f.size() % 2 != 1 || !absl::EndsWith(f[0], ":")) {
       return absl::InvalidArgumentError(absl::StrCat("sockstat line ", line_no, ": malformed"));
     }
@@ -291,7 +302,7 @@ absl::StatusOr<std::vector<std::pair<std::string, double>>> ParseSockstat(absl::
 absl::StatusOr<ProcessStat> ParseProcessStat(absl::string_view text) {
   size_t close = text.rfind(')');
   if (close == absl::string_view::npos) return absl::InvalidArgumentError("stat: no ')'");
-  std::vector<absl::string_view> f = Fields(text.substr(close + 1));
+  FieldList f = Fields(text.substr(close + 1));
   // state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
   // cutime cstime priority nice num_threads ...
   if (f.size() < 18 || f[0].size() != 1) return absl::InvalidArgumentError("stat: too short");

@@ -4,6 +4,8 @@
 #include "common/status.h"
 #include "re2/re2.h"
 
+#include <map>
+
 namespace vigie::agent {
 namespace {
 
@@ -17,7 +19,7 @@ class VmstatCollector : public Collector {
     VIGIE_ASSIGN_OR_RETURN(std::string text, ReadProcFile(path_));
     VIGIE_ASSIGN_OR_RETURN(auto values, ParseNameValueLines(text));
     for (const auto& [field, value] : values) {
-      if (!RE2::PartialMatch(field, fields_)) continue;
+      if (!Wanted(field)) continue;
       out->Add(absl::StrCat("node_vmstat_", field), {}, value, now_ms, MetricType::kUntyped,
                absl::StrCat("/proc/vmstat information field ", field, "."));
     }
@@ -25,8 +27,18 @@ class VmstatCollector : public Collector {
   }
 
  private:
+  // The kernel's field set does not change: match each name once.
+  bool Wanted(const std::string& name) {
+    auto it = wanted_.find(name);
+    if (it != wanted_.end()) return it->second;
+    const bool wanted = RE2::PartialMatch(name, fields_);
+    if (wanted_.size() < 4096) wanted_.emplace(name, wanted);
+    return wanted;
+  }
+
   std::string path_;
   RE2 fields_;
+  std::map<std::string, bool> wanted_;
 };
 
 }  // namespace
