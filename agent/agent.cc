@@ -280,6 +280,7 @@ void Agent::CollectOnce(const std::string& only) {
   sample_limits.now_ms = now_ms;
 
   std::vector<v1::Sample> samples;
+  samples.reserve(last_round_samples_ + 64);  // no regrowth (and moves) in a steady state
   auto snapshot = std::make_shared<HostSnapshot>();
   Collection scrape;  // node_scrape_collector_* for this round
   for (CollectorResult& r : results) {
@@ -312,6 +313,7 @@ void Agent::CollectOnce(const std::string& only) {
   }
   for (v1::Sample& s : scrape.samples) samples.push_back(std::move(s));
   snapshot->info.merge(scrape.info);
+  if (only.empty()) last_round_samples_ = samples.size();
   DropCounts drops;
   std::vector<v1::AgentMessage> batches = BuildBatches(std::move(samples), limits, &drops);
   for (const auto& [reason, n] : drops) {
