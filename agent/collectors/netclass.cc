@@ -109,9 +109,8 @@ class NetclassCollector : public Collector {
 
  private:
   static bool IsIdentity(absl::string_view attr) {
-    for (const char* a : {"address", "broadcast", "ifalias", "dev_id", "ifindex", "iflink",
-                          "type", "addr_assign_type", "name_assign_type", "netdev_group",
-                          "link_mode"}) {
+    for (const char* a : {"address", "broadcast", "ifalias", "dev_id", "ifindex", "iflink", "type",
+                          "addr_assign_type", "name_assign_type", "netdev_group", "link_mode"}) {
       if (attr == a) return true;
     }
     return false;

@@ -1,6 +1,9 @@
 #include <map>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "agent/collectors/collector.h"
 #include "agent/collectors/procfs.h"
 #include "common/status.h"
@@ -24,43 +27,102 @@ class NetstatCollector : public Collector {
       : dir_(JoinPath(p.procfs, "/net")), fields_(kDefaultNetstatFields) {}
   const char* name() const override { return "netstat"; }
   absl::Status Collect(int64_t now_ms, Collection* out) override {
-    for (const char* file : {"netstat", "snmp", "snmp6"}) {
-      absl::StatusOr<std::string> text = ReadProcFile(absl::StrCat(dir_, "/", file));
+    for (Source& src : sources_) {
+      absl::StatusOr<std::string> text = ReadProcFile(absl::StrCat(dir_, "/", src.file));
       if (absl::IsNotFound(text.status())) continue;  // snmp6 without IPv6
       if (!text.ok()) return text.status();
-      std::vector<std::pair<std::string, double>> values;
-      if (std::string(file) == "snmp6") {
-        VIGIE_ASSIGN_OR_RETURN(values, ParseNameValueLines(*text));
-        for (auto& [name, v] : values) {
-          // "Ip6InReceives" -> "Ip6_InReceives", "Icmp6InMsgs" -> "Icmp6_InMsgs".
-          size_t six = name.find('6');
-          if (six != std::string::npos) name.insert(six + 1, "_");
-        }
-      } else {
-        VIGIE_ASSIGN_OR_RETURN(values, ParseNetstat(*text));
+      // The names (the file's layout) change only with the kernel: once they match the last
+      // round's, only the values are parsed, and the wanted ones picked by position.
+      std::string layout;
+      std::vector<double> values;
+      VIGIE_RETURN_IF_ERROR(Split(*text, src.snmp6, &layout, &values));
+      if (layout != src.layout) {
+        VIGIE_RETURN_IF_ERROR(Plan(*text, &src));
+        src.layout = std::move(layout);
       }
-      for (const auto& [name, value] : values) {
-        if (!Wanted(name)) continue;
-        out->Add(absl::StrCat("node_netstat_", name), {}, value, now_ms, MetricType::kUntyped,
-                 absl::StrCat("Statistic ", name, "."));
+      for (const Pick& p : src.picks) {
+        if (p.index < values.size()) {
+          out->Add(p.metric, {}, values[p.index], now_ms, MetricType::kUntyped, p.help);
+        }
       }
     }
     return absl::OkStatus();
   }
 
  private:
-  // The field set is the kernel's and does not change: match each name once.
-  bool Wanted(const std::string& name) {
-    auto it = wanted_.find(name);
-    if (it != wanted_.end()) return it->second;
-    const bool wanted = RE2::FullMatch(name, fields_);
-    if (wanted_.size() < 4096) wanted_.emplace(name, wanted);
-    return wanted;
+  struct Pick {
+    size_t index;  // among the file's values, in order
+    std::string metric, help;
+  };
+  struct Source {
+    const char* file;
+    bool snmp6;  // "Name value" lines rather than header/value line pairs
+    std::string layout;
+    std::vector<Pick> picks;
+  };
+
+  // The layout (every name, in order) and the values, without building a string per field.
+  static absl::Status Split(absl::string_view text, bool snmp6, std::string* layout,
+                            std::vector<double>* values) {
+    layout->reserve(text.size());
+    size_t line_no = 0;
+    for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+      ++line_no;
+      if (snmp6) {
+        size_t space = line.find_first_of(" \t");
+        double v;
+        if (space == absl::string_view::npos ||
+            !absl::SimpleAtod(absl::StripAsciiWhitespace(line.substr(space)), &v)) {
+          return absl::InvalidArgumentError(absl::StrCat("snmp6 line ", line_no, ": malformed"));
+        }
+        absl::StrAppend(layout, line.substr(0, space), " ");
+        values->push_back(v);
+      } else if (line_no % 2 == 1) {
+        absl::StrAppend(layout, line, "\n");  // a header line
+      } else {
+        bool first = true;
+        for (absl::string_view f : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
+          if (first) {  // "TcpExt:"
+            first = false;
+            continue;
+          }
+          double v;
+          if (!absl::SimpleAtod(f, &v)) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("netstat line ", line_no, ": bad number \"", f, "\""));
+          }
+          values->push_back(v);
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // Names every value the slow way and keeps the ones node_exporter's field set selects.
+  absl::Status Plan(absl::string_view text, Source* src) {
+    std::vector<std::pair<std::string, double>> named;
+    if (src->snmp6) {
+      VIGIE_ASSIGN_OR_RETURN(named, ParseNameValueLines(text));
+      for (auto& [name, v] : named) {
+        // "Ip6InReceives" -> "Ip6_InReceives", "Icmp6InMsgs" -> "Icmp6_InMsgs".
+        size_t six = name.find('6');
+        if (six != std::string::npos) name.insert(six + 1, "_");
+      }
+    } else {
+      VIGIE_ASSIGN_OR_RETURN(named, ParseNetstat(text));
+    }
+    src->picks.clear();
+    for (size_t i = 0; i < named.size(); ++i) {
+      if (!RE2::FullMatch(named[i].first, fields_)) continue;
+      src->picks.push_back({i, absl::StrCat("node_netstat_", named[i].first),
+                            absl::StrCat("Statistic ", named[i].first, ".")});
+    }
+    return absl::OkStatus();
   }
 
   std::string dir_;
   RE2 fields_;
-  std::map<std::string, bool> wanted_;
+  Source sources_[3] = {{"netstat", false}, {"snmp", false}, {"snmp6", true}};
 };
 
 }  // namespace

@@ -157,5 +157,37 @@ TEST(DiskstatsTest, PartitionsAndLoopDevicesAreLeftOutUnitsConverted) {
   EXPECT_EQ(m.count("node_disk_discards_completed_total{device=sda}"), 0u) << "not on 4.14";
 }
 
+// The netstat collector parses names once and then picks values by position: a second round,
+// with new values in the same layout, must give the new values.
+TEST(NetstatTest, SecondRoundPicksTheNewValues) {
+  const std::string dir = ::testing::TempDir() + "/netstat-proc";
+  ASSERT_EQ(system(("mkdir -p " + dir + "/net && cp testdata/proc_net_netstat " + dir +
+                    "/net/netstat && cp testdata/proc_net_snmp6 " + dir + "/net/snmp6")
+                       .c_str()),
+            0);
+  auto write_snmp = [&](int estab) {
+    std::ofstream(dir + "/net/snmp") << "Tcp: RtoAlgorithm RtoMin CurrEstab InSegs\n"
+                                     << "Tcp: 1 200 " << estab << " 77\n"
+                                     << "Udp: InDatagrams NoPorts\nUdp: 5 6\n";
+  };
+  CollectorConfig config;
+  config.paths.procfs = dir;
+  auto netstat = NewNetstatCollector(config);
+  for (int estab : {3, 9}) {
+    write_snmp(estab);
+    Collection c;
+    ASSERT_THAT(netstat->Collect(1, &c), IsOk());
+    auto m = Flatten(c);
+    EXPECT_EQ(m["node_netstat_Tcp_CurrEstab"], estab);
+    EXPECT_EQ(m["node_netstat_Tcp_InSegs"], 77);
+    EXPECT_EQ(m["node_netstat_Udp_NoPorts"], 6);
+    EXPECT_EQ(m.count("node_netstat_Tcp_RtoMin"), 0u) << "not in the default field set";
+    EXPECT_EQ(m.count("node_netstat_Ip6_InOctets"), 1u);
+  }
+  std::ofstream(dir + "/net/snmp") << "Tcp: CurrEstab\nTcp: x\n";
+  Collection c;
+  EXPECT_FALSE(netstat->Collect(1, &c).ok()) << "a bad number is an error, not a zero";
+}
+
 }  // namespace
 }  // namespace vigie::agent

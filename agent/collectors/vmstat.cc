@@ -1,10 +1,10 @@
+#include <map>
+
 #include "absl/strings/str_cat.h"
 #include "agent/collectors/collector.h"
 #include "agent/collectors/procfs.h"
 #include "common/status.h"
 #include "re2/re2.h"
-
-#include <map>
 
 namespace vigie::agent {
 namespace {
