@@ -315,14 +315,16 @@ void Agent::CollectOnce(const std::string& only) {
   snapshot->info.merge(scrape.info);
   if (only.empty()) last_round_samples_ = samples.size();
   DropCounts drops;
-  std::vector<v1::AgentMessage> batches = BuildBatches(std::move(samples), limits, &drops);
+  std::vector<size_t> sizes;
+  std::vector<v1::AgentMessage> batches =
+      BuildBatches(std::move(samples), limits, &drops, &sizes);
   for (const auto& [reason, n] : drops) {
     samples_dropped_.Add({{"collector", "batching"}, {"reason", reason}})
         .Increment(static_cast<double>(n));
   }
-  for (v1::AgentMessage& m : batches) {
-    samples_.Increment(m.metrics().samples_size());
-    snapshot->batches.push_back(outbox_.Add(std::move(m)));
+  for (size_t i = 0; i < batches.size(); ++i) {
+    samples_.Increment(batches[i].metrics().samples_size());
+    snapshot->batches.push_back(outbox_.Add(std::move(batches[i]), sizes[i]));
   }
   if (only.empty()) {
     host_metrics_.Update(std::move(snapshot));

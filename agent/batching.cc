@@ -27,7 +27,8 @@ SendLimits SendLimits::Tighter(const v1::Welcome& w) const {
 }
 
 std::vector<v1::AgentMessage> BuildBatches(std::vector<v1::Sample> samples,
-                                           const SendLimits& limits, DropCounts* drops) {
+                                           const SendLimits& limits, DropCounts* drops,
+                                           std::vector<size_t>* sizes) {
   std::vector<v1::AgentMessage> out;
   v1::MetricBatch* batch = nullptr;
   size_t bytes = 0;
@@ -45,12 +46,14 @@ std::vector<v1::AgentMessage> BuildBatches(std::vector<v1::Sample> samples,
     }
     if (batch == nullptr || bytes + cost > budget ||
         static_cast<size_t>(batch->samples_size()) >= limits.max_samples_per_batch) {
+      if (sizes != nullptr && batch != nullptr) sizes->push_back(bytes + kMessageFraming);
       batch = out.emplace_back().mutable_metrics();
       bytes = 0;
     }
     bytes += cost;
     *batch->add_samples() = std::move(s);
   }
+  if (sizes != nullptr && batch != nullptr) sizes->push_back(bytes + kMessageFraming);
   return out;
 }
 

@@ -35,8 +35,11 @@ inline constexpr char kReasonTooLarge[] = "too_large";
 // Splits `samples` into MetricBatch messages (sequence unset), in order, each within
 // `limits` by sample count and by serialized size. Samples with more labels than the limit or
 // too large on their own are dropped and counted in `drops`.
+// `sizes`, if given, receives each batch's serialized size (an upper bound, to the byte
+// framing), so nobody walks the samples again to learn it.
 std::vector<v1::AgentMessage> BuildBatches(std::vector<v1::Sample> samples,
-                                           const SendLimits& limits, DropCounts* drops);
+                                           const SendLimits& limits, DropCounts* drops,
+                                           std::vector<size_t>* sizes = nullptr);
 
 // True if durable message `m` is within `limits` (count, size and labels per sample).
 bool WithinLimits(const v1::AgentMessage& m, const SendLimits& limits);

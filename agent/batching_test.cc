@@ -34,10 +34,15 @@ TEST(BuildBatchesTest, SplitsByBytesEvenWithASequenceSet) {
   SendLimits l;
   l.max_message_bytes = 1000;
   DropCounts drops;
-  auto out = BuildBatches(in, l, &drops);
+  std::vector<size_t> sizes;
+  auto out = BuildBatches(in, l, &drops, &sizes);
+  ASSERT_EQ(sizes.size(), out.size());
   int total = 0;
-  for (auto& m : out) {
+  for (size_t i = 0; i < out.size(); ++i) {
+    auto& m = out[i];
     m.mutable_metrics()->set_sequence(UINT64_MAX);  // the largest a sequence can add
+    EXPECT_LE(m.ByteSizeLong(), sizes[i]) << "the reported size is an upper bound";
+    EXPECT_LE(sizes[i], 1000u);
     EXPECT_LE(m.ByteSizeLong(), 1000u);
     EXPECT_TRUE(WithinLimits(m, l));
     total += m.metrics().samples_size();

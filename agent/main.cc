@@ -17,11 +17,10 @@ ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error.");
 int main(int argc, char** argv) {
   // One malloc arena with fixed thresholds: the agent's threads mostly hand work to each other,
   // and per-thread arenas (or a threshold that drifts up with the first large free) would keep
-  // each one's high-water mark resident. Freed memory above 1 MiB goes back to the kernel (a
-  // round's own churn stays, so it is not returned and faulted in again every second).
+  // each one's high-water mark resident. Freed memory above 256 KiB goes back to the kernel.
   mallopt(M_ARENA_MAX, 1);
   mallopt(M_MMAP_THRESHOLD, 256 << 10);
-  mallopt(M_TRIM_THRESHOLD, 1 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 10);
   vigie::BlockTerminationSignals();
   vigie::ParseFlagsOrExit(argc, argv, "vigie-agent --config=agent.yaml");
   vigie::SetLogLevelOrExit(absl::GetFlag(FLAGS_log_level));

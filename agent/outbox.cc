@@ -31,8 +31,8 @@ void Outbox::Restore(Spool::Recovered recovered) {
   EnforceBoundsLocked();
 }
 
-void Outbox::PushLocked(v1::AgentMessage m) {
-  const size_t bytes = m.ByteSizeLong();
+void Outbox::PushLocked(v1::AgentMessage m, size_t bytes) {
+  if (bytes == 0) bytes = m.ByteSizeLong();
   pending_bytes_ += bytes;
   pending_.push_back(Entry{std::make_shared<v1::AgentMessage>(std::move(m)), bytes});
 }
@@ -52,7 +52,7 @@ void Outbox::SpoolErrorLocked(const absl::Status& s) {
   }
 }
 
-std::shared_ptr<const v1::AgentMessage> Outbox::Add(v1::AgentMessage message) {
+std::shared_ptr<const v1::AgentMessage> Outbox::Add(v1::AgentMessage message, size_t bytes) {
   MutexLock lock(&mu_);
   SetDurableSequence(&message, numbered_ ? next_sequence_++ : 0);
   if (options_.spool != nullptr) {
@@ -63,7 +63,7 @@ std::shared_ptr<const v1::AgentMessage> Outbox::Add(v1::AgentMessage message) {
       log::Info("spool writes work again");
     }
   }
-  PushLocked(std::move(message));
+  PushLocked(std::move(message), bytes);
   std::shared_ptr<const v1::AgentMessage> added = pending_.back().message;
   EnforceBoundsLocked();
   return added;

@@ -45,7 +45,8 @@ class Outbox {
 
   // Takes a durable message (metrics, checks or service_event payload) and returns it, shared:
   // the outbox never changes a message while anyone else holds it (it copies first).
-  std::shared_ptr<const v1::AgentMessage> Add(v1::AgentMessage message);
+  // `bytes` is its serialized size if the caller knows it (0 = compute it).
+  std::shared_ptr<const v1::AgentMessage> Add(v1::AgentMessage message, size_t bytes = 0);
 
   // A new stream got `welcome`: adopts its limits (re-splitting buffered batches that exceed
   // them), numbers waiting messages if needed, forgets those at or below its committed
@@ -93,7 +94,7 @@ class Outbox {
       return *message;
     }
   };
-  void PushLocked(v1::AgentMessage m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PushLocked(v1::AgentMessage m, size_t bytes = 0) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PopFrontLocked(bool count_as_dropped) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EnforceBoundsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Splits buffered batches that exceed limits_; true if anything changed.
