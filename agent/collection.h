@@ -4,6 +4,7 @@
 #define VIGIE_AGENT_COLLECTION_H_
 
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <string>
 #include <vector>
@@ -27,8 +28,18 @@ struct Collection {
   std::map<std::string, MetricInfo, std::less<>> info;
 
   // Appends a sample stamped `timestamp_ms`; records type and help the first time a name is seen.
-  void Add(absl::string_view name, std::map<std::string, std::string> labels, double value,
-           int64_t timestamp_ms, MetricType type, absl::string_view help);
+  // Labels as a braced list ({{"cpu", id}, {"mode", "idle"}}) go straight into the sample.
+  void Add(absl::string_view name,
+           std::initializer_list<std::pair<absl::string_view, absl::string_view>> labels,
+           double value, int64_t timestamp_ms, MetricType type, absl::string_view help);
+  void Add(absl::string_view name, const std::map<std::string, std::string>& labels,
+           double value, int64_t timestamp_ms, MetricType type, absl::string_view help);
+
+ private:
+  v1::Sample& NewSample(absl::string_view name, double value, int64_t timestamp_ms,
+                        MetricType type, absl::string_view help);
+
+ public:
 };
 
 // One source of samples. Collect() is called from one thread at a time.
