@@ -64,6 +64,35 @@ TEST(AgentOptionsTest, BadValuesNameTheField) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("mount_points_exclude")));
 }
 
+TEST(AgentOptionsTest, CollectorsSpoolAndLimits) {
+  setenv("VIGIE_TEST_AGENT_TOKEN", "vigie_test", 1);
+  const std::string t = "token: {env: VIGIE_TEST_AGENT_TOKEN}\n";
+  auto o = FromYaml(t + "collectors: {hwmon: false, processes: true}\n"
+                        "spool: {directory: /var/lib/vigie/spool, fsync: never}\n"
+                        "max_message_bytes: 65536\ncollect_interval: 2s\n");
+  ASSERT_THAT(o, IsOk());
+  EXPECT_EQ(o->collector_switches.at("hwmon"), false);
+  EXPECT_EQ(o->spool.directory, "/var/lib/vigie/spool");
+  EXPECT_FALSE(o->spool.fsync);
+  EXPECT_EQ(o->limits.max_message_bytes, 65536u);
+  EXPECT_EQ(o->collector_timeout, absl::Seconds(2)) << "never above collect_interval";
+  EXPECT_THAT(FromYaml(t + "collectors: {hwmn: false}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("collectors: \"hwmn\" is not a collector (known: cpu,")));
+  EXPECT_THAT(FromYaml(t + "collect_interval: 1s\ncollector_timeout: 5s\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("collector_timeout")));
+  EXPECT_THAT(FromYaml(t + "spool: {directory: /x, fsync: sometimes}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("spool.fsync: must be \"always\" or \"never\", got "
+                                 "\"sometimes\"")));
+  EXPECT_THAT(FromYaml(t + "spool: {directory: /x, max_bytes: 1000}\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spool.max_bytes")));
+  EXPECT_THAT(FromYaml(t + "max_message_bytes: 100\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_message_bytes")));
+  EXPECT_THAT(FromYaml(t + "max_samples_per_batch: 1000000\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_samples_per_batch")));
+}
+
 // A fake procfs (the fixtures) and a textfile directory: one round yields node_exporter-named
 // samples and queues them, split into batches of the configured size.
 TEST(AgentTest, CollectOnceQueuesBatchesFromAllCollectors) {

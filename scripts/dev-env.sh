@@ -146,6 +146,7 @@ http_listen: $ag_http
 collect_interval: 5s
 heartbeat_interval: 10s
 textfile_directory: $state/textfile
+spool: {directory: $state/agent-spool}
 labels: {env: dev}
 YAML
   echo "demo_value 1" >"$state/textfile/demo.prom"
