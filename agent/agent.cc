@@ -396,7 +396,7 @@ v1::Heartbeat Agent::MakeHeartbeat() {
 void Agent::UpdateGauges() {
   pending_.Set(static_cast<double>(outbox_.pending()));
   pending_bytes_.Set(static_cast<double>(outbox_.pending_bytes()));
-  spool_bytes_.Set(spool_ ? static_cast<double>(spool_->bytes()) : 0.0);
+  spool_bytes_.Set(static_cast<double>(outbox_.spool_bytes()));
   spool_errors_.Set(static_cast<double>(outbox_.spool_errors()));
   spool_corrupt_.Set(static_cast<double>(spool_corrupt_at_start_));
   dropped_.Set(static_cast<double>(outbox_.dropped()));

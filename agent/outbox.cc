@@ -19,14 +19,23 @@ void Outbox::Restore(Spool::Recovered recovered) {
     numbered_ = true;
     next_sequence_ = recovered.next_sequence;
   }
+  // Sequences must increase strictly (the send cursor and Reject binary-search on them). If
+  // they do not (unnumbered records beside numbered ones, after a crash in a renumbering), all
+  // are numbered afresh at the next Welcome, and the spool rewritten then.
+  uint64_t previous = 0;
+  bool ordered = true;
+  for (const v1::AgentMessage& m : recovered.messages) {
+    const uint64_t seq = DurableSequence(m);
+    ordered = ordered && (numbered_ ? seq > previous : seq == 0);
+    previous = seq;
+  }
   for (v1::AgentMessage& m : recovered.messages) {
-    if (numbered_ && DurableSequence(m) == 0) {
-      // Damage mixed numbered and unnumbered records: number these, and rewrite the spool at
-      // the next Welcome so a second restart does not number them again.
-      SetDurableSequence(&m, next_sequence_++);
-      spool_stale_ = true;
-    }
+    if (!ordered) SetDurableSequence(&m, 0);
     PushLocked(std::move(m));
+  }
+  if (!ordered && numbered_) {
+    renumber_at_welcome_ = true;
+    spool_stale_ = true;
   }
   EnforceBoundsLocked();
 }
@@ -70,19 +79,22 @@ std::shared_ptr<const v1::AgentMessage> Outbox::Add(v1::AgentMessage message, si
 }
 
 void Outbox::EnforceBoundsLocked() {
-  if (options_.spool != nullptr) {
-    // The spool drops whole segments; drop the same messages from memory.
-    for (Spool::Dropped d = options_.spool->DropOldestIfOver(); d.records > 0;
-         d = options_.spool->DropOldestIfOver()) {
-      for (uint64_t i = 0; i < d.records && !pending_.empty(); ++i) {
-        const uint64_t seq = DurableSequence(pending_.front().get());
-        if (d.max_sequence != 0 && seq > d.max_sequence) break;  // already acknowledged ones
-        PopFrontLocked(/*count_as_dropped=*/true);
-      }
+  if (options_.spool != nullptr && options_.spool->bytes() > options_.max_pending_bytes) {
+    // Over the spool's bound: drop the oldest eighth from memory, then from disk. Whole
+    // segments holding only dropped (or acknowledged) messages are deleted; if the spool is
+    // still over (one large segment, as a rewrite leaves), it is rewritten to what memory holds.
+    uint64_t highest_dropped = 0;
+    while (!pending_.empty() && pending_bytes_ > options_.max_pending_bytes / 8 * 7) {
+      highest_dropped = std::max(highest_dropped, DurableSequence(pending_.front().get()));
+      PopFrontLocked(/*count_as_dropped=*/true);
     }
+    if (!spool_stale_ && highest_dropped > 0) {
+      options_.spool->Forget(std::max(acked_, highest_dropped), next_sequence_);
+    }
+    if (options_.spool->bytes() > options_.max_pending_bytes) RewriteSpoolLocked();
   }
-  while (!pending_.empty() &&
-         (pending_.size() > options_.max_pending || pending_bytes_ > options_.max_pending_bytes)) {
+  while (!pending_.empty() && (pending_.size() > options_.max_pending ||
+                               pending_bytes_ > options_.max_pending_bytes)) {
     PopFrontLocked(/*count_as_dropped=*/true);
   }
 }
@@ -126,8 +138,9 @@ void Outbox::OnWelcome(const v1::Welcome& welcome) {
   const uint64_t committed = welcome.committed_sequence();
   limits_ = options_.limits.Tighter(welcome);
   bool renumber = false;
-  if (!numbered_) {
+  if (!numbered_ || renumber_at_welcome_) {
     numbered_ = true;
+    renumber_at_welcome_ = false;
     renumber = true;
   } else if (next_sequence_ <= committed) {
     // The control plane has committed numbers this agent never assigned (another process used
@@ -153,7 +166,10 @@ void Outbox::OnWelcome(const v1::Welcome& welcome) {
     spool_stale_ = true;
   }
   if (spool_stale_) RewriteSpoolLocked();
-  if (options_.spool != nullptr) options_.spool->Forget(committed, next_sequence_);
+  // Segments are forgotten by the numbers written in them: only once they match memory's.
+  if (options_.spool != nullptr && !spool_stale_) {
+    options_.spool->Forget(committed, next_sequence_);
+  }
   acked_ = committed;
   sent_upto_ = committed;
 }
@@ -164,7 +180,10 @@ void Outbox::OnAck(uint64_t sequence) {
     PopFrontLocked(/*count_as_dropped=*/false);
   }
   acked_ = std::max(acked_, sequence);
-  if (options_.spool != nullptr) options_.spool->Forget(acked_, next_sequence_);
+  if (spool_stale_) RewriteSpoolLocked();  // a rewrite that failed (a full disk) is retried
+  if (options_.spool != nullptr && !spool_stale_) {
+    options_.spool->Forget(acked_, next_sequence_);
+  }
 }
 
 bool Outbox::OnReject(uint64_t sequence) {
@@ -221,6 +240,10 @@ uint64_t Outbox::rejected() const {
 DropCounts Outbox::resplit_drops() const {
   MutexLock lock(&mu_);
   return resplit_drops_;
+}
+uint64_t Outbox::spool_bytes() const {
+  MutexLock lock(&mu_);
+  return options_.spool != nullptr ? options_.spool->bytes() : 0;
 }
 uint64_t Outbox::spool_errors() const {
   MutexLock lock(&mu_);

@@ -5,6 +5,7 @@
 #define VIGIE_AGENT_OUTBOX_H_
 
 #include <cstdint>
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -77,8 +78,9 @@ class Outbox {
   uint64_t rejected() const;
   // Samples dropped when buffered batches were re-split for a tighter Welcome, by reason.
   DropCounts resplit_drops() const;
-  // Failed spool writes (the message is still sent from memory).
+  // Failed spool writes (the message is still sent from memory), and the spool's size.
   uint64_t spool_errors() const;
+  uint64_t spool_bytes() const;
   // Highest sequence assigned (0 before the first numbering) and highest acknowledged.
   uint64_t last_sequence() const;
   uint64_t acked_sequence() const;
@@ -90,7 +92,12 @@ class Outbox {
     const v1::AgentMessage& get() const { return *message; }
     // For changing the message: a private copy if a stream still holds it.
     v1::AgentMessage& Mutable() {
-      if (message.use_count() > 1) message = std::make_shared<v1::AgentMessage>(*message);
+      if (message.use_count() > 1) {
+        message = std::make_shared<v1::AgentMessage>(*message);
+      } else {
+        // The last other holder has let go: see its reads before writing.
+        std::atomic_thread_fence(std::memory_order_acquire);
+      }
       return *message;
     }
   };
@@ -109,6 +116,7 @@ class Outbox {
   SendLimits limits_ ABSL_GUARDED_BY(mu_);
   bool numbered_ ABSL_GUARDED_BY(mu_) = false;
   bool spool_stale_ ABSL_GUARDED_BY(mu_) = false;  // the spool's numbering differs from memory
+  bool renumber_at_welcome_ ABSL_GUARDED_BY(mu_) = false;  // restored out of order
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t sent_upto_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t acked_ ABSL_GUARDED_BY(mu_) = 0;

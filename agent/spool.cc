@@ -116,7 +116,10 @@ ParsedSegment ParseSegment(const std::string& data) {
   while (pos + kRecordHeaderBytes <= data.size()) {
     const uint32_t len = GetU32(data.data() + pos);
     const uint32_t crc = GetU32(data.data() + pos + 4);
+    // The type byte and the length are checked before the checksum, so resynchronising over a
+    // damaged stretch costs a CRC only at plausible offsets.
     bool ok = len <= kMaxRecordBytes && pos + kRecordHeaderBytes + len <= data.size() &&
+              static_cast<uint8_t>(data[pos + 8]) == kTypeAgentMessage &&
               Crc(absl::string_view(data.data() + pos + 8, 1 + len)) == crc;
     v1::AgentMessage m;
     if (ok) {
@@ -353,13 +356,6 @@ absl::Status Spool::Rewrite(const std::deque<v1::AgentMessage>& messages, uint64
   if (active_fd_ >= 0) close(active_fd_);
   active_fd_ = -1;
   return StartSegment(next_sequence, /*supersedes=*/false);
-}
-
-Spool::Dropped Spool::DropOldestIfOver() {
-  if (total_bytes_ <= options_.max_bytes || segments_.size() <= 1) return {};
-  Dropped d{segments_.front().records, segments_.front().max_sequence};
-  DeleteSegment(0);
-  return d;
 }
 
 }  // namespace vigie::agent

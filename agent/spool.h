@@ -56,21 +56,14 @@ class Spool {
   // the segment is cut back to its previous length and the error returned.
   absl::Status Append(const v1::AgentMessage& m, uint64_t next_sequence);
 
-  // Every message with a sequence <= `acked` is stored: deletes the segments holding nothing
-  // newer, and starts a fresh segment once the current one is all acknowledged and large.
+  // Every message with a sequence <= `acked` is stored (or dropped): deletes the segments
+  // holding nothing newer, and starts a fresh segment once the current one is all
+  // acknowledged and large. The bound (max_bytes) is the outbox's to enforce, with this and
+  // Rewrite.
   void Forget(uint64_t acked, uint64_t next_sequence);
 
   // Replaces the spool's content with `messages` (after renumbering or splitting).
   absl::Status Rewrite(const std::deque<v1::AgentMessage>& messages, uint64_t next_sequence);
-
-  // Deletes the oldest segment when the spool is over max_bytes and holds more than one.
-  // Returns how many records it held and the highest sequence among them, so the outbox drops
-  // the same messages; {0, 0} if nothing was deleted.
-  struct Dropped {
-    uint64_t records = 0;
-    uint64_t max_sequence = 0;
-  };
-  Dropped DropOldestIfOver();
 
   uint64_t bytes() const { return total_bytes_; }
   size_t segments() const { return segments_.size(); }

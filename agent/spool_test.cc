@@ -1,5 +1,7 @@
 #include "agent/spool.h"
 
+#include "agent/outbox.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -172,22 +174,73 @@ TEST_F(SpoolTest, RewriteReplacesEverythingEvenAfterACrashLeftTheOld) {
   EXPECT_EQ(r.next_sequence, 15u);
 }
 
-TEST_F(SpoolTest, OverTheBoundTheOldestSegmentGoes) {
-  options_.max_bytes = 64 << 10;
+// The bound is the outbox's: over it, the oldest eighth goes, from memory and from disk, also
+// right after a rewrite left everything in one segment (the first Welcome renumbers).
+TEST_F(SpoolTest, OverTheBoundOnlyTheOldestGo) {
+  options_.max_bytes = 256 << 10;
   Spool::Recovered r;
   auto spool = Spool::Open(options_, &r);
   ASSERT_THAT(spool, IsOk());
-  uint64_t dropped = 0;
-  for (uint64_t i = 1; i <= 200; ++i) {
-    v1::AgentMessage m = M(i);
+  OutboxOptions oo;
+  oo.max_pending = 100000;
+  oo.max_pending_bytes = options_.max_bytes;
+  oo.spool = spool->get();
+  Outbox outbox(oo);
+  auto big = [](double marker) {
+    v1::AgentMessage m = M(0, marker);
     m.mutable_metrics()->mutable_samples(0)->set_name(std::string(1000, 'a'));
-    ASSERT_THAT((*spool)->Append(m, i + 1), IsOk());
-    for (auto d = (*spool)->DropOldestIfOver(); d.records > 0; d = (*spool)->DropOldestIfOver()) {
-      dropped += d.records;
-    }
-    EXPECT_LE((*spool)->bytes(), options_.max_bytes);
+    return m;
+  };
+  for (int i = 0; i < 200; ++i) outbox.Add(big(i));  // ~200 KiB, unnumbered
+  v1::Welcome w;
+  w.set_committed_sequence(0);
+  outbox.OnWelcome(w);  // renumbers 1..200 and rewrites the spool as one segment
+  EXPECT_EQ(outbox.pending(), 200u);
+  for (int i = 200; i < 300; ++i) {
+    outbox.Add(big(i));
+    EXPECT_LE((*spool)->bytes(), options_.max_bytes + 4096);
   }
-  EXPECT_GT(dropped, 100u);
+  // Not everything: about an eighth per overflow.
+  EXPECT_GT(outbox.pending(), 150u);
+  EXPECT_GT(outbox.dropped(), 0u);
+  EXPECT_EQ(outbox.pending() + outbox.dropped(), 300u);
+  // What the spool holds after a restart is what memory held.
+  const size_t held = outbox.pending();
+  const uint64_t last = outbox.last_sequence();
+  spool->reset();
+  Spool::Recovered again;
+  ASSERT_THAT(Spool::Open(options_, &again), IsOk());
+  uint64_t above = 0;
+  for (const auto& m : again.messages) above += DurableSequence(m) > last - held ? 1 : 0;
+  EXPECT_EQ(above, held);
+  EXPECT_EQ(again.next_sequence, last + 1);
+}
+
+// Unnumbered records after numbered ones (a crash while renumbering) are all numbered afresh
+// at the next Welcome, so the send order stays strictly increasing.
+TEST_F(SpoolTest, OutOfOrderRecordsAreRenumberedAtWelcome) {
+  Spool::Recovered r;
+  {
+    auto spool = Spool::Open(options_, &r);
+    ASSERT_THAT((*spool)->Append(M(7, 1), 8), IsOk());
+    ASSERT_THAT((*spool)->Append(M(0, 2), 8), IsOk());
+    ASSERT_THAT((*spool)->Append(M(5, 3), 8), IsOk());
+  }
+  Spool::Recovered again;
+  auto spool = Spool::Open(options_, &again);
+  ASSERT_THAT(spool, IsOk());
+  OutboxOptions oo;
+  oo.spool = spool->get();
+  Outbox outbox(oo);
+  outbox.Restore(std::move(again));
+  v1::Welcome w;
+  w.set_committed_sequence(3);
+  outbox.OnWelcome(w);
+  std::vector<std::pair<uint64_t, double>> sent;
+  while (auto m = outbox.NextToSend()) {
+    sent.emplace_back(m->metrics().sequence(), m->metrics().samples(0).value());
+  }
+  EXPECT_EQ(sent, (std::vector<std::pair<uint64_t, double>>{{4, 1}, {5, 2}, {6, 3}}));
 }
 
 TEST_F(SpoolTest, AFullDiskFailsTheAppendAndLeavesNoTornRecord) {
