@@ -316,8 +316,7 @@ void Agent::CollectOnce(const std::string& only) {
   if (only.empty()) last_round_samples_ = samples.size();
   DropCounts drops;
   std::vector<size_t> sizes;
-  std::vector<v1::AgentMessage> batches =
-      BuildBatches(std::move(samples), limits, &drops, &sizes);
+  std::vector<v1::AgentMessage> batches = BuildBatches(std::move(samples), limits, &drops, &sizes);
   for (const auto& [reason, n] : drops) {
     samples_dropped_.Add({{"collector", "batching"}, {"reason", reason}})
         .Increment(static_cast<double>(n));

@@ -67,9 +67,10 @@ TEST(AgentOptionsTest, BadValuesNameTheField) {
 TEST(AgentOptionsTest, CollectorsSpoolAndLimits) {
   setenv("VIGIE_TEST_AGENT_TOKEN", "vigie_test", 1);
   const std::string t = "token: {env: VIGIE_TEST_AGENT_TOKEN}\n";
-  auto o = FromYaml(t + "collectors: {hwmon: false, processes: true}\n"
-                        "spool: {directory: /var/lib/vigie/spool, fsync: never}\n"
-                        "max_message_bytes: 65536\ncollect_interval: 2s\n");
+  auto o = FromYaml(t +
+                    "collectors: {hwmon: false, processes: true}\n"
+                    "spool: {directory: /var/lib/vigie/spool, fsync: never}\n"
+                    "max_message_bytes: 65536\ncollect_interval: 2s\n");
   ASSERT_THAT(o, IsOk());
   EXPECT_EQ(o->collector_switches.at("hwmon"), false);
   EXPECT_EQ(o->spool.directory, "/var/lib/vigie/spool");

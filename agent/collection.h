@@ -32,12 +32,12 @@ struct Collection {
   void Add(absl::string_view name,
            std::initializer_list<std::pair<absl::string_view, absl::string_view>> labels,
            double value, int64_t timestamp_ms, MetricType type, absl::string_view help);
-  void Add(absl::string_view name, const std::map<std::string, std::string>& labels,
-           double value, int64_t timestamp_ms, MetricType type, absl::string_view help);
+  void Add(absl::string_view name, const std::map<std::string, std::string>& labels, double value,
+           int64_t timestamp_ms, MetricType type, absl::string_view help);
 
  private:
-  v1::Sample& NewSample(absl::string_view name, double value, int64_t timestamp_ms,
-                        MetricType type, absl::string_view help);
+  v1::Sample& NewSample(absl::string_view name, double value, int64_t timestamp_ms, MetricType type,
+                        absl::string_view help);
 
  public:
 };

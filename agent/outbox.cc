@@ -63,6 +63,21 @@ void Outbox::SpoolErrorLocked(const absl::Status& s) {
 
 std::shared_ptr<const v1::AgentMessage> Outbox::Add(v1::AgentMessage message, size_t bytes) {
   MutexLock lock(&mu_);
+  if (message.has_metrics() && !WithinLimits(message, limits_)) {
+    // Built under looser limits than a Welcome that arrived meanwhile: split it now.
+    std::vector<v1::Sample> samples(
+        std::make_move_iterator(message.mutable_metrics()->mutable_samples()->begin()),
+        std::make_move_iterator(message.mutable_metrics()->mutable_samples()->end()));
+    std::shared_ptr<const v1::AgentMessage> last;
+    for (v1::AgentMessage& part : BuildBatches(std::move(samples), limits_, &resplit_drops_)) {
+      last = AddLocked(std::move(part), 0);
+    }
+    return last;
+  }
+  return AddLocked(std::move(message), bytes);
+}
+
+std::shared_ptr<const v1::AgentMessage> Outbox::AddLocked(v1::AgentMessage message, size_t bytes) {
   SetDurableSequence(&message, numbered_ ? next_sequence_++ : 0);
   if (options_.spool != nullptr) {
     if (absl::Status s = options_.spool->Append(message, numbered_ ? next_sequence_ : 0); !s.ok()) {
@@ -93,8 +108,8 @@ void Outbox::EnforceBoundsLocked() {
     }
     if (options_.spool->bytes() > options_.max_pending_bytes) RewriteSpoolLocked();
   }
-  while (!pending_.empty() && (pending_.size() > options_.max_pending ||
-                               pending_bytes_ > options_.max_pending_bytes)) {
+  while (!pending_.empty() &&
+         (pending_.size() > options_.max_pending || pending_bytes_ > options_.max_pending_bytes)) {
     PopFrontLocked(/*count_as_dropped=*/true);
   }
 }

@@ -4,8 +4,8 @@
 #ifndef VIGIE_AGENT_OUTBOX_H_
 #define VIGIE_AGENT_OUTBOX_H_
 
-#include <cstdint>
 #include <atomic>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -102,6 +102,8 @@ class Outbox {
     }
   };
   void PushLocked(v1::AgentMessage m, size_t bytes = 0) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::shared_ptr<const v1::AgentMessage> AddLocked(v1::AgentMessage message, size_t bytes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PopFrontLocked(bool count_as_dropped) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EnforceBoundsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Splits buffered batches that exceed limits_; true if anything changed.

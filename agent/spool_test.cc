@@ -1,7 +1,5 @@
 #include "agent/spool.h"
 
-#include "agent/outbox.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "agent/outbox.h"
 #include "common/agent_message.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"

@@ -171,9 +171,12 @@ bool StreamClient::connected() const {
 }
 
 void StreamClient::SessionDone() {
-  Wake();  // first: once session_done_ is set, Run() may finish and this object may go away
+  // The flag and the wake-up together, under mu_, so Run() cannot take the wake-up, miss the
+  // flag and sleep until its next heartbeat. Nothing touches `this` after the unlock: Run() may
+  // then finish and this object go away.
   MutexLock lock(&mu_);
   session_done_ = true;
+  Wake();
 }
 
 void StreamClient::Run() {

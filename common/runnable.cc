@@ -57,15 +57,18 @@ bool Runnable::WaitForFd(absl::Duration d, int fd, bool* readable) {
     MutexLock lock(&mu_);
     if (wake_fd_ < 0) wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (stop_) return false;
-    if (woken_ || wake_fd_ < 0) {  // no eventfd: fall back to the plain wait
+    if (woken_) {
       woken_ = false;
       return true;
     }
     wake_fd = wake_fd_;
   }
+  if (wake_fd < 0) return WaitFor(std::min(d, absl::Seconds(1)));  // no eventfd: poll the fd later
   pollfd p[2] = {{fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
-  const int64_t ms = d <= absl::ZeroDuration() ? 0 : absl::ToInt64Milliseconds(d) + 1;
-  if (poll(p, 2, static_cast<int>(std::min<int64_t>(ms, INT32_MAX))) > 0) {
+  const int64_t ms = d <= absl::ZeroDuration()   ? 0
+                     : d >= absl::Hours(24 * 24) ? INT32_MAX
+                                                 : absl::ToInt64Milliseconds(d) + 1;
+  if (poll(p, 2, static_cast<int>(ms)) > 0) {
     *readable = (p[0].revents & POLLIN) != 0;
     if (p[1].revents != 0) {
       uint64_t n;

@@ -56,6 +56,33 @@ absl::Status ValidateSequence(uint64_t sequence, const char* kind, const char** 
   return absl::OkStatus();
 }
 
+// A string PostgreSQL must store as text: no NUL, at most `max` bytes.
+absl::Status CheckText(const std::string& field, const std::string& value, size_t max,
+                       const char** reason) {
+  if (value.size() > max) {
+    return Invalid("too_large", reason,
+                   absl::StrCat(field, ": ", value.size(), " bytes exceed the limit of ", max));
+  }
+  if (value.find('\0') != std::string::npos) {
+    return Invalid(kReasonNulByte, reason, absl::StrCat(field, ": contains a NUL byte"));
+  }
+  return absl::OkStatus();
+}
+
+// The sample rule for timestamps (2000 up to 24 h ahead), for checks and service events.
+absl::Status CheckTimestamp(const std::string& field, int64_t ts, int64_t now_ms,
+                            const char** reason) {
+  v1::Sample probe;
+  probe.set_name("x");
+  probe.set_timestamp_ms(ts);
+  SampleLimits limits;
+  limits.now_ms = now_ms;
+  absl::Status s = ValidateSample(probe, limits, "", reason);
+  if (s.ok()) return s;
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": ", ts, " is before 2000 or more than 24h ahead"));
+}
+
 // Names the first string of a lenient metrics batch that is not valid UTF-8.
 std::string FindInvalidUtf8(const internal::LenientMetricBatch& b) {
   for (int i = 0; i < b.samples_size(); ++i) {
@@ -108,16 +135,33 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOption
       }
       return absl::OkStatus();
     }
-    case v1::AgentMessage::kChecks:
+    case v1::AgentMessage::kChecks: {
       VIGIE_RETURN_IF_ERROR(ValidateSequence(m.checks().sequence(), "checks", reason));
       if (static_cast<size_t>(m.checks().results_size()) > limits.max_samples_per_batch) {
         return Invalid("too_many_samples", reason,
                        absl::StrCat("checks.results: ", m.checks().results_size(),
                                     " results exceed the limit of ", limits.max_samples_per_batch));
       }
+      for (int i = 0; i < m.checks().results_size(); ++i) {
+        const v1::CheckResult& r = m.checks().results(i);
+        const std::string at = absl::StrCat("checks.results[", i, "]");
+        VIGIE_RETURN_IF_ERROR(CheckText(at + ".name", r.name(), 200, reason));
+        VIGIE_RETURN_IF_ERROR(CheckText(at + ".target", r.target(), 2048, reason));
+        VIGIE_RETURN_IF_ERROR(CheckText(at + ".message", r.message(), 4096, reason));
+        VIGIE_RETURN_IF_ERROR(
+            CheckTimestamp(at + ".timestamp_ms", r.timestamp_ms(), now_ms, reason));
+        VIGIE_RETURN_IF_ERROR(
+            ValidateLabels(r.labels(), limits.max_labels_per_sample, at + ".labels", reason));
+      }
       return absl::OkStatus();
-    case v1::AgentMessage::kServiceEvent:
-      return ValidateSequence(m.service_event().sequence(), "service_event", reason);
+    }
+    case v1::AgentMessage::kServiceEvent: {
+      const v1::ServiceEvent& e = m.service_event();
+      VIGIE_RETURN_IF_ERROR(ValidateSequence(e.sequence(), "service_event", reason));
+      VIGIE_RETURN_IF_ERROR(CheckText("service_event.service", e.service(), 200, reason));
+      VIGIE_RETURN_IF_ERROR(CheckText("service_event.message", e.message(), 4096, reason));
+      return CheckTimestamp("service_event.timestamp_ms", e.timestamp_ms(), now_ms, reason);
+    }
     case v1::AgentMessage::kHeartbeat:
       return absl::OkStatus();
     default:
@@ -180,7 +224,6 @@ DecodedMessage DecodeAgentMessage(const std::function<bool(google::protobuf::Mes
     d.reason = "invalid_utf8";
     d.status = absl::InvalidArgumentError(what);
   }
-  if (d.sequence > kMaxSequence) d.sequence = 0;  // cannot be refused by number: a protocol error
   return d;
 }
 
@@ -306,8 +349,10 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     gw_->messages_.Add({{"kind", d.kind}}).Increment();
     if (!d.status.ok()) {
       if (hello_seen_ && d.sequence > last_sequence_seen_) {
-        // Refuse exactly this message; the stream and everything behind it go on.
-        last_sequence_seen_ = d.sequence;
+        // Refuse exactly this message; the stream and everything behind it go on. (A sequence
+        // beyond the storable range does not move the floor: the agent's next ones are judged
+        // as if it had not been sent.)
+        if (d.sequence <= kMaxSequence) last_sequence_seen_ = d.sequence;
         RefuseLocked(d);
         ContinueReadingLocked();
       } else {
@@ -468,45 +513,80 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       }
     }
     if (!durable.empty()) {
-      // Rules see the batches' samples in order; state changes only after the commit.
-      v1::MetricBatch all;
-      for (const v1::AgentMessage& m : durable) {
-        if (m.has_metrics()) all.mutable_samples()->MergeFrom(m.metrics().samples());
-      }
-      RuleEngine::Evaluation ev = gw_->rules_->Evaluate(agent_id_, all);
-      const absl::Time start = absl::Now();
-      absl::StatusOr<IngestResult> r =
-          gw_->store_->Ingest(agent_id_, durable, ev.transitions, gw_->options_.generator_url);
-      gw_->commit_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - start));
-      if (!r.ok()) {
-        gw_->ingest_errors_.Increment();
-        log::Warn("ingest failed; the agent will resend",
-                  {{"agent", agent_id_}, {"error", r.status()}});
-        if (r.status().code() == absl::StatusCode::kInvalidArgument) return r.status();
-        return absl::UnavailableError("storage unavailable; resend after reconnect");
-      }
-      gw_->rules_->Apply(ev);
-      gw_->alerts_refused_.Set(static_cast<double>(gw_->rules_->refused()));
-      committed_ = r->committed_sequence;
-      gw_->samples_committed_.Increment(static_cast<double>(r->samples_written));
-      gw_->duplicates_.Increment(static_cast<double>(r->duplicates));
-      if (!ev.transitions.empty()) {
-        gw_->transitions_.Increment(static_cast<double>(ev.transitions.size()));
-        for (const Transition& t : ev.transitions) {
-          log::Info("alert transition",
-                    {{"rule", t.rule},
-                     {"fingerprint", t.fingerprint},
-                     {"status", t.kind == Transition::kFiring ? "firing" : "resolved"},
-                     {"value", t.value}});
+      absl::Status st = Commit(durable);
+      if (absl::IsInvalidArgument(st) && durable.size() > 1) {
+        // The database refused the group (a value no check here foresaw): find the message
+        // and refuse just that one, so the others are stored and the stream goes on.
+        for (v1::AgentMessage& m : durable) {
+          std::vector<v1::AgentMessage> one;
+          one.push_back(std::move(m));
+          VIGIE_RETURN_IF_ERROR(CommitOrRefuse(one));
         }
-        gw_->on_transitions_();
+      } else if (absl::IsInvalidArgument(st)) {
+        VIGIE_RETURN_IF_ERROR(CommitOrRefuse(durable, st));
+      } else if (!st.ok()) {
+        return st;
       }
-      QueueAck(committed_);
     } else if (touch) {
       if (absl::Status s = gw_->store_->TouchAgent(agent_id_); !s.ok()) {
         return absl::UnavailableError("storage unavailable; retry");
       }
     }
+    return absl::OkStatus();
+  }
+
+  // Stores `durable` in one transaction with its rule transitions and queues the Ack.
+  // InvalidArgument: the database refused the content (nothing stored); Unavailable: retry.
+  absl::Status Commit(const std::vector<v1::AgentMessage>& durable) {
+    // Rules see the batches' samples in order; state changes only after the commit.
+    v1::MetricBatch all;
+    for (const v1::AgentMessage& m : durable) {
+      if (m.has_metrics()) all.mutable_samples()->MergeFrom(m.metrics().samples());
+    }
+    RuleEngine::Evaluation ev = gw_->rules_->Evaluate(agent_id_, all);
+    const absl::Time start = absl::Now();
+    absl::StatusOr<IngestResult> r =
+        gw_->store_->Ingest(agent_id_, durable, ev.transitions, gw_->options_.generator_url);
+    gw_->commit_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - start));
+    if (!r.ok()) {
+      gw_->ingest_errors_.Increment();
+      log::Warn("ingest failed", {{"agent", agent_id_}, {"error", r.status()}});
+      if (absl::IsInvalidArgument(r.status())) return r.status();
+      return absl::UnavailableError("storage unavailable; resend after reconnect");
+    }
+    gw_->rules_->Apply(ev);
+    gw_->alerts_refused_.Set(static_cast<double>(gw_->rules_->refused()));
+    committed_ = r->committed_sequence;
+    gw_->samples_committed_.Increment(static_cast<double>(r->samples_written));
+    gw_->duplicates_.Increment(static_cast<double>(r->duplicates));
+    if (!ev.transitions.empty()) {
+      gw_->transitions_.Increment(static_cast<double>(ev.transitions.size()));
+      for (const Transition& t : ev.transitions) {
+        log::Info("alert transition",
+                  {{"rule", t.rule},
+                   {"fingerprint", t.fingerprint},
+                   {"status", t.kind == Transition::kFiring ? "firing" : "resolved"},
+                   {"value", t.value}});
+      }
+      gw_->on_transitions_();
+    }
+    QueueAck(committed_);
+    return absl::OkStatus();
+  }
+
+  // Commits one message; if the database refuses it, refuses it by sequence (Reject).
+  absl::Status CommitOrRefuse(const std::vector<v1::AgentMessage>& one,
+                              absl::Status st = absl::OkStatus()) {
+    if (st.ok()) st = Commit(one);
+    if (!absl::IsInvalidArgument(st)) return st;
+    DecodedMessage d;
+    d.kind = KindName(one[0]);
+    d.sequence = DurableSequence(one[0]);
+    d.reason = "storage_refused";
+    d.status = absl::InvalidArgumentError(
+        absl::StrCat(d.kind, ": the database refused it: ", st.message()));
+    MutexLock lock(&mu_);
+    RefuseLocked(d);
     return absl::OkStatus();
   }
 
@@ -527,12 +607,13 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       welcome_sent_ = true;
     } else if (!welcome_sent_) {
       return;
+    } else if (!rejects_.empty()) {
+      // Refusals first: an Ack past a refused sequence would otherwise reach the agent first.
+      *msg.mutable_reject() = std::move(rejects_.front());
+      rejects_.pop_front();
     } else if (ack_) {
       msg.mutable_ack()->set_sequence(*ack_);
       ack_.reset();
-    } else if (!rejects_.empty()) {
-      *msg.mutable_reject() = std::move(rejects_.front());
-      rejects_.pop_front();
     } else {
       return;
     }
@@ -665,7 +746,7 @@ Gateway::Gateway(GatewayOptions options, Store* store, RuleEngine* rules, Worker
   }
   for (const char* r : {"invalid", "protocol", "unparseable"}) rejected_.Add({{"reason", r}});
   for (const char* r : SampleRejectReasons()) refused_.Add({{"reason", r}});
-  for (const char* r : {"too_large", "sequence_range", "too_many_samples"}) {
+  for (const char* r : {"too_large", "sequence_range", "too_many_samples", "storage_refused"}) {
     refused_.Add({{"reason", r}});
   }
 }

@@ -102,6 +102,32 @@ TEST(ValidateAgentMessageTest, SequencesTheDatabaseCannotHoldAreRefused) {
   EXPECT_THAT(ValidateAgentMessage(m, limits, kNow), IsOk());
 }
 
+TEST(ValidateAgentMessageTest, ChecksAndServiceEventsAreCheckedLikeSamples) {
+  GatewayOptions limits;
+  v1::AgentMessage m;
+  m.mutable_checks()->set_sequence(1);
+  v1::CheckResult* r = m.mutable_checks()->add_results();
+  r->set_name("web");
+  r->set_timestamp_ms(kNow);
+  EXPECT_THAT(ValidateAgentMessage(m, limits, kNow), IsOk());
+  r->set_message(std::string("a\0b", 3));
+  EXPECT_THAT(ValidateAgentMessage(m, limits, kNow),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("checks.results[0].message: contains a NUL byte")));
+  r->set_message("ok");
+  r->set_timestamp_ms(INT64_MAX);
+  EXPECT_THAT(ValidateAgentMessage(m, limits, kNow),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("checks.results[0].timestamp_ms: 9223372036854775807")));
+  v1::AgentMessage e;
+  e.mutable_service_event()->set_sequence(2);
+  e.mutable_service_event()->set_service("db");
+  e.mutable_service_event()->set_timestamp_ms(0);
+  EXPECT_THAT(
+      ValidateAgentMessage(e, limits, kNow),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("service_event.timestamp_ms: 0")));
+}
+
 // Parses as the gateway does, but from a string.
 std::function<bool(google::protobuf::Message*)> From(const std::string& bytes) {
   return [bytes](google::protobuf::Message* m) { return m->ParseFromString(bytes); };
@@ -152,8 +178,8 @@ TEST(DecodeAgentMessageTest, OversizedMessagesAreRefusedBySequence) {
   const std::string bytes = m.SerializeAsString();
   ASSERT_GT(bytes.size(), 1024u);
   DecodedMessage d = DecodeAgentMessage(From(bytes), bytes.size(), limits, kNow);
-  EXPECT_THAT(d.status, StatusIs(absl::StatusCode::kInvalidArgument,
-                                 HasSubstr("exceed the limit of 1024")));
+  EXPECT_THAT(d.status,
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("exceed the limit of 1024")));
   EXPECT_EQ(d.sequence, 9u);
   EXPECT_STREQ(d.reason, "too_large");
 }
