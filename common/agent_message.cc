@@ -95,7 +95,9 @@ absl::Status CheckLabels(const google::protobuf::Map<std::string, std::string>& 
                   absl::StrCat(field, suffix, ": ", labels.size(), " labels exceed the limit of ",
                                max_labels));
   }
-  for (const auto& [k, v] : labels) {
+  for (const auto& label : labels) {
+    const std::string& k = label.first;  // named, not bound: lambdas below capture them
+    const std::string& v = label.second;
     if (!IsLabelName(k)) {
       return Refuse(
           kReasonBadLabelName, reason,

@@ -10,6 +10,7 @@
 #include "common/grpc_util.h"
 #include "common/log.h"
 #include "common/mutex.h"
+#include "common/runnable.h"
 #include "common/status.h"
 #include "grpcpp/support/proto_buffer_reader.h"
 #include "re2/re2.h"
@@ -236,8 +237,20 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       : gw_(gw),
         peer_(context->peer()),
         connection_id_(gw->NewConnectionId()),
-        principal_(PrincipalOf(*context)) {
+        principal_(PrincipalOf(*context)),
+        started_(absl::Now()) {
     gw_->streams_.Increment();
+    if (!gw_->Admit(this)) {
+      // Over max_streams: refused before anything is read; the agent retries with backoff.
+      {
+        MutexLock lock(&mu_);
+        finish_requested_ = finished_ = true;
+      }
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          absl::StrCat("control plane at its limit of ", gw_->options_.max_streams,
+                                       " agent streams (max_streams); retry later")));
+      return;
+    }
     StartRead(&in_);
   }
 
@@ -286,6 +299,13 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
 
   void OnDone() override {
     gw_->streams_.Decrement();
+    gw_->Leave(this);
+    size_t never_ran;
+    {
+      MutexLock lock(&mu_);
+      never_ran = queued_bytes_;
+    }
+    gw_->ReleaseInflight(never_ran);
     if (!agent_id_.empty() && gw_->Unregister(agent_id_, this)) {
       Store* store = gw_->store_;
       std::string id = agent_id_, connection = connection_id_;
@@ -339,6 +359,7 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       return;
     }
     if (finish_requested_) return;  // ending: ignore the message, read no more
+    const size_t size = in_.Length();
     DecodedMessage d = DecodeAgentMessage(
         [this](google::protobuf::Message* m) {
           grpc::ProtoBufferReader reader(&in_);
@@ -395,6 +416,8 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       last_sequence_seen_ = seq;
       queue_.push_back(std::move(m));
     }
+    queued_bytes_ += size;
+    gw_->AddInflight(size);
     ScheduleLocked();
     ContinueReadingLocked();
   }
@@ -405,18 +428,51 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     if (HasRoomLocked()) {
       StartRead(&in_);
     } else {
-      read_paused_ = true;
+      PauseLocked();
     }
   }
   void MaybeResumeReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (read_paused_ && !finish_requested_ && HasRoomLocked()) {
-      read_paused_ = false;
-      StartRead(&in_);
+    if (read_paused_ && !finish_requested_) {
+      if (HasRoomLocked()) {
+        read_paused_ = false;
+        StartRead(&in_);
+      } else {
+        PauseLocked();
+      }
     }
   }
+  void PauseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    read_paused_ = true;
+    // Out of the global budget (rather than this stream's own room): wait to be resumed.
+    if (!gw_->BudgetLeft()) gw_->WaitForBudget(this);
+  }
+
+ public:
+  // The global budget has room again (called by the gateway, under its lock).
+  void ResumeFromBudget() {
+    MutexLock lock(&mu_);
+    MaybeResumeReadLocked();
+  }
+  // Ends the stream if it has not sent Hello by `deadline` (called under the gateway's lock).
+  void EndIfNoHelloBy(absl::Time started_before) {
+    grpc::Status status;
+    bool finish;
+    {
+      MutexLock lock(&mu_);
+      if (hello_seen_ || finish_requested_ || started_ >= started_before) return;
+      gw_->hello_timeouts_.Increment();
+      RequestFinishLocked(grpc::Status(
+          grpc::StatusCode::DEADLINE_EXCEEDED,
+          absl::StrCat("no hello within ", absl::FormatDuration(gw_->options_.hello_timeout))));
+      finish = TakeFinishLocked(&status);
+    }
+    if (finish) Finish(status);
+  }
+
+ private:
   bool HasRoomLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const size_t max = gw_->options_.max_inflight_per_stream;
-    return queue_.size() < max && rejects_.size() < max;
+    return queue_.size() < max && rejects_.size() < max && gw_->BudgetLeft();
   }
 
   // Answers a refused durable message with Reject{sequence, reason}.
@@ -454,13 +510,18 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
   // finish while running_ is set, so `this` stays valid until the final block.
   void Drain() {
     std::deque<v1::AgentMessage> work;
+    size_t work_bytes;
     {
       MutexLock lock(&mu_);
       work.swap(queue_);
+      work_bytes = queued_bytes_;
+      queued_bytes_ = 0;
       touch_queued_ = false;
       MaybeResumeReadLocked();
     }
     absl::Status result = Process(work);
+    work.clear();
+    gw_->ReleaseInflight(work_bytes);  // may resume streams waiting for the budget
     grpc::Status status;
     bool finish;
     {
@@ -654,12 +715,15 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
   const std::string peer_;
   const std::string connection_id_;
   const std::optional<Principal> principal_;  // from the token the stream presented
+  const absl::Time started_;
   grpc::ByteBuffer in_;  // only touched by the one outstanding read and its reaction
 
   Mutex mu_;
   std::string agent_id_;    // set once, by the first reaction, before any task runs
   uint64_t committed_ = 0;  // touched only by Drain(), which never runs twice at once
   std::deque<v1::AgentMessage> queue_ ABSL_GUARDED_BY(mu_);
+  // Serialized bytes of queue_, counted in the gateway's global budget until processed.
+  size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool hello_seen_ ABSL_GUARDED_BY(mu_) = false;
   bool touch_queued_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t last_sequence_seen_ ABSL_GUARDED_BY(mu_) = 0;
@@ -675,6 +739,25 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
   bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
+};
+
+// Once a second: ends streams that never said Hello, and resumes streams paused for the budget
+// that a release raced past.
+class Gateway::Sweeper : public Runnable {
+ public:
+  explicit Sweeper(Gateway* gw) : Runnable("hello-sweeper"), gw_(gw) {}
+  ~Sweeper() override { Stop(); }
+
+ protected:
+  void Run() override {
+    while (WaitFor(absl::Seconds(1))) {
+      gw_->EndSilentStreams();
+      if (gw_->BudgetLeft()) gw_->ResumeWaiting();
+    }
+  }
+
+ private:
+  Gateway* const gw_;
 };
 
 Gateway::Gateway(GatewayOptions options, Store* store, RuleEngine* rules, WorkerPool* pool,
@@ -739,6 +822,28 @@ Gateway::Gateway(GatewayOptions options, Store* store, RuleEngine* rules, Worker
                           .Help("Alerts not started because the rule engine's bound on active "
                                 "alerts was reached.")
                           .Register(*registry)
+                          .Add({})),
+      inflight_gauge_(prometheus::BuildGauge()
+                          .Name("vigie_controlplane_inflight_bytes")
+                          .Help("Serialized bytes read from agents and not yet stored, across "
+                                "all streams (bounded by max_inflight_bytes).")
+                          .Register(*registry)
+                          .Add({})),
+      budget_pauses_(prometheus::BuildCounter()
+                         .Name("vigie_controlplane_budget_pauses_total")
+                         .Help("Times a stream stopped reading because max_inflight_bytes was "
+                               "spent (flow control holds its agent back).")
+                         .Register(*registry)
+                         .Add({})),
+      streams_refused_(prometheus::BuildCounter()
+                           .Name("vigie_controlplane_streams_refused_total")
+                           .Help("Streams refused at connect because max_streams were open.")
+                           .Register(*registry)
+                           .Add({})),
+      hello_timeouts_(prometheus::BuildCounter()
+                          .Name("vigie_controlplane_hello_timeouts_total")
+                          .Help("Streams ended because no Hello came within hello_timeout.")
+                          .Register(*registry)
                           .Add({})) {
   instance_ = absl::StrFormat("%08x%08x", std::random_device{}(), std::random_device{}());
   for (const char* k : {"hello", "metrics", "checks", "heartbeat", "service_event", "empty"}) {
@@ -746,9 +851,73 @@ Gateway::Gateway(GatewayOptions options, Store* store, RuleEngine* rules, Worker
   }
   for (const char* r : {"invalid", "protocol", "unparseable"}) rejected_.Add({{"reason", r}});
   for (const char* r : SampleRejectReasons()) refused_.Add({{"reason", r}});
+  sweeper_ = std::make_unique<Sweeper>(this);
+  sweeper_->Start();
   for (const char* r : {"too_large", "sequence_range", "too_many_samples", "storage_refused"}) {
     refused_.Add({{"reason", r}});
   }
+}
+
+Gateway::~Gateway() {
+  if (sweeper_) sweeper_->Stop();
+}
+
+bool Gateway::Admit(AgentStream* stream) {
+  MutexLock lock(&mu_);
+  live_.insert(stream);
+  if (live_.size() <= options_.max_streams) return true;
+  streams_refused_.Increment();
+  return false;
+}
+
+void Gateway::Leave(AgentStream* stream) {
+  {
+    MutexLock lock(&waiting_mu_);
+    waiting_.erase(stream);
+  }
+  MutexLock lock(&mu_);
+  live_.erase(stream);
+}
+
+void Gateway::AddInflight(size_t bytes) {
+  inflight_gauge_.Set(static_cast<double>(inflight_bytes_.fetch_add(bytes) + bytes));
+}
+
+void Gateway::ReleaseInflight(size_t bytes) {
+  if (bytes == 0) return;
+  const size_t now = inflight_bytes_.fetch_sub(bytes) - bytes;
+  inflight_gauge_.Set(static_cast<double>(now));
+  if (now < options_.max_inflight_bytes) ResumeWaiting();
+}
+
+void Gateway::WaitForBudget(AgentStream* stream) {
+  bool added;
+  {
+    MutexLock lock(&waiting_mu_);
+    added = waiting_.insert(stream).second;
+  }
+  if (added) budget_pauses_.Increment();
+  // Released between the check and the insert? The sweeper looks again within a second.
+}
+
+void Gateway::ResumeWaiting() {
+  std::set<AgentStream*> resume;
+  {
+    MutexLock lock(&waiting_mu_);
+    if (waiting_.empty()) return;
+    resume.swap(waiting_);
+  }
+  // Under mu_ a stream cannot finish OnDone (it leaves live_ there first).
+  MutexLock lock(&mu_);
+  for (AgentStream* s : resume) {
+    if (live_.count(s) != 0) s->ResumeFromBudget();
+  }
+}
+
+void Gateway::EndSilentStreams() {
+  const absl::Time started_before = absl::Now() - options_.hello_timeout;
+  MutexLock lock(&mu_);
+  for (AgentStream* s : live_) s->EndIfNoHelloBy(started_before);
 }
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Gateway::Connect(

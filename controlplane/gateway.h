@@ -8,6 +8,8 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <memory>
+#include <set>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -33,6 +35,11 @@ struct GatewayOptions {
   // Largest agent message accepted; a durable one above it is refused by sequence. gRPC's own
   // receive limit must be above it (or the stream breaks instead).
   size_t max_message_bytes = 4 << 20;
+  // Streams held at once; serialized bytes read but not yet stored, across all streams; how
+  // long a stream may take to send Hello.
+  size_t max_streams = 20000;
+  size_t max_inflight_bytes = 256 << 20;
+  absl::Duration hello_timeout = absl::Seconds(10);
   absl::Duration heartbeat_interval = absl::Seconds(10);
   std::string generator_url;
 };
@@ -57,8 +64,12 @@ class Gateway : public v1::AgentGateway::WithRawCallbackMethod_Connect<v1::Agent
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Connect(
       grpc::CallbackServerContext* context) override;
 
+  ~Gateway() override;
+
   // Agents with a stream on this replica.
   size_t connected_agents() const;
+  // Serialized bytes read from agents and not yet stored, across all streams.
+  size_t inflight_bytes() const { return inflight_bytes_.load(); }
   // Ends (UNAUTHENTICATED) every stream that authenticated with token `token_id`.
   void DisconnectToken(const std::string& token_id);
 
@@ -70,6 +81,19 @@ class Gateway : public v1::AgentGateway::WithRawCallbackMethod_Connect<v1::Agent
   bool Unregister(const std::string& agent_id, AgentStream* stream);
   // Unique per stream, across restarts and replicas.
   std::string NewConnectionId();
+  // Every stream registers at start (false: over max_streams, the stream refuses itself) and
+  // leaves in OnDone.
+  bool Admit(AgentStream* stream);
+  void Leave(AgentStream* stream);
+  // The global budget: a stream that finds it spent pauses and waits to be resumed.
+  void AddInflight(size_t bytes);
+  void ReleaseInflight(size_t bytes);
+  bool BudgetLeft() const { return inflight_bytes_.load() < options_.max_inflight_bytes; }
+  void WaitForBudget(AgentStream* stream);
+  void ResumeWaiting();
+  // Ends streams that have not sent Hello within hello_timeout (run every second).
+  void EndSilentStreams();
+  class Sweeper;
 
   const GatewayOptions options_;
   Store* const store_;
@@ -90,11 +114,22 @@ class Gateway : public v1::AgentGateway::WithRawCallbackMethod_Connect<v1::Agent
   prometheus::Histogram& commit_seconds_;
   prometheus::Gauge& alerts_refused_;
 
+  prometheus::Gauge& inflight_gauge_;
+  prometheus::Counter& budget_pauses_;
+  prometheus::Counter& streams_refused_;
+  prometheus::Counter& hello_timeouts_;
+
   std::string instance_;  // random, per process; set by the constructor, then read-only
   std::atomic<uint64_t> next_connection_{1};
+  std::atomic<size_t> inflight_bytes_{0};
 
+  // Lock order: mu_, then a stream's lock. waiting_mu_ is a leaf (taken under a stream's lock).
   mutable Mutex mu_;
   std::map<std::string, AgentStream*> by_agent_ ABSL_GUARDED_BY(mu_);
+  std::set<AgentStream*> live_ ABSL_GUARDED_BY(mu_);
+  Mutex waiting_mu_;
+  std::set<AgentStream*> waiting_ ABSL_GUARDED_BY(waiting_mu_);
+  std::unique_ptr<Sweeper> sweeper_;
 };
 
 // Validates one agent message against the limits; the error names the field and the value,

@@ -62,6 +62,20 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::Cont
         "max_message_bytes: must be between 1024 and 67108864, got ", c.max_message_bytes()));
   }
   o.gateway.max_message_bytes = o.max_message_bytes;
+  if (c.max_streams() != 0) o.gateway.max_streams = c.max_streams();
+  if (c.max_inflight_bytes() != 0) o.gateway.max_inflight_bytes = c.max_inflight_bytes();
+  if (o.gateway.max_inflight_bytes < o.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_inflight_bytes: must be at least max_message_bytes (", o.max_message_bytes,
+        "), got ", c.max_inflight_bytes()));
+  }
+  VIGIE_ASSIGN_OR_RETURN(o.gateway.hello_timeout,
+                         ParseConfigDuration("hello_timeout", c.hello_timeout(),
+                                             o.gateway.hello_timeout));
+  if (o.gateway.hello_timeout < absl::Seconds(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hello_timeout: at least 1s, got \"", c.hello_timeout(), "\""));
+  }
   if (c.max_samples_per_batch() != 0) o.gateway.max_samples_per_batch = c.max_samples_per_batch();
   if (c.max_labels_per_sample() != 0) o.gateway.max_labels_per_sample = c.max_labels_per_sample();
   VIGIE_ASSIGN_OR_RETURN(o.gateway.heartbeat_interval,
