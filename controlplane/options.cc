@@ -65,13 +65,13 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::Cont
   if (c.max_streams() != 0) o.gateway.max_streams = c.max_streams();
   if (c.max_inflight_bytes() != 0) o.gateway.max_inflight_bytes = c.max_inflight_bytes();
   if (o.gateway.max_inflight_bytes < o.max_message_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_inflight_bytes: must be at least max_message_bytes (", o.max_message_bytes,
-        "), got ", c.max_inflight_bytes()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_inflight_bytes: must be at least max_message_bytes (",
+                     o.max_message_bytes, "), got ", c.max_inflight_bytes()));
   }
-  VIGIE_ASSIGN_OR_RETURN(o.gateway.hello_timeout,
-                         ParseConfigDuration("hello_timeout", c.hello_timeout(),
-                                             o.gateway.hello_timeout));
+  VIGIE_ASSIGN_OR_RETURN(
+      o.gateway.hello_timeout,
+      ParseConfigDuration("hello_timeout", c.hello_timeout(), o.gateway.hello_timeout));
   if (o.gateway.hello_timeout < absl::Seconds(1)) {
     return absl::InvalidArgumentError(
         absl::StrCat("hello_timeout: at least 1s, got \"", c.hello_timeout(), "\""));

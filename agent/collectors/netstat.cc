@@ -122,7 +122,8 @@ class NetstatCollector : public Collector {
 
   std::string dir_;
   RE2 fields_;
-  Source sources_[3] = {{"netstat", false}, {"snmp", false}, {"snmp6", true}};
+  Source sources_[3] = {
+      {"netstat", false, {}, {}}, {"snmp", false, {}, {}}, {"snmp6", true, {}, {}}};
 };
 
 }  // namespace
