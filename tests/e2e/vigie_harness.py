@@ -123,12 +123,12 @@ class WebhookSink:
 class Process:
     """One Vigie binary with a YAML config, its output in a log file."""
 
-    def __init__(self, tmp, binary, config_text, health_url=None):
+    def __init__(self, tmp, binary, config_text, health_url=None, name=None):
         self.name = binary
-        self.config = os.path.join(tmp, f"{binary}.yaml")
+        self.config = os.path.join(tmp, f"{name or binary}.yaml")
         with open(self.config, "w") as f:
             f.write(config_text)
-        self.log_path = os.path.join(tmp, f"{binary}.log")
+        self.log_path = os.path.join(tmp, f"{name or binary}.log")
         self.health_url = health_url
         self.proc = None
         self.start()
