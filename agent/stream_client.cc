@@ -154,6 +154,9 @@ StreamClient::StreamClient(StreamClientOptions options, Outbox* outbox)
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  // The stream is never retried by gRPC (the outbox resends after a reconnect), so the retry
+  // filter's buffering of every sent message is pure cost.
+  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   channel_ = MakeChannel(options_.target, options_.security, args);
   stub_ = v1::AgentGateway::NewStub(channel_);
 }

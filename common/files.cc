@@ -28,10 +28,12 @@ absl::StatusOr<std::string> ReadRegularFile(const std::string& path, size_t max_
     close(fd);
     return absl::ResourceExhaustedError(absl::StrCat("over ", max_bytes, " bytes"));
   }
+  // Read straight into the string: no 64 KiB stack buffer left resident on the caller's stack.
   std::string out;
-  char buf[65536];
+  size_t used = 0;
   while (true) {
-    ssize_t n = read(fd, buf, sizeof(buf));
+    out.resize(used + 65536);
+    ssize_t n = read(fd, out.data() + used, 65536);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       const int e = errno;
@@ -39,12 +41,13 @@ absl::StatusOr<std::string> ReadRegularFile(const std::string& path, size_t max_
       return absl::UnavailableError(strerror(e));
     }
     if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > max_bytes) {  // it grew while being read
+    used += static_cast<size_t>(n);
+    if (used > max_bytes) {  // it grew while being read
       close(fd);
       return absl::ResourceExhaustedError(absl::StrCat("over ", max_bytes, " bytes"));
     }
   }
+  out.resize(used);
   close(fd);
   return out;
 }
