@@ -10,10 +10,10 @@ namespace {
 // node_arp_entries{device} from /proc/net/arp.
 class ArpCollector : public Collector {
  public:
-  explicit ArpCollector(const HostPaths& p) : path_(JoinPath(p.procfs, "/net/arp")) {}
+  explicit ArpCollector(const HostPaths& p) : file_(JoinPath(p.procfs, "/net/arp")) {}
   const char* name() const override { return "arp"; }
   absl::Status Collect(int64_t now_ms, Collection* out) override {
-    VIGIE_ASSIGN_OR_RETURN(std::string text, ReadProcFile(path_));
+    VIGIE_ASSIGN_OR_RETURN(std::string text, file_.Read());
     std::map<std::string, double> by_device;
     bool header = true;
     for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
@@ -32,7 +32,7 @@ class ArpCollector : public Collector {
   }
 
  private:
-  std::string path_;
+  ProcFile file_;
 };
 
 }  // namespace

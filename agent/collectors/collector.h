@@ -49,6 +49,25 @@ absl::StatusOr<std::string> ReadProcFile(const std::string& path);
 // The same for `name` in an open directory: many attributes of one device or cgroup without
 // walking (and re-resolving the symlinks of) the whole path for each.
 absl::StatusOr<std::string> ReadProcFileAt(int dir_fd, const char* name);
+// A /proc or /sys file read every round: kept open and read again from its start with pread
+// (the kernel regenerates the text), so a round neither walks the path nor opens the file.
+// Reopened if the descriptor stops reading (the file went away and came back); files that
+// refuse pread are opened each time. One reader at a time.
+class ProcFile {
+ public:
+  explicit ProcFile(std::string path) : path_(std::move(path)) {}
+  ~ProcFile();
+  ProcFile(const ProcFile&) = delete;
+  ProcFile& operator=(const ProcFile&) = delete;
+  absl::StatusOr<std::string> Read();
+  const std::string& path() const { return path_; }
+
+ private:
+  const std::string path_;
+  int fd_ = -1;
+  bool reopen_each_time_ = false;
+};
+
 // An open directory (O_PATH), closed on destruction; fd() is -1 if it could not be opened.
 class OpenDir {
  public:

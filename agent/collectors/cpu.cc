@@ -11,10 +11,10 @@ namespace {
 class CpuCollector : public Collector {
  public:
   explicit CpuCollector(const HostPaths& p)
-      : path_(JoinPath(p.procfs, "/stat")), ticks_(static_cast<double>(sysconf(_SC_CLK_TCK))) {}
+      : file_(JoinPath(p.procfs, "/stat")), ticks_(static_cast<double>(sysconf(_SC_CLK_TCK))) {}
   const char* name() const override { return "cpu"; }
   absl::Status Collect(int64_t now_ms, Collection* out) override {
-    VIGIE_ASSIGN_OR_RETURN(std::string text, ReadProcFile(path_));
+    VIGIE_ASSIGN_OR_RETURN(std::string text, file_.Read());
     VIGIE_ASSIGN_OR_RETURN(std::vector<CpuTimes> cpus, ParseProcStat(text, ticks_));
     for (const CpuTimes& c : cpus) {
       for (const auto& [mode, s] : c.seconds) {
@@ -30,7 +30,7 @@ class CpuCollector : public Collector {
   }
 
  private:
-  std::string path_;
+  ProcFile file_;
   double ticks_;
 };
 

@@ -57,12 +57,12 @@ constexpr Field kFields[] = {
 class DiskstatsCollector : public Collector {
  public:
   explicit DiskstatsCollector(const HostPaths& p)
-      : path_(JoinPath(p.procfs, "/diskstats")),
+      : file_(JoinPath(p.procfs, "/diskstats")),
         udev_(JoinPath(p.rootfs, "/run/udev/data")),
         exclude_(kDefaultDiskDevicesExclude) {}
   const char* name() const override { return "diskstats"; }
   absl::Status Collect(int64_t now_ms, Collection* out) override {
-    VIGIE_ASSIGN_OR_RETURN(std::string text, ReadProcFile(path_));
+    VIGIE_ASSIGN_OR_RETURN(std::string text, file_.Read());
     VIGIE_ASSIGN_OR_RETURN(std::vector<DiskStats> disks, ParseDiskstats(text));
     for (const DiskStats& d : disks) {
       if (RE2::PartialMatch(d.device, exclude_)) continue;
@@ -99,7 +99,8 @@ class DiskstatsCollector : public Collector {
   }
 
  private:
-  std::string path_, udev_;
+  ProcFile file_;
+  std::string udev_;
   RE2 exclude_;
 };
 

@@ -11,15 +11,15 @@ namespace {
 // node_filefd_allocated and node_filefd_maximum from /proc/sys/fs/file-nr.
 class FilefdCollector : public Collector {
  public:
-  explicit FilefdCollector(const HostPaths& p) : path_(JoinPath(p.procfs, "/sys/fs/file-nr")) {}
+  explicit FilefdCollector(const HostPaths& p) : file_(JoinPath(p.procfs, "/sys/fs/file-nr")) {}
   const char* name() const override { return "filefd"; }
   absl::Status Collect(int64_t now_ms, Collection* out) override {
-    VIGIE_ASSIGN_OR_RETURN(std::string text, ReadProcFile(path_));
+    VIGIE_ASSIGN_OR_RETURN(std::string text, file_.Read());
     std::vector<absl::string_view> f =
         absl::StrSplit(text, absl::ByAnyChar(" \t\n"), absl::SkipEmpty());
     double allocated, maximum;
     if (f.size() != 3 || !absl::SimpleAtod(f[0], &allocated) || !absl::SimpleAtod(f[2], &maximum)) {
-      return absl::InvalidArgumentError(absl::StrCat(path_, ": expected three numbers"));
+      return absl::InvalidArgumentError(absl::StrCat(file_.path(), ": expected three numbers"));
     }
     out->Add("node_filefd_allocated", {}, allocated, now_ms, MetricType::kGauge,
              "File descriptor statistics: allocated.");
@@ -29,7 +29,7 @@ class FilefdCollector : public Collector {
   }
 
  private:
-  std::string path_;
+  ProcFile file_;
 };
 
 }  // namespace

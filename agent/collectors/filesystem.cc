@@ -14,13 +14,13 @@ namespace {
 class FilesystemCollector : public Collector {
  public:
   FilesystemCollector(const HostPaths& p, const std::string& types, const std::string& points)
-      : mounts_path_(JoinPath(p.procfs, "/mounts")),
+      : mounts_(JoinPath(p.procfs, "/mounts")),
         rootfs_(p.rootfs),
         types_exclude_(types.empty() ? kDefaultFsTypesExclude : types),
         points_exclude_(points.empty() ? kDefaultMountPointsExclude : points) {}
   const char* name() const override { return "filesystem"; }
   absl::Status Collect(int64_t now_ms, Collection* out) override {
-    VIGIE_ASSIGN_OR_RETURN(std::string text, ReadProcFile(mounts_path_));
+    VIGIE_ASSIGN_OR_RETURN(std::string text, mounts_.Read());
     VIGIE_ASSIGN_OR_RETURN(std::vector<Mount> mounts, ParseMounts(text));
     std::set<std::string> seen;
     for (const Mount& m : mounts) {
@@ -53,7 +53,8 @@ class FilesystemCollector : public Collector {
   }
 
  private:
-  std::string mounts_path_, rootfs_;
+  ProcFile mounts_;
+  std::string rootfs_;
   RE2 types_exclude_, points_exclude_;
 };
 

@@ -8,10 +8,10 @@ namespace {
 
 class LoadCollector : public Collector {
  public:
-  explicit LoadCollector(const HostPaths& p) : path_(JoinPath(p.procfs, "/loadavg")) {}
+  explicit LoadCollector(const HostPaths& p) : file_(JoinPath(p.procfs, "/loadavg")) {}
   const char* name() const override { return "loadavg"; }
   absl::Status Collect(int64_t now_ms, Collection* out) override {
-    VIGIE_ASSIGN_OR_RETURN(std::string text, ReadProcFile(path_));
+    VIGIE_ASSIGN_OR_RETURN(std::string text, file_.Read());
     VIGIE_ASSIGN_OR_RETURN(LoadAverage l, ParseLoadavg(text));
     out->Add("node_load1", {}, l.load1, now_ms, MetricType::kGauge, "1m load average.");
     out->Add("node_load5", {}, l.load5, now_ms, MetricType::kGauge, "5m load average.");
@@ -20,7 +20,7 @@ class LoadCollector : public Collector {
   }
 
  private:
-  std::string path_;
+  ProcFile file_;
 };
 
 }  // namespace

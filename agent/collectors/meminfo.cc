@@ -8,10 +8,10 @@ namespace {
 
 class MemoryCollector : public Collector {
  public:
-  explicit MemoryCollector(const HostPaths& p) : path_(JoinPath(p.procfs, "/meminfo")) {}
+  explicit MemoryCollector(const HostPaths& p) : file_(JoinPath(p.procfs, "/meminfo")) {}
   const char* name() const override { return "meminfo"; }
   absl::Status Collect(int64_t now_ms, Collection* out) override {
-    VIGIE_ASSIGN_OR_RETURN(std::string text, ReadProcFile(path_));
+    VIGIE_ASSIGN_OR_RETURN(std::string text, file_.Read());
     VIGIE_ASSIGN_OR_RETURN(auto values, ParseMeminfo(text));
     for (const auto& [field, v] : values) {
       out->Add(absl::StrCat("node_memory_", field, v.bytes ? "_bytes" : ""), {}, v.value, now_ms,
@@ -21,7 +21,7 @@ class MemoryCollector : public Collector {
   }
 
  private:
-  std::string path_;
+  ProcFile file_;
 };
 
 }  // namespace

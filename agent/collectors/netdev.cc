@@ -10,10 +10,10 @@ namespace {
 // file's own header as node_exporter does.
 class NetdevCollector : public Collector {
  public:
-  explicit NetdevCollector(const HostPaths& p) : path_(JoinPath(p.procfs, "/net/dev")) {}
+  explicit NetdevCollector(const HostPaths& p) : file_(JoinPath(p.procfs, "/net/dev")) {}
   const char* name() const override { return "netdev"; }
   absl::Status Collect(int64_t now_ms, Collection* out) override {
-    VIGIE_ASSIGN_OR_RETURN(std::string text, ReadProcFile(path_));
+    VIGIE_ASSIGN_OR_RETURN(std::string text, file_.Read());
     VIGIE_ASSIGN_OR_RETURN(std::vector<NetDevStats> devices, ParseNetDev(text));
     for (const NetDevStats& d : devices) {
       for (const auto& [column, value] : d.values) {
@@ -26,7 +26,7 @@ class NetdevCollector : public Collector {
   }
 
  private:
-  std::string path_;
+  ProcFile file_;
 };
 
 }  // namespace

@@ -1,4 +1,5 @@
 #include <map>
+#include <memory>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -28,7 +29,8 @@ class NetstatCollector : public Collector {
   const char* name() const override { return "netstat"; }
   absl::Status Collect(int64_t now_ms, Collection* out) override {
     for (Source& src : sources_) {
-      absl::StatusOr<std::string> text = ReadProcFile(absl::StrCat(dir_, "/", src.file));
+      if (!src.handle) src.handle = std::make_unique<ProcFile>(absl::StrCat(dir_, "/", src.file));
+      absl::StatusOr<std::string> text = src.handle->Read();
       if (absl::IsNotFound(text.status())) continue;  // snmp6 without IPv6
       if (!text.ok()) return text.status();
       // The names (the file's layout) change only with the kernel: once they match the last
@@ -59,6 +61,7 @@ class NetstatCollector : public Collector {
     bool snmp6;  // "Name value" lines rather than header/value line pairs
     std::string layout;
     std::vector<Pick> picks;
+    std::unique_ptr<ProcFile> handle;  // opened on first use
   };
 
   // The layout (every name, in order) and the values, without building a string per field.
@@ -122,8 +125,9 @@ class NetstatCollector : public Collector {
 
   std::string dir_;
   RE2 fields_;
-  Source sources_[3] = {
-      {"netstat", false, {}, {}}, {"snmp", false, {}, {}}, {"snmp6", true, {}, {}}};
+  Source sources_[3] = {{"netstat", false, {}, {}, nullptr},
+                        {"snmp", false, {}, {}, nullptr},
+                        {"snmp6", true, {}, {}, nullptr}};
 };
 
 }  // namespace

@@ -1,5 +1,7 @@
 // The node_exporter-compatible collectors on fixture files captured from real hosts
 // (agent/testdata: a Linux 6.18 VM, and a Linux 4.14 diskstats without discard fields).
+#include <sys/stat.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -187,6 +189,26 @@ TEST(NetstatTest, SecondRoundPicksTheNewValues) {
   std::ofstream(dir + "/net/snmp") << "Tcp: CurrEstab\nTcp: x\n";
   Collection c;
   EXPECT_FALSE(netstat->Collect(1, &c).ok()) << "a bad number is an error, not a zero";
+}
+
+TEST(ProcFileTest, ReadsAgainFromTheStartAndCopesWithOddFiles) {
+  const std::string dir = ::testing::TempDir() + "/procfile";
+  ASSERT_EQ(system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()), 0);
+  std::ofstream(dir + "/value") << "first\n";
+  ProcFile f(dir + "/value");
+  EXPECT_EQ(*f.Read(), "first\n");
+  std::ofstream(dir + "/value") << "second, longer\n";  // rewritten in place
+  EXPECT_EQ(*f.Read(), "second, longer\n");
+  ProcFile live("/proc/loadavg");
+  ASSERT_THAT(live.Read(), IsOk());
+  ASSERT_THAT(live.Read(), IsOk()) << "the kernel regenerates it on each pread from 0";
+  ASSERT_EQ(mkfifo((dir + "/fifo").c_str(), 0600), 0);
+  ProcFile fifo(dir + "/fifo");
+  const absl::Time start = absl::Now();
+  (void)fifo.Read();  // whatever it says, it must not block
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  ProcFile missing(dir + "/missing");
+  EXPECT_EQ(missing.Read().status().code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -98,6 +98,40 @@ absl::StatusOr<std::string> ReadProcFileAt(int dir_fd, const char* name) {
   return ReadOpened(openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK), name);
 }
 
+ProcFile::~ProcFile() {
+  if (fd_ >= 0) close(fd_);
+}
+
+absl::StatusOr<std::string> ProcFile::Read() {
+  if (reopen_each_time_) return ReadProcFile(path_);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (fd_ < 0) {
+      fd_ = open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+      if (fd_ < 0) return ReadOpened(-1, path_);  // the error, named
+    }
+    std::string out;
+    char buf[8192];
+    off_t offset = 0;
+    bool failed = false;
+    while (out.size() <= (16u << 20)) {
+      ssize_t n = pread(fd_, buf, sizeof(buf), offset);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        if (errno == ESPIPE) reopen_each_time_ = true;  // not seekable: open each time
+        failed = true;
+        break;
+      }
+      if (n == 0) return out;
+      out.append(buf, static_cast<size_t>(n));
+      offset += n;
+    }
+    close(fd_);  // gone (ENODEV), not seekable, or absurdly large: start over once
+    fd_ = -1;
+    if (!failed || reopen_each_time_) return ReadProcFile(path_);
+  }
+  return ReadProcFile(path_);
+}
+
 OpenDir::OpenDir(const std::string& path)
     : fd_(open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)) {}
 OpenDir::~OpenDir() {

@@ -12,17 +12,17 @@ namespace {
 // line of hexadecimal counters per CPU).
 class SoftnetCollector : public Collector {
  public:
-  explicit SoftnetCollector(const HostPaths& p) : path_(JoinPath(p.procfs, "/net/softnet_stat")) {}
+  explicit SoftnetCollector(const HostPaths& p) : file_(JoinPath(p.procfs, "/net/softnet_stat")) {}
   const char* name() const override { return "softnet"; }
   absl::Status Collect(int64_t now_ms, Collection* out) override {
-    VIGIE_ASSIGN_OR_RETURN(std::string text, ReadProcFile(path_));
+    VIGIE_ASSIGN_OR_RETURN(std::string text, file_.Read());
     int cpu = 0;
     for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
       std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
       uint64_t processed, dropped, squeezed;
       if (f.size() < 3 || !absl::SimpleHexAtoi(f[0], &processed) ||
           !absl::SimpleHexAtoi(f[1], &dropped) || !absl::SimpleHexAtoi(f[2], &squeezed)) {
-        return absl::InvalidArgumentError(absl::StrCat(path_, ": malformed line ", cpu + 1));
+        return absl::InvalidArgumentError(absl::StrCat(file_.path(), ": malformed line ", cpu + 1));
       }
       const std::string c = absl::StrCat(cpu++);
       out->Add("node_softnet_processed_total", {{"cpu", c}}, static_cast<double>(processed), now_ms,
@@ -36,7 +36,7 @@ class SoftnetCollector : public Collector {
   }
 
  private:
-  std::string path_;
+  ProcFile file_;
 };
 
 // node_udp_queues{ip,queue}: bytes queued in UDP sockets, from /proc/net/udp{,6}.

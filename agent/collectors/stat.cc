@@ -9,10 +9,10 @@ namespace {
 // node_exporter's "stat" collector: the rest of /proc/stat.
 class StatCollector : public Collector {
  public:
-  explicit StatCollector(const HostPaths& p) : path_(JoinPath(p.procfs, "/stat")) {}
+  explicit StatCollector(const HostPaths& p) : file_(JoinPath(p.procfs, "/stat")) {}
   const char* name() const override { return "stat"; }
   absl::Status Collect(int64_t now_ms, Collection* out) override {
-    VIGIE_ASSIGN_OR_RETURN(std::string text, ReadProcFile(path_));
+    VIGIE_ASSIGN_OR_RETURN(std::string text, file_.Read());
     VIGIE_ASSIGN_OR_RETURN(StatCounters c, ParseStatCounters(text));
     out->Add("node_boot_time_seconds", {}, c.boot_time, now_ms, MetricType::kGauge,
              "Node boot time, in unixtime.");
@@ -30,7 +30,7 @@ class StatCollector : public Collector {
   }
 
  private:
-  std::string path_;
+  ProcFile file_;
 };
 
 }  // namespace

@@ -13,10 +13,10 @@ namespace {
 class VmstatCollector : public Collector {
  public:
   explicit VmstatCollector(const HostPaths& p)
-      : path_(JoinPath(p.procfs, "/vmstat")), fields_("^(oom_kill|pgpg|pswp|pg.*fault).*") {}
+      : file_(JoinPath(p.procfs, "/vmstat")), fields_("^(oom_kill|pgpg|pswp|pg.*fault).*") {}
   const char* name() const override { return "vmstat"; }
   absl::Status Collect(int64_t now_ms, Collection* out) override {
-    VIGIE_ASSIGN_OR_RETURN(std::string text, ReadProcFile(path_));
+    VIGIE_ASSIGN_OR_RETURN(std::string text, file_.Read());
     VIGIE_ASSIGN_OR_RETURN(auto values, ParseNameValueLines(text));
     for (const auto& [field, value] : values) {
       if (!Wanted(field)) continue;
@@ -36,7 +36,7 @@ class VmstatCollector : public Collector {
     return wanted;
   }
 
-  std::string path_;
+  ProcFile file_;
   RE2 fields_;
   std::map<std::string, bool> wanted_;
 };
