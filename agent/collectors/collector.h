@@ -68,6 +68,18 @@ class ProcFile {
   bool reopen_each_time_ = false;
 };
 
+// ProcFiles by path, opened on first use: at most `max` kept (then files are read without
+// being kept), and a file that fails to read is forgotten (a device that went away).
+class ProcFileSet {
+ public:
+  explicit ProcFileSet(size_t max = 64) : max_(max) {}
+  absl::StatusOr<std::string> Read(const std::string& path);
+
+ private:
+  const size_t max_;
+  std::map<std::string, std::unique_ptr<ProcFile>> files_;
+};
+
 // An open directory (O_PATH), closed on destruction; fd() is -1 if it could not be opened.
 class OpenDir {
  public:

@@ -24,7 +24,7 @@ class ConntrackCollector : public Collector {
                      "Number of currently allocated flow entries for connection tracking."},
           std::tuple{"nf_conntrack_max", "node_nf_conntrack_entries_limit",
                      "Maximum size of connection tracking table."}}) {
-      absl::StatusOr<std::string> text = ReadProcFile(absl::StrCat(dir_, "/", file));
+      absl::StatusOr<std::string> text = files_.Read(absl::StrCat(dir_, "/", file));
       if (absl::IsNotFound(text.status())) return absl::OkStatus();  // no conntrack here
       if (!text.ok()) return text.status();
       double v;
@@ -34,7 +34,7 @@ class ConntrackCollector : public Collector {
       out->Add(metric, {}, v, now_ms, MetricType::kGauge, help);
     }
     // Per-CPU event counters, summed (node_exporter exports them as gauges too).
-    absl::StatusOr<std::string> stat = ReadProcFile(stat_path_);
+    absl::StatusOr<std::string> stat = files_.Read(stat_path_);
     if (!stat.ok()) return absl::OkStatus();
     std::vector<absl::string_view> lines = absl::StrSplit(*stat, '\n', absl::SkipEmpty());
     if (lines.empty()) return absl::OkStatus();
@@ -59,6 +59,7 @@ class ConntrackCollector : public Collector {
 
  private:
   std::string dir_;
+  ProcFileSet files_;
   std::string stat_path_;
 };
 

@@ -17,7 +17,7 @@ class EntropyCollector : public Collector {
     for (const auto& [file, metric, help] :
          {std::tuple{"entropy_avail", "node_entropy_available_bits", "Bits of available entropy."},
           std::tuple{"poolsize", "node_entropy_pool_size_bits", "Bits of entropy pool."}}) {
-      VIGIE_ASSIGN_OR_RETURN(std::string text, ReadProcFile(absl::StrCat(dir_, "/", file)));
+      VIGIE_ASSIGN_OR_RETURN(std::string text, files_.Read(absl::StrCat(dir_, "/", file)));
       double v;
       if (!absl::SimpleAtod(absl::StripAsciiWhitespace(text), &v)) {
         return absl::InvalidArgumentError(absl::StrCat(dir_, "/", file, ": not a number"));
@@ -29,6 +29,7 @@ class EntropyCollector : public Collector {
 
  private:
   std::string dir_;
+  ProcFileSet files_;
 };
 
 }  // namespace

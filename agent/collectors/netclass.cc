@@ -33,10 +33,10 @@ class NetclassCollector : public Collector {
     if (refresh) identity_read_ms_ = now_ms;
     std::map<std::string, std::map<std::string, std::string>> identity;
     for (const std::string& dev : devices) {
-      OpenDir base(absl::StrCat(dir_, "/", dev));
+      const std::string base = absl::StrCat(dir_, "/", dev, "/");
       auto read_now = [&](const char* attr) -> std::string {
         // Some attributes fail to read (EINVAL) while the link is down: left out then.
-        absl::StatusOr<std::string> v = ReadProcFileAt(base.fd(), attr);
+        absl::StatusOr<std::string> v = files_.Read(base + attr);
         return v.ok() ? std::string(absl::StripAsciiWhitespace(*v)) : std::string();
       };
       auto cached = identity_.find(dev);
@@ -117,6 +117,7 @@ class NetclassCollector : public Collector {
   }
 
   std::string dir_;
+  ProcFileSet files_{256};  // the attributes of a dozen devices kept open; beyond, opened
   int64_t identity_read_ms_ = 0;
   std::map<std::string, std::map<std::string, std::string>> identity_;  // by device
 };

@@ -17,7 +17,7 @@ class PressureCollector : public Collector {
   absl::Status Collect(int64_t now_ms, Collection* out) override {
     for (const char* resource : {"cpu", "io", "memory", "irq"}) {
       const bool irq = std::string(resource) == "irq";
-      absl::StatusOr<std::string> text = ReadProcFile(absl::StrCat(dir_, "/", resource));
+      absl::StatusOr<std::string> text = files_.Read(absl::StrCat(dir_, "/", resource));
       // A kernel without PSI has none of the files; irq came with 6.1.
       if (absl::IsNotFound(text.status())) {
         if (irq) break;
@@ -54,6 +54,7 @@ class PressureCollector : public Collector {
 
  private:
   std::string dir_;
+  ProcFileSet files_;
 };
 
 }  // namespace

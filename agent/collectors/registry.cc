@@ -132,6 +132,17 @@ absl::StatusOr<std::string> ProcFile::Read() {
   return ReadProcFile(path_);
 }
 
+absl::StatusOr<std::string> ProcFileSet::Read(const std::string& path) {
+  auto it = files_.find(path);
+  if (it == files_.end()) {
+    if (files_.size() >= max_) return ReadProcFile(path);
+    it = files_.emplace(path, std::make_unique<ProcFile>(path)).first;
+  }
+  absl::StatusOr<std::string> text = it->second->Read();
+  if (!text.ok()) files_.erase(it);
+  return text;
+}
+
 OpenDir::OpenDir(const std::string& path)
     : fd_(open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)) {}
 OpenDir::~OpenDir() {

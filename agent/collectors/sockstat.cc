@@ -18,7 +18,7 @@ class SockstatCollector : public Collector {
   const char* name() const override { return "sockstat"; }
   absl::Status Collect(int64_t now_ms, Collection* out) override {
     for (const char* file : {"sockstat", "sockstat6"}) {
-      absl::StatusOr<std::string> text = ReadProcFile(absl::StrCat(dir_, "/", file));
+      absl::StatusOr<std::string> text = files_.Read(absl::StrCat(dir_, "/", file));
       if (absl::IsNotFound(text.status())) continue;  // no IPv6
       if (!text.ok()) return text.status();
       VIGIE_ASSIGN_OR_RETURN(auto values, ParseSockstat(*text));
@@ -37,6 +37,7 @@ class SockstatCollector : public Collector {
 
  private:
   std::string dir_;
+  ProcFileSet files_;
   double page_;
 };
 

@@ -46,7 +46,7 @@ class UdpQueuesCollector : public Collector {
   const char* name() const override { return "udp_queues"; }
   absl::Status Collect(int64_t now_ms, Collection* out) override {
     for (const auto& [file, ip] : {std::pair{"udp", "v4"}, std::pair{"udp6", "v6"}}) {
-      absl::StatusOr<std::string> text = ReadProcFile(absl::StrCat(dir_, "/", file));
+      absl::StatusOr<std::string> text = files_.Read(absl::StrCat(dir_, "/", file));
       if (absl::IsNotFound(text.status())) continue;
       if (!text.ok()) return text.status();
       double tx = 0, rx = 0;
@@ -75,6 +75,7 @@ class UdpQueuesCollector : public Collector {
 
  private:
   std::string dir_;
+  ProcFileSet files_;
 };
 
 // node_selinux_enabled (1 if SELinux is on), from <sysfs>/fs/selinux.
