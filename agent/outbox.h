@@ -90,14 +90,11 @@ class Outbox {
     std::shared_ptr<v1::AgentMessage> message;
     size_t bytes;
     const v1::AgentMessage& get() const { return *message; }
-    // For changing the message: a private copy if a stream still holds it.
+    // For changing the message (renumbering or re-splitting at a Welcome, which is rare): always
+    // a private copy, as a stream or /metrics may still be reading the shared one, and a
+    // use_count() of 1 would not order their last reads before these writes.
     v1::AgentMessage& Mutable() {
-      if (message.use_count() > 1) {
-        message = std::make_shared<v1::AgentMessage>(*message);
-      } else {
-        // The last other holder has let go: see its reads before writing.
-        std::atomic_thread_fence(std::memory_order_acquire);
-      }
+      message = std::make_shared<v1::AgentMessage>(*message);
       return *message;
     }
   };
