@@ -3,7 +3,6 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/stubs/common.h"
-#include "re2/re2.h"
 
 namespace vigie {
 
@@ -126,6 +125,28 @@ absl::Status ValidateLabels(const google::protobuf::Map<std::string, std::string
   return CheckLabels(labels, max_labels, field, "", reason);
 }
 
+namespace {
+
+constexpr int64_t kYear2000Ms = 946684800000;
+
+int64_t LatestTimestamp(const SampleLimits& limits) {
+  constexpr int64_t kYear9999Ms = 253402300799999;
+  return limits.now_ms > 0 ? limits.now_ms + limits.max_future_ms : kYear9999Ms;
+}
+
+}  // namespace
+
+absl::Status ValidateTimestamp(int64_t timestamp_ms, const SampleLimits& limits,
+                               absl::string_view field, const char** reason) {
+  if (timestamp_ms >= kYear2000Ms && timestamp_ms <= LatestTimestamp(limits)) {
+    return absl::OkStatus();
+  }
+  return Refuse(kReasonBadTimestamp, reason,
+                absl::StrCat(field, ": ", timestamp_ms,
+                             limits.now_ms > 0 ? " is before 2000 or more than 24h ahead"
+                                               : " is outside years 2000-9999"));
+}
+
 absl::Status ValidateSample(const v1::Sample& s, const SampleLimits& limits,
                             absl::string_view field, const char** reason) {
   if (!IsMetricName(s.name())) {
@@ -133,14 +154,9 @@ absl::Status ValidateSample(const v1::Sample& s, const SampleLimits& limits,
         IsValidUtf8(s.name()) ? kReasonBadName : kReasonInvalidUtf8, reason,
         absl::StrCat(field, ".name: ", QuoteForMessage(s.name()), " is not a metric name"));
   }
-  constexpr int64_t kYear2000Ms = 946684800000;
-  constexpr int64_t kYear9999Ms = 253402300799999;
-  const int64_t latest = limits.now_ms > 0 ? limits.now_ms + limits.max_future_ms : kYear9999Ms;
-  if (s.timestamp_ms() < kYear2000Ms || s.timestamp_ms() > latest) {
-    return Refuse(kReasonBadTimestamp, reason,
-                  absl::StrCat(field, ".timestamp_ms: ", s.timestamp_ms(),
-                               limits.now_ms > 0 ? " is before 2000 or more than 24h ahead"
-                                                 : " is outside years 2000-9999"));
+  if (s.timestamp_ms() < kYear2000Ms || s.timestamp_ms() > LatestTimestamp(limits)) {
+    return ValidateTimestamp(s.timestamp_ms(), limits, absl::StrCat(field, ".timestamp_ms"),
+                             reason);
   }
   return CheckLabels(s.labels(), limits.max_labels, field, ".labels", reason);
 }

@@ -59,6 +59,9 @@ std::string QuoteForMessage(absl::string_view value);
 absl::Status ValidateLabels(const google::protobuf::Map<std::string, std::string>& labels,
                             size_t max_labels, absl::string_view field,
                             const char** reason = nullptr);
+// The timestamp rule alone (for check results and service events too).
+absl::Status ValidateTimestamp(int64_t timestamp_ms, const SampleLimits& limits,
+                               absl::string_view field, const char** reason = nullptr);
 absl::Status ValidateSample(const v1::Sample& sample, const SampleLimits& limits,
                             absl::string_view field, const char** reason = nullptr);
 

@@ -8,7 +8,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "agent/collectors/collector.h"
 #include "agent/collectors/procfs.h"
 #include "common/status.h"
@@ -33,14 +32,16 @@ std::string Basename(absl::string_view path) {
 }
 
 struct Unit {
-  const char* type;    // sensor type prefix in sysfs
-  const char* suffix;  // metric unit suffix
-  double scale;        // sysfs unit -> metric unit
+  const char* type;         // sensor type prefix in sysfs
+  const char* metric_type;  // in the metric's name
+  const char* suffix;       // metric unit suffix
+  double scale;             // sysfs unit -> metric unit
 };
 // The common sensor types and node_exporter's units for them.
 constexpr Unit kUnits[] = {
-    {"temp", "celsius", 0.001}, {"in", "volts", 0.001},  {"cpu", "volts", 0.001},
-    {"curr", "amps", 0.001},    {"power", "watt", 1e-6}, {"fan", "rpm", 1},
+    {"temp", "temp", "celsius", 0.001}, {"in", "in", "volts", 0.001},
+    {"cpu", "in", "volts", 0.001},      {"curr", "curr", "amps", 0.001},
+    {"power", "power", "watt", 1e-6},   {"fan", "fan", "rpm", 1},
 };
 
 // node_hwmon_* from <sysfs>/class/hwmon/hwmon*/: temperatures, voltages, currents, power and
@@ -115,19 +116,17 @@ class HwmonCollector : public Collector {
         }
         double v;
         if (unit == nullptr || !absl::SimpleAtod(Read(d + "/" + f), &v)) continue;
+        // node_exporter names voltages node_hwmon_in_* whether the file says "in" or "cpu".
+        const absl::string_view kind = unit->metric_type;
         std::string metric;
         if (absl::EndsWith(prop, "alarm") || absl::EndsWith(prop, "fault")) {
-          metric = absl::StrCat("node_hwmon_", type, "_", prop);  // a flag, unscaled
+          metric = absl::StrCat("node_hwmon_", kind, "_", prop);  // a flag, unscaled
         } else if (prop == "input") {
-          metric = absl::StrCat("node_hwmon_", type, "_", unit->suffix);
+          metric = absl::StrCat("node_hwmon_", kind, "_", unit->suffix);
           v *= unit->scale;
         } else {
-          metric = absl::StrCat("node_hwmon_", type, "_", prop, "_", unit->suffix);
+          metric = absl::StrCat("node_hwmon_", kind, "_", prop, "_", unit->suffix);
           v *= unit->scale;
-        }
-        if (std::string(type) == "in" || std::string(type) == "cpu") {
-          // node_exporter names voltages node_hwmon_in_volts whatever the prefix.
-          absl::StrReplaceAll({{"node_hwmon_cpu_", "node_hwmon_in_"}}, &metric);
         }
         out->Add(metric, labels, v, now_ms, MetricType::kGauge,
                  absl::StrCat("Hardware monitor for ", type, " (", prop, ")"));

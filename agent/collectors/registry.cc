@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "agent/collectors/collector.h"
+#include "common/files.h"
 
 namespace vigie::agent {
 
@@ -57,33 +58,21 @@ namespace {
 // Kernel files: read, close. O_NONBLOCK so that a misconfigured root cannot hang the collector
 // on a FIFO, and a bound so that it cannot read /dev/zero forever; no fstat, as /proc and
 // /sys report no size anyway (textfiles use the stricter ReadRegularFile).
+constexpr size_t kMaxProcFileBytes = 16 << 20;
+
+// Kernel files: O_NONBLOCK so that a misconfigured root cannot hang the collector on a FIFO,
+// and a bound so that it cannot read /dev/zero forever; no fstat, as /proc and /sys report no
+// size anyway (textfiles use the stricter ReadRegularFile).
 absl::StatusOr<std::string> ReadOpened(int fd, absl::string_view what) {
-  constexpr size_t kMax = 16 << 20;
   if (fd < 0) {
     const int e = errno;
     return absl::Status(e == ENOENT ? absl::StatusCode::kNotFound : absl::StatusCode::kUnavailable,
                         absl::StrCat(what, ": ", strerror(e)));
   }
-  // An 8 KiB buffer: one read for nearly every /proc and /sys file, small strings stay inline,
-  // and the collector thread's stack stays small (its pages stay resident once touched).
-  std::string out;
-  char buf[8192];
-  while (true) {
-    ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int e = errno;
-      close(fd);
-      return absl::UnavailableError(absl::StrCat(what, ": ", strerror(e)));
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > kMax) {
-      close(fd);
-      return absl::ResourceExhaustedError(absl::StrCat(what, ": over ", kMax, " bytes"));
-    }
-  }
+  absl::StatusOr<std::string> out = ReadFd(fd, kMaxProcFileBytes);
   close(fd);
+  if (!out.ok())
+    return absl::Status(out.status().code(), absl::StrCat(what, ": ", out.status().message()));
   return out;
 }
 
@@ -109,25 +98,14 @@ absl::StatusOr<std::string> ProcFile::Read() {
       fd_ = open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
       if (fd_ < 0) return ReadOpened(-1, path_);  // the error, named
     }
-    std::string out;
-    char buf[8192];
-    off_t offset = 0;
-    bool failed = false;
-    while (out.size() <= (16u << 20)) {
-      ssize_t n = pread(fd_, buf, sizeof(buf), offset);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        if (errno == ESPIPE) reopen_each_time_ = true;  // not seekable: open each time
-        failed = true;
-        break;
-      }
-      if (n == 0) return out;
-      out.append(buf, static_cast<size_t>(n));
-      offset += n;
-    }
-    close(fd_);  // gone (ENODEV), not seekable, or absurdly large: start over once
+    int error = 0;
+    absl::StatusOr<std::string> out = ReadFd(fd_, kMaxProcFileBytes, /*from_start=*/true, &error);
+    if (out.ok()) return out;
+    // Gone (ENODEV) or absurdly large: start over once. Not seekable: open it each time.
+    close(fd_);
     fd_ = -1;
-    if (!failed || reopen_each_time_) return ReadProcFile(path_);
+    if (error == ESPIPE) reopen_each_time_ = true;
+    if (error == 0 || reopen_each_time_) return ReadProcFile(path_);
   }
   return ReadProcFile(path_);
 }
