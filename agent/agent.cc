@@ -153,7 +153,6 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
       runner_(NewCollectors(options_.collectors, options_.collector_switches),
               options_.collector_timeout, /*workers=*/1),
       heartbeat_ms_(absl::ToInt64Milliseconds(options_.heartbeat_interval)),
-      spool_corrupt_at_start_(recovered.corrupt),
       collect_errors_(prometheus::BuildCounter()
                           .Name("vigie_agent_collect_errors_total")
                           .Help("Collector runs that failed or were abandoned at their deadline, "
@@ -238,6 +237,7 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
                     .Help("Streams established with the control plane.")
                     .Register(*registry)
                     .Add({})) {
+  spool_corrupt_.Set(static_cast<double>(recovered.corrupt));  // known at start, fixed
   outbox_.Restore(std::move(recovered));
   if (!options_.collectors.textfile_directory.empty()) {
     textfile_watch_ = std::make_unique<DirectoryWatch>(options_.collectors.textfile_directory);
@@ -397,7 +397,6 @@ void Agent::UpdateGauges() {
   pending_bytes_.Set(static_cast<double>(outbox_.pending_bytes()));
   spool_bytes_.Set(static_cast<double>(outbox_.spool_bytes()));
   spool_errors_.Set(static_cast<double>(outbox_.spool_errors()));
-  spool_corrupt_.Set(static_cast<double>(spool_corrupt_at_start_));
   dropped_.Set(static_cast<double>(outbox_.dropped()));
   last_sequence_.Set(static_cast<double>(outbox_.last_sequence()));
   acked_sequence_.Set(static_cast<double>(outbox_.acked_sequence()));

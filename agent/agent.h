@@ -104,7 +104,6 @@ class Agent : public Runnable {
   std::atomic<int64_t> heartbeat_ms_;
   Mutex log_mu_;
   std::map<std::string, std::string> logged_ ABSL_GUARDED_BY(log_mu_);
-  const uint64_t spool_corrupt_at_start_;
   size_t last_round_samples_ = 0;  // only touched by CollectOnce (one caller at a time)
 
   prometheus::Family<prometheus::Counter>& collect_errors_;

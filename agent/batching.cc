@@ -58,7 +58,10 @@ std::vector<v1::AgentMessage> BuildBatches(std::vector<v1::Sample> samples,
 }
 
 bool WithinLimits(const v1::AgentMessage& m, const SendLimits& limits) {
-  if (m.ByteSizeLong() > limits.max_message_bytes) return false;
+  return m.ByteSizeLong() <= limits.max_message_bytes && FitsCounts(m, limits);
+}
+
+bool FitsCounts(const v1::AgentMessage& m, const SendLimits& limits) {
   if (!m.has_metrics()) return true;
   if (static_cast<size_t>(m.metrics().samples_size()) > limits.max_samples_per_batch) {
     return false;

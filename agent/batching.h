@@ -43,6 +43,8 @@ std::vector<v1::AgentMessage> BuildBatches(std::vector<v1::Sample> samples,
 
 // True if durable message `m` is within `limits` (count, size and labels per sample).
 bool WithinLimits(const v1::AgentMessage& m, const SendLimits& limits);
+// The same without the size (which takes a walk over every sample).
+bool FitsCounts(const v1::AgentMessage& m, const SendLimits& limits);
 
 }  // namespace vigie::agent
 

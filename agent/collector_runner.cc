@@ -29,7 +29,6 @@ struct CollectorRunner::State {
     size_t index;
     int64_t now_ms;
     std::shared_ptr<Round> round;
-    absl::Time start;
   };
 
   absl::Duration timeout;
@@ -143,7 +142,7 @@ std::vector<CollectorResult> CollectorRunner::RunRound(int64_t now_ms, const std
     }
     st.slots[i].running = true;
     ++round->remaining;
-    st.queue.push_back({i, now_ms, round, start});
+    st.queue.push_back({i, now_ms, round});
   }
   // Workers held by calls abandoned in earlier rounds do not count: start replacements, up to
   // the cap. (They leave again once they find nothing to do.)

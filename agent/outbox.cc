@@ -63,7 +63,11 @@ void Outbox::SpoolErrorLocked(const absl::Status& s) {
 
 std::shared_ptr<const v1::AgentMessage> Outbox::Add(v1::AgentMessage message, size_t bytes) {
   MutexLock lock(&mu_);
-  if (message.has_metrics() && !WithinLimits(message, limits_)) {
+  // A size from BuildBatches (bytes != 0) saves walking the batch again; the count and label
+  // checks are cheap.
+  const bool fits = bytes != 0 ? bytes <= limits_.max_message_bytes && FitsCounts(message, limits_)
+                               : WithinLimits(message, limits_);
+  if (message.has_metrics() && !fits) {
     // Built under looser limits than a Welcome that arrived meanwhile: split it now.
     std::vector<v1::Sample> samples(
         std::make_move_iterator(message.mutable_metrics()->mutable_samples()->begin()),
@@ -123,7 +127,8 @@ bool Outbox::ConformLocked() {
   pending_bytes_ = 0;
   for (Entry& e : old) {
     if (WithinLimits(e.get(), limits_) || !e.get().has_metrics()) {
-      PushLocked(std::move(e.Mutable()));
+      pending_bytes_ += e.bytes;  // kept as it is: no copy, no second size walk
+      pending_.push_back(std::move(e));
       continue;
     }
     v1::AgentMessage& m = e.Mutable();

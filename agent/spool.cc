@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "common/agent_message.h"
+#include "common/files.h"
 #include "common/log.h"
 
 namespace vigie::agent {
@@ -66,26 +67,13 @@ bool WriteAll(int fd, absl::string_view data) {
   return true;
 }
 
-// Reads a whole segment file, at most `max` bytes.
-bool ReadSegmentFile(const std::string& path, std::string* out) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return false;
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return false;
-  }
-  out->resize(static_cast<size_t>(st.st_size));
-  size_t got = 0;
-  while (got < out->size()) {
-    ssize_t n = read(fd, out->data() + got, out->size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
-  }
-  out->resize(got);
-  close(fd);
-  return true;
+std::string EncodeHeader(uint32_t flags, uint64_t next_sequence) {
+  std::string header(kMagic, 8);
+  PutU32(&header, kFormat);
+  PutU32(&header, flags);
+  PutU64(&header, next_sequence);
+  PutU32(&header, Crc(header));
+  return header;
 }
 
 struct ParsedSegment {
@@ -118,15 +106,11 @@ ParsedSegment ParseSegment(const std::string& data) {
     const uint32_t crc = GetU32(data.data() + pos + 4);
     // The type byte and the length are checked before the checksum, so resynchronising over a
     // damaged stretch costs a CRC only at plausible offsets.
-    bool ok = len <= kMaxRecordBytes && pos + kRecordHeaderBytes + len <= data.size() &&
-              static_cast<uint8_t>(data[pos + 8]) == kTypeAgentMessage &&
-              Crc(absl::string_view(data.data() + pos + 8, 1 + len)) == crc;
     v1::AgentMessage m;
-    if (ok) {
-      const uint8_t type = static_cast<uint8_t>(data[pos + 8]);
-      ok = type == kTypeAgentMessage &&
-           m.ParseFromArray(data.data() + pos + kRecordHeaderBytes, static_cast<int>(len));
-    }
+    const bool ok = len <= kMaxRecordBytes && pos + kRecordHeaderBytes + len <= data.size() &&
+                    static_cast<uint8_t>(data[pos + 8]) == kTypeAgentMessage &&
+                    Crc(absl::string_view(data.data() + pos + 8, 1 + len)) == crc &&
+                    m.ParseFromArray(data.data() + pos + kRecordHeaderBytes, static_cast<int>(len));
     if (!ok) {
       if (!in_damage) ++p.corrupt;
       in_damage = true;
@@ -194,9 +178,12 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const SpoolOptions& options,
 
   std::vector<ParsedSegment> parsed;
   for (const auto& [number, path] : files) {
-    std::string data;
+    // Bounded: no segment legitimately exceeds the spool's bound plus one record.
+    absl::StatusOr<std::string> read =
+        ReadRegularFile(path, std::max<uint64_t>(options.max_bytes, 1 << 20) + kMaxRecordBytes);
+    const std::string data = read.ok() ? std::move(*read) : std::string();
     ParsedSegment p;
-    if (!ReadSegmentFile(path, &data)) {
+    if (!read.ok()) {
       p.corrupt = 1;
     } else {
       p = ParseSegment(data);
@@ -206,7 +193,7 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const SpoolOptions& options,
       parsed.clear();
       while (!spool->segments_.empty()) spool->DeleteSegment(0);
     }
-    Segment seg{number, path};
+    Segment seg{path};
     seg.bytes = data.size();
     seg.records = p.messages.size();
     for (const auto& m : p.messages)
@@ -247,11 +234,7 @@ absl::Status Spool::StartSegment(uint64_t next_sequence, bool supersedes) {
   const std::string path = absl::StrFormat("%s/%020d.seg", options_.directory, number);
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) return absl::UnavailableError(Errno(path));
-  std::string header(kMagic, 8);
-  PutU32(&header, kFormat);
-  PutU32(&header, supersedes ? kFlagSupersedes : 0);
-  PutU64(&header, next_sequence);
-  PutU32(&header, Crc(header));
+  const std::string header = EncodeHeader(supersedes ? kFlagSupersedes : 0, next_sequence);
   if (!WriteAll(fd, header) || (options_.fsync && fdatasync(fd) != 0)) {
     absl::Status s = absl::UnavailableError(Errno(path));
     close(fd);
@@ -261,7 +244,7 @@ absl::Status Spool::StartSegment(uint64_t next_sequence, bool supersedes) {
   SyncDirectory();
   if (active_fd_ >= 0) close(active_fd_);
   active_fd_ = fd;
-  Segment seg{number, path};
+  Segment seg{path};
   seg.bytes = header.size();
   segments_.push_back(seg);
   total_bytes_ += seg.bytes;
@@ -324,12 +307,8 @@ absl::Status Spool::Rewrite(const std::deque<v1::AgentMessage>& messages, uint64
   const std::string tmp = path + ".tmp";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return absl::UnavailableError(Errno(tmp));
-  std::string header(kMagic, 8);
-  PutU32(&header, kFormat);
-  PutU32(&header, kFlagSupersedes);
-  PutU64(&header, next_sequence);
-  PutU32(&header, Crc(header));
-  Segment seg{number, path};
+  const std::string header = EncodeHeader(kFlagSupersedes, next_sequence);
+  Segment seg{path};
   bool ok = WriteAll(fd, header);
   seg.bytes = header.size();
   for (const v1::AgentMessage& m : messages) {

@@ -70,7 +70,6 @@ class Spool {
 
  private:
   struct Segment {
-    uint64_t number;
     std::string path;
     uint64_t bytes = 0;
     uint64_t records = 0;

@@ -123,8 +123,10 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOption
       sample_limits.max_labels = limits.max_labels_per_sample;
       sample_limits.now_ms = now_ms;
       for (int i = 0; i < b.samples_size(); ++i) {
-        VIGIE_RETURN_IF_ERROR(ValidateSample(b.samples(i), sample_limits,
-                                             absl::StrCat("metrics.samples[", i, "]"), reason));
+        // The field is named (a string built) only for a sample that fails.
+        if (ValidateSample(b.samples(i), sample_limits, "").ok()) continue;
+        return ValidateSample(b.samples(i), sample_limits, absl::StrCat("metrics.samples[", i, "]"),
+                              reason);
       }
       return absl::OkStatus();
     }
