@@ -191,11 +191,17 @@ absl::StatusOr<absl::Duration> ParseConfigDuration(absl::string_view field, absl
                                                    absl::Duration default_value) {
   if (value.empty()) return default_value;
   absl::Duration d;
+  int64_t days = 0;
+  // Whole days ("15d") as well as Go-style durations; at most about 27 years.
+  if (absl::string_view n = value; absl::ConsumeSuffix(&n, "d") && absl::SimpleAtoi(n, &days) &&
+                                    days >= 0 && days <= 10000) {
+    return absl::Hours(24 * days);
+  }
   if (!absl::ParseDuration(value, &d) || d < absl::ZeroDuration() ||
       d == absl::InfiniteDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": \"", value,
-                     "\" is not a duration; write e.g. \"500ms\", \"30s\", \"5m\", \"1h\""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": \"", value,
+        "\" is not a duration; write e.g. \"500ms\", \"30s\", \"5m\", \"1h\", \"15d\""));
   }
   return d;
 }

@@ -30,7 +30,8 @@ absl::StatusOr<std::string> ReadConfigFile(absl::string_view field, const std::s
 // Reads (at most 16 MiB) and parses a file; errors are prefixed with the path.
 absl::Status LoadYamlConfigFile(const std::string& path, google::protobuf::Message* message);
 
-// Parses a config duration such as "500ms", "30s", "5m" or "1h30m"; "" gives `default_value`.
+// Parses a config duration such as "500ms", "30s", "5m", "1h30m" or "15d" (whole days); ""
+// gives `default_value`.
 // A negative or malformed value is InvalidArgument naming `field` and the value.
 absl::StatusOr<absl::Duration> ParseConfigDuration(absl::string_view field, absl::string_view value,
                                                    absl::Duration default_value);

@@ -131,7 +131,16 @@ grpc::ServerUnaryReactor* AdminService::QuerySamples(grpc::CallbackServerContext
   absl::StatusOr<absl::Duration> range =
       ParseConfigDuration("range", req->range(), absl::Minutes(5));
   if (!range.ok()) return fail(std::string(range.status().message()));
-  if (*range > absl::Hours(24)) return fail(absl::StrCat("range: at most 24h, got ", req->range()));
+  if (!v1::Rollup_IsValid(req->rollup())) {
+    return fail(absl::StrCat("rollup: unknown value ", req->rollup()));
+  }
+  if (req->rollup() == v1::ROLLUP_NONE && *range > absl::Hours(24)) {
+    return fail(absl::StrCat("range: at most 24h for raw samples (set rollup for more), got ",
+                             req->range()));
+  }
+  if (*range > absl::Hours(24 * 400)) {
+    return fail(absl::StrCat("range: at most 400d, got ", req->range()));
+  }
   uint32_t limit = req->limit() == 0 ? 1000 : req->limit();
   if (limit > 10000) return fail(absl::StrCat("limit: at most 10000, got ", limit));
   return Defer(ctx, [this, req, resp, range = *range, limit]() -> absl::Status {

@@ -613,6 +613,10 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     gw_->alerts_refused_.Set(static_cast<double>(gw_->rules_->refused()));
     committed_ = r->committed_sequence;
     gw_->samples_committed_.Increment(static_cast<double>(r->samples_written));
+    gw_->samples_expired_.Increment(static_cast<double>(r->samples_expired));
+    gw_->series_resolution_.Add({{"result", "hit"}}).Increment(static_cast<double>(r->layout_hits));
+    gw_->series_resolution_.Add({{"result", "changed"}})
+        .Increment(static_cast<double>(r->layouts_changed));
     gw_->duplicates_.Increment(static_cast<double>(r->duplicates));
     if (!ev.transitions.empty()) {
       gw_->transitions_.Increment(static_cast<double>(ev.transitions.size()));
@@ -779,6 +783,17 @@ Gateway::Gateway(GatewayOptions options, Store* store, RuleEngine* rules, Worker
                              .Help("Samples written to PostgreSQL.")
                              .Register(*registry)
                              .Add({})),
+      samples_expired_(prometheus::BuildCounter()
+                           .Name("vigie_controlplane_samples_expired_total")
+                           .Help("Samples older than retention.raw, acknowledged but not stored.")
+                           .Register(*registry)
+                           .Add({})),
+      series_resolution_(prometheus::BuildCounter()
+                             .Name("vigie_controlplane_batch_layouts_total")
+                             .Help("Stored metric batches by how their series were resolved: "
+                                   "hit (same series in the same order as the agent's last "
+                                   "batch, from memory) or changed.")
+                             .Register(*registry)),
       duplicates_(prometheus::BuildCounter()
                       .Name("vigie_controlplane_duplicate_messages_total")
                       .Help("Resent durable messages acknowledged without being written again.")

@@ -106,6 +106,8 @@ class Gateway : public v1::AgentGateway::WithRawCallbackMethod_Connect<v1::Agent
   prometheus::Gauge& streams_;
   prometheus::Family<prometheus::Counter>& messages_;
   prometheus::Counter& samples_committed_;
+  prometheus::Counter& samples_expired_;
+  prometheus::Family<prometheus::Counter>& series_resolution_;
   prometheus::Counter& duplicates_;
   prometheus::Counter& ingest_errors_;
   prometheus::Family<prometheus::Counter>& rejected_;

@@ -12,6 +12,7 @@
 #include "controlplane/admin_service.h"
 #include "controlplane/dispatcher.h"
 #include "controlplane/gateway.h"
+#include "controlplane/maintainer.h"
 #include "controlplane/options.h"
 #include "controlplane/pg_store.h"
 #include "controlplane/tokens.h"
@@ -34,8 +35,13 @@ int main(int argc, char** argv) {
   if (!options.ok()) vigie::ExitUsage(absl::StrCat(path, ": ", options.status().message()));
 
   // Storage first: nothing is served until the schema is current.
-  absl::StatusOr<std::unique_ptr<cp::PgStore>> store =
-      cp::PgStore::Open({options->database_url, options->storage_workers + 2});
+  cp::PgStoreOptions store_options;
+  store_options.database_url = options->database_url;
+  store_options.max_connections = options->storage_workers + 3;  // + admin, dispatcher, upkeep
+  store_options.retention_raw = options->retention_raw;
+  store_options.retention_rollups = options->retention_rollups;
+  store_options.series_cache_bytes = options->series_cache_bytes;
+  absl::StatusOr<std::unique_ptr<cp::PgStore>> store = cp::PgStore::Open(store_options);
   if (!store.ok()) {
     vigie::log::Error("cannot open the database", {{"error", store.status()}});
     return 1;
@@ -77,6 +83,7 @@ int main(int argc, char** argv) {
       registry.get(), &tokens, &auth_failures);
   tokens.SetOnRevoked([&gateway](const std::string& id) { gateway.DisconnectToken(id); });
   cp::AdminService admin(store->get(), &rules, &pool, &tokens);
+  cp::Maintainer maintainer({}, store->get(), registry.get());
 
   // HTTP first: it cannot fail after agents are already being accepted.
   vigie::HttpServerOptions http;
@@ -104,6 +111,7 @@ int main(int argc, char** argv) {
   tokens.Start();
 
   dispatcher.Start();
+  maintainer.Start();
   vigie::log::Info("control plane started",
                    {{"grpc", options->grpc.listen},
                     {"tls", !options->grpc.tls.enabled()               ? "off"
@@ -124,6 +132,7 @@ int main(int argc, char** argv) {
   tokens.Stop();
   pool.Stop();
   dispatcher.Stop();
+  maintainer.Stop();
   http_server->reset();
   vigie::log::Info("control plane stopped");
   return 0;

@@ -111,6 +111,149 @@ CREATE TABLE tokens (
   revoked_at   timestamptz
 );
 )sql"},
+      {4, "compact samples: layouts and blocks, daily partitions, rollups, daily check and service rows", R"sql(
+-- Partitions are named <parent>_pYYYYMMDD (daily) or <parent>_pYYYYMM (monthly), bounded in UTC.
+-- The control plane creates them ahead of time (and on demand for late data) and drops whole
+-- partitions past retention; this function is the one place that makes them.
+CREATE FUNCTION vigie_ensure_partition(parent text, period text, day date) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+  lower date := CASE period WHEN 'month' THEN date_trunc('month', day)::date ELSE day END;
+  upper date := CASE period WHEN 'month' THEN (lower + interval '1 month')::date ELSE day + 1 END;
+  name text := parent || '_p' || to_char(lower, CASE period WHEN 'month' THEN 'YYYYMM'
+                                                            ELSE 'YYYYMMDD' END);
+BEGIN
+  IF to_regclass(name) IS NULL THEN
+    EXECUTE format('CREATE TABLE IF NOT EXISTS %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
+                   name, parent, lower::timestamp AT TIME ZONE 'UTC',
+                   upper::timestamp AT TIME ZONE 'UTC');
+  END IF;
+  RETURN name;
+END $$;
+
+-- A layout: the series of a batch, in order. Blocks and rollups refer to one.
+CREATE TABLE series_layouts (
+  id          bigserial PRIMARY KEY,
+  agent_id    text NOT NULL REFERENCES agents (agent_id) ON DELETE CASCADE,
+  hash        bigint NOT NULL,
+  series_ids  bigint[] NOT NULL
+);
+CREATE INDEX series_layouts_agent_hash ON series_layouts (agent_id, hash);
+
+-- Up to 240 consecutive values of one durable batch: vals[i] is the series at position
+-- first_pos + i (1-based) of the layout, at ts + offsets_ms[i] milliseconds (offsets_ms NULL:
+-- all at ts). The view `samples` below shows them as one row per sample.
+CREATE TABLE sample_blocks (
+  agent_id    text NOT NULL,
+  ts          timestamptz NOT NULL,
+  batch_seq   bigint NOT NULL,
+  layout_id   bigint NOT NULL,
+  first_pos   integer NOT NULL,
+  vals        float8[] NOT NULL,
+  offsets_ms  integer[]
+) PARTITION BY RANGE (ts);
+CREATE INDEX sample_blocks_agent_ts ON sample_blocks (agent_id, ts);
+
+-- Per series of an agent and 5-minute bucket: min, max, sum, last and count, as arrays aligned
+-- to a layout. Written once a bucket is complete; rewritten when late samples land in it.
+CREATE TABLE sample_rollups (
+  agent_id   text NOT NULL,
+  bucket     timestamptz NOT NULL,
+  layout_id  bigint NOT NULL,
+  mins       float8[] NOT NULL,
+  maxs       float8[] NOT NULL,
+  sums       float8[] NOT NULL,
+  lasts      float8[] NOT NULL,
+  counts     integer[] NOT NULL,
+  PRIMARY KEY (agent_id, bucket)
+) PARTITION BY RANGE (bucket);
+
+-- Rollups are complete for every bucket before rolled_up_to; buckets before it that received
+-- late samples wait in rollup_dirty.
+ALTER TABLE agents ADD COLUMN rolled_up_to timestamptz;
+CREATE TABLE rollup_dirty (
+  agent_id  text NOT NULL,
+  bucket    timestamptz NOT NULL,
+  PRIMARY KEY (agent_id, bucket)
+);
+
+-- Old rows move into the new layout: one single-series layout per series (hash 0, never
+-- matched by ingest), one block per sample.
+DO $$
+DECLARE d date;
+BEGIN
+  FOR d IN SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date FROM samples LOOP
+    PERFORM vigie_ensure_partition('sample_blocks', 'day', d);
+  END LOOP;
+END $$;
+INSERT INTO series_layouts (agent_id, hash, series_ids)
+  SELECT agent_id, 0, ARRAY[id] FROM series WHERE id IN (SELECT DISTINCT series_id FROM samples);
+INSERT INTO sample_blocks (agent_id, ts, batch_seq, layout_id, first_pos, vals)
+  SELECT l.agent_id, x.ts, x.batch_seq, l.id, 0, ARRAY[x.value]
+  FROM samples x JOIN series_layouts l ON l.hash = 0 AND l.series_ids = ARRAY[x.series_id];
+DROP TABLE samples;
+
+-- One row per sample, as before: for SQL users and tests. Not for bulk reads.
+CREATE VIEW samples AS
+  SELECT l.series_ids[b.first_pos + i] AS series_id,
+         b.ts + coalesce(b.offsets_ms[i], 0) * interval '1 millisecond' AS ts,
+         b.vals[i] AS value, b.batch_seq, b.agent_id
+  FROM sample_blocks b JOIN series_layouts l ON l.id = b.layout_id
+  CROSS JOIN LATERAL generate_subscripts(b.vals, 1) AS i;
+
+-- Check results and service events: partitioned by day like samples.
+ALTER TABLE check_results RENAME TO check_results_v1;
+ALTER INDEX check_results_agent_name_ts RENAME TO check_results_v1_agent_name_ts;
+CREATE TABLE check_results (LIKE check_results_v1) PARTITION BY RANGE (ts);
+CREATE INDEX check_results_agent_name_ts ON check_results (agent_id, name, ts);
+ALTER TABLE service_events RENAME TO service_events_v1;
+ALTER INDEX service_events_agent_ts RENAME TO service_events_v1_agent_ts;
+CREATE TABLE service_events (LIKE service_events_v1) PARTITION BY RANGE (ts);
+CREATE INDEX service_events_agent_ts ON service_events (agent_id, ts);
+DO $$
+DECLARE d date;
+BEGIN
+  FOR d IN SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date FROM check_results_v1 LOOP
+    PERFORM vigie_ensure_partition('check_results', 'day', d);
+  END LOOP;
+  FOR d IN SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date FROM service_events_v1 LOOP
+    PERFORM vigie_ensure_partition('service_events', 'day', d);
+  END LOOP;
+END $$;
+INSERT INTO check_results SELECT * FROM check_results_v1;
+INSERT INTO service_events SELECT * FROM service_events_v1;
+
+-- Daily rows the status page reads; kept as long as rollups.
+CREATE TABLE check_daily (
+  agent_id         text NOT NULL,
+  name             text NOT NULL,
+  day              date NOT NULL,
+  total            integer NOT NULL,
+  ok               integer NOT NULL,
+  warning          integer NOT NULL,
+  critical         integer NOT NULL,
+  latency_seconds  double precision NOT NULL,  -- sum over the day's results
+  PRIMARY KEY (agent_id, name, day)
+);
+INSERT INTO check_daily
+  SELECT agent_id, name, (ts AT TIME ZONE 'UTC')::date, count(*),
+         count(*) FILTER (WHERE status = 'ok'), count(*) FILTER (WHERE status = 'warning'),
+         count(*) FILTER (WHERE status = 'critical'), sum(latency_seconds)
+  FROM check_results_v1 GROUP BY 1, 2, 3;
+CREATE TABLE service_daily (
+  agent_id  text NOT NULL,
+  service   text NOT NULL,
+  day       date NOT NULL,
+  kind      text NOT NULL,
+  events    integer NOT NULL,
+  PRIMARY KEY (agent_id, service, day, kind)
+);
+INSERT INTO service_daily
+  SELECT agent_id, service, (ts AT TIME ZONE 'UTC')::date, kind, count(*)
+  FROM service_events_v1 GROUP BY 1, 2, 3, 4;
+DROP TABLE check_results_v1;
+DROP TABLE service_events_v1;
+)sql"},
   };
   return *migrations;
 }

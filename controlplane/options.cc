@@ -1,5 +1,7 @@
 #include "controlplane/options.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/secrets.h"
 #include "common/status.h"
@@ -75,6 +77,25 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::Cont
   if (o.gateway.hello_timeout < absl::Seconds(1)) {
     return absl::InvalidArgumentError(
         absl::StrCat("hello_timeout: at least 1s, got \"", c.hello_timeout(), "\""));
+  }
+  VIGIE_ASSIGN_OR_RETURN(o.retention_raw,
+                         ParseConfigDuration("retention.raw", c.retention().raw(), o.retention_raw));
+  if (o.retention_raw < absl::Hours(48)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("retention.raw: at least 2d, got \"", c.retention().raw(), "\""));
+  }
+  VIGIE_ASSIGN_OR_RETURN(o.retention_rollups,
+                         ParseConfigDuration("retention.rollups", c.retention().rollups(),
+                                             std::max(o.retention_rollups, o.retention_raw)));
+  if (o.retention_rollups < o.retention_raw) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "retention.rollups: at least retention.raw (", absl::FormatDuration(o.retention_raw),
+        "), got \"", c.retention().rollups(), "\""));
+  }
+  if (c.series_cache_bytes() != 0) o.series_cache_bytes = c.series_cache_bytes();
+  if (o.series_cache_bytes < (1 << 20)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("series_cache_bytes: at least 1048576, got ", c.series_cache_bytes()));
   }
   if (c.max_samples_per_batch() != 0) o.gateway.max_samples_per_batch = c.max_samples_per_batch();
   if (c.max_labels_per_sample() != 0) o.gateway.max_labels_per_sample = c.max_labels_per_sample();

@@ -25,6 +25,9 @@ struct ControlPlaneOptions {
   std::string notifier_token;  // secret
   ClientSecurity notifier_security;
   int storage_workers = 4;
+  absl::Duration retention_raw = absl::Hours(24 * 15);
+  absl::Duration retention_rollups = absl::Hours(24 * 400);
+  size_t series_cache_bytes = 64 << 20;
   size_t max_message_bytes = 4 << 20;
   GatewayOptions gateway;
   BackoffPolicy notify_backoff;

@@ -1,12 +1,19 @@
 #include "controlplane/pg_store.h"
 
 #include <pqxx/pqxx>
+#include <algorithm>
+#include <set>
 #include <tuple>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/civil_time.h"
 #include "absl/time/clock.h"
 #include "common/agent_message.h"
+#include "common/status.h"
+#include "controlplane/sample_blocks.h"
 #include "common/log.h"
 #include "common/mutex.h"
 #include "google/protobuf/util/json_util.h"
@@ -75,15 +82,10 @@ constexpr char kAgentColumns[] =
     "extract(epoch from first_seen)::bigint, extract(epoch from last_seen)::bigint, "
     "committed_sequence";
 
-// Per-connection staging table for COPY; rows vanish at commit.
-constexpr char kStagingTable[] =
-    "CREATE TEMP TABLE IF NOT EXISTS staging_samples ("
-    " name text NOT NULL, labels jsonb NOT NULL, ts timestamptz NOT NULL,"
-    " value double precision NOT NULL, batch_seq bigint NOT NULL) ON COMMIT DELETE ROWS";
-
 }  // namespace
 
-PgStore::PgStore(PgStoreOptions options) : options_(std::move(options)) {}
+PgStore::PgStore(PgStoreOptions options)
+    : options_(std::move(options)), series_cache_(options_.series_cache_bytes) {}
 
 absl::StatusOr<std::unique_ptr<PgConnection>> PgStore::Connect() {
   try {
@@ -95,7 +97,8 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgStore::Connect() {
     // TCP's own timeout.)
     n.exec0("SET statement_timeout = '60s'");
     n.exec0("SET idle_in_transaction_session_timeout = '120s'");
-    n.exec0(kStagingTable);
+    // Rollups are large arrays that go to TOAST: lz4 is several times faster than pglz.
+    n.exec0("SET default_toast_compression = 'lz4'");
     return c;
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat(
@@ -140,11 +143,12 @@ absl::Status PgStore::Run(const char* what, const std::function<void(PgConnectio
     const std::string state = e.sqlstate();
     auto code = state.rfind("22", 0) == 0 ? absl::StatusCode::kInvalidArgument
                                           : absl::StatusCode::kInternal;
-    // 42P01 (undefined table) on our per-connection staging table means libpqxx reconnected
-    // silently and the session state set up in Connect() is gone: replace the connection.
-    if (state == "42P01") {
-      broken = true;
+    // 23514 "no partition of relation found": a partition this process believed in was
+    // dropped (retention, another replica); forget them all and let the caller retry.
+    if (state == "23514" && std::string_view(e.what()).find("no partition") != std::string_view::npos) {
       code = absl::StatusCode::kUnavailable;
+      MutexLock lock(&mu_);
+      known_partitions_.clear();
     }
     status = absl::Status(code, absl::StrCat(what, ": SQL error ", state, ": ", e.what()));
   } catch (const pqxx::in_doubt_error& e) {
@@ -232,73 +236,229 @@ absl::Status PgStore::TouchAgent(const std::string& agent_id) {
   });
 }
 
+namespace {
+
+// Milliseconds since the epoch as a PostgreSQL timestamptz expression on parameter $n.
+std::string MsToTs(int n) {
+  return absl::StrCat("(timestamptz 'epoch' + $", n, "::bigint * interval '1 millisecond')");
+}
+constexpr char kTsToMs[] = "(extract(epoch from %s) * 1000)::bigint";
+
+pqxx::binarystring Binary(const std::string& bytes) { return pqxx::binarystring(bytes); }
+
+int64_t DayOf(int64_t ms) {
+  constexpr int64_t kDay = 86400000;
+  return ms >= 0 ? ms / kDay : (ms - kDay + 1) / kDay;
+}
+
+// A durable batch ready to store: its blocks and the layout of its series.
+struct PreparedBatch {
+  uint64_t seq = 0;
+  const v1::MetricBatch* batch = nullptr;
+  std::vector<SampleBlock> blocks;
+  std::vector<int64_t> ids;  // series id per sample, in order
+  int64_t layout_id = 0;
+};
+
+}  // namespace
+
+absl::Status PgStore::EnsurePartitions(const char* parent, const char* period,
+                                       const std::set<int64_t>& days) {
+  std::vector<int64_t> missing;
+  {
+    MutexLock lock(&mu_);
+    for (int64_t d : days) {
+      if (known_partitions_.count(PartitionKey(parent, period, d)) == 0) missing.push_back(d);
+    }
+  }
+  if (missing.empty()) return absl::OkStatus();
+  std::vector<std::string> made;
+  absl::Status s = Run("create partitions", [&](PgConnection& c) {
+    made.clear();
+    pqxx::work w(c);
+    w.exec0("SET LOCAL lock_timeout = '5s'");
+    w.exec("SELECT pg_advisory_xact_lock(7400002)");  // one partition maker at a time
+    for (int64_t d : missing) {
+      w.exec_params("SELECT vigie_ensure_partition($1, $2, (date '1970-01-01' + $3::integer))",
+                     parent, period, d);
+      made.push_back(PartitionKey(parent, period, d));
+    }
+    w.commit();
+  });
+  if (!s.ok()) return s;
+  MutexLock lock(&mu_);
+  for (auto& k : made) known_partitions_.insert(std::move(k));
+  return absl::OkStatus();
+}
+
+std::string PgStore::PartitionKey(const char* parent, const char* period, int64_t day) {
+  // The names vigie_ensure_partition gives.
+  const absl::CivilDay d = absl::CivilDay(1970, 1, 1) + day;
+  if (std::string_view(period) == "month") {
+    return absl::StrFormat("%s_p%04d%02d", parent, d.year(), d.month());
+  }
+  return absl::StrFormat("%s_p%04d%02d%02d", parent, d.year(), d.month(), d.day());
+}
+
+int64_t PgStore::RawCutoffMs(absl::Time now) const {
+  return absl::ToUnixMillis(now - options_.retention_raw);
+}
+
 absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
                                              const std::vector<v1::AgentMessage>& messages,
                                              const std::vector<Transition>& transitions,
                                              const std::string& generator_url) {
-  IngestResult result;
-  absl::Status s = Run("ingest", [&](pqxx::connection& c) {
-    result = IngestResult{};
-    pqxx::work w(c);
-    // The row lock serializes ingest per agent, so the check below is race-free even when two
-    // streams of the same agent overlap.
-    pqxx::result r = w.exec_params(
-        "SELECT committed_sequence FROM agents WHERE agent_id = $1 FOR UPDATE", agent_id);
-    if (r.empty()) throw std::runtime_error("agent " + agent_id + " is not registered");
-    const uint64_t committed = r[0][0].as<uint64_t>();
-    uint64_t highest = committed;
-    bool have_samples = false;
-    {
-      pqxx::stream_to copy(w, "staging_samples",
-                           std::vector<std::string>{"name", "labels", "ts", "value", "batch_seq"});
-      for (const v1::AgentMessage& m : messages) {
-        const uint64_t seq = DurableSequence(m);
-        if (seq <= committed) {
-          ++result.duplicates;
-          continue;
-        }
-        highest = std::max(highest, seq);
-        if (!m.has_metrics()) continue;
-        for (const v1::Sample& smp : m.metrics().samples()) {
-          copy << std::make_tuple(smp.name(), LabelsJson(smp.labels()), PgTime(smp.timestamp_ms()),
-                                  smp.value(), static_cast<int64_t>(seq));
-          ++result.samples_written;
-          have_samples = true;
+  // Outside the transaction (kept across its retries): blocks, and the partitions they need.
+  // Blocks older than the raw retention are not stored (their partition is gone or going).
+  IngestResult expired;
+  std::vector<PreparedBatch> batches;
+  std::set<int64_t> sample_days, check_days, event_days;
+  const int64_t cutoff_ms = RawCutoffMs(absl::Now());
+  for (const v1::AgentMessage& m : messages) {
+    if (m.has_metrics() && m.metrics().samples_size() > 0) {
+      PreparedBatch& b = batches.emplace_back();
+      b.seq = DurableSequence(m);
+      b.batch = &m.metrics();
+      b.blocks = SplitIntoBlocks(m.metrics().samples());
+      for (auto it = b.blocks.begin(); it != b.blocks.end();) {
+        if (it->ts_ms < cutoff_ms) {
+          expired.samples_expired += it->values.size();
+          it = b.blocks.erase(it);
+        } else {
+          sample_days.insert(DayOf(it->ts_ms));
+          ++it;
         }
       }
-      copy.complete();
+    } else if (m.has_checks()) {
+      for (const v1::CheckResult& cr : m.checks().results()) {
+        check_days.insert(DayOf(cr.timestamp_ms()));
+      }
+    } else if (m.has_service_event()) {
+      event_days.insert(DayOf(m.service_event().timestamp_ms()));
     }
-    if (have_samples) {
+  }
+  // Checks and events before the cutoff are stored too; only their day's partition is made.
+  VIGIE_RETURN_IF_ERROR(EnsurePartitions("sample_blocks", "day", sample_days));
+  VIGIE_RETURN_IF_ERROR(EnsurePartitions("check_results", "day", check_days));
+  VIGIE_RETURN_IF_ERROR(EnsurePartitions("service_events", "day", event_days));
+
+  IngestResult result;
+  std::unique_ptr<AgentSeries> series = series_cache_.Take(agent_id);
+  absl::Status s = Run("ingest", [&](PgConnection& c) {
+    result = expired;
+    pqxx::work w(c);
+    // The row lock serializes ingest per agent, so the check below is race-free even when two
+    // streams of the same agent overlap (and the rollup worker, which takes it too, never rolls
+    // a bucket up while a sample for it is being stored).
+    pqxx::result r = w.exec_params(
+        absl::StrFormat("SELECT committed_sequence, coalesce(%s, 0) FROM agents "
+                        "WHERE agent_id = $1 FOR UPDATE",
+                        absl::StrFormat(kTsToMs, "rolled_up_to")),
+        agent_id);
+    if (r.empty()) throw std::runtime_error("agent " + agent_id + " is not registered");
+    const uint64_t committed = r[0][0].as<uint64_t>();
+    const int64_t rolled_up_to = r[0][1].as<int64_t>();
+    uint64_t highest = committed;
+    for (const v1::AgentMessage& m : messages) {
+      const uint64_t seq = DurableSequence(m);
+      if (seq <= committed) {
+        ++result.duplicates;
+      } else {
+        highest = std::max(highest, seq);
+      }
+    }
+    // Samples: series ids, layouts, then every block of every batch in one statement.
+    std::vector<int64_t> b_ts, b_seq, b_layout;
+    std::vector<int32_t> b_pos, b_start, b_n, b_off_start;
+    std::vector<double> vals;
+    std::vector<int32_t> offsets;
+    std::set<int64_t> dirty_buckets;
+    for (PreparedBatch& b : batches) {
+      if (b.seq <= committed) continue;
+      ResolveSeries(w, agent_id, *b.batch, series.get(), &b.ids, &b.layout_id, &result);
+      for (const SampleBlock& blk : b.blocks) {
+        b_ts.push_back(blk.ts_ms);
+        b_seq.push_back(static_cast<int64_t>(b.seq));
+        b_layout.push_back(b.layout_id);
+        b_pos.push_back(blk.first_pos);
+        b_start.push_back(static_cast<int32_t>(vals.size()));
+        b_n.push_back(static_cast<int32_t>(blk.values.size()));
+        b_off_start.push_back(blk.offsets_ms.empty() ? -1 : static_cast<int32_t>(offsets.size()));
+        vals.insert(vals.end(), blk.values.begin(), blk.values.end());
+        offsets.insert(offsets.end(), blk.offsets_ms.begin(), blk.offsets_ms.end());
+        result.samples_written += blk.values.size();
+        if (rolled_up_to > 0 && blk.ts_ms < rolled_up_to) {
+          // Late samples in buckets already rolled up: the rollup worker redoes those buckets.
+          for (size_t i = 0; i < blk.values.size(); ++i) {
+            const int64_t ts = blk.TimestampAt(i);
+            if (ts < rolled_up_to) dirty_buckets.insert(RollupBucket(ts));
+          }
+        }
+      }
+    }
+    if (!b_ts.empty()) {
       w.exec_params0(
-          "INSERT INTO series (agent_id, name, labels) "
-          "SELECT DISTINCT $1, name, labels FROM staging_samples ON CONFLICT DO NOTHING",
-          agent_id);
+          "INSERT INTO sample_blocks (agent_id, ts, batch_seq, layout_id, first_pos, vals, "
+          "offsets_ms) "
+          "SELECT $1, timestamptz 'epoch' + u.ts * interval '1 millisecond', u.seq, u.layout, "
+          "u.pos, ($9::float8[])[u.start + 1 : u.start + u.n], "
+          "CASE WHEN u.off >= 0 THEN ($10::int4[])[u.off + 1 : u.off + u.n] END "
+          "FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::int4[], $6::int4[], $7::int4[], "
+          "$8::int4[]) AS u(ts, seq, layout, pos, start, n, off)",
+          agent_id, Binary(PgBinaryInt8Array(b_ts)), Binary(PgBinaryInt8Array(b_seq)),
+          Binary(PgBinaryInt8Array(b_layout)), Binary(PgBinaryInt4Array(b_pos)),
+          Binary(PgBinaryInt4Array(b_start)), Binary(PgBinaryInt4Array(b_n)),
+          Binary(PgBinaryInt4Array(b_off_start)), Binary(PgBinaryFloat8Array(vals)),
+          Binary(PgBinaryInt4Array(offsets)));
+    }
+    if (!dirty_buckets.empty()) {
       w.exec_params0(
-          "INSERT INTO samples (series_id, ts, value, batch_seq) "
-          "SELECT s.id, st.ts, st.value, st.batch_seq FROM staging_samples st "
-          "JOIN series s ON s.agent_id = $1 AND s.name = st.name AND s.labels = st.labels",
-          agent_id);
+          "INSERT INTO rollup_dirty (agent_id, bucket) "
+          "SELECT $1, timestamptz 'epoch' + b * interval '1 millisecond' FROM unnest($2::int8[]) b "
+          "ON CONFLICT DO NOTHING",
+          agent_id,
+          Binary(PgBinaryInt8Array(std::vector<int64_t>(dirty_buckets.begin(),
+                                                        dirty_buckets.end()))));
     }
     for (const v1::AgentMessage& m : messages) {
       const uint64_t seq = DurableSequence(m);
       if (seq <= committed) continue;
       if (m.has_checks()) {
         for (const v1::CheckResult& cr : m.checks().results()) {
+          const char* status = CheckStatusName(cr.status());
           w.exec_params0(
-              "INSERT INTO check_results (agent_id, name, target, status, latency_seconds, "
-              "message, labels, ts, batch_seq) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, "
-              "$8::timestamptz, $9)",
-              agent_id, cr.name(), cr.target(), CheckStatusName(cr.status()), cr.latency_seconds(),
-              cr.message(), LabelsJson(cr.labels()), PgTime(cr.timestamp_ms()),
-              static_cast<int64_t>(seq));
+              absl::StrCat("INSERT INTO check_results (agent_id, name, target, status, "
+                           "latency_seconds, message, labels, ts, batch_seq) VALUES ($1, $2, $3, "
+                           "$4, $5, $6, $7::jsonb, ",
+                           MsToTs(8), ", $9)"),
+              agent_id, cr.name(), cr.target(), status, cr.latency_seconds(), cr.message(),
+              LabelsJson(cr.labels()), cr.timestamp_ms(), static_cast<int64_t>(seq));
+          w.exec_params0(
+              absl::StrCat("INSERT INTO check_daily AS d VALUES ($1, $2, (", MsToTs(3),
+                           " AT TIME ZONE 'UTC')::date, 1, ($4 = 'ok')::int, "
+                           "($4 = 'warning')::int, ($4 = 'critical')::int, $5) "
+                           "ON CONFLICT (agent_id, name, day) DO UPDATE SET "
+                           "total = d.total + 1, ok = d.ok + excluded.ok, "
+                           "warning = d.warning + excluded.warning, "
+                           "critical = d.critical + excluded.critical, "
+                           "latency_seconds = d.latency_seconds + excluded.latency_seconds"),
+              agent_id, cr.name(), cr.timestamp_ms(), status, cr.latency_seconds());
         }
       } else if (m.has_service_event()) {
         const v1::ServiceEvent& e = m.service_event();
+        const std::string kind = v1::ServiceEvent::Kind_Name(e.kind());
         w.exec_params0(
-            "INSERT INTO service_events (agent_id, service, kind, exit_code, message, ts, "
-            "batch_seq) VALUES ($1, $2, $3, $4, $5, $6::timestamptz, $7)",
-            agent_id, e.service(), v1::ServiceEvent::Kind_Name(e.kind()), e.exit_code(),
-            e.message(), PgTime(e.timestamp_ms()), static_cast<int64_t>(seq));
+            absl::StrCat("INSERT INTO service_events (agent_id, service, kind, exit_code, "
+                         "message, ts, batch_seq) VALUES ($1, $2, $3, $4, $5, ",
+                         MsToTs(6), ", $7)"),
+            agent_id, e.service(), kind, e.exit_code(), e.message(), e.timestamp_ms(),
+            static_cast<int64_t>(seq));
+        w.exec_params0(
+            absl::StrCat("INSERT INTO service_daily AS d VALUES ($1, $2, (", MsToTs(3),
+                         " AT TIME ZONE 'UTC')::date, $4, 1) "
+                         "ON CONFLICT (agent_id, service, day, kind) DO UPDATE SET "
+                         "events = d.events + 1"),
+            agent_id, e.service(), e.timestamp_ms(), kind);
       }
     }
     for (const Transition& t : transitions) {
@@ -353,8 +513,93 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
     w.commit();
     result.committed_sequence = highest;
   });
-  if (!s.ok()) return s;
+  if (!s.ok()) return s;  // the entry may hold ids of the rolled-back transaction: forget it
+  series_cache_.Put(agent_id, std::move(series));
   return result;
+}
+
+void PgStore::ResolveSeries(pqxx::transaction_base& w, const std::string& agent_id,
+                            const v1::MetricBatch& batch, AgentSeries* series,
+                            std::vector<int64_t>* ids, int64_t* layout_id, IngestResult* result) {
+  const int n = batch.samples_size();
+  ids->assign(n, 0);
+  // Most batches repeat the last layout: match by position, one key compare per sample.
+  bool same_layout = series->layout_id != 0 && series->layout.size() == static_cast<size_t>(n);
+  std::vector<int> missing;
+  std::string key;
+  for (int i = 0; i < n; ++i) {
+    SeriesKey(batch.samples(i), &key);
+    if (static_cast<size_t>(i) < series->layout.size() && series->layout[i]->first == key) {
+      (*ids)[i] = series->layout[i]->second;
+      continue;
+    }
+    same_layout = false;
+    auto it = series->ids.find(key);
+    if (it != series->ids.end()) {
+      (*ids)[i] = it->second;
+    } else {
+      missing.push_back(i);
+    }
+  }
+  if (same_layout) {
+    *layout_id = series->layout_id;
+    ++result->layout_hits;
+    return;
+  }
+  if (!missing.empty()) {
+    // New to this cache: insert what the table lacks, then read every id back, in one go.
+    std::vector<std::string> names, labels;
+    names.reserve(missing.size());
+    labels.reserve(missing.size());
+    for (int i : missing) {
+      names.push_back(batch.samples(i).name());
+      labels.push_back(LabelsJson(batch.samples(i).labels()));
+    }
+    const pqxx::binarystring names_param = Binary(PgBinaryTextArray(names));
+    const pqxx::binarystring labels_param = Binary(PgBinaryTextArray(labels));
+    pqxx::result inserted = w.exec_params(
+        "INSERT INTO series (agent_id, name, labels) "
+        "SELECT $1, u.n, u.l::jsonb FROM unnest($2::text[], $3::text[]) AS u(n, l) "
+        "ON CONFLICT DO NOTHING RETURNING id",
+        agent_id, names_param, labels_param);
+    result->series_created += inserted.size();
+    pqxx::result found = w.exec_params(
+        "SELECT u.ord, s.id FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(n, l, ord) "
+        "JOIN series s ON s.agent_id = $1 AND s.name = u.n AND s.labels = u.l::jsonb",
+        agent_id, names_param, labels_param);
+    for (const pqxx::row& row : found) {
+      const int i = missing[row[0].as<int64_t>() - 1];
+      (*ids)[i] = row[1].as<int64_t>();
+    }
+    for (int i : missing) {
+      if ((*ids)[i] == 0) throw std::runtime_error("series id not found after insert");
+      SeriesKey(batch.samples(i), &key);
+      series->Add(key, (*ids)[i]);
+    }
+  }
+  *layout_id = FindOrCreateLayout(w, agent_id, *ids);
+  ++result->layouts_changed;
+  std::vector<std::string> keys(n);
+  for (int i = 0; i < n; ++i) SeriesKey(batch.samples(i), &keys[i]);
+  series->SetLayout(keys, *ids, *layout_id);
+}
+
+int64_t PgStore::FindOrCreateLayout(pqxx::transaction_base& w, const std::string& agent_id,
+                                    const std::vector<int64_t>& ids) {
+  const int64_t hash = LayoutHash(ids);
+  const pqxx::binarystring ids_param = Binary(PgBinaryInt8Array(ids));
+  pqxx::result r = w.exec_params(
+      "SELECT id FROM series_layouts WHERE agent_id = $1 AND hash = $2 AND series_ids = $3::int8[] "
+      "LIMIT 1",
+      agent_id, hash, ids_param);
+  if (!r.empty()) return r[0][0].as<int64_t>();
+  // Two replicas racing here may both insert the same list: harmless, both ids are valid.
+  return w
+      .exec_params(
+          "INSERT INTO series_layouts (agent_id, hash, series_ids) VALUES ($1, $2, $3::int8[]) "
+          "RETURNING id",
+          agent_id, hash, ids_param)[0][0]
+      .as<int64_t>();
 }
 
 absl::StatusOr<std::vector<v1::Agent>> PgStore::ListAgents() {
@@ -438,32 +683,384 @@ absl::StatusOr<v1::QuerySamplesResponse> PgStore::QuerySamples(const v1::QuerySa
                                                                absl::Duration range,
                                                                uint32_t limit) {
   v1::QuerySamplesResponse out;
+  const int64_t end_ms = absl::ToUnixMillis(absl::Now());
+  const int64_t start_ms = end_ms - absl::ToInt64Milliseconds(range);
   absl::Status s = Run("query samples", [&](pqxx::connection& c) {
     out.Clear();
     pqxx::read_transaction t(c);
+    // 1. The matching series. 2. Where each sits in the agent's layouts. 3. The values at those
+    // positions, from blocks (raw) or rollups, read by index on (agent_id, ts).
+    std::vector<int64_t> series_ids;
     std::map<int64_t, v1::SeriesSamples*> by_series;
     for (const pqxx::row& r : t.exec_params(
-             "SELECT s.id, s.name, s.labels::text, (extract(epoch from x.ts) * 1000)::bigint, "
-             "x.value FROM series s JOIN samples x ON x.series_id = s.id "
-             "WHERE s.agent_id = $1 AND s.name = $2 AND s.labels @> $3::jsonb "
-             "AND x.ts > now() - make_interval(secs => $4) ORDER BY s.id, x.ts LIMIT $5",
-             req.agent_id(), req.metric(), LabelsJson(req.matchers()), absl::ToDoubleSeconds(range),
-             static_cast<int64_t>(limit))) {
-      v1::SeriesSamples*& series = by_series[r[0].as<int64_t>()];
-      if (series == nullptr) {
-        series = out.add_series();
-        series->set_metric(r[1].as<std::string>());
-        for (const auto& [k, v] : ParseLabels(r[2].as<std::string>())) {
-          (*series->mutable_labels())[k] = v;
-        }
+             "SELECT id, name, labels::text FROM series "
+             "WHERE agent_id = $1 AND name = $2 AND labels @> $3::jsonb ORDER BY id LIMIT 10000",
+             req.agent_id(), req.metric(), LabelsJson(req.matchers()))) {
+      series_ids.push_back(r[0].as<int64_t>());
+      v1::SeriesSamples* series = out.add_series();
+      series->set_metric(r[1].as<std::string>());
+      for (const auto& [k, v] : ParseLabels(r[2].as<std::string>())) {
+        (*series->mutable_labels())[k] = v;
       }
-      v1::Sample* smp = series->add_samples();
-      smp->set_timestamp_ms(r[3].as<int64_t>());
-      smp->set_value(r[4].as<double>());
+      by_series[series_ids.back()] = series;
     }
+    if (series_ids.empty()) return;
+    std::vector<int64_t> q_layout, q_series;
+    std::vector<int32_t> q_pos;
+    for (const pqxx::row& r : t.exec_params(
+             "SELECT l.id, p.sid, p.pos FROM series_layouts l CROSS JOIN LATERAL ("
+             "  SELECT sid, pos FROM unnest($2::int8[]) AS sid, "
+             "  unnest(array_positions(l.series_ids, sid)) AS pos) p "
+             "WHERE l.agent_id = $1 AND l.series_ids && $2::int8[]",
+             req.agent_id(), Binary(PgBinaryInt8Array(series_ids)))) {
+      q_layout.push_back(r[0].as<int64_t>());
+      q_series.push_back(r[1].as<int64_t>());
+      q_pos.push_back(r[2].as<int32_t>());
+    }
+    if (q_layout.empty()) return;
+    const pqxx::binarystring layouts = Binary(PgBinaryInt8Array(q_layout));
+    const pqxx::binarystring sids = Binary(PgBinaryInt8Array(q_series));
+    const pqxx::binarystring poss = Binary(PgBinaryInt4Array(q_pos));
+    pqxx::result rows;
+    if (req.rollup() == v1::ROLLUP_NONE) {
+      rows = t.exec_params(
+          absl::StrCat(
+              "SELECT sid, t, v FROM ("
+              "  SELECT q.sid, ",
+              absl::StrFormat(kTsToMs, "b.ts"),
+              " + coalesce(b.offsets_ms[q.pos - b.first_pos], 0) AS t, "
+              "  b.vals[q.pos - b.first_pos] AS v "
+              "  FROM sample_blocks b JOIN unnest($2::int8[], $3::int8[], $4::int4[]) "
+              "    AS q(lid, sid, pos) ON b.layout_id = q.lid AND q.pos > b.first_pos "
+              "    AND q.pos <= b.first_pos + cardinality(b.vals) "
+              "  WHERE b.agent_id = $1 AND b.ts > ",
+              MsToTs(5), " - interval '1 hour' AND b.ts <= ", MsToTs(6),
+              ") x WHERE t > $5 AND t <= $6 ORDER BY sid, t LIMIT $7"),
+          req.agent_id(), layouts, sids, poss, start_ms, end_ms, static_cast<int64_t>(limit));
+    } else {
+      const char* column = "lasts";
+      switch (req.rollup()) {
+        case v1::ROLLUP_MIN:
+          column = "mins";
+          break;
+        case v1::ROLLUP_MAX:
+          column = "maxs";
+          break;
+        case v1::ROLLUP_SUM:
+          column = "sums";
+          break;
+        case v1::ROLLUP_COUNT:
+          column = "counts";
+          break;
+        default:
+          break;
+      }
+      const std::string value = req.rollup() == v1::ROLLUP_AVG
+                                    ? "r.sums[q.pos] / r.counts[q.pos]"
+                                    : absl::StrCat("r.", column, "[q.pos]::float8");
+      rows = t.exec_params(
+          absl::StrCat("SELECT q.sid, ", absl::StrFormat(kTsToMs, "r.bucket"), ", ", value,
+                       " FROM sample_rollups r JOIN unnest($2::int8[], $3::int8[], $4::int4[]) "
+                       "  AS q(lid, sid, pos) ON r.layout_id = q.lid "
+                       "WHERE r.agent_id = $1 AND r.bucket > ",
+                       MsToTs(5), " AND r.bucket <= ", MsToTs(6),
+                       " ORDER BY q.sid, r.bucket LIMIT $7"),
+          req.agent_id(), layouts, sids, poss, start_ms, end_ms, static_cast<int64_t>(limit));
+    }
+    for (const pqxx::row& r : rows) {
+      v1::Sample* smp = by_series[r[0].as<int64_t>()]->add_samples();
+      smp->set_timestamp_ms(r[1].as<int64_t>());
+      smp->set_value(r[2].as<double>());
+    }
+    // Series without samples in the range are left out, as before.
+    auto* list = out.mutable_series();
+    list->erase(std::remove_if(list->begin(), list->end(),
+                               [](const v1::SeriesSamples& x) { return x.samples_size() == 0; }),
+                list->end());
   });
   if (!s.ok()) return s;
   return out;
+}
+
+namespace {
+
+std::vector<double> ParseFloat8Array(const pqxx::field& f) {
+  std::vector<double> out;
+  if (f.is_null()) return out;
+  pqxx::array_parser parser = f.as_array();
+  for (auto [juncture, text] = parser.get_next(); juncture != pqxx::array_parser::done;
+       std::tie(juncture, text) = parser.get_next()) {
+    if (juncture != pqxx::array_parser::string_value) continue;
+    double v = 0;
+    if (!absl::SimpleAtod(text, &v)) throw std::runtime_error("unreadable float8: " + text);
+    out.push_back(v);
+  }
+  return out;
+}
+
+std::vector<int64_t> ParseIntArray(const pqxx::field& f) {
+  std::vector<int64_t> out;
+  if (f.is_null()) return out;
+  pqxx::array_parser parser = f.as_array();
+  for (auto [juncture, text] = parser.get_next(); juncture != pqxx::array_parser::done;
+       std::tie(juncture, text) = parser.get_next()) {
+    if (juncture != pqxx::array_parser::string_value) continue;
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(text, &v)) throw std::runtime_error("unreadable integer: " + text);
+    out.push_back(v);
+  }
+  return out;
+}
+
+// The day tables (raw data, dropped past retention.raw) and month tables (rollups).
+constexpr const char* kDayTables[] = {"sample_blocks", "check_results", "service_events"};
+constexpr const char* kMonthTables[] = {"sample_rollups"};
+
+}  // namespace
+
+absl::StatusOr<MaintenanceResult> PgStore::Maintain(absl::Time now) {
+  MaintenanceResult result;
+  const absl::CivilDay today = absl::ToCivilDay(now, absl::UTCTimeZone());
+  const int64_t today_n = today - absl::CivilDay(1970, 1, 1);
+  // A partition is dropped once its whole period is older than the retention.
+  const absl::CivilDay raw_keep = absl::ToCivilDay(now - options_.retention_raw, absl::UTCTimeZone());
+  const absl::CivilDay rollup_keep =
+      absl::ToCivilDay(now - options_.retention_rollups, absl::UTCTimeZone());
+  std::vector<std::string> dropped;
+  absl::Status s = Run("maintain partitions", [&](PgConnection& c) {
+    result = MaintenanceResult{};
+    dropped.clear();
+    pqxx::work w(c);
+    // DDL waits for in-flight ingests; never long, and never behind a stuck one.
+    w.exec0("SET LOCAL lock_timeout = '5s'");
+    w.exec("SELECT pg_advisory_xact_lock(7400002)");
+    // Ahead of time: today and the next two days, this month and the next.
+    for (const char* parent : kDayTables) {
+      for (int64_t d = today_n; d <= today_n + 2; ++d) {
+        w.exec_params("SELECT vigie_ensure_partition($1, 'day', date '1970-01-01' + $2::integer)",
+                       parent, d);
+      }
+    }
+    for (const char* parent : kMonthTables) {
+      for (int64_t d : {today_n, today_n + 31}) {
+        w.exec_params(
+            "SELECT vigie_ensure_partition($1, 'month', date '1970-01-01' + $2::integer)", parent,
+            d);
+      }
+    }
+    // Past retention: whole partitions, by the date in their name.
+    for (const pqxx::row& r : w.exec(
+             "SELECT p.relname, c.relname FROM pg_inherits i "
+             "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
+             "WHERE p.relname IN ('sample_blocks', 'check_results', 'service_events', "
+             "'sample_rollups') ORDER BY 2")) {
+      const std::string parent = r[0].as<std::string>();
+      const std::string name = r[1].as<std::string>();
+      const std::string suffix = name.substr(std::min(name.size(), parent.size() + 2));
+      const bool monthly = parent == "sample_rollups";
+      absl::CivilDay last_day;  // the last day the partition covers
+      if (monthly) {
+        absl::CivilMonth m;
+        if (!absl::ParseCivilTime(absl::StrCat(suffix.substr(0, 4), "-", suffix.substr(4)), &m)) {
+          continue;
+        }
+        last_day = absl::CivilDay(m + 1) - 1;
+      } else {
+        absl::CivilDay d;
+        if (!absl::ParseCivilTime(absl::StrCat(suffix.substr(0, 4), "-", suffix.substr(4, 2), "-",
+                                               suffix.substr(6)),
+                                  &d)) {
+          continue;
+        }
+        last_day = d;
+      }
+      if (last_day < (monthly ? rollup_keep : raw_keep)) {
+        w.exec0(absl::StrCat("DROP TABLE ", w.quote_name(name)));
+        dropped.push_back(name);
+      }
+    }
+    const int64_t rollup_days = rollup_keep - absl::CivilDay(1970, 1, 1);
+    const int64_t raw_days = raw_keep - absl::CivilDay(1970, 1, 1);
+    result.daily_rows_deleted =
+        w.exec_params0("DELETE FROM check_daily WHERE day < date '1970-01-01' + $1::integer",
+                       rollup_days)
+            .affected_rows() +
+        w.exec_params0("DELETE FROM service_daily WHERE day < date '1970-01-01' + $1::integer",
+                       rollup_days)
+            .affected_rows();
+    w.exec_params0(
+        "DELETE FROM rollup_dirty WHERE bucket < timestamptz '1970-01-01 00:00:00+00' + "
+        "$1::integer * interval '1 day'",
+        raw_days);
+    w.commit();
+  });
+  if (!s.ok()) return s;
+  result.partitions_dropped = dropped.size();
+  {
+    MutexLock lock(&mu_);
+    for (const std::string& name : dropped) known_partitions_.erase(name);
+  }
+  for (const std::string& name : dropped) log::Info("dropped partition past retention", {{"partition", name}});
+  return result;
+}
+
+absl::StatusOr<RollupResult> PgStore::RollUp(absl::Time now, int max_agents) {
+  RollupResult result;
+  // A bucket is rolled up once it ended more than a grace period ago (samples still in flight).
+  const int64_t upto = RollupBucket(absl::ToUnixMillis(now - absl::Minutes(2)));
+  std::vector<std::string> agents;
+  absl::Status s = Run("roll up: pick agents", [&](PgConnection& c) {
+    agents.clear();
+    pqxx::read_transaction t(c);
+    for (const pqxx::row& r : t.exec_params(
+             absl::StrCat("SELECT agent_id FROM agents WHERE rolled_up_to IS NULL OR "
+                          "rolled_up_to < ",
+                          MsToTs(1),
+                          " UNION SELECT agent_id FROM rollup_dirty "
+                          "ORDER BY 1 LIMIT $2"),
+             upto, max_agents)) {
+      agents.push_back(r[0].as<std::string>());
+    }
+  });
+  if (!s.ok()) return s;
+  for (const std::string& agent : agents) {
+    // Rollup partitions for the buckets this round may write: the months from the agent's
+    // oldest block to now (made once; later calls find them known).
+    absl::StatusOr<RollupResult> one = RollUpAgent(agent, upto);
+    if (!one.ok()) return one.status();
+    result.buckets_written += one->buckets_written;
+    result.agents += 1;
+    result.more |= one->more;
+  }
+  result.more |= agents.size() == static_cast<size_t>(max_agents);
+  return result;
+}
+
+absl::StatusOr<RollupResult> PgStore::RollUpAgent(const std::string& agent, int64_t upto) {
+  RollupResult result;
+  std::set<int64_t> months;
+  // First pass without the lock: which months the buckets fall in, so partitions exist before
+  // the transaction that writes them.
+  absl::Status s = Run("roll up: range", [&](PgConnection& c) {
+    months.clear();
+    pqxx::read_transaction t(c);
+    pqxx::result r = t.exec_params(
+        absl::StrFormat("SELECT coalesce(%s, (SELECT %s FROM sample_blocks WHERE agent_id = $1)), "
+                        "(SELECT min(%s) FROM rollup_dirty WHERE agent_id = $1) "
+                        "FROM agents WHERE agent_id = $1",
+                        absl::StrFormat(kTsToMs, "rolled_up_to"),
+                        absl::StrFormat(kTsToMs, "min(ts)"), absl::StrFormat(kTsToMs, "bucket")),
+        agent);
+    if (r.empty()) return;
+    for (int col : {0, 1}) {
+      if (r[0][col].is_null()) continue;
+      for (int64_t d = DayOf(r[0][col].as<int64_t>()); d <= DayOf(upto) + 31; d += 28) {
+        months.insert(d);
+      }
+    }
+    months.insert(DayOf(upto));
+  });
+  if (!s.ok()) return s;
+  VIGIE_RETURN_IF_ERROR(EnsurePartitions("sample_rollups", "month", months));
+
+  s = Run("roll up", [&](PgConnection& c) {
+    result = RollupResult{};
+    pqxx::work w(c);
+    // The agent's row lock: no ingest of this agent is in flight while its buckets are read, so
+    // a late sample either is read here or finds rolled_up_to advanced and marks its bucket.
+    pqxx::result r = w.exec_params(
+        absl::StrFormat("SELECT %s, (SELECT %s FROM sample_blocks WHERE agent_id = $1) "
+                        "FROM agents WHERE agent_id = $1 FOR UPDATE",
+                        absl::StrFormat(kTsToMs, "rolled_up_to"),
+                        absl::StrFormat(kTsToMs, "min(ts)")),
+        agent);
+    if (r.empty()) return;
+    std::set<int64_t> buckets;
+    int64_t from = upto;
+    if (!r[0][0].is_null()) {
+      from = r[0][0].as<int64_t>();
+    } else if (!r[0][1].is_null()) {
+      from = RollupBucket(r[0][1].as<int64_t>());
+    }
+    // At most an hour of buckets per transaction: short locks, bounded memory.
+    const int64_t to = std::min(upto, from + 12 * kRollupBucketMs);
+    for (int64_t b = from; b < to; b += kRollupBucketMs) buckets.insert(b);
+    for (const pqxx::row& d : w.exec_params(
+             absl::StrFormat("DELETE FROM rollup_dirty WHERE agent_id = $1 RETURNING %s",
+                             absl::StrFormat(kTsToMs, "bucket")),
+             agent)) {
+      buckets.insert(d[0].as<int64_t>());
+    }
+    std::map<int64_t, RollupBuilder> built;
+    std::map<int64_t, std::vector<int64_t>> layouts;
+    // Read contiguous runs of buckets with one range scan each.
+    for (auto it = buckets.begin(); it != buckets.end();) {
+      const int64_t run_start = *it;
+      int64_t run_end = run_start + kRollupBucketMs;
+      for (++it; it != buckets.end() && *it == run_end; ++it) run_end += kRollupBucketMs;
+      pqxx::result blocks = w.exec_params(
+          absl::StrCat("SELECT ", absl::StrFormat(kTsToMs, "ts"),
+                       ", layout_id, first_pos, vals, offsets_ms FROM sample_blocks "
+                       "WHERE agent_id = $1 AND ts > ",
+                       MsToTs(2), " - interval '1 hour' AND ts < ", MsToTs(3)),
+          agent, run_start, run_end);
+      std::vector<int64_t> missing_layouts;
+      for (const pqxx::row& b : blocks) {
+        const int64_t lid = b[1].as<int64_t>();
+        if (layouts.count(lid) == 0) {
+          layouts[lid];
+          missing_layouts.push_back(lid);
+        }
+      }
+      if (!missing_layouts.empty()) {
+        for (const pqxx::row& l :
+             w.exec_params("SELECT id, series_ids FROM series_layouts WHERE id = ANY($1::int8[])",
+                           Binary(PgBinaryInt8Array(missing_layouts)))) {
+          layouts[l[0].as<int64_t>()] = ParseIntArray(l[1]);
+        }
+      }
+      for (const pqxx::row& b : blocks) {
+        const int64_t ts = b[0].as<int64_t>();
+        const std::vector<int64_t>& layout = layouts[b[1].as<int64_t>()];
+        const auto first = b[2].as<size_t>();
+        const std::vector<double> vals = ParseFloat8Array(b[3]);
+        const std::vector<int64_t> offsets = ParseIntArray(b[4]);
+        for (size_t i = 0; i < vals.size(); ++i) {
+          const int64_t sample_ts = ts + (offsets.empty() ? 0 : offsets[i]);
+          const int64_t bucket = RollupBucket(sample_ts);
+          if (sample_ts < run_start || sample_ts >= run_end || buckets.count(bucket) == 0) continue;
+          if (first + i >= layout.size()) throw std::runtime_error("block beyond its layout");
+          built[bucket].Add(layout[first + i], sample_ts, vals[i]);
+        }
+      }
+    }
+    for (const auto& [bucket, builder] : built) {
+      const RollupStats& st = builder.stats();
+      const int64_t layout_id = FindOrCreateLayout(w, agent, st.series_ids);
+      w.exec_params0(
+          absl::StrCat(
+              "INSERT INTO sample_rollups (agent_id, bucket, layout_id, mins, maxs, sums, lasts, "
+              "counts) VALUES ($1, ",
+              MsToTs(2),
+              ", $3, $4::float8[], $5::float8[], $6::float8[], $7::float8[], $8::int4[]) "
+              "ON CONFLICT (agent_id, bucket) DO UPDATE SET layout_id = excluded.layout_id, "
+              "mins = excluded.mins, maxs = excluded.maxs, sums = excluded.sums, "
+              "lasts = excluded.lasts, counts = excluded.counts"),
+          agent, bucket, layout_id, Binary(PgBinaryFloat8Array(st.mins)),
+          Binary(PgBinaryFloat8Array(st.maxs)), Binary(PgBinaryFloat8Array(st.sums)),
+          Binary(PgBinaryFloat8Array(st.lasts)), Binary(PgBinaryInt4Array(st.counts)));
+      ++result.buckets_written;
+    }
+    w.exec_params0(absl::StrCat("UPDATE agents SET rolled_up_to = ", MsToTs(2),
+                                " WHERE agent_id = $1 AND (rolled_up_to IS NULL OR "
+                                "rolled_up_to < ",
+                                MsToTs(2), ")"),
+                   agent, to);
+    w.commit();
+    result.more = to < upto;
+  });
+  if (!s.ok()) return s;
+  return result;
 }
 
 absl::StatusOr<int> PgStore::DispatchOutbox(

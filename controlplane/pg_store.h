@@ -3,12 +3,19 @@
 #define VIGIE_CONTROLPLANE_PG_STORE_H_
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "common/mutex.h"
+#include "controlplane/series_cache.h"
 #include "controlplane/store.h"
+
+namespace pqxx {
+class transaction_base;
+}  // namespace pqxx
 
 namespace vigie::controlplane {
 
@@ -18,6 +25,23 @@ struct PgStoreOptions {
   std::string database_url;
   // Connections kept open at most; callers beyond it wait for one to be returned.
   int max_connections = 6;
+  // Raw samples, check results and service events are kept this long (whole days); 5-minute
+  // rollups and daily check/service rows this long (whole months for rollups).
+  absl::Duration retention_raw = absl::Hours(24 * 15);
+  absl::Duration retention_rollups = absl::Hours(24 * 400);
+  // Series identities kept in memory, across all agents.
+  size_t series_cache_bytes = 64 << 20;
+};
+
+struct MaintenanceResult {
+  size_t partitions_dropped = 0;
+  size_t daily_rows_deleted = 0;
+};
+
+struct RollupResult {
+  size_t agents = 0;
+  size_t buckets_written = 0;
+  bool more = false;  // work remains that is already due: call again
 };
 
 // Thread-safe: each call borrows a connection from a bounded pool. A broken connection is
@@ -56,18 +80,42 @@ class PgStore : public Store {
   // The schema version after migrations.
   int schema_version() const { return schema_version_; }
 
+  // Creates partitions ahead of time (today and two days on; this month and the next) and
+  // drops those past retention. Safe with several replicas (an advisory lock).
+  absl::StatusOr<MaintenanceResult> Maintain(absl::Time now);
+  // Rolls complete 5-minute buckets up for up to `max_agents` agents (an hour of buckets each
+  // at most), and redoes buckets that late samples landed in. Safe with several replicas.
+  absl::StatusOr<RollupResult> RollUp(absl::Time now, int max_agents);
+
+  const SeriesCache& series_cache() const { return series_cache_; }
+
  private:
   explicit PgStore(PgStoreOptions options);
 
   // Runs `fn(connection)` on a pooled connection, turning exceptions into a Status.
   absl::Status Run(const char* what, const std::function<void(PgConnection&)>& fn);
   absl::StatusOr<std::unique_ptr<PgConnection>> Connect();
+  // Makes sure the partitions of `parent` holding `days` (days since 1970-01-01, UTC) exist.
+  absl::Status EnsurePartitions(const char* parent, const char* period,
+                                const std::set<int64_t>& days);
+  static std::string PartitionKey(const char* parent, const char* period, int64_t day);
+  int64_t RawCutoffMs(absl::Time now) const;
+  // Ingest helpers, inside its transaction: series ids (cache, then the table) and the layout.
+  void ResolveSeries(pqxx::transaction_base& w, const std::string& agent_id,
+                     const v1::MetricBatch& batch, AgentSeries* series, std::vector<int64_t>* ids,
+                     int64_t* layout_id, IngestResult* result);
+  int64_t FindOrCreateLayout(pqxx::transaction_base& w, const std::string& agent_id,
+                             const std::vector<int64_t>& ids);
+  absl::StatusOr<RollupResult> RollUpAgent(const std::string& agent, int64_t upto);
 
   const PgStoreOptions options_;
   int schema_version_ = 0;
   Mutex mu_;
   std::vector<std::unique_ptr<PgConnection>> idle_ ABSL_GUARDED_BY(mu_);
   int open_ ABSL_GUARDED_BY(mu_) = 0;
+  // Partitions known to exist (names), so ingest asks the database only for new days.
+  absl::flat_hash_set<std::string> known_partitions_ ABSL_GUARDED_BY(mu_);
+  SeriesCache series_cache_;
 };
 
 // The ordered schema migrations (exposed for tests and docs).

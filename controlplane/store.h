@@ -25,6 +25,13 @@ struct IngestResult {
   // Messages skipped because their sequence was already committed (resends).
   uint64_t duplicates = 0;
   uint64_t samples_written = 0;
+  // Samples older than the raw retention, not stored (the message still commits).
+  uint64_t samples_expired = 0;
+  // Series new to the database; batches whose series layout differed from the agent's last one
+  // (or was not cached); batches matched to the cached layout.
+  uint64_t series_created = 0;
+  uint64_t layouts_changed = 0;
+  uint64_t layout_hits = 0;
 };
 
 // One credential. `sha256` is the hash of the secret (32 raw bytes); the secret is never stored.
