@@ -71,7 +71,7 @@ start() {
   trap 'echo "dev-env: start failed; stopping what was started" >&2; stop >/dev/null 2>&1 || true' ERR
 
   echo "pg - -" >>"$pids"  # recorded first, so a failed start still stops it
-  local pgenv; pgenv=$("$here/scripts/pg-cluster.sh" start "$state/pg")
+  local pgenv; pgenv=$(VIGIE_PG_FSYNC=${VIGIE_PG_FSYNC:-on} "$here/scripts/pg-cluster.sh" start "$state/pg")
   local DATABASE_URL; DATABASE_URL=$(echo "$pgenv" | sed -n 's/^DATABASE_URL=//p')
   local DATABASE_URL_FILE; DATABASE_URL_FILE=$(echo "$pgenv" | sed -n 's/^DATABASE_URL_FILE=//p')
 

@@ -7,6 +7,7 @@
 # under /root, mode 0700): then the data lives in /var/tmp/vigie-pg-<hash> and DIR/data is a
 # symlink to it. PostgreSQL refuses to run as root, so as root it runs as the "postgres" user.
 # The Unix socket goes to a short /tmp directory (socket paths must fit in 107 bytes).
+# fsync is off (tests) unless VIGIE_PG_FSYNC=on (benchmarks, and the quickstart's data).
 # Authentication is SCRAM-SHA-256 with passwords generated into DIR (mode 0600): the superuser
 # "vigie_admin" (DIR/superuser.password) and the application role "vigie" (DIR/app.password),
 # an ordinary role that owns the database "vigie". DATABASE_URL (with the app password) is also
@@ -78,7 +79,8 @@ case "$cmd" in
     for attempt in 1 2 3 4 5; do
       port=$(free_port)
       if as_pg "$PGBIN/pg_ctl" -D "$data" -l "$data/server.log" -w -t 30 \
-          -o "-c listen_addresses=127.0.0.1 -p $port -k $sock -c fsync=off" start >/dev/null; then
+          -o "-c listen_addresses=127.0.0.1 -p $port -k $sock -c fsync=${VIGIE_PG_FSYNC:-off}" \
+          start >/dev/null; then
         started=1; break
       fi
       sleep 0.2  # most likely "address in use": another port
