@@ -15,6 +15,7 @@
 #include "controlplane/maintainer.h"
 #include "controlplane/options.h"
 #include "controlplane/pg_store.h"
+#include "controlplane/remote_write.h"
 #include "controlplane/tokens.h"
 #include "grpcpp/grpcpp.h"
 #include "prometheus/registry.h"
@@ -84,6 +85,10 @@ int main(int argc, char** argv) {
   tokens.SetOnRevoked([&gateway](const std::string& id) { gateway.DisconnectToken(id); });
   cp::AdminService admin(store->get(), &rules, &pool, &tokens);
   cp::Maintainer maintainer({}, store->get(), registry.get());
+  std::vector<std::unique_ptr<cp::RemoteWriter>> remote_writers;
+  for (const cp::RemoteWriteOptions& w : options->remote_write) {
+    remote_writers.push_back(std::make_unique<cp::RemoteWriter>(w, store->get(), registry.get()));
+  }
 
   // HTTP first: it cannot fail after agents are already being accepted.
   vigie::HttpServerOptions http;
@@ -112,6 +117,7 @@ int main(int argc, char** argv) {
 
   dispatcher.Start();
   maintainer.Start();
+  for (auto& w : remote_writers) w->Start();
   vigie::log::Info("control plane started",
                    {{"grpc", options->grpc.listen},
                     {"tls", !options->grpc.tls.enabled()               ? "off"
@@ -133,6 +139,7 @@ int main(int argc, char** argv) {
   pool.Stop();
   dispatcher.Stop();
   maintainer.Stop();
+  for (auto& w : remote_writers) w->Stop();
   http_server->reset();
   vigie::log::Info("control plane stopped");
   return 0;

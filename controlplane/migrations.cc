@@ -254,6 +254,17 @@ INSERT INTO service_daily
 DROP TABLE check_results_v1;
 DROP TABLE service_events_v1;
 )sql"},
+      {5, "remote write: a cursor per target and agent; blocks indexed by batch", R"sql(
+-- Every batch of an agent with a sequence <= forwarded_seq has been accepted by the target.
+CREATE TABLE remote_write_progress (
+  target         text NOT NULL,
+  agent_id       text NOT NULL REFERENCES agents (agent_id) ON DELETE CASCADE,
+  forwarded_seq  bigint NOT NULL DEFAULT 0,
+  updated_at     timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (target, agent_id)
+);
+CREATE INDEX sample_blocks_agent_batch ON sample_blocks (agent_id, batch_seq);
+)sql"},
   };
   return *migrations;
 }

@@ -1,8 +1,11 @@
 #include "controlplane/options.h"
 
 #include <algorithm>
+#include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "re2/re2.h"
 #include "common/secrets.h"
 #include "common/status.h"
 #include "common/yaml_config.h"
@@ -96,6 +99,68 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::Cont
   if (o.series_cache_bytes < (1 << 20)) {
     return absl::InvalidArgumentError(
         absl::StrCat("series_cache_bytes: at least 1048576, got ", c.series_cache_bytes()));
+  }
+  static const RE2 kName("[A-Za-z0-9._-]{1,64}");
+  std::set<std::string> remote_names;
+  for (int i = 0; i < c.remote_write_size(); ++i) {
+    const v1::RemoteWrite& r = c.remote_write(i);
+    const std::string field = absl::StrCat("remote_write[", i, "]");
+    RemoteWriteOptions w;
+    w.name = r.name();
+    if (!RE2::FullMatch(w.name, kName)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".name: \"", w.name, "\" must be 1-64 characters of A-Z a-z 0-9 . _ -"));
+    }
+    if (!remote_names.insert(w.name).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".name: \"", w.name, "\" is used by an earlier remote_write"));
+    }
+    w.url = r.url();
+    const bool https = absl::StartsWith(w.url, "https://");
+    if (!https && !absl::StartsWith(w.url, "http://")) {
+      // Not echoed: URLs may carry credentials.
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".url: must start with http:// or https://"));
+    }
+    if (r.has_bearer_token()) {
+      VIGIE_ASSIGN_OR_RETURN(w.bearer_token,
+                             ReadSecret(absl::StrCat(field, ".bearer_token"), r.bearer_token()));
+    }
+    w.basic_auth_username = r.basic_auth_username();
+    if (r.has_basic_auth_password()) {
+      VIGIE_ASSIGN_OR_RETURN(
+          w.basic_auth_password,
+          ReadSecret(absl::StrCat(field, ".basic_auth_password"), r.basic_auth_password()));
+    }
+    if (!https && !r.insecure() && (!w.bearer_token.empty() || !w.basic_auth_password.empty())) {
+      absl::string_view rest = absl::string_view(w.url).substr(7);
+      const std::string host_port(rest.substr(0, rest.find('/')));
+      if (!IsLoopback(host_port)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            field, ".url: credentials over plain http beyond loopback; use https:// or set "
+                   "insecure: true"));
+      }
+    }
+    w.ca_file = r.ca_file();
+    VIGIE_ASSIGN_OR_RETURN(w.timeout, ParseConfigDuration(absl::StrCat(field, ".timeout"),
+                                                          r.timeout(), w.timeout));
+    if (w.timeout < absl::Milliseconds(100)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".timeout: at least 100ms, got \"", r.timeout(), "\""));
+    }
+    if (r.shards() != 0) w.shards = static_cast<int>(r.shards());
+    if (w.shards > 16) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".shards: at most 16, got ", r.shards()));
+    }
+    if (r.max_samples_per_send() != 0) w.max_samples_per_send = r.max_samples_per_send();
+    if (w.max_samples_per_send > 100000) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".max_samples_per_send: at most 100000, got ", r.max_samples_per_send()));
+    }
+    VIGIE_ASSIGN_OR_RETURN(w.backoff, BackoffFromConfig(absl::StrCat(field, ".backoff"),
+                                                        r.backoff(), w.backoff));
+    o.remote_write.push_back(std::move(w));
   }
   if (c.max_samples_per_batch() != 0) o.gateway.max_samples_per_batch = c.max_samples_per_batch();
   if (c.max_labels_per_sample() != 0) o.gateway.max_labels_per_sample = c.max_labels_per_sample();

@@ -10,6 +10,7 @@
 #include "common/grpc_security.h"
 #include "common/http_server.h"
 #include "controlplane/gateway.h"
+#include "controlplane/remote_write.h"
 #include "controlplane/rule_engine.h"
 #include "vigie/v1/config.pb.h"
 
@@ -28,6 +29,7 @@ struct ControlPlaneOptions {
   absl::Duration retention_raw = absl::Hours(24 * 15);
   absl::Duration retention_rollups = absl::Hours(24 * 400);
   size_t series_cache_bytes = 64 << 20;
+  std::vector<RemoteWriteOptions> remote_write;
   size_t max_message_bytes = 4 << 20;
   GatewayOptions gateway;
   BackoffPolicy notify_backoff;

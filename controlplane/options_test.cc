@@ -1,5 +1,6 @@
 #include "controlplane/options.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/status_matchers.h"
 #include "common/yaml_config.h"
 #include "gmock/gmock.h"
@@ -73,6 +74,63 @@ TEST(ControlPlaneOptionsTest, ErrorsNameTheField) {
                        HasSubstr("notify_backoff.multiplier: must be >= 1, got 0.5")));
   EXPECT_THAT(FromYaml("database_url: x\nrules:\n  - {name: a, metric: m, op: '>>'}\n"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rules[0].op")));
+}
+
+TEST(ControlPlaneOptionsTest, RetentionAndSeriesCache) {
+  auto o = FromYaml("database_url: x\nretention: {raw: 30d, rollups: 2y}\n");
+  EXPECT_THAT(o, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("retention.rollups")));
+  o = FromYaml("database_url: x\nretention: {raw: 30d}\nseries_cache_bytes: 2000000\n");
+  ASSERT_THAT(o, IsOk());
+  EXPECT_EQ(o->retention_raw, absl::Hours(24 * 30));
+  EXPECT_EQ(o->retention_rollups, absl::Hours(24 * 400));
+  EXPECT_EQ(o->series_cache_bytes, 2000000u);
+  o = FromYaml("database_url: x\nretention: {raw: 40h}\n");
+  EXPECT_THAT(o, StatusIs(absl::StatusCode::kInvalidArgument,
+                          HasSubstr("retention.raw: at least 2d, got \"40h\"")));
+  o = FromYaml("database_url: x\nretention: {raw: 30d, rollups: 10d}\n");
+  EXPECT_THAT(o, StatusIs(absl::StatusCode::kInvalidArgument,
+                          HasSubstr("retention.rollups: at least retention.raw")));
+  o = FromYaml("database_url: x\nseries_cache_bytes: 100\n");
+  EXPECT_THAT(o, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("series_cache_bytes")));
+}
+
+TEST(ControlPlaneOptionsTest, RemoteWrite) {
+  auto o = FromYaml(
+      "database_url: x\nremote_write:\n"
+      "  - {name: vm, url: 'http://10.0.0.9:8428/api/v1/write', shards: 4}\n");
+  ASSERT_THAT(o, IsOk());
+  ASSERT_EQ(o->remote_write.size(), 1u);
+  EXPECT_EQ(o->remote_write[0].shards, 4);
+  EXPECT_EQ(o->remote_write[0].max_samples_per_send, 2000u);
+  struct Case {
+    const char* yaml;
+    const char* error;
+  } cases[] = {
+      {"- {name: 'a b', url: 'http://x/'}", "remote_write[0].name: \"a b\""},
+      {"- {name: a, url: 'http://x/'}\n  - {name: a, url: 'http://y/'}",
+       "remote_write[1].name: \"a\" is used"},
+      {"- {name: a, url: 'ftp://x/'}", "remote_write[0].url: must start with http"},
+      {"- {name: a, url: 'http://x/', shards: 99}", "remote_write[0].shards: at most 16"},
+      {"- {name: a, url: 'http://x/', max_samples_per_send: 1000000}",
+       "max_samples_per_send: at most 100000"},
+      {"- {name: a, url: 'http://x/', timeout: 1ms}", "remote_write[0].timeout: at least 100ms"},
+      // A token in clear beyond loopback.
+      {"- {name: a, url: 'http://10.0.0.9/api/v1/write', bearer_token: {env: HOME}}",
+       "credentials over plain http beyond loopback"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_THAT(FromYaml(absl::StrCat("database_url: x\nremote_write:\n  ", c.yaml, "\n")),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.error)))
+        << c.yaml;
+  }
+  // Loopback, https, or insecure: true may carry credentials.
+  EXPECT_THAT(FromYaml("database_url: x\nremote_write:\n  - {name: a, url: "
+                       "'http://127.0.0.1:9090/api/v1/write', bearer_token: {env: HOME}}\n"),
+              IsOk());
+  EXPECT_THAT(FromYaml("database_url: x\nremote_write:\n  - {name: a, url: "
+                       "'http://10.0.0.9/api/v1/write', bearer_token: {env: HOME}, "
+                       "insecure: true}\n"),
+              IsOk());
 }
 
 }  // namespace

@@ -1202,4 +1202,149 @@ absl::Status PgStore::UpsertBootstrapToken(const TokenRecord& token) {
   });
 }
 
+absl::StatusOr<std::vector<std::string>> PgStore::AgentsBehind(const std::string& target,
+                                                              int limit) {
+  std::vector<std::string> out;
+  absl::Status s = Run("remote write: agents behind", [&](PgConnection& c) {
+    out.clear();
+    pqxx::read_transaction t(c);
+    for (const pqxx::row& r : t.exec_params(
+             "SELECT a.agent_id FROM agents a LEFT JOIN remote_write_progress p "
+             "ON p.target = $1 AND p.agent_id = a.agent_id "
+             "WHERE a.committed_sequence > coalesce(p.forwarded_seq, 0) "
+             "ORDER BY coalesce(p.updated_at, '-infinity') LIMIT $2",
+             target, limit)) {
+      out.push_back(r[0].as<std::string>());
+    }
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<size_t> PgStore::Forward(
+    const std::string& target, const std::string& agent, size_t max_samples,
+    const std::function<absl::Status(const ForwardChunk&)>& send) {
+  size_t forwarded = 0;
+  absl::Status send_status;
+  absl::Status s = Run("remote write: forward", [&](PgConnection& c) {
+    forwarded = 0;
+    send_status = absl::OkStatus();
+    {
+      pqxx::work w(c);
+      w.exec_params0(
+          "INSERT INTO remote_write_progress (target, agent_id) VALUES ($1, $2) "
+          "ON CONFLICT DO NOTHING",
+          target, agent);
+      w.commit();
+    }
+    pqxx::work w(c);
+    pqxx::result cur = w.exec_params(
+        "SELECT p.forwarded_seq, a.committed_sequence FROM remote_write_progress p "
+        "JOIN agents a USING (agent_id) WHERE p.target = $1 AND p.agent_id = $2 "
+        "FOR UPDATE OF p SKIP LOCKED",
+        target, agent);
+    if (cur.empty()) return;  // another replica has it
+    ForwardChunk chunk;
+    chunk.agent_id = agent;
+    chunk.from_seq = cur[0][0].as<uint64_t>();
+    const uint64_t committed = cur[0][1].as<uint64_t>();
+    // The batch sizes after the cursor, to cut at whole batches.
+    uint64_t through = committed;
+    size_t total = 0;
+    for (const pqxx::row& r : w.exec_params(
+             "SELECT batch_seq, sum(cardinality(vals)) FROM sample_blocks "
+             "WHERE agent_id = $1 AND batch_seq > $2 AND batch_seq <= $3 "
+             "GROUP BY batch_seq ORDER BY batch_seq LIMIT 10000",
+             agent, static_cast<int64_t>(chunk.from_seq), static_cast<int64_t>(committed))) {
+      const size_t n = r[1].as<size_t>();
+      if (total > 0 && total + n > max_samples) {
+        through = r[0].as<uint64_t>() - 1;
+        break;
+      }
+      total += n;
+      through = r[0].as<uint64_t>();
+    }
+    chunk.through_seq = through;
+    if (total > 0) {
+      std::map<int64_t, std::vector<int64_t>> layouts;
+      pqxx::result blocks = w.exec_params(
+          absl::StrCat("SELECT ", absl::StrFormat(kTsToMs, "ts"),
+                       ", layout_id, first_pos, vals, offsets_ms FROM sample_blocks "
+                       "WHERE agent_id = $1 AND batch_seq > $2 AND batch_seq <= $3 "
+                       "ORDER BY batch_seq, first_pos"),
+          agent, static_cast<int64_t>(chunk.from_seq), static_cast<int64_t>(through));
+      std::vector<int64_t> wanted;
+      for (const pqxx::row& b : blocks) {
+        if (layouts.emplace(b[1].as<int64_t>(), std::vector<int64_t>{}).second) {
+          wanted.push_back(b[1].as<int64_t>());
+        }
+      }
+      for (const pqxx::row& l :
+           w.exec_params("SELECT id, series_ids FROM series_layouts WHERE id = ANY($1::int8[])",
+                         Binary(PgBinaryInt8Array(wanted)))) {
+        layouts[l[0].as<int64_t>()] = ParseIntArray(l[1]);
+      }
+      absl::flat_hash_map<int64_t, size_t> index;
+      for (const pqxx::row& b : blocks) {
+        const int64_t ts = b[0].as<int64_t>();
+        const std::vector<int64_t>& layout = layouts[b[1].as<int64_t>()];
+        const auto first = b[2].as<size_t>();
+        const std::vector<double> vals = ParseFloat8Array(b[3]);
+        const std::vector<int64_t> offsets = ParseIntArray(b[4]);
+        for (size_t i = 0; i < vals.size() && first + i < layout.size(); ++i) {
+          auto [it, inserted] = index.try_emplace(layout[first + i], chunk.series.size());
+          if (inserted) chunk.series.push_back({layout[first + i], {}});
+          chunk.series[it->second].samples.emplace_back(
+              ts + (offsets.empty() ? 0 : offsets[i]), vals[i]);
+          ++chunk.samples;
+        }
+      }
+      send_status = send(chunk);
+      if (!send_status.ok()) return;  // rolled back: the cursor stays
+      forwarded = chunk.samples;
+    }
+    w.exec_params0(
+        "UPDATE remote_write_progress SET forwarded_seq = $3, updated_at = now() "
+        "WHERE target = $1 AND agent_id = $2",
+        target, agent, static_cast<int64_t>(through));
+    w.commit();
+  });
+  if (!s.ok()) return s;
+  if (!send_status.ok()) return send_status;
+  return forwarded;
+}
+
+absl::StatusOr<std::vector<std::pair<int64_t, std::map<std::string, std::string>>>>
+PgStore::SeriesLabels(const std::vector<int64_t>& ids) {
+  std::vector<std::pair<int64_t, std::map<std::string, std::string>>> out;
+  absl::Status s = Run("series labels", [&](PgConnection& c) {
+    out.clear();
+    pqxx::read_transaction t(c);
+    for (const pqxx::row& r :
+         t.exec_params("SELECT id, name, labels::text FROM series WHERE id = ANY($1::int8[])",
+                       Binary(PgBinaryInt8Array(ids)))) {
+      auto labels = ParseLabels(r[2].as<std::string>());
+      labels["__name__"] = r[1].as<std::string>();
+      out.emplace_back(r[0].as<int64_t>(), std::move(labels));
+    }
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<int64_t> PgStore::ForwardBacklog(const std::string& target) {
+  int64_t n = 0;
+  absl::Status s = Run("remote write: backlog", [&](PgConnection& c) {
+    pqxx::read_transaction t(c);
+    n = t.exec_params1(
+             "SELECT coalesce(sum(a.committed_sequence - coalesce(p.forwarded_seq, 0)), 0) "
+             "FROM agents a LEFT JOIN remote_write_progress p ON p.target = $1 AND "
+             "p.agent_id = a.agent_id",
+             target)[0]
+            .as<int64_t>();
+  });
+  if (!s.ok()) return s;
+  return n;
+}
+
 }  // namespace vigie::controlplane

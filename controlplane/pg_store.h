@@ -2,6 +2,7 @@
 #ifndef VIGIE_CONTROLPLANE_PG_STORE_H_
 #define VIGIE_CONTROLPLANE_PG_STORE_H_
 
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -36,6 +37,19 @@ struct PgStoreOptions {
 struct MaintenanceResult {
   size_t partitions_dropped = 0;
   size_t daily_rows_deleted = 0;
+};
+
+// Samples to forward to a remote-write target: whole batches of one agent, grouped by series.
+struct ForwardSeries {
+  int64_t series_id = 0;
+  std::vector<std::pair<int64_t, double>> samples;  // (timestamp ms, value), in batch order
+};
+struct ForwardChunk {
+  std::string agent_id;
+  uint64_t from_seq = 0;  // exclusive
+  uint64_t through_seq = 0;
+  size_t samples = 0;
+  std::vector<ForwardSeries> series;
 };
 
 struct RollupResult {
@@ -88,6 +102,21 @@ class PgStore : public Store {
   absl::StatusOr<RollupResult> RollUp(absl::Time now, int max_agents);
 
   const SeriesCache& series_cache() const { return series_cache_; }
+
+  // Remote write. Agents with committed batches beyond `target`'s cursor (at most `limit`).
+  absl::StatusOr<std::vector<std::string>> AgentsBehind(const std::string& target, int limit);
+  // Reads `agent`'s batches after the cursor (whole batches, about `max_samples` samples, at
+  // least one batch) and calls `send`; if it returns OK, moves the cursor past them in the same
+  // transaction. The cursor's row is locked (SKIP LOCKED): another replica forwarding the same
+  // agent makes this a no-op. Returns the samples forwarded (0: nothing to do, or taken).
+  absl::StatusOr<size_t> Forward(const std::string& target, const std::string& agent,
+                                 size_t max_samples,
+                                 const std::function<absl::Status(const ForwardChunk&)>& send);
+  // Name and labels of series, by id.
+  absl::StatusOr<std::vector<std::pair<int64_t, std::map<std::string, std::string>>>> SeriesLabels(
+      const std::vector<int64_t>& ids);
+  // Batches committed but not yet forwarded to `target`, summed over agents.
+  absl::StatusOr<int64_t> ForwardBacklog(const std::string& target);
 
  private:
   explicit PgStore(PgStoreOptions options);

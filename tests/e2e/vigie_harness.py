@@ -263,7 +263,7 @@ class TempDir:
 class Prometheus:
     """A real Prometheus server (Debian's) scraping `targets` ({job: host:port}) every second."""
 
-    def __init__(self, tmp, targets):
+    def __init__(self, tmp, targets, extra_args=()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = os.path.join(tmp, "prometheus.yml")
@@ -276,7 +276,7 @@ class Prometheus:
         self.proc = subprocess.Popen(
             ["prometheus", f"--config.file={config}",
              f"--storage.tsdb.path={os.path.join(tmp, 'prometheus-data')}",
-             f"--web.listen-address=127.0.0.1:{self.port}"],
+             f"--web.listen-address=127.0.0.1:{self.port}", *extra_args],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
 
@@ -296,6 +296,46 @@ class Prometheus:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=30)
+
+
+class VictoriaMetrics:
+    """A real single-node VictoriaMetrics (Debian's), accepting remote write at
+    {url}/api/v1/write. Samples are visible to queries at once (no latency offset, no cache),
+    and identical (series, timestamp) samples are kept once, as an HA pair would be set up."""
+
+    def __init__(self, tmp, name="victoria-metrics"):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = ["victoria-metrics", f"-storageDataPath={os.path.join(tmp, name + '-data')}",
+                     f"-httpListenAddr=127.0.0.1:{self.port}", "-search.latencyOffset=0s",
+                     "-search.disableCache", "-dedup.minScrapeInterval=1ms",
+                     "-loggerLevel=WARN"]
+        self.log_path = os.path.join(tmp, name + ".log")
+        self.proc = None
+        self.start()
+
+    def start(self):
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError("victoria-metrics exited:\n" + open(self.log_path).read())
+            try:
+                return http_get(self.url + "/health", timeout=1) is not None
+            except OSError:
+                return False
+        wait_for(ready, 30, "victoria-metrics /health")
+
+    def api(self, path, **params):
+        query = urllib.parse.urlencode(params)
+        return json.loads(http_get(f"{self.url}/api/v1/{path}?{query}"))
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
 
 
 class SystemTestCase(unittest.TestCase):
@@ -321,6 +361,8 @@ class SystemTestCase(unittest.TestCase):
     def tearDownClass(cls):
         if cls.prom:
             cls.prom.stop()
+        if getattr(cls, "vm", None):
+            cls.vm.stop()
         for p in reversed(cls.procs):
             p.ensure_stopped()
         if cls.sink:
