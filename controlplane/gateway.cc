@@ -614,6 +614,14 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     committed_ = r->committed_sequence;
     gw_->samples_committed_.Increment(static_cast<double>(r->samples_written));
     gw_->samples_expired_.Increment(static_cast<double>(r->samples_expired));
+    if (r->samples_over_series_limit > 0) {
+      gw_->samples_over_limit_.Increment(static_cast<double>(r->samples_over_series_limit));
+      if (!warned_series_limit_) {  // once per stream; the counter has the rest
+        warned_series_limit_ = true;
+        log::Warn("agent is over max_series_per_agent; samples of its new series are not stored",
+                  {{"agent", agent_id_}, {"samples", r->samples_over_series_limit}});
+      }
+    }
     gw_->series_resolution_.Add({{"result", "hit"}}).Increment(static_cast<double>(r->layout_hits));
     gw_->series_resolution_.Add({{"result", "changed"}})
         .Increment(static_cast<double>(r->layouts_changed));
@@ -719,6 +727,7 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
   Mutex mu_;
   std::string agent_id_;    // set once, by the first reaction, before any task runs
   uint64_t committed_ = 0;  // touched only by Drain(), which never runs twice at once
+  bool warned_series_limit_ = false;  // likewise
   std::deque<v1::AgentMessage> queue_ ABSL_GUARDED_BY(mu_);
   // Serialized bytes of queue_, counted in the gateway's global budget until processed.
   size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
@@ -788,6 +797,12 @@ Gateway::Gateway(GatewayOptions options, Store* store, RuleEngine* rules, Worker
                            .Help("Samples older than retention.raw, acknowledged but not stored.")
                            .Register(*registry)
                            .Add({})),
+      samples_over_limit_(prometheus::BuildCounter()
+                              .Name("vigie_controlplane_samples_over_series_limit_total")
+                              .Help("Samples of new series beyond max_series_per_agent, "
+                                    "acknowledged but not stored.")
+                              .Register(*registry)
+                              .Add({})),
       series_resolution_(prometheus::BuildCounter()
                              .Name("vigie_controlplane_batch_layouts_total")
                              .Help("Stored metric batches by how their series were resolved: "

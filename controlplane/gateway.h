@@ -107,6 +107,7 @@ class Gateway : public v1::AgentGateway::WithRawCallbackMethod_Connect<v1::Agent
   prometheus::Family<prometheus::Counter>& messages_;
   prometheus::Counter& samples_committed_;
   prometheus::Counter& samples_expired_;
+  prometheus::Counter& samples_over_limit_;
   prometheus::Family<prometheus::Counter>& series_resolution_;
   prometheus::Counter& duplicates_;
   prometheus::Counter& ingest_errors_;

@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   store_options.retention_raw = options->retention_raw;
   store_options.retention_rollups = options->retention_rollups;
   store_options.series_cache_bytes = options->series_cache_bytes;
+  store_options.max_series_per_agent = options->max_series_per_agent;
   absl::StatusOr<std::unique_ptr<cp::PgStore>> store = cp::PgStore::Open(store_options);
   if (!store.ok()) {
     vigie::log::Error("cannot open the database", {{"error", store.status()}});

@@ -96,6 +96,7 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::Cont
         "), got \"", c.retention().rollups(), "\""));
   }
   if (c.series_cache_bytes() != 0) o.series_cache_bytes = c.series_cache_bytes();
+  if (c.max_series_per_agent() != 0) o.max_series_per_agent = c.max_series_per_agent();
   if (o.series_cache_bytes < (1 << 20)) {
     return absl::InvalidArgumentError(
         absl::StrCat("series_cache_bytes: at least 1048576, got ", c.series_cache_bytes()));

@@ -29,6 +29,7 @@ struct ControlPlaneOptions {
   absl::Duration retention_raw = absl::Hours(24 * 15);
   absl::Duration retention_rollups = absl::Hours(24 * 400);
   size_t series_cache_bytes = 64 << 20;
+  size_t max_series_per_agent = 50000;
   std::vector<RemoteWriteOptions> remote_write;
   size_t max_message_bytes = 4 << 20;
   GatewayOptions gateway;

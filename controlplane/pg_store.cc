@@ -376,6 +376,18 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
     for (PreparedBatch& b : batches) {
       if (b.seq <= committed) continue;
       ResolveSeries(w, agent_id, *b.batch, series.get(), &b.ids, &b.layout_id, &result);
+      if (std::find(b.ids.begin(), b.ids.end(), 0) != b.ids.end()) {
+        // Some series were over the agent's limit: store the others, with positions of the
+        // layout of what is kept.
+        google::protobuf::RepeatedPtrField<v1::Sample> kept;
+        for (int i = 0; i < b.batch->samples_size(); ++i) {
+          if (b.ids[i] != 0) *kept.Add() = b.batch->samples(i);
+        }
+        b.blocks = SplitIntoBlocks(kept);
+        b.blocks.erase(std::remove_if(b.blocks.begin(), b.blocks.end(),
+                                      [&](const SampleBlock& x) { return x.ts_ms < cutoff_ms; }),
+                       b.blocks.end());
+      }
       for (const SampleBlock& blk : b.blocks) {
         b_ts.push_back(blk.ts_ms);
         b_seq.push_back(static_cast<int64_t>(b.seq));
@@ -547,41 +559,84 @@ void PgStore::ResolveSeries(pqxx::transaction_base& w, const std::string& agent_
     return;
   }
   if (!missing.empty()) {
-    // New to this cache: insert what the table lacks, then read every id back, in one go.
+    // New to this cache. Within the agent's series limit, insert what the table lacks, then
+    // read every id back, in one go; samples of series beyond the limit are not stored.
+    if (series->series_count < 0) {
+      series->series_count =
+          w.exec_params1("SELECT count(*) FROM series WHERE agent_id = $1", agent_id)[0]
+              .as<int64_t>();
+    }
     std::vector<std::string> names, labels;
-    names.reserve(missing.size());
-    labels.reserve(missing.size());
-    for (int i : missing) {
-      names.push_back(batch.samples(i).name());
-      labels.push_back(LabelsJson(batch.samples(i).labels()));
+    std::vector<std::string> keys;
+    absl::flat_hash_map<std::string, size_t> distinct;  // key -> index in names
+    std::vector<size_t> slot(missing.size());
+    for (size_t m = 0; m < missing.size(); ++m) {
+      const v1::Sample& smp = batch.samples(missing[m]);
+      SeriesKey(smp, &key);
+      auto [it, inserted] = distinct.try_emplace(key, names.size());
+      if (inserted) {
+        names.push_back(smp.name());
+        labels.push_back(LabelsJson(smp.labels()));
+        keys.push_back(key);
+      }
+      slot[m] = it->second;
     }
     const pqxx::binarystring names_param = Binary(PgBinaryTextArray(names));
     const pqxx::binarystring labels_param = Binary(PgBinaryTextArray(labels));
-    pqxx::result inserted = w.exec_params(
-        "INSERT INTO series (agent_id, name, labels) "
-        "SELECT $1, u.n, u.l::jsonb FROM unnest($2::text[], $3::text[]) AS u(n, l) "
-        "ON CONFLICT DO NOTHING RETURNING id",
-        agent_id, names_param, labels_param);
-    result->series_created += inserted.size();
-    pqxx::result found = w.exec_params(
-        "SELECT u.ord, s.id FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(n, l, ord) "
-        "JOIN series s ON s.agent_id = $1 AND s.name = u.n AND s.labels = u.l::jsonb",
-        agent_id, names_param, labels_param);
-    for (const pqxx::row& row : found) {
-      const int i = missing[row[0].as<int64_t>() - 1];
-      (*ids)[i] = row[1].as<int64_t>();
+    // Existing rows first (a cache miss is often a restart, not a new series), then new ones
+    // up to the limit.
+    std::vector<int64_t> found_ids(names.size(), 0);
+    auto read_back = [&] {
+      for (const pqxx::row& row : w.exec_params(
+               "SELECT u.ord, s.id FROM unnest($2::text[], $3::text[]) WITH ORDINALITY "
+               "AS u(n, l, ord) JOIN series s ON s.agent_id = $1 AND s.name = u.n "
+               "AND s.labels = u.l::jsonb",
+               agent_id, names_param, labels_param)) {
+        found_ids[row[0].as<size_t>() - 1] = row[1].as<int64_t>();
+      }
+    };
+    read_back();
+    std::vector<std::string> new_names, new_labels;
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (found_ids[i] != 0) continue;
+      if (series->series_count + static_cast<int64_t>(new_names.size()) >=
+          static_cast<int64_t>(options_.max_series_per_agent)) {
+        continue;
+      }
+      new_names.push_back(names[i]);
+      new_labels.push_back(labels[i]);
     }
-    for (int i : missing) {
-      if ((*ids)[i] == 0) throw std::runtime_error("series id not found after insert");
-      SeriesKey(batch.samples(i), &key);
-      series->Add(key, (*ids)[i]);
+    if (!new_names.empty()) {
+      pqxx::result inserted = w.exec_params(
+          "INSERT INTO series (agent_id, name, labels) "
+          "SELECT $1, u.n, u.l::jsonb FROM unnest($2::text[], $3::text[]) AS u(n, l) "
+          "ON CONFLICT DO NOTHING RETURNING id",
+          agent_id, Binary(PgBinaryTextArray(new_names)), Binary(PgBinaryTextArray(new_labels)));
+      result->series_created += inserted.size();
+      series->series_count += static_cast<int64_t>(inserted.size());
+      read_back();
+    }
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (found_ids[i] != 0) series->Add(keys[i], found_ids[i]);
+    }
+    for (size_t m = 0; m < missing.size(); ++m) {
+      (*ids)[missing[m]] = found_ids[slot[m]];
+      if (found_ids[slot[m]] == 0) ++result->samples_over_series_limit;
     }
   }
-  *layout_id = FindOrCreateLayout(w, agent_id, *ids);
+  // The layout of what is stored: samples over the series limit (id 0) are left out.
+  std::vector<int64_t> kept_ids;
+  std::vector<std::string> kept_keys;
+  kept_ids.reserve(n);
+  kept_keys.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    if ((*ids)[i] == 0) continue;
+    kept_ids.push_back((*ids)[i]);
+    SeriesKey(batch.samples(i), &kept_keys.emplace_back());
+  }
+  *layout_id = FindOrCreateLayout(w, agent_id, kept_ids);
   ++result->layouts_changed;
-  std::vector<std::string> keys(n);
-  for (int i = 0; i < n; ++i) SeriesKey(batch.samples(i), &keys[i]);
-  series->SetLayout(keys, *ids, *layout_id);
+  series->SetLayout(kept_keys, kept_ids, *layout_id);
 }
 
 int64_t PgStore::FindOrCreateLayout(pqxx::transaction_base& w, const std::string& agent_id,

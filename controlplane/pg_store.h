@@ -32,6 +32,8 @@ struct PgStoreOptions {
   absl::Duration retention_rollups = absl::Hours(24 * 400);
   // Series identities kept in memory, across all agents.
   size_t series_cache_bytes = 64 << 20;
+  // Series one agent may have; samples of further new series are not stored (counted).
+  size_t max_series_per_agent = 50000;
 };
 
 struct MaintenanceResult {

@@ -33,6 +33,7 @@ struct AgentSeries {
   std::vector<int64_t> layout_ids;
   int64_t layout_id = 0;
   size_t id_bytes = 0;  // heap bytes of `ids`' nodes and keys, kept by Add
+  int64_t series_count = -1;  // the agent's rows in `series` (-1: not read yet)
 
   // Records a series' id.
   void Add(const std::string& key, int64_t id);

@@ -32,6 +32,8 @@ struct IngestResult {
   uint64_t series_created = 0;
   uint64_t layouts_changed = 0;
   uint64_t layout_hits = 0;
+  // Samples of new series beyond the agent's series limit, not stored.
+  uint64_t samples_over_series_limit = 0;
 };
 
 // One credential. `sha256` is the hash of the secret (32 raw bytes); the secret is never stored.
