@@ -2,6 +2,7 @@
 #ifndef VIGIE_COMMON_PROCESS_H_
 #define VIGIE_COMMON_PROCESS_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -19,6 +20,10 @@ void ParseFlagsOrExit(int argc, char** argv, absl::string_view usage);
 // Blocks SIGTERM and SIGINT in the calling thread. Call first thing in main(), before any
 // thread starts, so every thread inherits the mask and WaitForTerminationSignal() gets them.
 void BlockTerminationSignals();
+
+// Raises the soft limit on open files to the hard limit (a server holding one socket per
+// agent needs thousands); returns the limit now in force.
+uint64_t RaiseOpenFileLimit();
 // Waits for SIGTERM or SIGINT; returns the signal number.
 int WaitForTerminationSignal();
 

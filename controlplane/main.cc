@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   vigie::BlockTerminationSignals();
   vigie::ParseFlagsOrExit(argc, argv, "vigie-controlplane --config=controlplane.yaml");
   vigie::SetLogLevelOrExit(absl::GetFlag(FLAGS_log_level));
+  const uint64_t open_files = vigie::RaiseOpenFileLimit();  // a socket per agent
   const std::string path = absl::GetFlag(FLAGS_config);
   vigie::v1::ControlPlaneConfig config;
   vigie::LoadConfigOrExit(path, /*required=*/true, &config);
@@ -128,6 +129,7 @@ int main(int argc, char** argv) {
                     {"http", options->http_listen},
                     {"database", vigie::log::RedactUrl(options->database_url)},
                     {"schema_version", (*store)->schema_version()},
+                    {"open_file_limit", open_files},
                     {"rules", options->rules.size()},
                     {"firing_alerts", firing->size()}});
 
