@@ -66,6 +66,7 @@ class Postgres:
         out = subprocess.run([os.path.join(ROOT, "scripts", "pg-cluster.sh"), "start", self.dir],
                              check=True, capture_output=True, text=True).stdout
         env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        self.env = env
         self.url = env["DATABASE_URL"]
         self.url_file = env["DATABASE_URL_FILE"]
         with open(os.path.join(self.dir, "app.password")) as f:
@@ -75,6 +76,22 @@ class Postgres:
         out = subprocess.run(["psql", self.url, "-v", "ON_ERROR_STOP=1", "-AtXqc", sql],
                              check=True, capture_output=True, text=True).stdout
         return [line.split("|") for line in out.splitlines() if line]
+
+    def _pg_ctl(self, *args):
+        cmd = [f"/usr/lib/postgresql/15/bin/pg_ctl", "-D", self.env["PGDATA"], *args]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        subprocess.run(cmd, check=True, capture_output=True, cwd="/")
+
+    def stop_server(self):
+        """Stops the server (fast shutdown: sessions are cut), keeping the cluster."""
+        self._pg_ctl("-m", "fast", "-w", "stop")
+
+    def start_server(self):
+        """Starts it again on the same port, as scripts/pg-cluster.sh did."""
+        self._pg_ctl("-l", os.path.join(self.env["PGDATA"], "server.log"), "-w", "-o",
+                     f"-c listen_addresses=127.0.0.1 -p {self.env['PGPORT']} "
+                     f"-k {self.env['PGSOCKET']} -c fsync=off", "start")
 
     def stop(self):
         subprocess.run([os.path.join(ROOT, "scripts", "pg-cluster.sh"), "stop", self.dir],
