@@ -36,7 +36,7 @@ Delivery::Delivery(DeliveryOptions options, std::vector<Receiver> receivers,
                     .Register(*registry)),
       deliveries_(prometheus::BuildCounter()
                       .Name("vigie_notifier_deliveries_total")
-                      .Help("Delivery attempts, by receiver and result (sent, retry, gave_up).")
+                      .Help("Delivery attempts, by receiver, channel and result (sent, retry, gave_up).")
                       .Register(*registry)),
       queue_depth_(prometheus::BuildGauge()
                        .Name("vigie_notifier_queue_depth")
@@ -47,7 +47,7 @@ Delivery::Delivery(DeliveryOptions options, std::vector<Receiver> receivers,
   for (const char* r : {"queued", "duplicate", "rejected", "full"}) accepted_.Add({{"result", r}});
   for (const Receiver& r : receivers_) {
     for (const char* res : {"sent", "retry", "gave_up"}) {
-      deliveries_.Add({{"receiver", r.name}, {"result", res}});
+      deliveries_.Add({{"receiver", r.name}, {"channel", r.kind}, {"result", res}});
     }
   }
 }
@@ -256,20 +256,20 @@ void Delivery::Work() {
     item->in_flight = false;
     ++generation_;
     if (s.ok()) {
-      deliveries_.Add({{"receiver", r.name}, {"result", "sent"}}).Increment();
+      deliveries_.Add({{"receiver", r.name}, {"channel", r.kind}, {"result", "sent"}}).Increment();
       log::Info("notification delivered",
                 {{"key", key}, {"receiver", r.name}, {"attempts", attempts}});
       DoneLocked(*item);
       queue_.erase(item);
     } else if (s.code() == absl::StatusCode::kInvalidArgument ||
                absl::Now() - item->first_attempt >= options_.give_up_after) {
-      deliveries_.Add({{"receiver", r.name}, {"result", "gave_up"}}).Increment();
+      deliveries_.Add({{"receiver", r.name}, {"channel", r.kind}, {"result", "gave_up"}}).Increment();
       log::Error("notification not delivered; giving up",
                  {{"key", key}, {"receiver", r.name}, {"attempts", attempts}, {"error", s}});
       DoneLocked(*item);
       queue_.erase(item);
     } else {
-      deliveries_.Add({{"receiver", r.name}, {"result", "retry"}}).Increment();
+      deliveries_.Add({{"receiver", r.name}, {"channel", r.kind}, {"result", "retry"}}).Increment();
       absl::Duration delay = item->backoff.Next();
       log::Warn("notification delivery failed; will retry",
                 {{"key", key},

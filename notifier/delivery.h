@@ -37,8 +37,10 @@ class KeyMemory {
   std::deque<std::string> order_;
 };
 
+// One channel of a receiver: a delivery target of its own (retried on its own).
 struct Receiver {
   std::string name;
+  std::string kind;  // "webhook", "email", "slack", "sms": the metrics' channel label
   std::unique_ptr<Channel> channel;
 };
 

@@ -65,7 +65,7 @@ std::vector<Receiver> OneReceiver(int failures, FakeChannel** fake) {
   auto channel = std::make_unique<FakeChannel>(failures);
   *fake = channel.get();
   std::vector<Receiver> receivers;
-  receivers.push_back({"hook", std::move(channel)});
+  receivers.push_back({"hook", "webhook", std::move(channel)});
   return receivers;
 }
 
@@ -114,7 +114,7 @@ TEST(DeliveryTest, ResolvedNeverOvertakesAFiringThatIsRetrying) {
 
 TEST(DeliveryTest, FullQueueIsResourceExhaustedAndTheKeyIsNotRemembered) {
   std::vector<Receiver> receivers;
-  receivers.push_back({"hook", std::make_unique<FakeChannel>(0)});
+  receivers.push_back({"hook", "webhook", std::make_unique<FakeChannel>(0)});
   prometheus::Registry registry;
   DeliveryOptions o = FastRetries();
   o.max_queue = 1;
@@ -146,7 +146,7 @@ TEST(DeliveryTest, SpooledNotificationsSurviveARestartAndAreSentOnce) {
   prometheus::Registry registry;
   {
     std::vector<Receiver> receivers;
-    receivers.push_back({"hook", std::make_unique<FakeChannel>(0)});
+    receivers.push_back({"hook", "webhook", std::make_unique<FakeChannel>(0)});
     Delivery first(o, std::move(receivers), &registry);  // never started: "crashes" queued
     ASSERT_EQ(*first.Accept(Request("firing")), Delivery::Accepted::kQueued);
     ASSERT_EQ(*first.Accept(Request("resolved", true)), Delivery::Accepted::kQueued);
@@ -154,7 +154,7 @@ TEST(DeliveryTest, SpooledNotificationsSurviveARestartAndAreSentOnce) {
   auto channel = std::make_unique<FakeChannel>(0);
   FakeChannel* fake = channel.get();
   std::vector<Receiver> receivers;
-  receivers.push_back({"hook", std::move(channel)});
+  receivers.push_back({"hook", "webhook", std::move(channel)});
   prometheus::Registry registry2;
   Delivery second(o, std::move(receivers), &registry2);
   ASSERT_EQ(*second.Recover(), 2);
@@ -187,8 +187,8 @@ TEST(DeliveryTest, GivesUpAfterTheLimitAndDoesNotRetryClientErrors) {
   Refusing* down_ptr = down.get();
   Refusing* bad_ptr = bad_request.get();
   std::vector<Receiver> receivers;
-  receivers.push_back({"down", std::move(down)});
-  receivers.push_back({"bad", std::move(bad_request)});
+  receivers.push_back({"down", "webhook", std::move(down)});
+  receivers.push_back({"bad", "webhook", std::move(bad_request)});
   prometheus::Registry registry;
   DeliveryOptions o = FastRetries();
   o.give_up_after = absl::Milliseconds(100);

@@ -40,8 +40,8 @@ int main(int argc, char** argv) {
   vigie::AuthFailures auth_failures(registry.get());
   vigie::SharedTokenAuthorizer authorizer(options->client_token);
   std::vector<nt::Receiver> receivers;
-  for (const nt::WebhookOptions& w : options->webhooks) {
-    receivers.push_back({w.receiver, std::make_unique<nt::WebhookChannel>(w)});
+  for (const auto& c : options->channels) {
+    receivers.push_back({c.receiver, c.kind, nt::MakeChannel(c)});
   }
   const size_t receiver_count = receivers.size();
   nt::Delivery delivery(options->delivery, std::move(receivers), registry.get());

@@ -2,13 +2,18 @@
 #ifndef VIGIE_NOTIFIER_OPTIONS_H_
 #define VIGIE_NOTIFIER_OPTIONS_H_
 
+#include <memory>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/grpc_security.h"
 #include "common/http_server.h"
 #include "notifier/delivery.h"
+#include "notifier/email.h"
+#include "notifier/slack.h"
+#include "notifier/sms.h"
 #include "notifier/webhook.h"
 #include "vigie/v1/config.pb.h"
 
@@ -20,8 +25,17 @@ struct NotifierOptions {
   std::string client_token;  // the token callers present; a secret
   HttpAuth http_auth;
   DeliveryOptions delivery;
-  std::vector<WebhookOptions> webhooks;
+  // Every channel of every receiver, in config order.
+  struct ChannelConfig {
+    std::string receiver;
+    std::string kind;  // "webhook", "email", "slack", "sms"
+    std::variant<WebhookOptions, EmailOptions, SlackOptions, SmsOptions> options;
+  };
+  std::vector<ChannelConfig> channels;
 };
+
+// The channel a config describes.
+std::unique_ptr<Channel> MakeChannel(const NotifierOptions::ChannelConfig& config);
 
 // Errors are InvalidArgument naming the field (e.g. "receivers[1].webhook.url") and the value.
 absl::StatusOr<NotifierOptions> NotifierOptionsFromConfig(const v1::NotifierConfig& c);

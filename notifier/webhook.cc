@@ -1,10 +1,13 @@
 #include "notifier/webhook.h"
 
-#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <memory>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "notifier/http_request.h"
 #include "nlohmann/json.hpp"
 
 namespace vigie::notifier {
@@ -21,8 +24,6 @@ nlohmann::json Object(const Map& m) {
   for (const auto& [k, v] : m) j[k] = v;
   return j;
 }
-
-size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
 
 }  // namespace
 
@@ -60,43 +61,31 @@ std::string WebhookPayload(const v1::NotifyRequest& request, const std::string& 
   return body.dump();
 }
 
+std::string WebhookSignature(const std::string& secret, const std::string& body) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(body.data()), body.size(), mac, &len);
+  return absl::StrCat("sha256=",
+                      absl::BytesToHexString(std::string(reinterpret_cast<char*>(mac), len)));
+}
+
 absl::Status WebhookChannel::Send(const v1::NotifyRequest& request) {
-  const std::string body = WebhookPayload(request, options_.receiver, options_.external_url);
-  std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
-  if (!curl) return absl::InternalError("curl_easy_init failed");
-  curl_slist* headers = nullptr;
-  headers = curl_slist_append(headers, "Content-Type: application/json");
-  headers = curl_slist_append(headers, "User-Agent: Vigie-Notifier/" VIGIE_VERSION);
-  headers = curl_slist_append(headers,
-                              absl::StrCat("Idempotency-Key: ", request.idempotency_key()).c_str());
-  std::unique_ptr<curl_slist, void (*)(curl_slist*)> header_guard(headers, curl_slist_free_all);
-  char error[CURL_ERROR_SIZE] = {0};
-  CURL* c = curl.get();
-  curl_easy_setopt(c, CURLOPT_URL, options_.url.c_str());
-  curl_easy_setopt(c, CURLOPT_POST, 1L);
-  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
-  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
-                   static_cast<long>(absl::ToInt64Milliseconds(options_.timeout)));
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Discard);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
-  CURLcode rc = curl_easy_perform(c);
-  if (rc != CURLE_OK) {
-    // The URL is not in the message: webhook URLs often carry secrets.
-    return absl::UnavailableError(absl::StrCat("webhook ", options_.receiver, ": ",
-                                               error[0] ? error : curl_easy_strerror(rc)));
+  const std::string what = absl::StrCat("webhook ", options_.receiver);
+  if (!SafeForHeader(request.idempotency_key(), 512)) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": idempotency key unfit for a header"));
   }
-  long code = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-  if (code >= 200 && code < 300) return absl::OkStatus();
-  if (code >= 400 && code < 500 && code != 408 && code != 429) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("webhook ", options_.receiver, ": HTTP ", code, " (not retried)"));
+  HttpRequest r;
+  r.url = options_.url;
+  r.body = WebhookPayload(request, options_.receiver, options_.external_url);
+  r.headers = {"Content-Type: application/json",
+               absl::StrCat("Idempotency-Key: ", request.idempotency_key())};
+  if (!options_.hmac_secret.empty()) {
+    r.headers.push_back(
+        absl::StrCat("X-Vigie-Signature-256: ", WebhookSignature(options_.hmac_secret, r.body)));
   }
-  return absl::UnavailableError(absl::StrCat("webhook ", options_.receiver, ": HTTP ", code));
+  r.timeout = options_.timeout;
+  return SendHttp(what, r);
 }
 
 }  // namespace vigie::notifier

@@ -16,14 +16,20 @@ struct WebhookOptions {
   absl::Duration timeout = absl::Seconds(10);
   bool send_resolved = true;
   std::string external_url;
+  // When set, each request carries X-Vigie-Signature-256: sha256=<hex HMAC-SHA256 of the body>
+  // (a secret).
+  std::string hmac_secret;
 };
+
+// "sha256=" and the hex HMAC-SHA256 of `body` under `secret`.
+std::string WebhookSignature(const std::string& secret, const std::string& body);
 
 // The Alertmanager-compatible JSON body for one notification.
 std::string WebhookPayload(const v1::NotifyRequest& request, const std::string& receiver,
                            const std::string& external_url);
 
-// POSTs WebhookPayload() with libcurl; 2xx is success. Thread-safe (one curl handle per call).
-// Requires curl_global_init() in main.
+// POSTs WebhookPayload() (SendHttp: 2xx is success). Thread-safe. Requires curl_global_init()
+// in main.
 class WebhookChannel : public Channel {
  public:
   explicit WebhookChannel(WebhookOptions options) : options_(std::move(options)) {}

@@ -27,12 +27,16 @@ packages=(
   zlib1g-dev
   # snappy for Prometheus remote write
   libsnappy-dev
+  # the notifier's templates (Mustache)
+  libkainjow-mustache-dev
   # database and test peers
   postgresql-15 postgresql-client-15 python3 procps iproute2
   # a raw gRPC client for the contract's bad-input tests (Debian's, for /usr/bin/python3)
   python3-grpcio python3-protobuf
   # real Prometheus for the scrape and remote-write tests; VictoriaMetrics for remote write
   prometheus victoria-metrics
+  # a real SMTP server (STARTTLS, AUTH) for the email tests
+  python3-aiosmtpd
 )
 
 missing=()

@@ -256,8 +256,8 @@ reconnect_backoff: {{initial: 100ms, max: 500ms}}
         cp = h.parse_metrics(h.http_get(f"http://{self.cp_http}/metrics"))
         self.assertGreater(cp["vigie_controlplane_samples_committed_total"], 0)
         nt = h.parse_metrics(h.http_get(f"http://{self.nt_http}/metrics"))
-        self.assertEqual(nt['vigie_notifier_deliveries_total{receiver="sink",result="sent"}'], 2)
-        self.assertEqual(nt['vigie_notifier_deliveries_total{receiver="sink",result="retry"}'], 2)
+        self.assertEqual(nt['vigie_notifier_deliveries_total{channel="webhook",receiver="sink",result="sent"}'], 2)
+        self.assertEqual(nt['vigie_notifier_deliveries_total{channel="webhook",receiver="sink",result="retry"}'], 2)
 
     # --- SIGTERM drains and exits 0 ------------------------------------------------------------
 
