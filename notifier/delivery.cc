@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -27,9 +28,10 @@ void KeyMemory::Insert(const std::string& key) {
 }
 
 Delivery::Delivery(DeliveryOptions options, std::vector<Receiver> receivers,
-                   prometheus::Registry* registry)
+                   prometheus::Registry* registry, DeliveryObserver* observer)
     : options_(options),
       receivers_(std::move(receivers)),
+      observer_(observer),
       accepted_(prometheus::BuildCounter()
                     .Name("vigie_notifier_requests_total")
                     .Help("Notify calls, by result (queued, duplicate, rejected, full).")
@@ -45,6 +47,11 @@ Delivery::Delivery(DeliveryOptions options, std::vector<Receiver> receivers,
                        .Add({})),
       keys_(options.max_remembered_keys) {
   for (const char* r : {"queued", "duplicate", "rejected", "full"}) accepted_.Add({{"result", r}});
+  std::map<std::pair<std::string, std::string>, int> seen;
+  for (const Receiver& r : receivers_) {
+    const int i = seen[{r.name, r.kind}]++;
+    targets_.push_back(absl::StrCat(r.name, "/", r.kind, "[", i, "]"));
+  }
   for (const Receiver& r : receivers_) {
     for (const char* res : {"sent", "retry", "gave_up"}) {
       deliveries_.Add({{"receiver", r.name}, {"channel", r.kind}, {"result", res}});
@@ -68,28 +75,42 @@ absl::StatusOr<Delivery::Accepted> Delivery::Accept(const v1::NotifyRequest& req
     return invalid;
   }
   const bool resolved = request.notification().status() == v1::Notification::STATUS_RESOLVED;
-  MutexLock lock(&mu_);
-  if (keys_.Contains(key)) {
-    accepted_.Add({{"result", "duplicate"}}).Increment();
-    return Accepted::kDuplicate;
-  }
   size_t targets = 0;
   for (const Receiver& r : receivers_) targets += (!resolved || r.channel->send_resolved());
-  if (queue_.size() + targets > options_.max_queue) {
-    accepted_.Add({{"result", "full"}}).Increment();
-    return absl::ResourceExhaustedError(absl::StrCat("delivery queue full (", queue_.size(),
-                                                     " of max_queue ", options_.max_queue,
-                                                     "); retry with backoff"));
+  uint64_t spool_number = 0;
+  {
+    MutexLock lock(&mu_);
+    if (keys_.Contains(key) || spooling_.contains(key)) {
+      accepted_.Add({{"result", "duplicate"}}).Increment();
+      return Accepted::kDuplicate;
+    }
+    if (queue_.size() + reserved_ + targets > options_.max_queue) {
+      accepted_.Add({{"result", "full"}}).Increment();
+      return absl::ResourceExhaustedError(absl::StrCat("delivery queue full (", queue_.size(),
+                                                       " of max_queue ", options_.max_queue,
+                                                       "); retry with backoff"));
+    }
+    // Reserve the key and the room; the spool is written without the lock, so deliveries go
+    // on while this fsync waits for the disk.
+    spooling_.insert(key);
+    reserved_ += targets;
+    spool_number = spool_counter_++;
   }
   std::string spool_path;
+  absl::Status spooled;
   if (!options_.spool_directory.empty()) {
-    absl::StatusOr<std::string> path = Spool(request);
-    if (!path.ok()) {
-      log::Error("cannot spool a notification", {{"key", key}, {"error", path.status()}});
-      return path.status();
+    absl::StatusOr<std::string> path = Spool(request, spool_number);
+    if (path.ok()) {
+      spool_path = *std::move(path);
+    } else {
+      spooled = path.status();
+      log::Error("cannot spool a notification", {{"key", key}, {"error", spooled}});
     }
-    spool_path = *std::move(path);
   }
+  MutexLock lock(&mu_);
+  spooling_.erase(key);
+  reserved_ -= targets;
+  if (!spooled.ok()) return spooled;
   keys_.Insert(key);
   EnqueueLocked(request, std::move(spool_path));
   queue_depth_.Set(static_cast<double>(queue_.size()));
@@ -103,11 +124,14 @@ void Delivery::EnqueueLocked(const v1::NotifyRequest& request, std::string spool
   accepted->request = request;
   accepted->spool_path = std::move(spool_path);
   const absl::Time now = absl::Now();
+  std::vector<std::string> targets;
   for (size_t i = 0; i < receivers_.size(); ++i) {
     if (resolved && !receivers_[i].channel->send_resolved()) continue;
     ++accepted->remaining;
     queue_.push_back(Item{accepted, i, 0, now, now, Backoff(options_.backoff), false});
+    targets.push_back(targets_[i]);
   }
+  if (observer_ != nullptr) observer_->Accepted(request, targets);
   if (accepted->remaining == 0 && !accepted->spool_path.empty()) {
     unlink(accepted->spool_path.c_str());
   }
@@ -121,13 +145,13 @@ void Delivery::DoneLocked(Item& item) {
   }
 }
 
-absl::StatusOr<std::string> Delivery::Spool(const v1::NotifyRequest& request) {
+absl::StatusOr<std::string> Delivery::Spool(const v1::NotifyRequest& request, uint64_t number) {
   std::string json;
   if (!google::protobuf::util::MessageToJsonString(request, &json).ok()) {
     return absl::InternalError("cannot encode the notification");
   }
   const std::string name =
-      absl::StrCat(absl::ToUnixNanos(absl::Now()), "-", spool_counter_++, ".json");
+      absl::StrCat(absl::ToUnixNanos(absl::Now()), "-", number, ".json");
   const std::string path = absl::StrCat(options_.spool_directory, "/", name);
   const std::string tmp = absl::StrCat(options_.spool_directory, "/.", name, ".tmp");
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -153,6 +177,11 @@ absl::StatusOr<std::string> Delivery::Spool(const v1::NotifyRequest& request) {
         absl::StrCat("spool_directory ", options_.spool_directory, ": fsync failed"));
   }
   return path;
+}
+
+void Delivery::RememberKeys(const std::vector<std::string>& keys) {
+  MutexLock lock(&mu_);
+  for (const std::string& k : keys) keys_.Insert(k);
 }
 
 absl::StatusOr<int> Delivery::Recover() {
@@ -258,14 +287,20 @@ void Delivery::Work() {
     if (s.ok()) {
       deliveries_.Add({{"receiver", r.name}, {"channel", r.kind}, {"result", "sent"}}).Increment();
       log::Info("notification delivered",
-                {{"key", key}, {"receiver", r.name}, {"attempts", attempts}});
+                {{"key", key}, {"receiver", r.name}, {"channel", r.kind}, {"attempts", attempts}});
+      if (observer_ != nullptr) observer_->Attempted(key, targets_[item->receiver], "sent", attempts, "");
       DoneLocked(*item);
       queue_.erase(item);
     } else if (s.code() == absl::StatusCode::kInvalidArgument ||
                absl::Now() - item->first_attempt >= options_.give_up_after) {
       deliveries_.Add({{"receiver", r.name}, {"channel", r.kind}, {"result", "gave_up"}}).Increment();
       log::Error("notification not delivered; giving up",
-                 {{"key", key}, {"receiver", r.name}, {"attempts", attempts}, {"error", s}});
+                 {{"key", key}, {"receiver", r.name}, {"channel", r.kind}, {"attempts", attempts},
+                  {"error", s}});
+      if (observer_ != nullptr) {
+        observer_->Attempted(key, targets_[item->receiver], "failed", attempts,
+                             std::string(s.message()));
+      }
       DoneLocked(*item);
       queue_.erase(item);
     } else {
@@ -278,6 +313,10 @@ void Delivery::Work() {
                  {"retry_in", absl::FormatDuration(delay)},
                  {"error", s}});
       item->next_attempt = absl::Now() + delay;
+      if (observer_ != nullptr) {
+        observer_->Attempted(key, targets_[item->receiver], "retrying", attempts,
+                             std::string(s.message()));
+      }
     }
     queue_depth_.Set(static_cast<double>(queue_.size()));
   }

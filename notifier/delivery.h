@@ -44,6 +44,19 @@ struct Receiver {
   std::unique_ptr<Channel> channel;
 };
 
+// Told about every acceptance and delivery attempt (the delivery log). Called with the
+// delivery lock held: must not block and must not call back into Delivery.
+class DeliveryObserver {
+ public:
+  virtual ~DeliveryObserver() = default;
+  // `targets` are the names of the channels it will go to ("<receiver>/<kind>[<i>]").
+  virtual void Accepted(const v1::NotifyRequest& request,
+                        const std::vector<std::string>& targets) = 0;
+  // status: "sent", "retrying" or "failed".
+  virtual void Attempted(const std::string& key, const std::string& target,
+                         const std::string& status, int attempts, const std::string& error) = 0;
+};
+
 struct DeliveryOptions {
   size_t max_queue = 10000;
   size_t max_remembered_keys = 100000;
@@ -60,7 +73,12 @@ struct DeliveryOptions {
 class Delivery {
  public:
   Delivery(DeliveryOptions options, std::vector<Receiver> receivers,
-           prometheus::Registry* registry);
+           prometheus::Registry* registry, DeliveryObserver* observer = nullptr);
+  // Remembers `keys` as already accepted (from the delivery log, at start-up).
+  void RememberKeys(const std::vector<std::string>& keys);
+  const std::vector<Receiver>& receivers() const { return receivers_; }
+  // The channel names the log uses, one per receiver entry.
+  const std::vector<std::string>& targets() const { return targets_; }
   ~Delivery();
 
   enum class Accepted { kQueued, kDuplicate };
@@ -94,8 +112,8 @@ class Delivery {
     bool in_flight = false;
   };
   void Work();
-  absl::StatusOr<std::string> Spool(const v1::NotifyRequest& request)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes and fsyncs one spool file (without the lock).
+  absl::StatusOr<std::string> Spool(const v1::NotifyRequest& request, uint64_t number);
   // Queues `request` for every receiver it goes to (ignores max_queue).
   void EnqueueLocked(const v1::NotifyRequest& request, std::string spool_path)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -103,6 +121,8 @@ class Delivery {
 
   const DeliveryOptions options_;
   const std::vector<Receiver> receivers_;
+  std::vector<std::string> targets_;
+  DeliveryObserver* const observer_;
   std::vector<std::thread> threads_;
 
   prometheus::Family<prometheus::Counter>& accepted_;
@@ -111,6 +131,9 @@ class Delivery {
 
   mutable Mutex mu_;
   KeyMemory keys_ ABSL_GUARDED_BY(mu_);
+  // Keys being written to the spool, and the queue room they hold.
+  absl::flat_hash_set<std::string> spooling_ ABSL_GUARDED_BY(mu_);
+  size_t reserved_ ABSL_GUARDED_BY(mu_) = 0;
   // FIFO. An item stays in place while it is sent and while it waits to retry, and a later item
   // for the same receiver and alert waits behind it, so "resolved" never overtakes "firing".
   std::list<Item> queue_ ABSL_GUARDED_BY(mu_);

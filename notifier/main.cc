@@ -44,8 +44,34 @@ int main(int argc, char** argv) {
     receivers.push_back({c.receiver, c.kind, nt::MakeChannel(c)});
   }
   const size_t receiver_count = receivers.size();
-  nt::Delivery delivery(options->delivery, std::move(receivers), registry.get());
-  nt::NotifierService service(&delivery);
+  // The delivery log first: it remembers the keys a restart must not deliver again.
+  std::unique_ptr<nt::DeliveryLog> delivery_log;
+  std::vector<std::string> known_keys;
+  if (!options->database_url.empty()) {
+    nt::DeliveryLogOptions log_options;
+    log_options.database_url = options->database_url;
+    log_options.retention = options->delivery_log_retention;
+    absl::StatusOr<std::unique_ptr<nt::DeliveryLog>> opened =
+        nt::DeliveryLog::Open(log_options, registry.get());
+    if (!opened.ok()) {
+      vigie::log::Error("cannot open the delivery log", {{"error", opened.status()}});
+      return 1;
+    }
+    delivery_log = std::move(*opened);
+    absl::StatusOr<std::vector<std::string>> keys =
+        delivery_log->RecentKeys(options->delivery.max_remembered_keys);
+    if (!keys.ok()) {
+      vigie::log::Error("cannot load idempotency keys", {{"error", keys.status()}});
+      return 1;
+    }
+    known_keys = std::move(*keys);
+  } else {
+    vigie::log::Warn("no database_url: no delivery log; idempotency keys are kept in memory only");
+  }
+  nt::Delivery delivery(options->delivery, std::move(receivers), registry.get(),
+                        delivery_log.get());
+  delivery.RememberKeys(known_keys);
+  nt::NotifierService service(&delivery, delivery_log.get());
   if (const std::string& spool = options->delivery.spool_directory; !spool.empty()) {
     if (mkdir(spool.c_str(), 0700) != 0 && errno != EEXIST) {
       vigie::log::Error("cannot create spool_directory",
@@ -84,18 +110,21 @@ int main(int argc, char** argv) {
     vigie::log::Error("cannot start the gRPC server", {{"error", grpc_servers.status()}});
     return 1;
   }
+  if (delivery_log) delivery_log->Start();
   delivery.Start();
   vigie::log::Info("notifier started", {{"grpc", options->grpc.listen},
                                         {"tls", options->grpc.tls.enabled() ? "on" : "off"},
                                         {"health", options->grpc.health_listen},
                                         {"http", options->http_listen},
                                         {"receivers", receiver_count},
-                                        {"recovered_from_spool", *recovered}});
+                                        {"recovered_from_spool", *recovered},
+                                        {"keys_from_log", known_keys.size()}});
 
   int sig = vigie::WaitForTerminationSignal();
   vigie::log::Info("shutting down", {{"signal", sig}});
   (*grpc_servers)->Shutdown(absl::Seconds(5));
   delivery.Stop();
+  if (delivery_log) delivery_log->Stop();  // and writes what it still holds
   http_server->reset();
   curl_global_cleanup();
   vigie::log::Info("notifier stopped");

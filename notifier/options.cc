@@ -239,6 +239,18 @@ absl::StatusOr<NotifierOptions> NotifierOptionsFromConfig(const v1::NotifierConf
       o.delivery.give_up_after,
       ParseConfigDuration("give_up_after", c.give_up_after(), o.delivery.give_up_after));
   o.delivery.spool_directory = c.spool_directory();
+  if (!c.database_url().empty() && IsSet(c.database_url_from())) {
+    return absl::InvalidArgumentError("database_url_from: set database_url or database_url_from, "
+                                      "not both");
+  }
+  o.database_url = c.database_url();
+  if (IsSet(c.database_url_from())) {
+    VIGIE_ASSIGN_OR_RETURN(o.database_url,
+                           ReadSecret("database_url_from", c.database_url_from(), 1));
+  }
+  VIGIE_ASSIGN_OR_RETURN(o.delivery_log_retention,
+                         ParseConfigDuration("delivery_log_retention", c.delivery_log_retention(),
+                                             o.delivery_log_retention));
   static const RE2 kName("[A-Za-z0-9._-]{1,64}");
   std::set<std::string> names;
   for (int i = 0; i < c.receivers_size(); ++i) {

@@ -25,6 +25,8 @@ struct NotifierOptions {
   std::string client_token;  // the token callers present; a secret
   HttpAuth http_auth;
   DeliveryOptions delivery;
+  std::string database_url;  // secret; empty = no delivery log
+  absl::Duration delivery_log_retention = absl::Hours(24 * 30);
   // Every channel of every receiver, in config order.
   struct ChannelConfig {
     std::string receiver;

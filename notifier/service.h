@@ -3,20 +3,32 @@
 #define VIGIE_NOTIFIER_SERVICE_H_
 
 #include "notifier/delivery.h"
+#include "notifier/delivery_log.h"
 #include "vigie/v1/notifier.grpc.pb.h"
 
 namespace vigie::notifier {
 
 // Thread-safe; `delivery` must outlive it. Accept() never blocks, so it runs in the reaction.
+// `log` may be null (no database): ListDeliveries then answers FAILED_PRECONDITION.
 class NotifierService : public v1::Notifier::CallbackService {
  public:
-  explicit NotifierService(Delivery* delivery) : delivery_(delivery) {}
+  NotifierService(Delivery* delivery, DeliveryLog* log) : delivery_(delivery), log_(log) {}
   grpc::ServerUnaryReactor* Notify(grpc::CallbackServerContext* ctx,
                                    const v1::NotifyRequest* request,
                                    v1::NotifyResponse* response) override;
+  grpc::ServerUnaryReactor* ListDeliveries(grpc::CallbackServerContext* ctx,
+                                           const v1::ListDeliveriesRequest* request,
+                                           v1::ListDeliveriesResponse* response) override;
+  grpc::ServerUnaryReactor* ListReceivers(grpc::CallbackServerContext* ctx,
+                                          const v1::ListReceiversRequest* request,
+                                          v1::ListReceiversResponse* response) override;
+  grpc::ServerUnaryReactor* TestReceiver(grpc::CallbackServerContext* ctx,
+                                         const v1::TestReceiverRequest* request,
+                                         v1::TestReceiverResponse* response) override;
 
  private:
   Delivery* const delivery_;
+  DeliveryLog* const log_;
 };
 
 }  // namespace vigie::notifier

@@ -99,12 +99,16 @@ class NotifierChannelsTest(h.SystemTestCase):
         slack_file, _ = h.write_secret(t, "slack.url", cls.http.url + "/services/T0/B0/xyz")
         sms_file, _ = h.write_secret(t, "sms.pass", "free&pass")
         hmac_file, _ = h.write_secret(t, "hmac.secret", HMAC_SECRET)
-        nt_token_file, _ = h.write_secret(t, "notifier.token")
+        nt_token_file, cls.nt_token = h.write_secret(t, "notifier.token")
+        pg = cls.pg = h.Postgres(t)
         nt_grpc, cls.nt_http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
-        cls.procs.append(h.Process(t, "vigie-notifier", f"""
+        cls.nt_grpc = nt_grpc
+        cls.notifier = h.Process(t, "vigie-notifier", f"""
 grpc_listen: {nt_grpc}
 http_listen: {cls.nt_http}
 client_token: {{file: {nt_token_file}}}
+database_url_from: {{file: {pg.url_file}}}
+spool_directory: {t}/notifier-spool
 retry_backoff: {{initial: 200ms, max: 1s}}
 receivers:
   - name: team
@@ -125,8 +129,8 @@ receivers:
       - {{api_url: {{file: {slack_file}}}, channel: "#ops"}}
     webhook_configs:
       - {{url: "{cls.http.url}/hook", hmac_secret: {{file: {hmac_file}}}}}
-""", health_url=f"http://{cls.nt_http}/healthz"))
-        pg = cls.pg = h.Postgres(t)
+""", health_url=f"http://{cls.nt_http}/healthz")
+        cls.procs.append(cls.notifier)
         admin_file, admin = h.write_secret(t, "admin.token")
         cp_grpc, cp_http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
         cls.procs.append(h.Process(t, "vigie-controlplane", f"""
@@ -227,6 +231,54 @@ rules:
                              'result="sent"}', 0) >= n
                        for c, n in (("email", 1), ("sms", 2), ("slack", 1), ("webhook", 1)))
         h.wait_for(sent, 30, "sent counted per channel")
+
+    def call(self, method, body):
+        code, out, err = h.buf("-d", json.dumps(body),
+                               f"http://{self.nt_grpc}/vigie.v1.Notifier/{method}",
+                               token=self.nt_token)
+        self.assertEqual(code, 0, err)
+        return json.loads(out or "{}")
+
+    def test_z_delivery_log_api_and_keys_across_a_restart(self):
+        # The log shows each channel's delivery as sent.
+        def logged():
+            d = self.call("ListDeliveries", {"receiver": "team", "status": "sent"})
+            return d.get("deliveries") if len(d.get("deliveries", [])) >= 5 else None
+        deliveries = h.wait_for(logged, 30, "five sent deliveries in the log")
+        self.assertEqual(sorted(d["channel"] for d in deliveries[:5]),
+                         ["email", "slack", "sms", "sms", "webhook"])
+        first = deliveries[0]
+        self.assertEqual(first["rule"], "DiskAlmostFull")
+        self.assertGreaterEqual(first["attempts"], 1)
+        # Pagination: two pages of 3 then the rest, no overlap.
+        page1 = self.call("ListDeliveries", {"receiver": "team", "pageSize": 3})
+        page2 = self.call("ListDeliveries", {"receiver": "team", "pageSize": 3,
+                                             "pageToken": page1["nextPageToken"]})
+        seen = [(d["idempotencyKey"], d["target"]) for d in page1["deliveries"] + page2["deliveries"]]
+        self.assertEqual(len(seen), len(set(seen)))
+        code, _, err = h.buf("-d", '{"pageToken": "garbage"}',
+                             f"http://{self.nt_grpc}/vigie.v1.Notifier/ListDeliveries",
+                             token=self.nt_token)
+        self.assertNotEqual(code, 0)
+        self.assertIn("page_token", err)
+        receivers = self.call("ListReceivers", {})["receivers"]
+        self.assertEqual(receivers, [{"name": "team",
+                                      "channels": ["webhook", "email", "slack", "sms", "sms"]}])
+        # A key delivered before a restart is still a duplicate after it, and nothing is sent.
+        key = first["idempotencyKey"]
+        emails = len(self.mail.messages)
+        self.notifier.terminate()
+        self.notifier.start()
+        r = self.call("Notify", {"idempotencyKey": key, "notification": {
+            "status": "STATUS_FIRING", "rule": "DiskAlmostFull"}})
+        self.assertTrue(r.get("duplicate"), r)
+        # TestReceiver sends now through every channel and reports each.
+        results = self.call("TestReceiver", {"receiver": "team"})["results"]
+        self.assertEqual(len(results), 5)
+        self.assertTrue(all(x.get("ok") for x in results), results)
+        h.wait_for(lambda: len(self.mail.messages) == emails + 1, 10, "the test email")
+        msg = email.message_from_bytes(self.mail.messages[-1]["data"], policy=email.policy.default)
+        self.assertIn("VigieTest", str(msg["Subject"]))
 
 
 if __name__ == "__main__":
