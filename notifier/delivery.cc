@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -28,10 +29,18 @@ void KeyMemory::Insert(const std::string& key) {
 }
 
 Delivery::Delivery(DeliveryOptions options, std::vector<Receiver> receivers,
-                   prometheus::Registry* registry, DeliveryObserver* observer)
+                   prometheus::Registry* registry, DeliveryObserver* observer,
+                   const Router* router)
     : options_(options),
       receivers_(std::move(receivers)),
       observer_(observer),
+      router_(router),
+      not_sent_(prometheus::BuildCounter()
+                    .Name("vigie_notifier_not_sent_total")
+                    .Help("Notifications a receiver did not get, by reason: muted (a route "
+                          "matched outside its active times or inside its mute times) or "
+                          "rate_limited (the receiver's rate_limit was reached).")
+                    .Register(*registry)),
       accepted_(prometheus::BuildCounter()
                     .Name("vigie_notifier_requests_total")
                     .Help("Notify calls, by result (queued, duplicate, rejected, full).")
@@ -47,6 +56,9 @@ Delivery::Delivery(DeliveryOptions options, std::vector<Receiver> receivers,
                        .Add({})),
       keys_(options.max_remembered_keys) {
   for (const char* r : {"queued", "duplicate", "rejected", "full"}) accepted_.Add({{"result", r}});
+  for (const auto& [name, limit] : options_.rate_limits) {
+    limiters_.emplace(name, RateLimiter(limit.first, limit.second));
+  }
   std::map<std::pair<std::string, std::string>, int> seen;
   for (const Receiver& r : receivers_) {
     const int i = seen[{r.name, r.kind}]++;
@@ -124,8 +136,28 @@ void Delivery::EnqueueLocked(const v1::NotifyRequest& request, std::string spool
   accepted->request = request;
   accepted->spool_path = std::move(spool_path);
   const absl::Time now = absl::Now();
+  std::set<std::string> to;
+  if (router_ != nullptr) {
+    Router::Decision d = router_->Route(request, now);
+    if (d.muted > 0) not_sent_.Add({{"receiver", ""}, {"reason", "muted"}}).Increment(d.muted);
+    to = std::move(d.receivers);
+  } else {
+    for (const Receiver& r : receivers_) to.insert(r.name);
+  }
+  for (auto it = to.begin(); it != to.end();) {
+    auto limiter = limiters_.find(*it);
+    if (limiter != limiters_.end() && !limiter->second.Allow(now)) {
+      not_sent_.Add({{"receiver", *it}, {"reason", "rate_limited"}}).Increment();
+      log::Warn("receiver over its rate_limit; notification not sent to it",
+                {{"receiver", *it}, {"key", request.idempotency_key()}});
+      it = to.erase(it);
+    } else {
+      ++it;
+    }
+  }
   std::vector<std::string> targets;
   for (size_t i = 0; i < receivers_.size(); ++i) {
+    if (to.count(receivers_[i].name) == 0) continue;
     if (resolved && !receivers_[i].channel->send_resolved()) continue;
     ++accepted->remaining;
     queue_.push_back(Item{accepted, i, 0, now, now, Backoff(options_.backoff), false});

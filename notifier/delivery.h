@@ -5,6 +5,7 @@
 
 #include <deque>
 #include <list>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -17,6 +18,7 @@
 #include "common/backoff.h"
 #include "common/mutex.h"
 #include "notifier/channel.h"
+#include "notifier/router.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
@@ -65,6 +67,8 @@ struct DeliveryOptions {
   int workers = 2;
   // Empty = memory only. See NotifierConfig.spool_directory.
   std::string spool_directory;
+  // Per receiver name: at most `first` notifications per `second`.
+  std::map<std::string, std::pair<int, absl::Duration>> rate_limits;
 };
 
 // Thread-safe. Start() launches the workers; Stop() ends them. Undelivered items survive only
@@ -72,8 +76,10 @@ struct DeliveryOptions {
 // and logged.
 class Delivery {
  public:
+  // `router` (may be null: every receiver gets everything) must outlive it.
   Delivery(DeliveryOptions options, std::vector<Receiver> receivers,
-           prometheus::Registry* registry, DeliveryObserver* observer = nullptr);
+           prometheus::Registry* registry, DeliveryObserver* observer = nullptr,
+           const Router* router = nullptr);
   // Remembers `keys` as already accepted (from the delivery log, at start-up).
   void RememberKeys(const std::vector<std::string>& keys);
   const std::vector<Receiver>& receivers() const { return receivers_; }
@@ -123,6 +129,9 @@ class Delivery {
   const std::vector<Receiver> receivers_;
   std::vector<std::string> targets_;
   DeliveryObserver* const observer_;
+  const Router* const router_;
+  prometheus::Family<prometheus::Counter>& not_sent_;
+  std::map<std::string, RateLimiter> limiters_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_;
 
   prometheus::Family<prometheus::Counter>& accepted_;

@@ -3,7 +3,9 @@
 #include <atomic>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/mutex.h"
+#include "common/yaml_config.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -211,6 +213,43 @@ TEST(KeyMemoryTest, ForgetsTheOldestBeyondCapacity) {
   EXPECT_TRUE(m.Contains("b"));
   EXPECT_TRUE(m.Contains("c"));
   EXPECT_EQ(m.size(), 2u);
+}
+
+TEST(DeliveryTest, RoutesAndRateLimitsDecideWhichReceiversGetANotification) {
+  v1::NotifierConfig c;
+  ASSERT_TRUE(ParseYamlConfig("route: {receiver: email, routes: [{receiver: sms, "
+                              "matchers: ['severity=\"critical\"'], continue: true}, {receiver: email}]}",
+                              &c)
+                  .ok());
+  auto router = Router::FromConfig(c, {"email", "sms"});
+  ASSERT_TRUE(router.ok()) << router.status();
+  auto email = std::make_unique<FakeChannel>(0);
+  auto sms = std::make_unique<FakeChannel>(0);
+  FakeChannel* email_fake = email.get();
+  FakeChannel* sms_fake = sms.get();
+  std::vector<Receiver> receivers;
+  receivers.push_back({"email", "email", std::move(email)});
+  receivers.push_back({"sms", "sms", std::move(sms)});
+  DeliveryOptions o = FastRetries();
+  o.rate_limits["sms"] = {2, absl::Hours(1)};
+  prometheus::Registry registry;
+  Delivery d(o, std::move(receivers), &registry, nullptr, router->get());
+  d.Start();
+  for (int i = 0; i < 4; ++i) {
+    v1::NotifyRequest r = Request(absl::StrCat("crit", i));
+    r.mutable_notification()->set_fingerprint(absl::StrCat("fp", i));
+    r.mutable_notification()->set_severity("critical");
+    ASSERT_TRUE(d.Accept(r).ok());
+  }
+  v1::NotifyRequest warn = Request("warn");
+  warn.mutable_notification()->set_severity("warning");
+  ASSERT_TRUE(d.Accept(warn).ok());
+  WaitUntil([&] { return d.queued() == 0; });
+  // Critical: SMS (two, then the rate limit) and, through continue, the email sibling;
+  // warning: email.
+  EXPECT_EQ(sms_fake->sent().size(), 2u);
+  EXPECT_EQ(email_fake->sent().size(), 5u);
+  d.Stop();
 }
 
 }  // namespace

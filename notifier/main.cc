@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
     vigie::log::Warn("no database_url: no delivery log; idempotency keys are kept in memory only");
   }
   nt::Delivery delivery(options->delivery, std::move(receivers), registry.get(),
-                        delivery_log.get());
+                        delivery_log.get(), options->router.get());
   delivery.RememberKeys(known_keys);
   nt::NotifierService service(&delivery, delivery_log.get());
   if (const std::string& spool = options->delivery.spool_directory; !spool.empty()) {

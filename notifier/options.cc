@@ -302,11 +302,28 @@ absl::StatusOr<NotifierOptions> NotifierOptionsFromConfig(const v1::NotifierConf
       sms.receiver = r.name();
       o.channels.push_back({r.name(), "sms", std::move(sms)});
     }
+    if (r.has_rate_limit()) {
+      const std::string rl = absl::StrCat(field, ".rate_limit");
+      if (r.rate_limit().max() == 0) {
+        return absl::InvalidArgumentError(absl::StrCat(rl, ".max: at least 1"));
+      }
+      VIGIE_ASSIGN_OR_RETURN(absl::Duration per,
+                             ParseConfigDuration(rl + ".per", r.rate_limit().per(), absl::Hours(1)));
+      if (per < absl::Seconds(1)) {
+        return absl::InvalidArgumentError(absl::StrCat(rl, ".per: at least 1s"));
+      }
+      if (r.rate_limit().max() > 100000) {
+        return absl::InvalidArgumentError(absl::StrCat(rl, ".max: at most 100000"));
+      }
+      o.delivery.rate_limits[r.name()] = {static_cast<int>(r.rate_limit().max()), per};
+    }
     if (o.channels.size() == before) {
       return absl::InvalidArgumentError(absl::StrCat(
           field, ": needs a channel (webhook_configs, email_configs, slack_configs, sms_configs)"));
     }
   }
+  VIGIE_ASSIGN_OR_RETURN(std::unique_ptr<Router> router, Router::FromConfig(c, names));
+  o.router = std::move(router);
   return o;
 }
 

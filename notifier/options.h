@@ -12,6 +12,7 @@
 #include "common/http_server.h"
 #include "notifier/delivery.h"
 #include "notifier/email.h"
+#include "notifier/router.h"
 #include "notifier/slack.h"
 #include "notifier/sms.h"
 #include "notifier/webhook.h"
@@ -34,6 +35,8 @@ struct NotifierOptions {
     std::variant<WebhookOptions, EmailOptions, SlackOptions, SmsOptions> options;
   };
   std::vector<ChannelConfig> channels;
+  // Who gets what (route, time_intervals); always set (without a route: everyone).
+  std::shared_ptr<Router> router;
 };
 
 // The channel a config describes.
