@@ -28,8 +28,25 @@ Dispatcher::~Dispatcher() { Stop(); }
 
 void Dispatcher::Run() {
   do {
-    if (auto n = store_->PendingOutbox(); n.ok()) pending_.Set(static_cast<double>(*n));
+    auto pending = store_->PendingOutbox();
+    if (pending.ok()) pending_.Set(static_cast<double>(*pending));
     if (!stub_) continue;
+    // Alive and able to reach the database: tell the notifier's dead-man's switch.
+    if (pending.ok() && absl::Now() - last_heartbeat_ >= options_.heartbeat_interval) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+      AddBearerToken(&ctx, options_.token);
+      v1::HeartbeatRequest hb;
+      hb.set_source(options_.source);
+      hb.set_sent_at_ms(absl::ToUnixMillis(absl::Now()));
+      v1::HeartbeatResponse resp;
+      grpc::Status s = stub_->Heartbeat(&ctx, hb, &resp);
+      if (s.ok()) {
+        last_heartbeat_ = absl::Now();
+      } else if (s.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+        last_heartbeat_ = absl::InfiniteFuture();  // an older notifier: stop trying
+      }
+    }
     bool failed = false;
     int delivered = 0;
     absl::StatusOr<int> r = store_->DispatchOutbox(options_.batch, [&](const OutboxEntry& e) {

@@ -25,6 +25,9 @@ struct DispatcherOptions {
   absl::Duration poll_interval = absl::Seconds(1);
   absl::Duration rpc_timeout = absl::Seconds(5);
   int batch = 50;
+  // Heartbeat to the notifier this often, while the database answers (its dead-man's switch).
+  absl::Duration heartbeat_interval = absl::Seconds(60);
+  std::string source;  // who we are, in the heartbeat
 };
 
 // Start()/Stop(); Wake() after a commit that stored transitions. Thread-safe.
@@ -41,6 +44,7 @@ class Dispatcher : public Runnable {
   Store* const store_;
   std::unique_ptr<v1::Notifier::Stub> stub_;
   Backoff backoff_;  // only used by the Run() thread
+  absl::Time last_heartbeat_ = absl::InfinitePast();  // likewise
   prometheus::Family<prometheus::Counter>& sent_;
   prometheus::Gauge& pending_;
 };

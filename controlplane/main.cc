@@ -75,6 +75,8 @@ int main(int argc, char** argv) {
   vigie::WorkerPool pool("storage", options->storage_workers, /*max_queue=*/1024);
   cp::DispatcherOptions dispatch;
   dispatch.backoff = options->notify_backoff;
+  dispatch.heartbeat_interval = options->notifier_heartbeat_interval;
+  dispatch.source = options->gateway.generator_url;
   if (!options->notifier.empty()) {
     dispatch.channel =
         vigie::MakeChannel(options->notifier, options->notifier_security, grpc::ChannelArguments());

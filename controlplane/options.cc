@@ -172,6 +172,13 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::Cont
     return absl::InvalidArgumentError(
         absl::StrCat("heartbeat_interval: at least 1s, got \"", c.heartbeat_interval(), "\""));
   }
+  VIGIE_ASSIGN_OR_RETURN(o.notifier_heartbeat_interval,
+                         ParseConfigDuration("notifier_heartbeat_interval",
+                                             c.notifier_heartbeat_interval(),
+                                             o.notifier_heartbeat_interval));
+  if (o.notifier_heartbeat_interval < absl::Seconds(1)) {
+    return absl::InvalidArgumentError("notifier_heartbeat_interval: at least 1s");
+  }
   VIGIE_ASSIGN_OR_RETURN(o.notify_backoff,
                          BackoffFromConfig("notify_backoff", c.notify_backoff(), o.notify_backoff));
   o.gateway.generator_url =

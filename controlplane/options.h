@@ -34,6 +34,7 @@ struct ControlPlaneOptions {
   size_t max_message_bytes = 4 << 20;
   GatewayOptions gateway;
   BackoffPolicy notify_backoff;
+  absl::Duration notifier_heartbeat_interval = absl::Seconds(60);
   std::vector<Rule> rules;
 };
 

@@ -71,7 +71,8 @@ int main(int argc, char** argv) {
   nt::Delivery delivery(options->delivery, std::move(receivers), registry.get(),
                         delivery_log.get(), options->router.get());
   delivery.RememberKeys(known_keys);
-  nt::NotifierService service(&delivery, delivery_log.get());
+  nt::DeadMan deadman(options->deadman, &delivery, registry.get());
+  nt::NotifierService service(&delivery, delivery_log.get(), &deadman);
   if (const std::string& spool = options->delivery.spool_directory; !spool.empty()) {
     if (mkdir(spool.c_str(), 0700) != 0 && errno != EEXIST) {
       vigie::log::Error("cannot create spool_directory",
@@ -112,6 +113,7 @@ int main(int argc, char** argv) {
   }
   if (delivery_log) delivery_log->Start();
   delivery.Start();
+  deadman.Start();
   vigie::log::Info("notifier started", {{"grpc", options->grpc.listen},
                                         {"tls", options->grpc.tls.enabled() ? "on" : "off"},
                                         {"health", options->grpc.health_listen},
@@ -123,6 +125,7 @@ int main(int argc, char** argv) {
   int sig = vigie::WaitForTerminationSignal();
   vigie::log::Info("shutting down", {{"signal", sig}});
   (*grpc_servers)->Shutdown(absl::Seconds(5));
+  deadman.Stop();
   delivery.Stop();
   if (delivery_log) delivery_log->Stop();  // and writes what it still holds
   http_server->reset();

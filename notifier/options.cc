@@ -322,6 +322,24 @@ absl::StatusOr<NotifierOptions> NotifierOptionsFromConfig(const v1::NotifierConf
           field, ": needs a channel (webhook_configs, email_configs, slack_configs, sms_configs)"));
     }
   }
+  VIGIE_ASSIGN_OR_RETURN(o.deadman.after,
+                         ParseConfigDuration("deadman.after", c.deadman().after(),
+                                             absl::ZeroDuration()));
+  if (o.deadman.after > absl::ZeroDuration() && o.deadman.after < absl::Seconds(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("deadman.after: at least 1s, got \"", c.deadman().after(), "\""));
+  }
+  if (!c.deadman().watchdog_url().empty()) {
+    VIGIE_RETURN_IF_ERROR(RequireHttpUrl("deadman.watchdog_url", c.deadman().watchdog_url()));
+    o.deadman.watchdog_url = c.deadman().watchdog_url();
+  }
+  VIGIE_ASSIGN_OR_RETURN(o.deadman.watchdog_interval,
+                         ParseConfigDuration("deadman.watchdog_interval",
+                                             c.deadman().watchdog_interval(),
+                                             o.deadman.watchdog_interval));
+  if (o.deadman.watchdog_interval < absl::Seconds(1)) {
+    return absl::InvalidArgumentError("deadman.watchdog_interval: at least 1s");
+  }
   VIGIE_ASSIGN_OR_RETURN(std::unique_ptr<Router> router, Router::FromConfig(c, names));
   o.router = std::move(router);
   return o;

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "common/grpc_security.h"
 #include "common/http_server.h"
+#include "notifier/deadman.h"
 #include "notifier/delivery.h"
 #include "notifier/email.h"
 #include "notifier/router.h"
@@ -37,6 +38,7 @@ struct NotifierOptions {
   std::vector<ChannelConfig> channels;
   // Who gets what (route, time_intervals); always set (without a route: everyone).
   std::shared_ptr<Router> router;
+  DeadManOptions deadman;
 };
 
 // The channel a config describes.

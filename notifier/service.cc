@@ -16,6 +16,15 @@ grpc::ServerUnaryReactor* NotifierService::Notify(grpc::CallbackServerContext* c
   return reactor;
 }
 
+grpc::ServerUnaryReactor* NotifierService::Heartbeat(grpc::CallbackServerContext* ctx,
+                                                     const v1::HeartbeatRequest* request,
+                                                     v1::HeartbeatResponse*) {
+  deadman_->Heartbeat(request->source());
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* NotifierService::ListDeliveries(grpc::CallbackServerContext* ctx,
                                                           const v1::ListDeliveriesRequest* request,
                                                           v1::ListDeliveriesResponse* response) {

@@ -3,6 +3,7 @@
 #define VIGIE_NOTIFIER_SERVICE_H_
 
 #include "notifier/delivery.h"
+#include "notifier/deadman.h"
 #include "notifier/delivery_log.h"
 #include "vigie/v1/notifier.grpc.pb.h"
 
@@ -12,7 +13,11 @@ namespace vigie::notifier {
 // `log` may be null (no database): ListDeliveries then answers FAILED_PRECONDITION.
 class NotifierService : public v1::Notifier::CallbackService {
  public:
-  NotifierService(Delivery* delivery, DeliveryLog* log) : delivery_(delivery), log_(log) {}
+  NotifierService(Delivery* delivery, DeliveryLog* log, DeadMan* deadman)
+      : delivery_(delivery), log_(log), deadman_(deadman) {}
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
+                                      const v1::HeartbeatRequest* request,
+                                      v1::HeartbeatResponse* response) override;
   grpc::ServerUnaryReactor* Notify(grpc::CallbackServerContext* ctx,
                                    const v1::NotifyRequest* request,
                                    v1::NotifyResponse* response) override;
@@ -29,6 +34,7 @@ class NotifierService : public v1::Notifier::CallbackService {
  private:
   Delivery* const delivery_;
   DeliveryLog* const log_;
+  DeadMan* const deadman_;
 };
 
 }  // namespace vigie::notifier

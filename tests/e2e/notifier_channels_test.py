@@ -12,10 +12,8 @@ import json
 import os
 import ssl
 import sys
-import threading
 import unittest
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -26,41 +24,6 @@ import vigie_harness as h  # noqa: E402
 SUMMARY = "Disque presque plein — été 🔥"
 SMTP_USER, SMTP_PASSWORD = "vigie", "smtp-pässword"
 HMAC_SECRET = "0123456789abcdef-webhook"
-
-
-class RecordingServer:
-    """Records every request (method, path with query, headers, body); answers 200/201."""
-
-    def __init__(self):
-        self.requests = []
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _record(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n) if n else b""
-                with server.lock:
-                    server.requests.append((self.command, self.path, dict(self.headers), body))
-                self.send_response(201 if "/Messages.json" in self.path else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            do_GET = do_POST = do_PUT = _record
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def matching(self, fragment):
-        with self.lock:
-            return [r for r in self.requests if fragment in r[1]]
-
-    def stop(self):
-        self.httpd.shutdown()
 
 
 class MailStore:
@@ -87,7 +50,7 @@ class NotifierChannelsTest(h.SystemTestCase):
         cls.tmp = h.TempDir()
         t = cls.tmp.path
         cls.pki = h.Pki(t, server_dns=("localhost", "vigie.test"))
-        cls.http = RecordingServer()
+        cls.http = h.RecordingSink()
         cls.mail = MailStore()
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(cls.pki.server_cert, cls.pki.server_key)

@@ -98,6 +98,42 @@ class Postgres:
                        check=False, capture_output=True)
 
 
+class RecordingSink:
+    """Records every request (method, path with query, headers, body); answers 200/201."""
+
+    def __init__(self):
+        self.requests = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _record(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                with server.lock:
+                    server.requests.append((self.command, self.path, dict(self.headers), body))
+                self.send_response(201 if "/Messages.json" in self.path else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = do_PUT = _record
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def matching(self, fragment):
+        with self.lock:
+            return [r for r in self.requests if fragment in r[1]]
+
+    def stop(self):
+        self.httpd.shutdown()
+
+
+
 class WebhookSink:
     """Records POSTed JSON bodies; answers 503 to the first `fail_first` requests."""
 
