@@ -13,6 +13,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/files.h"
 #include "common/log.h"
 #include "common/mutex.h"
 #include "google/protobuf/util/json_util.h"
@@ -69,11 +71,28 @@ Delivery::Delivery(DeliveryOptions options, std::vector<Receiver> receivers,
       deliveries_.Add({{"receiver", r.name}, {"channel", r.kind}, {"result", res}});
     }
   }
+  // Accepting (the spool) runs from construction; delivering from Start().
+  if (!options_.spool_directory.empty()) spool_thread_ = std::thread([this] { SpoolWriter(); });
 }
 
 Delivery::~Delivery() { Stop(); }
 
 absl::StatusOr<Delivery::Accepted> Delivery::Accept(const v1::NotifyRequest& request) {
+  Mutex mu;
+  bool done = false;
+  absl::StatusOr<Accepted> result = absl::InternalError("not answered");
+  AcceptAsync(request, [&](absl::StatusOr<Accepted> r) {
+    MutexLock lock(&mu);
+    result = std::move(r);
+    done = true;
+  });
+  MutexLock lock(&mu);
+  mu.Await([&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return done; });
+  return result;
+}
+
+void Delivery::AcceptAsync(const v1::NotifyRequest& request,
+                           std::function<void(absl::StatusOr<Accepted>)> done) {
   const std::string& key = request.idempotency_key();
   absl::Status invalid;
   if (key.empty() || key.size() > 256) {
@@ -84,57 +103,98 @@ absl::StatusOr<Delivery::Accepted> Delivery::Accept(const v1::NotifyRequest& req
   }
   if (!invalid.ok()) {
     accepted_.Add({{"result", "rejected"}}).Increment();
-    return invalid;
+    done(invalid);
+    return;
   }
   const bool resolved = request.notification().status() == v1::Notification::STATUS_RESOLVED;
   size_t targets = 0;
   for (const Receiver& r : receivers_) targets += (!resolved || r.channel->send_resolved());
-  uint64_t spool_number = 0;
+  absl::StatusOr<Accepted> result = Accepted::kDuplicate;
   {
     MutexLock lock(&mu_);
     if (keys_.Contains(key) || spooling_.contains(key)) {
       accepted_.Add({{"result", "duplicate"}}).Increment();
-      return Accepted::kDuplicate;
-    }
-    if (queue_.size() + reserved_ + targets > options_.max_queue) {
+    } else if (queue_.size() + reserved_ + targets > options_.max_queue) {
       accepted_.Add({{"result", "full"}}).Increment();
-      return absl::ResourceExhaustedError(absl::StrCat("delivery queue full (", queue_.size(),
-                                                       " of max_queue ", options_.max_queue,
-                                                       "); retry with backoff"));
-    }
-    // Reserve the key and the room; the spool is written without the lock, so deliveries go
-    // on while this fsync waits for the disk.
-    spooling_.insert(key);
-    reserved_ += targets;
-    spool_number = spool_counter_++;
-  }
-  std::string spool_path;
-  absl::Status spooled;
-  if (!options_.spool_directory.empty()) {
-    absl::StatusOr<std::string> path = Spool(request, spool_number);
-    if (path.ok()) {
-      spool_path = *std::move(path);
+      result = absl::ResourceExhaustedError(absl::StrCat("delivery queue full (", queue_.size(),
+                                                         " of max_queue ", options_.max_queue,
+                                                         "); retry with backoff"));
+    } else if (options_.spool_directory.empty()) {
+      keys_.Insert(key);
+      EnqueueLocked(request, nullptr);
+      queue_depth_.Set(static_cast<double>(queue_.size()));
+      accepted_.Add({{"result", "queued"}}).Increment();
+      result = Accepted::kQueued;
     } else {
-      spooled = path.status();
-      log::Error("cannot spool a notification", {{"key", key}, {"error", spooled}});
+      // Reserve the key and the room; the spool writer makes it durable and then queues it.
+      spooling_.insert(key);
+      reserved_ += targets;
+      spool_queue_.push_back({request, spool_counter_++, targets, std::move(done)});
+      return;
     }
   }
-  MutexLock lock(&mu_);
-  spooling_.erase(key);
-  reserved_ -= targets;
-  if (!spooled.ok()) return spooled;
-  keys_.Insert(key);
-  EnqueueLocked(request, std::move(spool_path));
-  queue_depth_.Set(static_cast<double>(queue_.size()));
-  accepted_.Add({{"result", "queued"}}).Increment();
-  return Accepted::kQueued;
+  done(std::move(result));
 }
 
-void Delivery::EnqueueLocked(const v1::NotifyRequest& request, std::string spool_path) {
+void Delivery::SpoolWriter() {
+  while (true) {
+    std::vector<SpoolJob> jobs;
+    {
+      MutexLock lock(&mu_);
+      mu_.Await([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !spool_queue_.empty() || spool_stopping_;
+      });
+      if (spool_queue_.empty()) return;  // stopping, nothing left
+      // A bounded batch: everything that arrived while the last sync ran.
+      while (!spool_queue_.empty() && jobs.size() < 4096) {
+        jobs.push_back(std::move(spool_queue_.front()));
+        spool_queue_.pop_front();
+      }
+    }
+    // Group commit: the whole batch in one file, made durable with one fsync of the file and
+    // one of the directory, before any caller hears "accepted".
+    std::vector<const v1::NotifyRequest*> batch;
+    batch.reserve(jobs.size());
+    for (const SpoolJob& j : jobs) batch.push_back(&j.request);
+    uint64_t number = 0;
+    {
+      MutexLock lock(&mu_);
+      number = spool_counter_++;
+    }
+    absl::StatusOr<std::string> path = WriteSpoolBatch(batch, number);
+    auto file = std::make_shared<SpoolFile>();
+    if (path.ok()) {
+      file->path = *path;
+      file->remaining = jobs.size();
+    } else {
+      log::Error("cannot spool notifications", {{"count", jobs.size()}, {"error", path.status()}});
+    }
+    std::vector<absl::StatusOr<Accepted>> results;
+    {
+      MutexLock lock(&mu_);
+      for (SpoolJob& j : jobs) {
+        spooling_.erase(j.request.idempotency_key());
+        reserved_ -= j.targets;
+        if (!path.ok()) {
+          results.push_back(path.status());
+          continue;
+        }
+        keys_.Insert(j.request.idempotency_key());
+        EnqueueLocked(j.request, file);
+        accepted_.Add({{"result", "queued"}}).Increment();
+        results.push_back(Accepted::kQueued);
+      }
+      queue_depth_.Set(static_cast<double>(queue_.size()));
+    }
+    for (size_t i = 0; i < jobs.size(); ++i) jobs[i].done(std::move(results[i]));
+  }
+}
+
+void Delivery::EnqueueLocked(const v1::NotifyRequest& request, std::shared_ptr<SpoolFile> spool) {
   const bool resolved = request.notification().status() == v1::Notification::STATUS_RESOLVED;
   auto accepted = std::make_shared<Accepted_>();
   accepted->request = request;
-  accepted->spool_path = std::move(spool_path);
+  accepted->spool = std::move(spool);
   const absl::Time now = absl::Now();
   std::set<std::string> to;
   if (router_ != nullptr) {
@@ -164,26 +224,32 @@ void Delivery::EnqueueLocked(const v1::NotifyRequest& request, std::string spool
     targets.push_back(targets_[i]);
   }
   if (observer_ != nullptr) observer_->Accepted(request, targets);
-  if (accepted->remaining == 0 && !accepted->spool_path.empty()) {
-    unlink(accepted->spool_path.c_str());
+  if (accepted->remaining == 0 && accepted->spool && --accepted->spool->remaining == 0) {
+    unlink(accepted->spool->path.c_str());
   }
   ++generation_;
   queue_depth_.Set(static_cast<double>(queue_.size()));
 }
 
 void Delivery::DoneLocked(Item& item) {
-  if (--item.accepted->remaining == 0 && !item.accepted->spool_path.empty()) {
-    unlink(item.accepted->spool_path.c_str());
+  if (--item.accepted->remaining == 0 && item.accepted->spool &&
+      --item.accepted->spool->remaining == 0) {
+    unlink(item.accepted->spool->path.c_str());
   }
 }
 
-absl::StatusOr<std::string> Delivery::Spool(const v1::NotifyRequest& request, uint64_t number) {
-  std::string json;
-  if (!google::protobuf::util::MessageToJsonString(request, &json).ok()) {
-    return absl::InternalError("cannot encode the notification");
+absl::StatusOr<std::string> Delivery::WriteSpoolBatch(
+    const std::vector<const v1::NotifyRequest*>& batch, uint64_t number) {
+  std::string lines;
+  for (const v1::NotifyRequest* r : batch) {
+    std::string json;
+    if (!google::protobuf::util::MessageToJsonString(*r, &json).ok()) {
+      return absl::InternalError("cannot encode a notification");
+    }
+    lines += json;  // protobuf's JSON has no raw newlines: one line per notification
+    lines += '\n';
   }
-  const std::string name =
-      absl::StrCat(absl::ToUnixNanos(absl::Now()), "-", number, ".json");
+  const std::string name = absl::StrCat(absl::ToUnixNanos(absl::Now()), "-", number, ".jsonl");
   const std::string path = absl::StrCat(options_.spool_directory, "/", name);
   const std::string tmp = absl::StrCat(options_.spool_directory, "/.", name, ".tmp");
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -191,8 +257,8 @@ absl::StatusOr<std::string> Delivery::Spool(const v1::NotifyRequest& request, ui
     return absl::UnavailableError(
         absl::StrCat("spool_directory ", options_.spool_directory, ": ", strerror(errno)));
   }
-  bool ok =
-      write(fd, json.data(), json.size()) == static_cast<ssize_t>(json.size()) && fsync(fd) == 0;
+  bool ok = write(fd, lines.data(), lines.size()) == static_cast<ssize_t>(lines.size()) &&
+            fsync(fd) == 0;
   ok = (close(fd) == 0) && ok;
   if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
     unlink(tmp.c_str());
@@ -225,28 +291,48 @@ absl::StatusOr<int> Delivery::Recover() {
   }
   std::vector<std::string> names;
   while (dirent* e = readdir(dir)) {
-    if (e->d_name[0] != '.' && absl::EndsWith(e->d_name, ".json")) names.emplace_back(e->d_name);
+    if (e->d_name[0] != '.' &&
+        (absl::EndsWith(e->d_name, ".json") || absl::EndsWith(e->d_name, ".jsonl"))) {
+      names.emplace_back(e->d_name);
+    }
   }
   closedir(dir);
   // Names start with the acceptance time: sorting restores the order they were accepted in.
+  // A .jsonl file holds a batch (a notification per line); a .json file one notification (the
+  // format before batches).
   std::sort(names.begin(), names.end());
   int recovered = 0;
   MutexLock lock(&mu_);
   for (const std::string& n : names) {
     const std::string path = absl::StrCat(options_.spool_directory, "/", n);
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    v1::NotifyRequest request;
-    if (!google::protobuf::util::JsonStringToMessage(ss.str(), &request).ok() ||
-        request.idempotency_key().empty()) {
+    absl::StatusOr<std::string> text = ReadRegularFile(path, 256 << 20);
+    std::vector<v1::NotifyRequest> requests;
+    if (text.ok()) {
+      std::vector<absl::string_view> lines =
+          absl::EndsWith(n, ".jsonl")
+              ? absl::StrSplit(*text, '\n', absl::SkipEmpty())
+              : std::vector<absl::string_view>{absl::string_view(*text)};
+      for (absl::string_view line : lines) {
+        v1::NotifyRequest request;
+        if (google::protobuf::util::JsonStringToMessage(std::string(line), &request).ok() &&
+            !request.idempotency_key().empty()) {
+          requests.push_back(std::move(request));
+        }
+      }
+    }
+    if (requests.empty()) {
       log::Error("unreadable spool file; renamed *.bad", {{"file", path}});
       rename(path.c_str(), (path + ".bad").c_str());
       continue;
     }
-    keys_.Insert(request.idempotency_key());
-    EnqueueLocked(request, path);
-    ++recovered;
+    auto file = std::make_shared<SpoolFile>();
+    file->path = path;
+    file->remaining = requests.size();
+    for (const v1::NotifyRequest& request : requests) {
+      keys_.Insert(request.idempotency_key());
+      EnqueueLocked(request, file);
+      ++recovered;
+    }
   }
   return recovered;
 }
@@ -256,6 +342,12 @@ void Delivery::Start() {
 }
 
 void Delivery::Stop() {
+  {
+    // The spool writer first: it answers what it holds (callers are waiting), then ends.
+    MutexLock lock(&mu_);
+    spool_stopping_ = true;
+  }
+  if (spool_thread_.joinable()) spool_thread_.join();
   {
     MutexLock lock(&mu_);
     if (stopping_ && threads_.empty()) return;

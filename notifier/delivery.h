@@ -4,6 +4,7 @@
 #define VIGIE_NOTIFIER_DELIVERY_H_
 
 #include <deque>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -59,6 +60,12 @@ class DeliveryObserver {
                          const std::string& status, int attempts, const std::string& error) = 0;
 };
 
+// A spool file and how many of its notifications are not yet done; removed at zero.
+struct SpoolFile {
+  std::string path;
+  size_t remaining = 0;
+};
+
 struct DeliveryOptions {
   size_t max_queue = 10000;
   size_t max_remembered_keys = 100000;
@@ -90,7 +97,12 @@ class Delivery {
   enum class Accepted { kQueued, kDuplicate };
   // kResourceExhausted when the queue is full (the key is not remembered, so a retry works);
   // kInvalidArgument for a malformed request, naming the field; kUnavailable if the spool
-  // cannot be written. With a spool, a kQueued request is on disk when this returns.
+  // cannot be written. With a spool, a kQueued request is on disk when `done` runs: the spool
+  // writer thread groups concurrent requests into one sync. `done` runs on the caller's thread
+  // or the spool writer's; it must not call back into Delivery.
+  void AcceptAsync(const v1::NotifyRequest& request,
+                   std::function<void(absl::StatusOr<Accepted>)> done);
+  // AcceptAsync, waiting for the answer.
   absl::StatusOr<Accepted> Accept(const v1::NotifyRequest& request);
 
   // Before Start(): queues every notification left in the spool by an earlier process.
@@ -105,7 +117,8 @@ class Delivery {
   // One accepted notification, shared by its per-receiver items.
   struct Accepted_ {
     v1::NotifyRequest request;
-    std::string spool_path;  // empty without a spool
+    // The spool file holding it (null without a spool); shared by a batch.
+    std::shared_ptr<struct SpoolFile> spool;
     size_t remaining = 0;    // receivers not yet done; guarded by mu_
   };
   struct Item {
@@ -118,10 +131,21 @@ class Delivery {
     bool in_flight = false;
   };
   void Work();
-  // Writes and fsyncs one spool file (without the lock).
-  absl::StatusOr<std::string> Spool(const v1::NotifyRequest& request, uint64_t number);
+  // Writes a batch of notifications into one spool file (a JSON line each), durably: one
+  // fsync of the file and one of the directory for the whole batch.
+  absl::StatusOr<std::string> WriteSpoolBatch(const std::vector<const v1::NotifyRequest*>& batch,
+                                              uint64_t number);
+  // The spool writer thread: writes queued notifications, one syncfs per batch, then queues
+  // them for delivery and answers their callers.
+  void SpoolWriter();
+  struct SpoolJob {
+    v1::NotifyRequest request;
+    uint64_t number;
+    size_t targets;
+    std::function<void(absl::StatusOr<Accepted>)> done;
+  };
   // Queues `request` for every receiver it goes to (ignores max_queue).
-  void EnqueueLocked(const v1::NotifyRequest& request, std::string spool_path)
+  void EnqueueLocked(const v1::NotifyRequest& request, std::shared_ptr<SpoolFile> spool)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DoneLocked(Item& item) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -140,6 +164,10 @@ class Delivery {
 
   mutable Mutex mu_;
   KeyMemory keys_ ABSL_GUARDED_BY(mu_);
+  // Notifications waiting for the spool writer (bounded by max_queue through reserved_).
+  std::deque<SpoolJob> spool_queue_ ABSL_GUARDED_BY(mu_);
+  bool spool_stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread spool_thread_;
   // Keys being written to the spool, and the queue room they hold.
   absl::flat_hash_set<std::string> spooling_ ABSL_GUARDED_BY(mu_);
   size_t reserved_ ABSL_GUARDED_BY(mu_) = 0;

@@ -43,8 +43,11 @@ absl::Status SendHttp(const std::string& what, const HttpRequest& request) {
   if (!SafeForHeader(request.url, 8192)) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": the URL holds CR, LF or NUL"));
   }
-  std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
+  // One handle per thread, reset between requests: its connection cache keeps connections
+  // to the same host open (keep-alive), so a busy receiver costs no handshake per delivery.
+  thread_local std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
   if (!curl) return absl::InternalError("curl_easy_init failed");
+  curl_easy_reset(curl.get());
   curl_slist* headers = nullptr;
   headers = curl_slist_append(headers, "User-Agent: Vigie-Notifier/" VIGIE_VERSION);
   for (const std::string& h : request.headers) headers = curl_slist_append(headers, h.c_str());

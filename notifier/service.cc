@@ -10,9 +10,12 @@ grpc::ServerUnaryReactor* NotifierService::Notify(grpc::CallbackServerContext* c
                                                   const v1::NotifyRequest* request,
                                                   v1::NotifyResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  absl::StatusOr<Delivery::Accepted> r = delivery_->Accept(*request);
-  if (r.ok()) response->set_duplicate(*r == Delivery::Accepted::kDuplicate);
-  reactor->Finish(ToGrpcStatus(r.status()));
+  // Answered when the notification is durable (the spool writer's group commit), without
+  // holding a gRPC thread meanwhile.
+  delivery_->AcceptAsync(*request, [reactor, response](absl::StatusOr<Delivery::Accepted> r) {
+    if (r.ok()) response->set_duplicate(*r == Delivery::Accepted::kDuplicate);
+    reactor->Finish(ToGrpcStatus(r.status()));
+  });
   return reactor;
 }
 

@@ -35,8 +35,9 @@ packages=(
   python3-grpcio python3-protobuf
   # real Prometheus for the scrape and remote-write tests; VictoriaMetrics for remote write
   prometheus victoria-metrics
-  # a real SMTP server (STARTTLS, AUTH) for the email tests
-  python3-aiosmtpd
+  # a real SMTP server (STARTTLS, AUTH) for the email tests; nginx as the notifier
+  # benchmark's sink (a Python sink cannot keep up)
+  python3-aiosmtpd nginx-light
 )
 
 missing=()
