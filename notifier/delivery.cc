@@ -71,6 +71,7 @@ Delivery::Delivery(DeliveryOptions options, std::vector<Receiver> receivers,
       deliveries_.Add({{"receiver", r.name}, {"channel", r.kind}, {"result", res}});
     }
   }
+  in_flight_.assign(receivers_.size(), 0);
   // Accepting (the spool) runs from construction; delivering from Start().
   if (!options_.spool_directory.empty()) spool_thread_ = std::thread([this] { SpoolWriter(); });
 }
@@ -381,7 +382,9 @@ void Delivery::Work() {
           auto order_key =
               std::make_pair(it->receiver, it->accepted->request.notification().fingerprint());
           const bool blocked_here = blocked.contains(order_key);
-          if (!it->in_flight && !blocked_here) {
+          // A channel may hold all workers but one: a hanging receiver never stalls the rest.
+          const bool channel_busy = in_flight_[it->receiver] >= max_in_flight_per_channel_;
+          if (!it->in_flight && !blocked_here && !channel_busy) {
             if (it->next_attempt <= now) {
               item = it;
               break;
@@ -398,6 +401,7 @@ void Delivery::Work() {
         mu_.AwaitWithDeadline(changed, std::min(earliest, now + absl::Seconds(10)));
       }
       item->in_flight = true;
+      ++in_flight_[item->receiver];
     }
     // Send outside the lock. The item stays in the list (only this thread erases it).
     const Receiver& r = receivers_[item->receiver];
@@ -407,6 +411,7 @@ void Delivery::Work() {
     const std::string key = request.idempotency_key();
     MutexLock lock(&mu_);
     item->in_flight = false;
+    --in_flight_[item->receiver];
     ++generation_;
     if (s.ok()) {
       deliveries_.Add({{"receiver", r.name}, {"channel", r.kind}, {"result", "sent"}}).Increment();

@@ -174,6 +174,9 @@ class Delivery {
   // FIFO. An item stays in place while it is sent and while it waits to retry, and a later item
   // for the same receiver and alert waits behind it, so "resolved" never overtakes "firing".
   std::list<Item> queue_ ABSL_GUARDED_BY(mu_);
+  // Deliveries under way per channel, and how many one channel may have.
+  std::vector<int> in_flight_ ABSL_GUARDED_BY(mu_);
+  const int max_in_flight_per_channel_ = std::max(1, options_.workers - 1);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t spool_counter_ ABSL_GUARDED_BY(mu_) = 0;
   // Bumped whenever an item is added or finishes a send, to wake idle workers.

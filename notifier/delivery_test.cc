@@ -252,5 +252,53 @@ TEST(DeliveryTest, RoutesAndRateLimitsDecideWhichReceiversGetANotification) {
   d.Stop();
 }
 
+TEST(DeliveryTest, AHangingChannelNeverHoldsEveryWorker) {
+  class Hanging : public Channel {
+   public:
+    absl::Status Send(const v1::NotifyRequest&) override {
+      MutexLock lock(&mu_);
+      ++calls_;
+      mu_.Await([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return released_; });
+      return absl::OkStatus();
+    }
+    void Release() {
+      MutexLock lock(&mu_);
+      released_ = true;
+    }
+    int calls() {
+      MutexLock lock(&mu_);
+      return calls_;
+    }
+
+   private:
+    Mutex mu_;
+    bool released_ ABSL_GUARDED_BY(mu_) = false;
+    int calls_ ABSL_GUARDED_BY(mu_) = 0;
+  };
+  auto hanging = std::make_unique<Hanging>();
+  Hanging* hang = hanging.get();
+  auto ok = std::make_unique<FakeChannel>(0);
+  FakeChannel* ok_fake = ok.get();
+  std::vector<Receiver> receivers;
+  receivers.push_back({"smtp", "email", std::move(hanging)});
+  receivers.push_back({"hook", "webhook", std::move(ok)});
+  prometheus::Registry registry;
+  Delivery d(FastRetries(), std::move(receivers), &registry);  // 2 workers
+  d.Start();
+  for (int i = 0; i < 5; ++i) {
+    v1::NotifyRequest r = Request(absl::StrCat("k", i));
+    r.mutable_notification()->set_fingerprint(absl::StrCat("fp", i));  // no ordering between them
+    ASSERT_TRUE(d.Accept(r).ok());
+  }
+  // The webhook gets all five while the SMTP server hangs on its first.
+  WaitUntil([&] { return ok_fake->sent().size() == 5; });
+  EXPECT_EQ(ok_fake->sent().size(), 5u);
+  EXPECT_EQ(hang->calls(), 1);
+  hang->Release();
+  WaitUntil([&] { return d.queued() == 0; });
+  EXPECT_EQ(hang->calls(), 5);
+  d.Stop();
+}
+
 }  // namespace
 }  // namespace vigie::notifier
