@@ -18,6 +18,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -30,11 +31,11 @@
 ABSL_FLAG(std::string, target, "127.0.0.1:7400", "control plane gRPC address");
 ABSL_FLAG(int, agents, 10, "simulated agents (one stream and connection each)");
 ABSL_FLAG(int, series, 600, "samples per batch (0: heartbeats only)");
-ABSL_FLAG(absl::Duration, interval, absl::Seconds(15), "between batches (0: as fast as acked)");
+ABSL_FLAG(std::string, interval, "15s", "between batches (0: as fast as acked)");
 ABSL_FLAG(int, window, 4, "batches in flight per agent, unacknowledged");
-ABSL_FLAG(absl::Duration, duration, absl::Seconds(30), "how long to run");
-ABSL_FLAG(absl::Duration, warmup, absl::Seconds(3), "not counted at the start");
-ABSL_FLAG(absl::Duration, reconnect_every, absl::ZeroDuration(),
+ABSL_FLAG(std::string, duration, "30s", "how long to run");
+ABSL_FLAG(std::string, warmup, "3s", "not counted at the start");
+ABSL_FLAG(std::string, reconnect_every, "0",
           "each agent ends its stream and reconnects this often (0: never)");
 ABSL_FLAG(std::string, token_file, "", "bearer token (an enrolment token: agent_id = hostname)");
 ABSL_FLAG(std::string, ca_file, "", "PEM CA: connect with TLS");
@@ -54,6 +55,16 @@ struct Totals {
 };
 Totals totals;
 std::atomic<bool> counting{false};
+
+// The flags, read once in main. (Durations are string flags: absl's Duration flags use a
+// fence GCC's TSan refuses.)
+struct Settings {
+  int series = 0;
+  int window = 0;
+  absl::Duration interval, reconnect_every;
+  bool expect_welcome = true;
+};
+Settings settings;
 
 class SimAgent;
 
@@ -91,7 +102,7 @@ class SimAgent {
       if (now < reconnect_at_) return;
       stream_ = new Stream(this, stub_.get(), token_);
       connected_at_ = now;
-      welcomed_ = !absl::GetFlag(FLAGS_expect_welcome);
+      welcomed_ = !settings.expect_welcome;
       totals.connects++;
       v1::AgentMessage hello;
       hello.mutable_hello()->set_agent_id(id_);
@@ -103,7 +114,7 @@ class SimAgent {
       return;
     }
     if (!welcomed_) return;
-    const absl::Duration reconnect = absl::GetFlag(FLAGS_reconnect_every);
+    const absl::Duration reconnect = settings.reconnect_every;
     if (reconnect > absl::ZeroDuration() && now - connected_at_ >= reconnect) {
       stream_->Finish();
       return;
@@ -114,9 +125,9 @@ class SimAgent {
       stream_->Send(std::move(hb));
       last_heartbeat_ = now;
     }
-    const int series = absl::GetFlag(FLAGS_series);
-    const absl::Duration interval = absl::GetFlag(FLAGS_interval);
-    while (series > 0 && next_seq_ - 1 - acked_ < static_cast<uint64_t>(absl::GetFlag(FLAGS_window)) &&
+    const int series = settings.series;
+    const absl::Duration interval = settings.interval;
+    while (series > 0 && next_seq_ - 1 - acked_ < static_cast<uint64_t>(settings.window) &&
            now - last_batch_ >= interval) {
       stream_->Send(Batch(next_seq_++, series, now));
       last_batch_ = now;
@@ -139,7 +150,7 @@ class SimAgent {
         if (counting) {
           totals.acked_batches += static_cast<int64_t>(seq - acked_);
           totals.acked_samples +=
-              static_cast<int64_t>(seq - acked_) * absl::GetFlag(FLAGS_series);
+              static_cast<int64_t>(seq - acked_) * settings.series;
         }
         acked_ = seq;
       }
@@ -259,6 +270,21 @@ void Stream::OnDone(const grpc::Status& s) {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  settings.series = absl::GetFlag(FLAGS_series);
+  settings.window = absl::GetFlag(FLAGS_window);
+  settings.expect_welcome = absl::GetFlag(FLAGS_expect_welcome);
+  absl::Duration warmup, duration;
+  for (auto [flag, out] : {std::make_pair(&FLAGS_interval, &settings.interval),
+                           std::make_pair(&FLAGS_reconnect_every, &settings.reconnect_every),
+                           std::make_pair(&FLAGS_warmup, &warmup),
+                           std::make_pair(&FLAGS_duration, &duration)}) {
+    if (!absl::ParseDuration(absl::GetFlag(*flag), out)) {
+      std::fprintf(stderr, "--%s: \"%s\" is not a duration\n",
+                   std::string(absl::GetFlagReflectionHandle(*flag).Name()).c_str(),
+                   absl::GetFlag(*flag).c_str());
+      return 2;
+    }
+  }
   // One socket per agent: use every descriptor the hard limit allows.
   vigie::RaiseOpenFileLimit();
   std::string token;
@@ -296,8 +322,8 @@ int main(int argc, char** argv) {
         grpc::CreateCustomChannel(absl::GetFlag(FLAGS_target), creds, args), token));
   }
   const absl::Time start = absl::Now();
-  const absl::Time count_from = start + absl::GetFlag(FLAGS_warmup);
-  const absl::Time end = count_from + absl::GetFlag(FLAGS_duration);
+  const absl::Time count_from = start + warmup;
+  const absl::Time end = count_from + duration;
   absl::Time next_report = start + absl::Seconds(5);
   // Connect gradually (at most 500 new streams per tick), as a fleet starting would.
   int started = 0;
@@ -312,9 +338,9 @@ int main(int argc, char** argv) {
                    static_cast<long long>(totals.acked_samples.load()));
       next_report = now + absl::Seconds(5);
     }
-    absl::SleepFor(absl::Milliseconds(absl::GetFlag(FLAGS_interval) == absl::ZeroDuration() ? 1 : 20));
+    absl::SleepFor(absl::Milliseconds(settings.interval == absl::ZeroDuration() ? 1 : 20));
   }
-  const double seconds = absl::ToDoubleSeconds(absl::GetFlag(FLAGS_duration));
+  const double seconds = absl::ToDoubleSeconds(duration);
   std::printf(
       "{\"agents\": %d, \"welcomed\": %lld, \"connects\": %lld, \"stream_ends\": %lld, "
       "\"acked_batches\": %lld, \"acked_samples\": %lld, \"samples_per_second\": %.0f, "
