@@ -103,6 +103,8 @@ class RecordingSink:
 
     def __init__(self):
         self.requests = []
+        self.refused = 0
+        self.fail_status = None  # set to e.g. 503 to refuse (and not record) requests
         self.lock = threading.Lock()
         server = self
 
@@ -111,8 +113,12 @@ class RecordingSink:
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
                 with server.lock:
-                    server.requests.append((self.command, self.path, dict(self.headers), body))
-                self.send_response(201 if "/Messages.json" in self.path else 200)
+                    status = server.fail_status
+                    if status:
+                        server.refused += 1
+                    else:
+                        server.requests.append((self.command, self.path, dict(self.headers), body))
+                self.send_response(status or (201 if "/Messages.json" in self.path else 200))
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -1,0 +1,66 @@
+#!/usr/bin/python3
+"""A notifier SIGKILLed while its receiver refuses everything delivers every notification it
+had accepted once it is back (its spool), and answers their keys as duplicates."""
+import json
+import os
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vigie_harness as h  # noqa: E402
+
+N = 200
+
+
+class NotifierCrashTest(h.SystemTestCase):
+    @classmethod
+    def start_system(cls):
+        cls.tmp = h.TempDir()
+        t = cls.tmp.path
+        cls.sink = h.RecordingSink()
+        cls.sink.fail_status = 503
+        cls.token_file, cls.token = h.write_secret(t, "notifier.token")
+        cls.grpc, http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
+        cls.notifier = h.Process(t, "vigie-notifier", f"""
+grpc_listen: {cls.grpc}
+http_listen: {http}
+client_token: {{file: {cls.token_file}}}
+spool_directory: {t}/spool
+retry_backoff: {{initial: 100ms, max: 300ms}}
+delivery_workers: 4
+receivers:
+  - name: hook
+    webhook_configs: [{{url: "{cls.sink.url}/hook"}}]
+""", health_url=f"http://{http}/healthz")
+        cls.procs.append(cls.notifier)
+
+    def test_sigkill_mid_delivery_loses_nothing_accepted(self):
+        out = subprocess.run([os.path.join(h.BIN, "vigie-notify-bench"), "--mode=notify",
+                              f"--target={self.grpc}", f"--token_file={self.token_file}",
+                              f"--n={N}", "--concurrency=8",
+                              f"--sent_file={self.tmp.path}/sent.txt", "--run=crash"],
+                             capture_output=True, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        h.wait_for(lambda: self.sink.refused > N, 30, "deliveries being refused and retried")
+        self.notifier.kill()  # SIGKILL while every delivery is retrying
+        self.notifier.start()
+        self.sink.fail_status = None
+        def delivered():
+            keys = {json.loads(b).get("idempotencyKey") for _, _, _, b in self.sink.matching("/hook")}
+            return keys if len(keys) >= N else None
+        keys = h.wait_for(delivered, 60, f"all {N} accepted notifications delivered")
+        self.assertEqual(keys, {f"bench/crash/{i}" for i in range(N)})
+        # Their keys are remembered from the spool: resending one is a duplicate.
+        code, body, err = h.buf("-d", json.dumps({"idempotencyKey": "bench/crash/7", "notification":
+                                                  {"status": "STATUS_FIRING", "rule": "r"}}),
+                                f"http://{self.grpc}/vigie.v1.Notifier/Notify", token=self.token)
+        self.assertEqual(code, 0, err)
+        self.assertTrue(json.loads(body or "{}").get("duplicate"), body)
+        time.sleep(1)
+        self.assertEqual(len(os.listdir(f"{self.tmp.path}/spool")), 0, "spool emptied")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
