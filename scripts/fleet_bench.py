@@ -6,7 +6,9 @@ scripts/bench-fleet.sh, which builds first). PostgreSQL runs with fsync on.
    plane -> PostgreSQL, Ack after commit), with 1 and 2 storage workers, against psql's \\copy
    of the same number of samples as one row each into (series_id, ts, value) with its primary
    key, over as many connections.
-2. Memory per idle agent with TLS: control-plane RSS growth per connected idle agent against a
+2. Control-plane RSS while agents send flat out and PostgreSQL is stopped, against the
+   max_inflight_bytes bound.
+3. Memory per idle agent with TLS: control-plane RSS growth per connected idle agent against a
    bare gRPC callback server (vigie-bare-server) holding the same idle TLS streams.
 
   scripts/bench-fleet.sh [--idle 1000,10000] [--agents 8] [--seconds 20]
@@ -149,6 +151,43 @@ def idle_memory(tmp, pg, admin_file, admin, counts):
         print(f"{n:>16,}   {cp_per:>20,.0f}   {bare_per:>24,.0f}   {cp_per / bare_per:5.2f}")
 
 
+def outage(tmp, pg, admin_file, admin, agents, seconds):
+    """Control-plane RSS while `agents` send as fast as Acks allow and PostgreSQL is stopped
+    for `seconds`, against its max_inflight_bytes bound (the figure the issue asks for)."""
+    cp, addr = start_controlplane(tmp, pg, admin_file, 2, name="cp-outage")
+    token = h.create_token(addr, admin, "TOKEN_KIND_ENROLMENT")
+    token_file = os.path.join(tmp, "enrol-outage.token")
+    with open(token_file, "w") as f:
+        f.write(token)
+    idle = rss_kib(cp.proc.pid)
+    lg = subprocess.Popen([os.path.join(BIN, "vigie-loadgen"), f"--target={addr}",
+                           f"--agents={agents}", "--series=600", "--interval=0", "--window=8",
+                           "--warmup=0s", f"--duration={seconds * 3 + 30}s",
+                           f"--token_file={token_file}", "--id_prefix=outage-"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(10)
+    loaded = 0
+    for _ in range(5):
+        time.sleep(1)
+        loaded = max(loaded, rss_kib(cp.proc.pid))
+    pg.stop_server()
+    peak = loaded
+    for _ in range(seconds):
+        time.sleep(1)
+        peak = max(peak, rss_kib(cp.proc.pid))
+    pg.start_server()
+    time.sleep(10)
+    after = rss_kib(cp.proc.pid)
+    lg.kill()
+    lg.wait()
+    cp.terminate()
+    budget = 256 * 1024
+    print(f"control-plane RSS, {agents} agents sending flat out, max_inflight_bytes 256 MiB:")
+    print(f"  idle {idle / 1024:.0f} MiB, under load {loaded / 1024:.0f} MiB, peak during a "
+          f"{seconds} s PostgreSQL outage {peak / 1024:.0f} MiB ({(peak - idle) / budget:.2f}x "
+          f"the budget above idle), after recovery {after / 1024:.0f} MiB")
+
+
 def bare_streams(pid, n):
     # Established TCP connections of the bare server: one per agent.
     def done():
@@ -176,6 +215,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--idle", default="1000,10000")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--outage-agents", type=int, default=100)
+    ap.add_argument("--outage-seconds", type=int, default=20)
     a = ap.parse_args()
     tmpdir = h.TempDir()
     tmp = tmpdir.path
@@ -184,6 +225,8 @@ def main():
         admin_file, admin = h.write_secret(tmp, "admin.token")
         if not a.skip_throughput:
             throughput(tmp, pg, admin_file, admin, a.agents, a.seconds)
+        if a.outage_agents:
+            outage(tmp, pg, admin_file, admin, a.outage_agents, a.outage_seconds)
         if a.idle:
             idle_memory(tmp, pg, admin_file, admin, [int(x) for x in a.idle.split(",")])
     finally:

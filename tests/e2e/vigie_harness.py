@@ -91,7 +91,8 @@ class Postgres:
         """Starts it again on the same port, as scripts/pg-cluster.sh did."""
         self._pg_ctl("-l", os.path.join(self.env["PGDATA"], "server.log"), "-w", "-o",
                      f"-c listen_addresses=127.0.0.1 -p {self.env['PGPORT']} "
-                     f"-k {self.env['PGSOCKET']} -c fsync=off", "start")
+                     f"-k {self.env['PGSOCKET']} "
+                     f"-c fsync={os.environ.get('VIGIE_PG_FSYNC', 'off')}", "start")
 
     def stop(self):
         subprocess.run([os.path.join(ROOT, "scripts", "pg-cluster.sh"), "stop", self.dir],
