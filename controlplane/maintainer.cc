@@ -64,7 +64,12 @@ void Maintainer::Run() {
     more = false;
     if (r.ok()) {
       rollup_buckets_.Increment(static_cast<double>(r->buckets_written));
-      more = r->more;
+      more = r->more && r->failed == 0;
+      if (r->failed > 0) {
+        errors_.Add({{"task", "rollups"}}).Increment(static_cast<double>(r->failed));
+        log::Warn("rollups failed for some agents; retrying next round",
+                  {{"agents", r->failed}, {"error", r->first_error}});
+      }
     } else {
       errors_.Add({{"task", "rollups"}}).Increment();
       log::Warn("rollup round failed; retrying", {{"error", r.status()}});

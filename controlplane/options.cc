@@ -145,9 +145,11 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::Cont
     w.ca_file = r.ca_file();
     VIGIE_ASSIGN_OR_RETURN(w.timeout, ParseConfigDuration(absl::StrCat(field, ".timeout"),
                                                           r.timeout(), w.timeout));
-    if (w.timeout < absl::Milliseconds(100)) {
+    // A chunk is sent inside the transaction holding its cursor: keep it well under the
+    // session's idle-in-transaction timeout (120 s).
+    if (w.timeout < absl::Milliseconds(100) || w.timeout > absl::Seconds(60)) {
       return absl::InvalidArgumentError(
-          absl::StrCat(field, ".timeout: at least 100ms, got \"", r.timeout(), "\""));
+          absl::StrCat(field, ".timeout: between 100ms and 60s, got \"", r.timeout(), "\""));
     }
     if (r.shards() != 0) w.shards = static_cast<int>(r.shards());
     if (w.shards > 16) {

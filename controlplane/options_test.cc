@@ -113,7 +113,8 @@ TEST(ControlPlaneOptionsTest, RemoteWrite) {
       {"- {name: a, url: 'http://x/', shards: 99}", "remote_write[0].shards: at most 16"},
       {"- {name: a, url: 'http://x/', max_samples_per_send: 1000000}",
        "max_samples_per_send: at most 100000"},
-      {"- {name: a, url: 'http://x/', timeout: 1ms}", "remote_write[0].timeout: at least 100ms"},
+      {"- {name: a, url: 'http://x/', timeout: 1ms}", "remote_write[0].timeout: between 100ms"},
+      {"- {name: a, url: 'http://x/', timeout: 5m}", "remote_write[0].timeout: between 100ms"},
       // A token in clear beyond loopback.
       {"- {name: a, url: 'http://10.0.0.9/api/v1/write', bearer_token: {env: HOME}}",
        "credentials over plain http beyond loopback"},

@@ -320,6 +320,11 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
       b.seq = DurableSequence(m);
       b.batch = &m.metrics();
       b.blocks = SplitIntoBlocks(m.metrics().samples());
+      // Every sample's day (a re-split, over the series limit, may start a block on a later
+      // day than any block here).
+      for (const v1::Sample& smp : m.metrics().samples()) {
+        if (smp.timestamp_ms() >= cutoff_ms) sample_days.insert(DayOf(smp.timestamp_ms()));
+      }
       for (auto it = b.blocks.begin(); it != b.blocks.end();) {
         if (it->ts_ms < cutoff_ms) {
           expired.samples_expired += it->values.size();
@@ -982,7 +987,12 @@ absl::StatusOr<RollupResult> PgStore::RollUp(absl::Time now, int max_agents) {
     // Rollup partitions for the buckets this round may write: the months from the agent's
     // oldest block to now (made once; later calls find them known).
     absl::StatusOr<RollupResult> one = RollUpAgent(agent, upto);
-    if (!one.ok()) return one.status();
+    if (!one.ok()) {
+      // One agent's failure must not hold the others back: count it, go on.
+      ++result.failed;
+      result.first_error = one.status();
+      continue;
+    }
     result.buckets_written += one->buckets_written;
     result.agents += 1;
     result.more |= one->more;
@@ -1040,8 +1050,11 @@ absl::StatusOr<RollupResult> PgStore::RollUpAgent(const std::string& agent, int6
     // At most an hour of buckets per transaction: short locks, bounded memory.
     const int64_t to = std::min(upto, from + 12 * kRollupBucketMs);
     for (int64_t b = from; b < to; b += kRollupBucketMs) buckets.insert(b);
+    // At most a day of late buckets per transaction, oldest first; the rest next round.
     for (const pqxx::row& d : w.exec_params(
-             absl::StrFormat("DELETE FROM rollup_dirty WHERE agent_id = $1 RETURNING %s",
+             absl::StrFormat("DELETE FROM rollup_dirty WHERE (agent_id, bucket) IN ("
+                             "SELECT agent_id, bucket FROM rollup_dirty WHERE agent_id = $1 "
+                             "ORDER BY bucket LIMIT 288) RETURNING %s",
                              absl::StrFormat(kTsToMs, "bucket")),
              agent)) {
       buckets.insert(d[0].as<int64_t>());

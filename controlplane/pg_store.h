@@ -58,6 +58,8 @@ struct RollupResult {
   size_t agents = 0;
   size_t buckets_written = 0;
   bool more = false;  // work remains that is already due: call again
+  size_t failed = 0;  // agents whose rollup failed this round (retried next round)
+  absl::Status first_error;
 };
 
 // Thread-safe: each call borrows a connection from a bounded pool. A broken connection is

@@ -154,7 +154,9 @@ TEST(SlackTest, PayloadHasColourTitleLinkAndLabelFields) {
   // Invalid UTF-8 in a label does not break the JSON.
   v1::NotifyRequest bad = Alert();
   (*bad.mutable_notification()->mutable_labels())["agent"] = "\xff\xfe";
-  EXPECT_NO_THROW(nlohmann::json::parse(SlackPayload(o, bad)));
+  nlohmann::json parsed;
+  EXPECT_NO_THROW(parsed = nlohmann::json::parse(SlackPayload(o, bad)));
+  EXPECT_TRUE(parsed.is_object());
 }
 
 TEST(WebhookTest, SignatureIsHmacSha256OfTheBody) {

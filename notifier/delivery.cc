@@ -113,8 +113,15 @@ void Delivery::AcceptAsync(const v1::NotifyRequest& request,
   absl::StatusOr<Accepted> result = Accepted::kDuplicate;
   {
     MutexLock lock(&mu_);
-    if (keys_.Contains(key) || spooling_.contains(key)) {
+    if (spooling_.contains(key)) {
+      // Being written: the answer waits for that write (a duplicate only once it is durable).
+      spool_waiters_[key].push_back(std::move(done));
+      return;
+    }
+    if (keys_.Contains(key)) {
       accepted_.Add({{"result", "duplicate"}}).Increment();
+    } else if (spool_stopping_ && !options_.spool_directory.empty()) {
+      result = absl::UnavailableError("notifier stopping; retry");
     } else if (queue_.size() + reserved_ + targets > options_.max_queue) {
       accepted_.Add({{"result", "full"}}).Increment();
       result = absl::ResourceExhaustedError(absl::StrCat("delivery queue full (", queue_.size(),
@@ -171,11 +178,24 @@ void Delivery::SpoolWriter() {
       log::Error("cannot spool notifications", {{"count", jobs.size()}, {"error", path.status()}});
     }
     std::vector<absl::StatusOr<Accepted>> results;
+    // Callers who sent the same key while it was being written: a duplicate if it is now
+    // durable, the same error otherwise.
+    std::vector<std::pair<std::function<void(absl::StatusOr<Accepted>)>, absl::StatusOr<Accepted>>>
+        waiters;
     {
       MutexLock lock(&mu_);
       for (SpoolJob& j : jobs) {
         spooling_.erase(j.request.idempotency_key());
         reserved_ -= j.targets;
+        if (auto w = spool_waiters_.find(j.request.idempotency_key()); w != spool_waiters_.end()) {
+          for (auto& fn : w->second) {
+            if (path.ok()) accepted_.Add({{"result", "duplicate"}}).Increment();
+            waiters.emplace_back(std::move(fn), path.ok() ? absl::StatusOr<Accepted>(
+                                                                Accepted::kDuplicate)
+                                                          : absl::StatusOr<Accepted>(path.status()));
+          }
+          spool_waiters_.erase(w);
+        }
         if (!path.ok()) {
           results.push_back(path.status());
           continue;
@@ -188,6 +208,7 @@ void Delivery::SpoolWriter() {
       queue_depth_.Set(static_cast<double>(queue_.size()));
     }
     for (size_t i = 0; i < jobs.size(); ++i) jobs[i].done(std::move(results[i]));
+    for (auto& [fn, r] : waiters) fn(std::move(r));
   }
 }
 
@@ -225,18 +246,31 @@ void Delivery::EnqueueLocked(const v1::NotifyRequest& request, std::shared_ptr<S
     targets.push_back(targets_[i]);
   }
   if (observer_ != nullptr) observer_->Accepted(request, targets);
-  if (accepted->remaining == 0 && accepted->spool && --accepted->spool->remaining == 0) {
-    unlink(accepted->spool->path.c_str());
-  }
+  if (accepted->remaining == 0) SpoolDone(*accepted);
   ++generation_;
   queue_depth_.Set(static_cast<double>(queue_.size()));
 }
 
 void Delivery::DoneLocked(Item& item) {
-  if (--item.accepted->remaining == 0 && item.accepted->spool &&
-      --item.accepted->spool->remaining == 0) {
-    unlink(item.accepted->spool->path.c_str());
+  if (--item.accepted->remaining == 0) SpoolDone(*item.accepted);
+}
+
+void Delivery::SpoolDone(const Accepted_& accepted) {
+  if (!accepted.spool) return;
+  SpoolFile& file = *accepted.spool;
+  const std::string done = file.path + ".done";
+  if (--file.remaining == 0) {
+    unlink(file.path.c_str());
+    unlink(done.c_str());
+    return;
   }
+  // The batch's file stays while others in it are pending: note this one as finished, so a
+  // restart does not deliver it again (not fsync'ed: at worst it is delivered twice).
+  int fd = open(done.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  const std::string line = accepted.request.idempotency_key() + "\n";
+  (void)!write(fd, line.data(), line.size());
+  close(fd);
 }
 
 absl::StatusOr<std::string> Delivery::WriteSpoolBatch(
@@ -295,6 +329,9 @@ absl::StatusOr<int> Delivery::Recover() {
     if (e->d_name[0] != '.' &&
         (absl::EndsWith(e->d_name, ".json") || absl::EndsWith(e->d_name, ".jsonl"))) {
       names.emplace_back(e->d_name);
+    } else if (e->d_name[0] == '.' && absl::EndsWith(e->d_name, ".tmp")) {
+      // A write cut short by a crash: never acknowledged, so never accepted.
+      unlink(absl::StrCat(options_.spool_directory, "/", e->d_name).c_str());
     }
   }
   closedir(dir);
@@ -308,6 +345,14 @@ absl::StatusOr<int> Delivery::Recover() {
     const std::string path = absl::StrCat(options_.spool_directory, "/", n);
     absl::StatusOr<std::string> text = ReadRegularFile(path, 256 << 20);
     std::vector<v1::NotifyRequest> requests;
+    // Notifications of the batch already finished before the restart.
+    absl::flat_hash_set<std::string> finished;
+    if (absl::StatusOr<std::string> done = ReadRegularFile(path + ".done", 64 << 20); done.ok()) {
+      for (absl::string_view k : absl::StrSplit(*done, '\n', absl::SkipEmpty())) {
+        finished.insert(std::string(k));
+      }
+    }
+    size_t unreadable = 0;
     if (text.ok()) {
       std::vector<absl::string_view> lines =
           absl::EndsWith(n, ".jsonl")
@@ -318,20 +363,36 @@ absl::StatusOr<int> Delivery::Recover() {
         if (google::protobuf::util::JsonStringToMessage(std::string(line), &request).ok() &&
             !request.idempotency_key().empty()) {
           requests.push_back(std::move(request));
+        } else {
+          ++unreadable;
         }
       }
     }
-    if (requests.empty()) {
-      log::Error("unreadable spool file; renamed *.bad", {{"file", path}});
-      rename(path.c_str(), (path + ".bad").c_str());
+    if (requests.empty() || unreadable > 0) {
+      // Kept aside for a person to look at, whatever could be read is still delivered.
+      log::Error("unreadable spool file or lines; a copy is kept as *.bad",
+                 {{"file", path}, {"unreadable_lines", unreadable}});
+      if (requests.empty()) {
+        rename(path.c_str(), (path + ".bad").c_str());
+        continue;
+      }
+      std::ofstream(path + ".bad", std::ios::binary) << *text;
+    }
+    std::vector<const v1::NotifyRequest*> pending;
+    for (const v1::NotifyRequest& request : requests) {
+      keys_.Insert(request.idempotency_key());
+      if (finished.count(request.idempotency_key()) == 0) pending.push_back(&request);
+    }
+    if (pending.empty()) {
+      unlink(path.c_str());
+      unlink((path + ".done").c_str());
       continue;
     }
     auto file = std::make_shared<SpoolFile>();
     file->path = path;
-    file->remaining = requests.size();
-    for (const v1::NotifyRequest& request : requests) {
-      keys_.Insert(request.idempotency_key());
-      EnqueueLocked(request, file);
+    file->remaining = pending.size();
+    for (const v1::NotifyRequest* request : pending) {
+      EnqueueLocked(*request, file);
       ++recovered;
     }
   }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -148,6 +149,9 @@ class Delivery {
   void EnqueueLocked(const v1::NotifyRequest& request, std::shared_ptr<SpoolFile> spool)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DoneLocked(Item& item) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A notification is finished: its spool file goes when the whole batch is; meanwhile the key
+  // is noted in <file>.done so a restart skips it.
+  void SpoolDone(const Accepted_& accepted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const DeliveryOptions options_;
   const std::vector<Receiver> receivers_;
@@ -166,6 +170,8 @@ class Delivery {
   KeyMemory keys_ ABSL_GUARDED_BY(mu_);
   // Notifications waiting for the spool writer (bounded by max_queue through reserved_).
   std::deque<SpoolJob> spool_queue_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::vector<std::function<void(absl::StatusOr<Accepted>)>>>
+      spool_waiters_ ABSL_GUARDED_BY(mu_);
   bool spool_stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread spool_thread_;
   // Keys being written to the spool, and the queue room they hold.

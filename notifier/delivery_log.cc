@@ -127,38 +127,64 @@ void DeliveryLog::Accepted(const v1::NotifyRequest& request,
 
 void DeliveryLog::Attempted(const std::string& key, const std::string& target,
                             const std::string& status, int attempts, const std::string& error) {
-  Push({false, key, target, status, error.substr(0, 1024), "", attempts, absl::Now()});
+  // At most 1 KiB, cut on a UTF-8 character boundary (PostgreSQL refuses a broken one).
+  size_t cut = std::min<size_t>(error.size(), 1024);
+  while (cut < error.size() && cut > 0 && (static_cast<unsigned char>(error[cut]) & 0xC0) == 0x80) {
+    --cut;
+  }
+  Push({false, key, target, status, error.substr(0, cut), "", attempts, absl::Now()});
+}
+
+void DeliveryLog::WriteOne(pqxx::transaction_base& w, const Event& e) {
+  if (e.accepted && e.target.empty()) {
+    w.exec_params0(
+        "INSERT INTO notifier_keys (key, accepted_at) VALUES ($1, $2::timestamptz) "
+        "ON CONFLICT DO NOTHING",
+        e.key, PgTime(e.at));
+  } else if (e.accepted) {
+    const size_t slash = e.target.find('/');
+    const size_t bracket = e.target.rfind('[');
+    w.exec_params0(
+        "INSERT INTO notifier_deliveries (key, target, receiver, channel, status, "
+        "accepted_at, updated_at, notification) VALUES ($1, $2, $3, $4, 'pending', "
+        "$5::timestamptz, $5::timestamptz, $6::jsonb) ON CONFLICT DO NOTHING",
+        e.key, e.target, e.target.substr(0, slash),
+        e.target.substr(slash + 1, bracket - slash - 1), PgTime(e.at), e.notification_json);
+  } else {
+    w.exec_params0(
+        "UPDATE notifier_deliveries SET status = $3, attempts = $4, last_error = $5, "
+        "updated_at = $6::timestamptz WHERE key = $1 AND target = $2",
+        e.key, e.target, e.status, e.attempts, e.error, PgTime(e.at));
+  }
 }
 
 absl::Status DeliveryLog::Write(const std::vector<Event>& events) {
   MutexLock lock(&db_mu_);
   if (!conn_ || !conn_->is_open()) VIGIE_RETURN_IF_ERROR(Connect());
   try {
-    pqxx::work w(*conn_);
-    for (const Event& e : events) {
-      if (e.accepted && e.target.empty()) {
-        w.exec_params0(
-            "INSERT INTO notifier_keys (key, accepted_at) VALUES ($1, $2::timestamptz) "
-            "ON CONFLICT DO NOTHING",
-            e.key, PgTime(e.at));
-      } else if (e.accepted) {
-        const size_t slash = e.target.find('/');
-        const size_t bracket = e.target.rfind('[');
-        w.exec_params0(
-            "INSERT INTO notifier_deliveries (key, target, receiver, channel, status, "
-            "accepted_at, updated_at, notification) VALUES ($1, $2, $3, $4, 'pending', "
-            "$5::timestamptz, $5::timestamptz, $6::jsonb) ON CONFLICT DO NOTHING",
-            e.key, e.target, e.target.substr(0, slash),
-            e.target.substr(slash + 1, bracket - slash - 1), PgTime(e.at), e.notification_json);
-      } else {
-        w.exec_params0(
-            "UPDATE notifier_deliveries SET status = $3, attempts = $4, last_error = $5, "
-            "updated_at = $6::timestamptz WHERE key = $1 AND target = $2",
-            e.key, e.target, e.status, e.attempts, e.error, PgTime(e.at));
+    try {
+      pqxx::work w(*conn_);
+      for (const Event& e : events) WriteOne(w, e);
+      w.commit();
+      return absl::OkStatus();
+    } catch (const pqxx::sql_error&) {
+      // One event the database refuses (a NUL in JSON, say) must not wedge the log: write them
+      // one by one, each in a savepoint, and drop (and count) those refused.
+      pqxx::work w(*conn_);
+      for (const Event& e : events) {
+        try {
+          pqxx::subtransaction sub(w, "event");
+          WriteOne(sub, e);
+          sub.commit();
+        } catch (const pqxx::sql_error& err) {
+          dropped_.Increment();
+          log::Warn("delivery log refused an event; dropped",
+                    {{"key", e.key}, {"error", err.what()}});
+        }
       }
+      w.commit();
+      return absl::OkStatus();
     }
-    w.commit();
-    return absl::OkStatus();
   } catch (const pqxx::broken_connection& e) {
     conn_.reset();
     return absl::UnavailableError(absl::StrCat("delivery log: connection lost: ", e.what()));
@@ -257,14 +283,13 @@ absl::StatusOr<v1::ListDeliveriesResponse> DeliveryLog::List(const v1::ListDeliv
   if (!req.page_token().empty()) {
     std::string raw;
     std::vector<std::string> parts;
-    if (absl::WebSafeBase64Unescape(req.page_token(), &raw)) {
-      parts = absl::StrSplit(raw, absl::MaxSplits('\x1f', 2));
-    }
-    if (parts.size() != 3 || !absl::SimpleAtoi(parts[0], &after_us)) {
+    // Three base64url fields joined by '.', so keys may hold any byte.
+    parts = absl::StrSplit(req.page_token(), '.');
+    if (parts.size() != 3 || !absl::WebSafeBase64Unescape(parts[0], &raw) ||
+        !absl::SimpleAtoi(raw, &after_us) || !absl::WebSafeBase64Unescape(parts[1], &after_key) ||
+        !absl::WebSafeBase64Unescape(parts[2], &after_target)) {
       return absl::InvalidArgumentError("page_token: not a token this server gave");
     }
-    after_key = parts[1];
-    after_target = parts[2];
   }
   v1::ListDeliveriesResponse out;
   MutexLock lock(&db_mu_);
@@ -300,9 +325,10 @@ absl::StatusOr<v1::ListDeliveriesResponse> DeliveryLog::List(const v1::ListDeliv
     }
     if (rows.size() == page) {
       const pqxx::row last = rows[rows.size() - 1];
-      out.set_next_page_token(absl::WebSafeBase64Escape(
-          absl::StrCat(last[8].as<int64_t>(), "\x1f", last[0].as<std::string>(), "\x1f",
-                       last[3].as<std::string>())));
+      out.set_next_page_token(
+          absl::StrCat(absl::WebSafeBase64Escape(absl::StrCat(last[8].as<int64_t>())), ".",
+                       absl::WebSafeBase64Escape(last[0].as<std::string>()), ".",
+                       absl::WebSafeBase64Escape(last[3].as<std::string>())));
     }
   } catch (const std::exception& e) {
     conn_.reset();

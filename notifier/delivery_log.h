@@ -22,6 +22,10 @@
 #include "prometheus/registry.h"
 #include "vigie/v1/notifier.pb.h"
 
+namespace pqxx {
+class transaction_base;
+}  // namespace pqxx
+
 namespace vigie::notifier {
 
 class LogConnection;  // a pqxx::connection; defined in delivery_log.cc
@@ -62,7 +66,8 @@ class DeliveryLog : public DeliveryObserver, public Runnable {
   };
   DeliveryLog(DeliveryLogOptions options, prometheus::Registry* registry);
   absl::Status Write(const std::vector<Event>& events);
-  absl::Status Connect();
+  static void WriteOne(pqxx::transaction_base& w, const Event& e);
+  absl::Status Connect() ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   void Push(Event e);
 
   const DeliveryLogOptions options_;

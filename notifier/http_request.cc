@@ -79,13 +79,15 @@ absl::Status SendHttp(const std::string& what, const HttpRequest& request) {
     curl_easy_setopt(c, CURLOPT_PASSWORD, request.basic_auth_password.c_str());
   }
   CURLcode rc = curl_easy_perform(c);
+  long code = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  // Nothing of this call (the error buffer, headers, body) stays referenced by the kept handle.
+  curl_easy_reset(c);
   if (rc != CURLE_OK) {
     // curl's messages name the host at most, never the path or query.
     return absl::UnavailableError(
         absl::StrCat(what, ": ", error[0] ? error : curl_easy_strerror(rc)));
   }
-  long code = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
   if (code >= 200 && code < 300) return absl::OkStatus();
   if (code >= 400 && code < 500 && code != 408 && code != 429) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": HTTP ", code, " (not retried)"));
