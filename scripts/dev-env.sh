@@ -110,6 +110,10 @@ receivers:
     webhook: {url: "http://$sink/hook", timeout: 5s}
 retry_backoff: {initial: 1s, max: 30s}
 spool_directory: $state/notifier-spool
+# The delivery log (ListDeliveries) and idempotency keys, in the same database.
+database_url_from: {file: $DATABASE_URL_FILE}
+# Alert when the control plane stops calling Heartbeat (it does every 60s).
+deadman: {after: 5m}
 YAML
   cat >"$state/controlplane.yaml" <<YAML
 grpc_listen: $cp_grpc
@@ -186,6 +190,8 @@ LOG_DIR=$state/logs
 $(echo "$pgenv" | grep -E '^(PGDATA|PGSOCKET|PGPORT)=')
 CA_FILE=$tls/ca.crt
 ADMIN_TOKEN_FILE=$secrets/admin.token
+NOTIFIER_TOKEN_FILE=$secrets/notifier.token
+AGENT_ID=$agent_id
 ENV
   echo "dev-env: started; addresses in $state/env"
 }

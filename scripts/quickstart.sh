@@ -31,9 +31,15 @@ with the bootstrap admin token:
 Make a token for an agent on another host (docs/security.md shows its config):
   $buf -d '{"kind": "TOKEN_KIND_AGENT", "agentId": "web2"}' https://$CONTROLPLANE_GRPC/vigie.v1.Admin/CreateToken
 
+Read samples back (raw, or 5-minute rollups over up to 400 days; docs/storage.md):
+  $buf -d '{"agentId": "$AGENT_ID", "metric": "node_load1", "range": "10m"}' https://$CONTROLPLANE_GRPC/vigie.v1.Admin/QuerySamples
+  $buf -d '{"agentId": "$AGENT_ID", "metric": "node_load1", "range": "7d", "rollup": "ROLLUP_MAX"}' https://$CONTROLPLANE_GRPC/vigie.v1.Admin/QuerySamples
+
 Make an alert fire (rule DemoValueHigh: demo_value > 100 for 5s), then resolve it:
   echo 'demo_value 500' > $TEXTFILE_DIR/demo.prom; sleep 15; cat $WEBHOOK_SINK_LOG
   echo 'demo_value 1'   > $TEXTFILE_DIR/demo.prom
+See what the notifier delivered (its delivery log; email, SMS and Slack: docs/notifications.md):
+  .vigie/tools/bin/buf curl --protocol grpc --cacert $CA_FILE -H "authorization: Bearer \$(cat $NOTIFIER_TOKEN_FILE)" --reflect-header '*' -d '{}' https://$NOTIFIER_GRPC/vigie.v1.Notifier/ListDeliveries
 
 Stop everything:  scripts/dev-env.sh stop
 EOF2
