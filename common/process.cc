@@ -97,6 +97,9 @@ void BlockTerminationSignals() {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  // SIGHUP is taken by binaries that reload (WaitForTerminationOrReload); elsewhere it is
+  // ignored instead of ending the process.
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   // A write to a closed socket must return EPIPE, not kill the process.
   signal(SIGPIPE, SIG_IGN);
@@ -107,6 +110,18 @@ int WaitForTerminationSignal() {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  int sig = 0;
+  while (sigwait(&set, &sig) != 0) {
+  }
+  return sig;
+}
+
+int WaitForTerminationOrReload() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   int sig = 0;
   while (sigwait(&set, &sig) != 0) {
   }

@@ -26,6 +26,8 @@ void BlockTerminationSignals();
 uint64_t RaiseOpenFileLimit();
 // Waits for SIGTERM or SIGINT; returns the signal number.
 int WaitForTerminationSignal();
+// Like WaitForTerminationSignal, and also returns on SIGHUP (reload the config).
+int WaitForTerminationOrReload();
 
 // Applies a --log_level value, or exits with kExitUsage naming it.
 void SetLogLevelOrExit(const std::string& level);

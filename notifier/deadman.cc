@@ -7,7 +7,8 @@
 
 namespace vigie::notifier {
 
-DeadMan::DeadMan(DeadManOptions options, Delivery* delivery, prometheus::Registry* registry)
+DeadMan::DeadMan(DeadManOptions options, const DeliveryHolder* delivery,
+                 prometheus::Registry* registry)
     : Runnable("deadman"),
       options_(std::move(options)),
       delivery_(delivery),
@@ -30,6 +31,11 @@ DeadMan::DeadMan(DeadManOptions options, Delivery* delivery, prometheus::Registr
 }
 
 DeadMan::~DeadMan() { Stop(); }
+
+bool DeadMan::Send(const v1::NotifyRequest& r) {
+  std::shared_ptr<Delivery> d = delivery_->Get();
+  return d && d->Accept(r).ok();
+}
 
 void DeadMan::Heartbeat(const std::string& source) {
   const absl::Time now = absl::Now();
@@ -68,9 +74,12 @@ void DeadMan::Run() {
           "No heartbeat from the control plane for ", absl::FormatDuration(now - last),
           ": it, or its database, is down or cannot reach the notifier");
       n->set_starts_at_ms(absl::ToUnixMillis(last + options_.after));
-      auto accepted = delivery_->Accept(r);
+      if (!Send(r)) {
+        firing_since_ = absl::InfinitePast();  // try again at the next check
+        continue;
+      }
       log::Error("dead-man's switch: no heartbeat from the control plane",
-                 {{"since", absl::FormatTime(last)}, {"accepted", accepted.ok()}});
+                 {{"since", absl::FormatTime(last)}});
       firing_.Set(1);
     } else if (!missing && firing_since_ != absl::InfinitePast()) {
       v1::NotifyRequest r;
@@ -86,7 +95,7 @@ void DeadMan::Run() {
       (*n->mutable_annotations())["summary"] = "The control plane's heartbeats are back";
       n->set_starts_at_ms(absl::ToUnixMillis(firing_since_));
       n->set_ends_at_ms(absl::ToUnixMillis(last));
-      (void)delivery_->Accept(r);
+      if (!Send(r)) continue;  // still firing; resolve at the next check
       log::Info("dead-man's switch: heartbeats are back");
       firing_since_ = absl::InfinitePast();
       firing_.Set(0);

@@ -27,7 +27,7 @@ struct DeadManOptions {
 
 class DeadMan : public Runnable {
  public:
-  DeadMan(DeadManOptions options, Delivery* delivery, prometheus::Registry* registry);
+  DeadMan(DeadManOptions options, const DeliveryHolder* delivery, prometheus::Registry* registry);
   ~DeadMan() override;
   void Heartbeat(const std::string& source);
 
@@ -36,7 +36,9 @@ class DeadMan : public Runnable {
 
  private:
   const DeadManOptions options_;
-  Delivery* const delivery_;
+  const DeliveryHolder* const delivery_;
+  // Accepts through the current Delivery (a reload in progress: retried next check).
+  bool Send(const v1::NotifyRequest& r);
   Mutex mu_;
   absl::Time last_ ABSL_GUARDED_BY(mu_);
   std::string source_ ABSL_GUARDED_BY(mu_);

@@ -312,6 +312,11 @@ absl::StatusOr<std::string> Delivery::WriteSpoolBatch(
   return path;
 }
 
+std::vector<std::string> Delivery::Keys() const {
+  MutexLock lock(&mu_);
+  return std::vector<std::string>(keys_.order().begin(), keys_.order().end());
+}
+
 void Delivery::RememberKeys(const std::vector<std::string>& keys) {
   MutexLock lock(&mu_);
   for (const std::string& k : keys) keys_.Insert(k);

@@ -32,6 +32,7 @@ class KeyMemory {
  public:
   explicit KeyMemory(size_t capacity) : capacity_(capacity) {}
   bool Contains(const std::string& key) const { return keys_.contains(key); }
+  const std::deque<std::string>& order() const { return order_; }
   void Insert(const std::string& key);
   size_t size() const { return keys_.size(); }
 
@@ -90,6 +91,8 @@ class Delivery {
            const Router* router = nullptr);
   // Remembers `keys` as already accepted (from the delivery log, at start-up).
   void RememberKeys(const std::vector<std::string>& keys);
+  // The keys remembered, oldest first (handed to the next Delivery at a reload).
+  std::vector<std::string> Keys() const;
   const std::vector<Receiver>& receivers() const { return receivers_; }
   // The channel names the log uses, one per receiver entry.
   const std::vector<std::string>& targets() const { return targets_; }
@@ -187,6 +190,24 @@ class Delivery {
   uint64_t spool_counter_ ABSL_GUARDED_BY(mu_) = 0;
   // Bumped whenever an item is added or finishes a send, to wake idle workers.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// The current Delivery, replaced as a whole when the configuration is reloaded (SIGHUP).
+// Get() is null while a reload swaps it: callers answer UNAVAILABLE and are retried.
+class DeliveryHolder {
+ public:
+  std::shared_ptr<Delivery> Get() const {
+    MutexLock lock(&mu_);
+    return current_;
+  }
+  void Set(std::shared_ptr<Delivery> d) {
+    MutexLock lock(&mu_);
+    current_ = std::move(d);
+  }
+
+ private:
+  mutable Mutex mu_;
+  std::shared_ptr<Delivery> current_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace vigie::notifier

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <memory>
 
@@ -39,11 +40,7 @@ int main(int argc, char** argv) {
   auto registry = std::make_shared<prometheus::Registry>();
   vigie::AuthFailures auth_failures(registry.get());
   vigie::SharedTokenAuthorizer authorizer(options->client_token);
-  std::vector<nt::Receiver> receivers;
-  for (const auto& c : options->channels) {
-    receivers.push_back({c.receiver, c.kind, nt::MakeChannel(c)});
-  }
-  const size_t receiver_count = receivers.size();
+  const size_t receiver_count = options->channels.size();
   // The delivery log first: it remembers the keys a restart must not deliver again.
   std::unique_ptr<nt::DeliveryLog> delivery_log;
   std::vector<std::string> known_keys;
@@ -68,11 +65,23 @@ int main(int argc, char** argv) {
   } else {
     vigie::log::Warn("no database_url: no delivery log; idempotency keys are kept in memory only");
   }
-  nt::Delivery delivery(options->delivery, std::move(receivers), registry.get(),
-                        delivery_log.get(), options->router.get());
+  // The routes and receivers a Delivery was built from live as long as it does.
+  std::shared_ptr<nt::Router> router = options->router;
+  auto build = [&](const nt::NotifierOptions& o) {
+    std::vector<nt::Receiver> receivers;
+    for (const auto& c : o.channels) receivers.push_back({c.receiver, c.kind, nt::MakeChannel(c)});
+    std::shared_ptr<nt::Router> r = o.router;
+    auto* d = new nt::Delivery(o.delivery, std::move(receivers), registry.get(),
+                               delivery_log.get(), r.get());
+    // Deleting the Delivery releases its router after it.
+    return std::shared_ptr<nt::Delivery>(d, [r](nt::Delivery* p) { delete p; });
+  };
+  std::shared_ptr<nt::Delivery> first = build(*options);
+  nt::Delivery& delivery = *first;
   delivery.RememberKeys(known_keys);
-  nt::DeadMan deadman(options->deadman, &delivery, registry.get());
-  nt::NotifierService service(&delivery, delivery_log.get(), &deadman);
+  nt::DeliveryHolder holder;
+  nt::DeadMan deadman(options->deadman, &holder, registry.get());
+  nt::NotifierService service(&holder, delivery_log.get(), &deadman);
   if (const std::string& spool = options->delivery.spool_directory; !spool.empty()) {
     if (mkdir(spool.c_str(), 0700) != 0 && errno != EEXIST) {
       vigie::log::Error("cannot create spool_directory",
@@ -113,6 +122,7 @@ int main(int argc, char** argv) {
   }
   if (delivery_log) delivery_log->Start();
   delivery.Start();
+  holder.Set(std::move(first));
   deadman.Start();
   vigie::log::Info("notifier started", {{"grpc", options->grpc.listen},
                                         {"tls", options->grpc.tls.enabled() ? "on" : "off"},
@@ -122,11 +132,55 @@ int main(int argc, char** argv) {
                                         {"recovered_from_spool", *recovered},
                                         {"keys_from_log", known_keys.size()}});
 
-  int sig = vigie::WaitForTerminationSignal();
+  int sig = 0;
+  while ((sig = vigie::WaitForTerminationOrReload()) == SIGHUP) {
+    // Reload: receivers, channels, routes, time intervals, rate limits and delivery settings.
+    // Listeners, tokens, the database and the dead-man's switch need a restart.
+    vigie::v1::NotifierConfig fresh_config;
+    absl::Status loaded = vigie::LoadYamlConfigFile(path, &fresh_config);
+    absl::StatusOr<nt::NotifierOptions> fresh =
+        loaded.ok() ? nt::NotifierOptionsFromConfig(fresh_config)
+                    : absl::StatusOr<nt::NotifierOptions>(loaded);
+    if (!fresh.ok()) {
+      vigie::log::Error("reload refused; the running configuration stays",
+                        {{"config", path}, {"error", fresh.status()}});
+      continue;
+    }
+    if (fresh->grpc.listen != options->grpc.listen || fresh->http_listen != options->http_listen ||
+        fresh->client_token != options->client_token ||
+        fresh->database_url != options->database_url ||
+        fresh->delivery.spool_directory != options->delivery.spool_directory) {
+      vigie::log::Warn(
+          "reload: listeners, client_token, database_url and spool_directory change only at "
+          "restart; the rest is applied");
+      fresh->delivery.spool_directory = options->delivery.spool_directory;
+    }
+    if (options->delivery.spool_directory.empty()) {
+      vigie::log::Error("reload needs spool_directory (queued deliveries would be lost); restart "
+                        "to apply the new configuration");
+      continue;
+    }
+    // Swap: new calls wait (UNAVAILABLE, retried by the control plane), the old Delivery
+    // finishes what it is sending and leaves the rest in the spool, the new one takes it up.
+    std::shared_ptr<nt::Delivery> old = holder.Get();
+    holder.Set(nullptr);
+    old->Stop();
+    std::vector<std::string> keys = old->Keys();
+    old.reset();
+    std::shared_ptr<nt::Delivery> next = build(*fresh);
+    next->RememberKeys(keys);
+    absl::StatusOr<int> requeued = next->Recover();
+    next->Start();
+    holder.Set(next);
+    vigie::log::Info("configuration reloaded",
+                     {{"config", path},
+                      {"channels", fresh->channels.size()},
+                      {"requeued", requeued.ok() ? *requeued : -1}});
+  }
   vigie::log::Info("shutting down", {{"signal", sig}});
   (*grpc_servers)->Shutdown(absl::Seconds(5));
   deadman.Stop();
-  delivery.Stop();
+  if (auto current = holder.Get()) current->Stop();
   if (delivery_log) delivery_log->Stop();  // and writes what it still holds
   http_server->reset();
   curl_global_cleanup();

@@ -10,9 +10,14 @@ grpc::ServerUnaryReactor* NotifierService::Notify(grpc::CallbackServerContext* c
                                                   const v1::NotifyRequest* request,
                                                   v1::NotifyResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  std::shared_ptr<Delivery> delivery = delivery_->Get();
+  if (!delivery) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "reloading; retry"));
+    return reactor;
+  }
   // Answered when the notification is durable (the spool writer's group commit), without
   // holding a gRPC thread meanwhile.
-  delivery_->AcceptAsync(*request, [reactor, response](absl::StatusOr<Delivery::Accepted> r) {
+  delivery->AcceptAsync(*request, [reactor, response](absl::StatusOr<Delivery::Accepted> r) {
     if (r.ok()) response->set_duplicate(*r == Delivery::Accepted::kDuplicate);
     reactor->Finish(ToGrpcStatus(r.status()));
   });
@@ -47,7 +52,13 @@ grpc::ServerUnaryReactor* NotifierService::ListDeliveries(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* NotifierService::ListReceivers(grpc::CallbackServerContext* ctx,
                                                          const v1::ListReceiversRequest*,
                                                          v1::ListReceiversResponse* response) {
-  for (const Receiver& r : delivery_->receivers()) {
+  std::shared_ptr<Delivery> delivery = delivery_->Get();
+  if (!delivery) {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "reloading; retry"));
+    return reactor;
+  }
+  for (const Receiver& r : delivery->receivers()) {
     if (response->receivers_size() == 0 ||
         response->receivers(response->receivers_size() - 1).name() != r.name) {
       response->add_receivers()->set_name(r.name);
@@ -74,15 +85,20 @@ grpc::ServerUnaryReactor* NotifierService::TestReceiver(grpc::CallbackServerCont
   (*n->mutable_annotations())["summary"] =
       absl::StrCat("Test notification for receiver ", request->receiver());
   n->set_starts_at_ms(absl::ToUnixMillis(absl::Now()));
+  std::shared_ptr<Delivery> delivery = delivery_->Get();
+  if (!delivery) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "reloading; retry"));
+    return reactor;
+  }
   bool found = false;
-  for (size_t i = 0; i < delivery_->receivers().size(); ++i) {
-    const Receiver& r = delivery_->receivers()[i];
+  for (size_t i = 0; i < delivery->receivers().size(); ++i) {
+    const Receiver& r = delivery->receivers()[i];
     if (r.name != request->receiver()) continue;
     found = true;
     // Channels have deadlines (timeout), so this ends; it holds one callback thread meanwhile.
     absl::Status s = r.channel->Send(test);
     v1::ChannelResult* result = response->add_results();
-    result->set_target(delivery_->targets()[i]);
+    result->set_target(delivery->targets()[i]);
     result->set_ok(s.ok());
     result->set_error(std::string(s.message()));
   }

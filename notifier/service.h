@@ -13,7 +13,7 @@ namespace vigie::notifier {
 // `log` may be null (no database): ListDeliveries then answers FAILED_PRECONDITION.
 class NotifierService : public v1::Notifier::CallbackService {
  public:
-  NotifierService(Delivery* delivery, DeliveryLog* log, DeadMan* deadman)
+  NotifierService(const DeliveryHolder* delivery, DeliveryLog* log, DeadMan* deadman)
       : delivery_(delivery), log_(log), deadman_(deadman) {}
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
                                       const v1::HeartbeatRequest* request,
@@ -32,7 +32,7 @@ class NotifierService : public v1::Notifier::CallbackService {
                                          v1::TestReceiverResponse* response) override;
 
  private:
-  Delivery* const delivery_;
+  const DeliveryHolder* const delivery_;
   DeliveryLog* const log_;
   DeadMan* const deadman_;
 };
