@@ -83,7 +83,7 @@ class RemoteWriteTest(h.SystemTestCase):
         h.wait_for(lambda: self.count_in(self.prom) == self.stored(), 30,
                    "Prometheus holding every stored sample")
         stored = self.stored()
-        self.assertGreater(stored, 20)
+        self.assertGreater(stored, 5)  # a few seconds of 500 ms collection, whatever the load
         h.wait_for(lambda: self.count_in(self.vm) == stored, 30,
                    f"VictoriaMetrics holding all {stored} samples")
         time.sleep(2)  # nothing more arrives later, in either
