@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """A notifier SIGKILLed while its receiver refuses everything delivers every notification it
-had accepted once it is back (its spool), and answers their keys as duplicates."""
+had accepted once it is back (its spool), and answers their keys as duplicates; a receiver
+answering 429 (rate limited) is retried, never given up on."""
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ class NotifierCrashTest(h.SystemTestCase):
         cls.sink.fail_status = 503
         cls.token_file, cls.token = h.write_secret(t, "notifier.token")
         cls.grpc, http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
+        cls.http = http
         cls.notifier = h.Process(t, "vigie-notifier", f"""
 grpc_listen: {cls.grpc}
 http_listen: {http}
@@ -37,18 +39,22 @@ receivers:
         cls.procs.append(cls.notifier)
 
     def test_sigkill_mid_delivery_loses_nothing_accepted(self):
+        self.sink.fail_status = 503
+        refused_before = self.sink.refused
         out = subprocess.run([os.path.join(h.BIN, "vigie-notify-bench"), "--mode=notify",
                               f"--target={self.grpc}", f"--token_file={self.token_file}",
                               f"--n={N}", "--concurrency=8",
                               f"--sent_file={self.tmp.path}/sent.txt", "--run=crash"],
                              capture_output=True, text=True, timeout=120)
         self.assertEqual(out.returncode, 0, out.stderr)
-        h.wait_for(lambda: self.sink.refused > N, 30, "deliveries being refused and retried")
+        h.wait_for(lambda: self.sink.refused > refused_before + N, 30,
+                   "deliveries being refused and retried")
         self.notifier.kill()  # SIGKILL while every delivery is retrying
         self.notifier.start()
         self.sink.fail_status = None
         def delivered():
             keys = {json.loads(b).get("idempotencyKey") for _, _, _, b in self.sink.matching("/hook")}
+            keys = {k for k in keys if k.startswith("bench/crash/")}
             return keys if len(keys) >= N else None
         keys = h.wait_for(delivered, 60, f"all {N} accepted notifications delivered")
         self.assertEqual(keys, {f"bench/crash/{i}" for i in range(N)})
@@ -60,6 +66,25 @@ receivers:
         self.assertTrue(json.loads(body or "{}").get("duplicate"), body)
         time.sleep(1)
         self.assertEqual(len(os.listdir(f"{self.tmp.path}/spool")), 0, "spool emptied")
+
+    def test_a_receiver_answering_429_is_retried_until_it_accepts(self):
+        self.sink.fail_status = 429
+        refused_before = self.sink.refused
+        out = subprocess.run([os.path.join(h.BIN, "vigie-notify-bench"), "--mode=notify",
+                              f"--target={self.grpc}", f"--token_file={self.token_file}",
+                              "--n=5", "--concurrency=1",
+                              f"--sent_file={self.tmp.path}/sent429.txt", "--run=r429"],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        h.wait_for(lambda: self.sink.refused >= refused_before + 10, 30, "429s answered")
+        self.sink.fail_status = None
+        def delivered():
+            keys = {json.loads(b).get("idempotencyKey") for _, _, _, b in self.sink.matching("/hook")}
+            return {f"bench/r429/{i}" for i in range(5)} <= keys
+        h.wait_for(delivered, 30, "the five notifications after the 429s")
+        m = h.parse_metrics(h.http_get(f"http://{self.http}/metrics"))
+        self.assertGreater(m['vigie_notifier_deliveries_total{channel="webhook",receiver="hook",result="retry"}'], 0)
+        self.assertEqual(m['vigie_notifier_deliveries_total{channel="webhook",receiver="hook",result="gave_up"}'], 0)
 
 
 if __name__ == "__main__":
