@@ -1,8 +1,7 @@
 #include "common/process.h"
 
-#include <sys/resource.h>
-
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <cstdlib>

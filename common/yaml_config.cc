@@ -193,8 +193,8 @@ absl::StatusOr<absl::Duration> ParseConfigDuration(absl::string_view field, absl
   absl::Duration d;
   int64_t days = 0;
   // Whole days ("15d") as well as Go-style durations; at most about 27 years.
-  if (absl::string_view n = value; absl::ConsumeSuffix(&n, "d") && absl::SimpleAtoi(n, &days) &&
-                                    days >= 0 && days <= 10000) {
+  if (absl::string_view n = value;
+      absl::ConsumeSuffix(&n, "d") && absl::SimpleAtoi(n, &days) && days >= 0 && days <= 10000) {
     return absl::Hours(24 * days);
   }
   if (!absl::ParseDuration(value, &d) || d < absl::ZeroDuration() ||

@@ -43,7 +43,7 @@ class Dispatcher : public Runnable {
   const DispatcherOptions options_;
   Store* const store_;
   std::unique_ptr<v1::Notifier::Stub> stub_;
-  Backoff backoff_;  // only used by the Run() thread
+  Backoff backoff_;                                   // only used by the Run() thread
   absl::Time last_heartbeat_ = absl::InfinitePast();  // likewise
   prometheus::Family<prometheus::Counter>& sent_;
   prometheus::Gauge& pending_;

@@ -725,8 +725,8 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
   grpc::ByteBuffer in_;  // only touched by the one outstanding read and its reaction
 
   Mutex mu_;
-  std::string agent_id_;    // set once, by the first reaction, before any task runs
-  uint64_t committed_ = 0;  // touched only by Drain(), which never runs twice at once
+  std::string agent_id_;              // set once, by the first reaction, before any task runs
+  uint64_t committed_ = 0;            // touched only by Drain(), which never runs twice at once
   bool warned_series_limit_ = false;  // likewise
   std::deque<v1::AgentMessage> queue_ ABSL_GUARDED_BY(mu_);
   // Serialized bytes of queue_, counted in the gateway's global budget until processed.

@@ -95,8 +95,8 @@ void BM_RowCopy(benchmark::State& state) {
   int64_t ts = StartMs();
   for (auto _ : state) {
     ts += 15000;
-    const std::string ts_text = absl::FormatTime("%Y-%m-%d %H:%M:%E3S+00", absl::FromUnixMillis(ts),
-                                                 absl::UTCTimeZone());
+    const std::string ts_text =
+        absl::FormatTime("%Y-%m-%d %H:%M:%E3S+00", absl::FromUnixMillis(ts), absl::UTCTimeZone());
     pqxx::work w(c);
     pqxx::stream_to copy(w, "bench_rows", std::vector<std::string>{"series_id", "ts", "value"});
     int64_t id = base;
@@ -124,9 +124,10 @@ void BM_Ingest(benchmark::State& state) {
       pqxx::nontransaction w(c);
       // A clean slate: only this run's blocks are measured.
       w.exec0("DROP TABLE IF EXISTS sample_blocks, sample_rollups, series_layouts CASCADE");
-      w.exec0("DROP TABLE IF EXISTS schema_migrations, agents, series, check_results, "
-              "service_events, check_daily, service_daily, rollup_dirty, alerts, alert_events, "
-              "notification_outbox, tokens CASCADE");
+      w.exec0(
+          "DROP TABLE IF EXISTS schema_migrations, agents, series, check_results, "
+          "service_events, check_daily, service_daily, rollup_dirty, alerts, alert_events, "
+          "notification_outbox, tokens CASCADE");
       w.exec0("DROP FUNCTION IF EXISTS vigie_ensure_partition");
     }
     PgStoreOptions o;
@@ -189,9 +190,10 @@ void BM_QueryDay(benchmark::State& state) {
     pqxx::work w(c);
     if (w.exec1("SELECT count(*) FROM agents WHERE agent_id LIKE 'q%'")[0].as<int>() < 20) {
       for (int64_t d = day_start / 86400000 - 1; d <= day_start / 86400000 + 2; ++d) {
-        w.exec_params("SELECT vigie_ensure_partition('sample_blocks', 'day', "
-                      "date '1970-01-01' + $1::integer)",
-                      d);
+        w.exec_params(
+            "SELECT vigie_ensure_partition('sample_blocks', 'day', "
+            "date '1970-01-01' + $1::integer)",
+            d);
       }
       w.exec0("INSERT INTO agents (agent_id) SELECT 'q' || a FROM generate_series(1, 20) a");
       w.exec0(

@@ -111,7 +111,10 @@ CREATE TABLE tokens (
   revoked_at   timestamptz
 );
 )sql"},
-      {4, "compact samples: layouts and blocks, daily partitions, rollups, daily check and service rows", R"sql(
+      {4,
+       "compact samples: layouts and blocks, daily partitions, rollups, daily check and service "
+       "rows",
+       R"sql(
 -- Partitions are named <parent>_pYYYYMMDD (daily) or <parent>_pYYYYMM (monthly), bounded in UTC.
 -- The control plane creates them ahead of time (and on demand for late data) and drops whole
 -- partitions past retention; this function is the one place that makes them.

@@ -5,10 +5,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "re2/re2.h"
 #include "common/secrets.h"
 #include "common/status.h"
 #include "common/yaml_config.h"
+#include "re2/re2.h"
 
 namespace vigie::controlplane {
 
@@ -81,8 +81,8 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::Cont
     return absl::InvalidArgumentError(
         absl::StrCat("hello_timeout: at least 1s, got \"", c.hello_timeout(), "\""));
   }
-  VIGIE_ASSIGN_OR_RETURN(o.retention_raw,
-                         ParseConfigDuration("retention.raw", c.retention().raw(), o.retention_raw));
+  VIGIE_ASSIGN_OR_RETURN(
+      o.retention_raw, ParseConfigDuration("retention.raw", c.retention().raw(), o.retention_raw));
   if (o.retention_raw < absl::Hours(48)) {
     return absl::InvalidArgumentError(
         absl::StrCat("retention.raw: at least 2d, got \"", c.retention().raw(), "\""));
@@ -91,9 +91,9 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::Cont
                          ParseConfigDuration("retention.rollups", c.retention().rollups(),
                                              std::max(o.retention_rollups, o.retention_raw)));
   if (o.retention_rollups < o.retention_raw) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "retention.rollups: at least retention.raw (", absl::FormatDuration(o.retention_raw),
-        "), got \"", c.retention().rollups(), "\""));
+    return absl::InvalidArgumentError(absl::StrCat("retention.rollups: at least retention.raw (",
+                                                   absl::FormatDuration(o.retention_raw),
+                                                   "), got \"", c.retention().rollups(), "\""));
   }
   if (c.series_cache_bytes() != 0) o.series_cache_bytes = c.series_cache_bytes();
   if (c.max_series_per_agent() != 0) o.max_series_per_agent = c.max_series_per_agent();
@@ -137,14 +137,15 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::Cont
       absl::string_view rest = absl::string_view(w.url).substr(7);
       const std::string host_port(rest.substr(0, rest.find('/')));
       if (!IsLoopback(host_port)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            field, ".url: credentials over plain http beyond loopback; use https:// or set "
-                   "insecure: true"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(field,
+                         ".url: credentials over plain http beyond loopback; use https:// or set "
+                         "insecure: true"));
       }
     }
     w.ca_file = r.ca_file();
-    VIGIE_ASSIGN_OR_RETURN(w.timeout, ParseConfigDuration(absl::StrCat(field, ".timeout"),
-                                                          r.timeout(), w.timeout));
+    VIGIE_ASSIGN_OR_RETURN(
+        w.timeout, ParseConfigDuration(absl::StrCat(field, ".timeout"), r.timeout(), w.timeout));
     // A chunk is sent inside the transaction holding its cursor: keep it well under the
     // session's idle-in-transaction timeout (120 s).
     if (w.timeout < absl::Milliseconds(100) || w.timeout > absl::Seconds(60)) {
@@ -161,8 +162,8 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::Cont
       return absl::InvalidArgumentError(absl::StrCat(
           field, ".max_samples_per_send: at most 100000, got ", r.max_samples_per_send()));
     }
-    VIGIE_ASSIGN_OR_RETURN(w.backoff, BackoffFromConfig(absl::StrCat(field, ".backoff"),
-                                                        r.backoff(), w.backoff));
+    VIGIE_ASSIGN_OR_RETURN(
+        w.backoff, BackoffFromConfig(absl::StrCat(field, ".backoff"), r.backoff(), w.backoff));
     o.remote_write.push_back(std::move(w));
   }
   if (c.max_samples_per_batch() != 0) o.gateway.max_samples_per_batch = c.max_samples_per_batch();
@@ -174,10 +175,10 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::Cont
     return absl::InvalidArgumentError(
         absl::StrCat("heartbeat_interval: at least 1s, got \"", c.heartbeat_interval(), "\""));
   }
-  VIGIE_ASSIGN_OR_RETURN(o.notifier_heartbeat_interval,
-                         ParseConfigDuration("notifier_heartbeat_interval",
-                                             c.notifier_heartbeat_interval(),
-                                             o.notifier_heartbeat_interval));
+  VIGIE_ASSIGN_OR_RETURN(
+      o.notifier_heartbeat_interval,
+      ParseConfigDuration("notifier_heartbeat_interval", c.notifier_heartbeat_interval(),
+                          o.notifier_heartbeat_interval));
   if (o.notifier_heartbeat_interval < absl::Seconds(1)) {
     return absl::InvalidArgumentError("notifier_heartbeat_interval: at least 1s");
   }

@@ -1,7 +1,7 @@
 #include "controlplane/pg_store.h"
 
-#include <pqxx/pqxx>
 #include <algorithm>
+#include <pqxx/pqxx>
 #include <set>
 #include <tuple>
 
@@ -12,10 +12,10 @@
 #include "absl/time/civil_time.h"
 #include "absl/time/clock.h"
 #include "common/agent_message.h"
-#include "common/status.h"
-#include "controlplane/sample_blocks.h"
 #include "common/log.h"
 #include "common/mutex.h"
+#include "common/status.h"
+#include "controlplane/sample_blocks.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
 
@@ -145,7 +145,8 @@ absl::Status PgStore::Run(const char* what, const std::function<void(PgConnectio
                                           : absl::StatusCode::kInternal;
     // 23514 "no partition of relation found": a partition this process believed in was
     // dropped (retention, another replica); forget them all and let the caller retry.
-    if (state == "23514" && std::string_view(e.what()).find("no partition") != std::string_view::npos) {
+    if (state == "23514" &&
+        std::string_view(e.what()).find("no partition") != std::string_view::npos) {
       code = absl::StatusCode::kUnavailable;
       MutexLock lock(&mu_);
       known_partitions_.clear();
@@ -280,7 +281,7 @@ absl::Status PgStore::EnsurePartitions(const char* parent, const char* period,
     w.exec("SELECT pg_advisory_xact_lock(7400002)");  // one partition maker at a time
     for (int64_t d : missing) {
       w.exec_params("SELECT vigie_ensure_partition($1, $2, (date '1970-01-01' + $3::integer))",
-                     parent, period, d);
+                    parent, period, d);
       made.push_back(PartitionKey(parent, period, d));
     }
     w.commit();
@@ -355,11 +356,11 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
     // The row lock serializes ingest per agent, so the check below is race-free even when two
     // streams of the same agent overlap (and the rollup worker, which takes it too, never rolls
     // a bucket up while a sample for it is being stored).
-    pqxx::result r = w.exec_params(
-        absl::StrFormat("SELECT committed_sequence, coalesce(%s, 0) FROM agents "
-                        "WHERE agent_id = $1 FOR UPDATE",
-                        absl::StrFormat(kTsToMs, "rolled_up_to")),
-        agent_id);
+    pqxx::result r =
+        w.exec_params(absl::StrFormat("SELECT committed_sequence, coalesce(%s, 0) FROM agents "
+                                      "WHERE agent_id = $1 FOR UPDATE",
+                                      absl::StrFormat(kTsToMs, "rolled_up_to")),
+                      agent_id);
     if (r.empty()) throw std::runtime_error("agent " + agent_id + " is not registered");
     const uint64_t committed = r[0][0].as<uint64_t>();
     const int64_t rolled_up_to = r[0][1].as<int64_t>();
@@ -434,8 +435,8 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
           "SELECT $1, timestamptz 'epoch' + b * interval '1 millisecond' FROM unnest($2::int8[]) b "
           "ON CONFLICT DO NOTHING",
           agent_id,
-          Binary(PgBinaryInt8Array(std::vector<int64_t>(dirty_buckets.begin(),
-                                                        dirty_buckets.end()))));
+          Binary(
+              PgBinaryInt8Array(std::vector<int64_t>(dirty_buckets.begin(), dirty_buckets.end()))));
     }
     for (const v1::AgentMessage& m : messages) {
       const uint64_t seq = DurableSequence(m);
@@ -470,12 +471,11 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
                          MsToTs(6), ", $7)"),
             agent_id, e.service(), kind, e.exit_code(), e.message(), e.timestamp_ms(),
             static_cast<int64_t>(seq));
-        w.exec_params0(
-            absl::StrCat("INSERT INTO service_daily AS d VALUES ($1, $2, (", MsToTs(3),
-                         " AT TIME ZONE 'UTC')::date, $4, 1) "
-                         "ON CONFLICT (agent_id, service, day, kind) DO UPDATE SET "
-                         "events = d.events + 1"),
-            agent_id, e.service(), e.timestamp_ms(), kind);
+        w.exec_params0(absl::StrCat("INSERT INTO service_daily AS d VALUES ($1, $2, (", MsToTs(3),
+                                    " AT TIME ZONE 'UTC')::date, $4, 1) "
+                                    "ON CONFLICT (agent_id, service, day, kind) DO UPDATE SET "
+                                    "events = d.events + 1"),
+                       agent_id, e.service(), e.timestamp_ms(), kind);
       }
     }
     for (const Transition& t : transitions) {
@@ -592,11 +592,11 @@ void PgStore::ResolveSeries(pqxx::transaction_base& w, const std::string& agent_
     // up to the limit.
     std::vector<int64_t> found_ids(names.size(), 0);
     auto read_back = [&] {
-      for (const pqxx::row& row : w.exec_params(
-               "SELECT u.ord, s.id FROM unnest($2::text[], $3::text[]) WITH ORDINALITY "
-               "AS u(n, l, ord) JOIN series s ON s.agent_id = $1 AND s.name = u.n "
-               "AND s.labels = u.l::jsonb",
-               agent_id, names_param, labels_param)) {
+      for (const pqxx::row& row :
+           w.exec_params("SELECT u.ord, s.id FROM unnest($2::text[], $3::text[]) WITH ORDINALITY "
+                         "AS u(n, l, ord) JOIN series s ON s.agent_id = $1 AND s.name = u.n "
+                         "AND s.labels = u.l::jsonb",
+                         agent_id, names_param, labels_param)) {
         found_ids[row[0].as<size_t>() - 1] = row[1].as<int64_t>();
       }
     };
@@ -767,12 +767,12 @@ absl::StatusOr<v1::QuerySamplesResponse> PgStore::QuerySamples(const v1::QuerySa
     if (series_ids.empty()) return;
     std::vector<int64_t> q_layout, q_series;
     std::vector<int32_t> q_pos;
-    for (const pqxx::row& r : t.exec_params(
-             "SELECT l.id, p.sid, p.pos FROM series_layouts l CROSS JOIN LATERAL ("
-             "  SELECT sid, pos FROM unnest($2::int8[]) AS sid, "
-             "  unnest(array_positions(l.series_ids, sid)) AS pos) p "
-             "WHERE l.agent_id = $1 AND l.series_ids && $2::int8[]",
-             req.agent_id(), Binary(PgBinaryInt8Array(series_ids)))) {
+    for (const pqxx::row& r :
+         t.exec_params("SELECT l.id, p.sid, p.pos FROM series_layouts l CROSS JOIN LATERAL ("
+                       "  SELECT sid, pos FROM unnest($2::int8[]) AS sid, "
+                       "  unnest(array_positions(l.series_ids, sid)) AS pos) p "
+                       "WHERE l.agent_id = $1 AND l.series_ids && $2::int8[]",
+                       req.agent_id(), Binary(PgBinaryInt8Array(series_ids)))) {
       q_layout.push_back(r[0].as<int64_t>());
       q_series.push_back(r[1].as<int64_t>());
       q_pos.push_back(r[2].as<int32_t>());
@@ -784,18 +784,17 @@ absl::StatusOr<v1::QuerySamplesResponse> PgStore::QuerySamples(const v1::QuerySa
     pqxx::result rows;
     if (req.rollup() == v1::ROLLUP_NONE) {
       rows = t.exec_params(
-          absl::StrCat(
-              "SELECT sid, t, v FROM ("
-              "  SELECT q.sid, ",
-              absl::StrFormat(kTsToMs, "b.ts"),
-              " + coalesce(b.offsets_ms[q.pos - b.first_pos], 0) AS t, "
-              "  b.vals[q.pos - b.first_pos] AS v "
-              "  FROM sample_blocks b JOIN unnest($2::int8[], $3::int8[], $4::int4[]) "
-              "    AS q(lid, sid, pos) ON b.layout_id = q.lid AND q.pos > b.first_pos "
-              "    AND q.pos <= b.first_pos + cardinality(b.vals) "
-              "  WHERE b.agent_id = $1 AND b.ts > ",
-              MsToTs(5), " - interval '1 hour' AND b.ts <= ", MsToTs(6),
-              ") x WHERE t > $5 AND t <= $6 ORDER BY sid, t LIMIT $7"),
+          absl::StrCat("SELECT sid, t, v FROM ("
+                       "  SELECT q.sid, ",
+                       absl::StrFormat(kTsToMs, "b.ts"),
+                       " + coalesce(b.offsets_ms[q.pos - b.first_pos], 0) AS t, "
+                       "  b.vals[q.pos - b.first_pos] AS v "
+                       "  FROM sample_blocks b JOIN unnest($2::int8[], $3::int8[], $4::int4[]) "
+                       "    AS q(lid, sid, pos) ON b.layout_id = q.lid AND q.pos > b.first_pos "
+                       "    AND q.pos <= b.first_pos + cardinality(b.vals) "
+                       "  WHERE b.agent_id = $1 AND b.ts > ",
+                       MsToTs(5), " - interval '1 hour' AND b.ts <= ", MsToTs(6),
+                       ") x WHERE t > $5 AND t <= $6 ORDER BY sid, t LIMIT $7"),
           req.agent_id(), layouts, sids, poss, start_ms, end_ms, static_cast<int64_t>(limit));
     } else {
       const char* column = "lasts";
@@ -883,7 +882,8 @@ absl::StatusOr<MaintenanceResult> PgStore::Maintain(absl::Time now) {
   const absl::CivilDay today = absl::ToCivilDay(now, absl::UTCTimeZone());
   const int64_t today_n = today - absl::CivilDay(1970, 1, 1);
   // A partition is dropped once its whole period is older than the retention.
-  const absl::CivilDay raw_keep = absl::ToCivilDay(now - options_.retention_raw, absl::UTCTimeZone());
+  const absl::CivilDay raw_keep =
+      absl::ToCivilDay(now - options_.retention_raw, absl::UTCTimeZone());
   const absl::CivilDay rollup_keep =
       absl::ToCivilDay(now - options_.retention_rollups, absl::UTCTimeZone());
   std::vector<std::string> dropped;
@@ -898,22 +898,21 @@ absl::StatusOr<MaintenanceResult> PgStore::Maintain(absl::Time now) {
     for (const char* parent : kDayTables) {
       for (int64_t d = today_n; d <= today_n + 2; ++d) {
         w.exec_params("SELECT vigie_ensure_partition($1, 'day', date '1970-01-01' + $2::integer)",
-                       parent, d);
+                      parent, d);
       }
     }
     for (const char* parent : kMonthTables) {
       for (int64_t d : {today_n, today_n + 31}) {
-        w.exec_params(
-            "SELECT vigie_ensure_partition($1, 'month', date '1970-01-01' + $2::integer)", parent,
-            d);
+        w.exec_params("SELECT vigie_ensure_partition($1, 'month', date '1970-01-01' + $2::integer)",
+                      parent, d);
       }
     }
     // Past retention: whole partitions, by the date in their name.
-    for (const pqxx::row& r : w.exec(
-             "SELECT p.relname, c.relname FROM pg_inherits i "
-             "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
-             "WHERE p.relname IN ('sample_blocks', 'check_results', 'service_events', "
-             "'sample_rollups') ORDER BY 2")) {
+    for (const pqxx::row& r :
+         w.exec("SELECT p.relname, c.relname FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
+                "WHERE p.relname IN ('sample_blocks', 'check_results', 'service_events', "
+                "'sample_rollups') ORDER BY 2")) {
       const std::string parent = r[0].as<std::string>();
       const std::string name = r[1].as<std::string>();
       const std::string suffix = name.substr(std::min(name.size(), parent.size() + 2));
@@ -927,9 +926,9 @@ absl::StatusOr<MaintenanceResult> PgStore::Maintain(absl::Time now) {
         last_day = absl::CivilDay(m + 1) - 1;
       } else {
         absl::CivilDay d;
-        if (!absl::ParseCivilTime(absl::StrCat(suffix.substr(0, 4), "-", suffix.substr(4, 2), "-",
-                                               suffix.substr(6)),
-                                  &d)) {
+        if (!absl::ParseCivilTime(
+                absl::StrCat(suffix.substr(0, 4), "-", suffix.substr(4, 2), "-", suffix.substr(6)),
+                &d)) {
           continue;
         }
         last_day = d;
@@ -960,7 +959,8 @@ absl::StatusOr<MaintenanceResult> PgStore::Maintain(absl::Time now) {
     MutexLock lock(&mu_);
     for (const std::string& name : dropped) known_partitions_.erase(name);
   }
-  for (const std::string& name : dropped) log::Info("dropped partition past retention", {{"partition", name}});
+  for (const std::string& name : dropped)
+    log::Info("dropped partition past retention", {{"partition", name}});
   return result;
 }
 
@@ -972,13 +972,13 @@ absl::StatusOr<RollupResult> PgStore::RollUp(absl::Time now, int max_agents) {
   absl::Status s = Run("roll up: pick agents", [&](PgConnection& c) {
     agents.clear();
     pqxx::read_transaction t(c);
-    for (const pqxx::row& r : t.exec_params(
-             absl::StrCat("SELECT agent_id FROM agents WHERE rolled_up_to IS NULL OR "
-                          "rolled_up_to < ",
-                          MsToTs(1),
-                          " UNION SELECT agent_id FROM rollup_dirty "
-                          "ORDER BY 1 LIMIT $2"),
-             upto, max_agents)) {
+    for (const pqxx::row& r :
+         t.exec_params(absl::StrCat("SELECT agent_id FROM agents WHERE rolled_up_to IS NULL OR "
+                                    "rolled_up_to < ",
+                                    MsToTs(1),
+                                    " UNION SELECT agent_id FROM rollup_dirty "
+                                    "ORDER BY 1 LIMIT $2"),
+                       upto, max_agents)) {
       agents.push_back(r[0].as<std::string>());
     }
   });
@@ -1066,12 +1066,12 @@ absl::StatusOr<RollupResult> PgStore::RollUpAgent(const std::string& agent, int6
       const int64_t run_start = *it;
       int64_t run_end = run_start + kRollupBucketMs;
       for (++it; it != buckets.end() && *it == run_end; ++it) run_end += kRollupBucketMs;
-      pqxx::result blocks = w.exec_params(
-          absl::StrCat("SELECT ", absl::StrFormat(kTsToMs, "ts"),
-                       ", layout_id, first_pos, vals, offsets_ms FROM sample_blocks "
-                       "WHERE agent_id = $1 AND ts > ",
-                       MsToTs(2), " - interval '1 hour' AND ts < ", MsToTs(3)),
-          agent, run_start, run_end);
+      pqxx::result blocks =
+          w.exec_params(absl::StrCat("SELECT ", absl::StrFormat(kTsToMs, "ts"),
+                                     ", layout_id, first_pos, vals, offsets_ms FROM sample_blocks "
+                                     "WHERE agent_id = $1 AND ts > ",
+                                     MsToTs(2), " - interval '1 hour' AND ts < ", MsToTs(3)),
+                        agent, run_start, run_end);
       std::vector<int64_t> missing_layouts;
       for (const pqxx::row& b : blocks) {
         const int64_t lid = b[1].as<int64_t>();
@@ -1271,17 +1271,17 @@ absl::Status PgStore::UpsertBootstrapToken(const TokenRecord& token) {
 }
 
 absl::StatusOr<std::vector<std::string>> PgStore::AgentsBehind(const std::string& target,
-                                                              int limit) {
+                                                               int limit) {
   std::vector<std::string> out;
   absl::Status s = Run("remote write: agents behind", [&](PgConnection& c) {
     out.clear();
     pqxx::read_transaction t(c);
-    for (const pqxx::row& r : t.exec_params(
-             "SELECT a.agent_id FROM agents a LEFT JOIN remote_write_progress p "
-             "ON p.target = $1 AND p.agent_id = a.agent_id "
-             "WHERE a.committed_sequence > coalesce(p.forwarded_seq, 0) "
-             "ORDER BY coalesce(p.updated_at, '-infinity') LIMIT $2",
-             target, limit)) {
+    for (const pqxx::row& r :
+         t.exec_params("SELECT a.agent_id FROM agents a LEFT JOIN remote_write_progress p "
+                       "ON p.target = $1 AND p.agent_id = a.agent_id "
+                       "WHERE a.committed_sequence > coalesce(p.forwarded_seq, 0) "
+                       "ORDER BY coalesce(p.updated_at, '-infinity') LIMIT $2",
+                       target, limit)) {
       out.push_back(r[0].as<std::string>());
     }
   });
@@ -1335,12 +1335,12 @@ absl::StatusOr<size_t> PgStore::Forward(
     chunk.through_seq = through;
     if (total > 0) {
       std::map<int64_t, std::vector<int64_t>> layouts;
-      pqxx::result blocks = w.exec_params(
-          absl::StrCat("SELECT ", absl::StrFormat(kTsToMs, "ts"),
-                       ", layout_id, first_pos, vals, offsets_ms FROM sample_blocks "
-                       "WHERE agent_id = $1 AND batch_seq > $2 AND batch_seq <= $3 "
-                       "ORDER BY batch_seq, first_pos"),
-          agent, static_cast<int64_t>(chunk.from_seq), static_cast<int64_t>(through));
+      pqxx::result blocks =
+          w.exec_params(absl::StrCat("SELECT ", absl::StrFormat(kTsToMs, "ts"),
+                                     ", layout_id, first_pos, vals, offsets_ms FROM sample_blocks "
+                                     "WHERE agent_id = $1 AND batch_seq > $2 AND batch_seq <= $3 "
+                                     "ORDER BY batch_seq, first_pos"),
+                        agent, static_cast<int64_t>(chunk.from_seq), static_cast<int64_t>(through));
       std::vector<int64_t> wanted;
       for (const pqxx::row& b : blocks) {
         if (layouts.emplace(b[1].as<int64_t>(), std::vector<int64_t>{}).second) {
@@ -1362,8 +1362,8 @@ absl::StatusOr<size_t> PgStore::Forward(
         for (size_t i = 0; i < vals.size() && first + i < layout.size(); ++i) {
           auto [it, inserted] = index.try_emplace(layout[first + i], chunk.series.size());
           if (inserted) chunk.series.push_back({layout[first + i], {}});
-          chunk.series[it->second].samples.emplace_back(
-              ts + (offsets.empty() ? 0 : offsets[i]), vals[i]);
+          chunk.series[it->second].samples.emplace_back(ts + (offsets.empty() ? 0 : offsets[i]),
+                                                        vals[i]);
           ++chunk.samples;
         }
       }

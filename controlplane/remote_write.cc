@@ -98,8 +98,8 @@ RemoteWriter::RemoteWriter(RemoteWriteOptions options, PgStore* store,
                     .Help("Time to send one chunk (all its shards) to the receiver.")
                     .Register(*registry)
                     .Add({{"remote_name", options_.name}},
-                         prometheus::Histogram::BucketBoundaries{0.01, 0.025, 0.05, 0.1, 0.25,
-                                                                 0.5, 1, 2.5, 5, 10, 30})),
+                         prometheus::Histogram::BucketBoundaries{0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                                 1, 2.5, 5, 10, 30})),
       highest_sent_(prometheus::BuildGauge()
                         .Name("vigie_remote_storage_queue_highest_sent_timestamp_seconds")
                         .Help("Newest sample timestamp the receiver accepted.")
@@ -145,7 +145,8 @@ int RemoteWriter::Post(int shard, const std::string& body, std::string* error) {
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
   curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(absl::ToInt64Milliseconds(options_.timeout)));
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(options_.timeout)));
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   if (!options_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, options_.ca_file.c_str());
@@ -213,19 +214,19 @@ absl::Status RemoteWriter::Send(const ForwardChunk& chunk) {
       retried_.Increment(static_cast<double>(counts[i]));
       // Logged once per outage (the metrics count every retry), and again when it ends.
       if (!retry && !failing_) {
-        log::Warn("remote write failed; retrying with backoff until it recovers",
-                  {{"remote_name", options_.name}, {"agent", chunk.agent_id}, {"error", errors[i]}});
+        log::Warn(
+            "remote write failed; retrying with backoff until it recovers",
+            {{"remote_name", options_.name}, {"agent", chunk.agent_id}, {"error", errors[i]}});
       }
       retry = true;
     } else {
       // The receiver will never take these (out of order, too old, bad labels): drop them, as
       // Prometheus does, and go on.
       failed_.Increment(static_cast<double>(counts[i]));
-      log::Warn("remote write refused samples; dropped",
-                {{"remote_name", options_.name},
-                 {"agent", chunk.agent_id},
-                 {"samples", counts[i]},
-                 {"error", errors[i]}});
+      log::Warn("remote write refused samples; dropped", {{"remote_name", options_.name},
+                                                          {"agent", chunk.agent_id},
+                                                          {"samples", counts[i]},
+                                                          {"error", errors[i]}});
     }
   }
   if (retry) {
@@ -259,9 +260,9 @@ void RemoteWriter::Run() {
       // other agents still get their turn).
       for (int chunk = 0; chunk < 50 && !failed; ++chunk) {
         if (stopping()) return;
-        auto sent = store_->Forward(
-            options_.name, agent, options_.max_samples_per_send * options_.shards,
-            [this](const ForwardChunk& c) { return Send(c); });
+        auto sent =
+            store_->Forward(options_.name, agent, options_.max_samples_per_send * options_.shards,
+                            [this](const ForwardChunk& c) { return Send(c); });
         if (!sent.ok()) failed = true;
         if (!sent.ok() || *sent == 0) break;
       }
@@ -272,7 +273,8 @@ void RemoteWriter::Run() {
     } else {
       backoff_.Reset();
       // A full round: more may be waiting; go on at once.
-      if (agents->size() == static_cast<size_t>(options_.agents_per_round)) wait = absl::ZeroDuration();
+      if (agents->size() == static_cast<size_t>(options_.agents_per_round))
+        wait = absl::ZeroDuration();
     }
     if (auto pending = store_->ForwardBacklog(options_.name); pending.ok()) {
       pending_.Set(static_cast<double>(*pending));

@@ -66,7 +66,7 @@ class RemoteWriter : public Runnable {
   const RemoteWriteOptions options_;
   PgStore* const store_;
   Backoff backoff_;
-  bool failing_ = false;   // since the last failed request; only the Run() thread uses it
+  bool failing_ = false;     // since the last failed request; only the Run() thread uses it
   std::vector<void*> curl_;  // a CURL handle per shard, reused (keep-alive)
   absl::flat_hash_map<int64_t, std::map<std::string, std::string>> labels_;  // bounded
   prometheus::Counter& samples_;

@@ -32,7 +32,7 @@ struct AgentSeries {
   std::vector<const std::pair<const std::string, int64_t>*> layout;
   std::vector<int64_t> layout_ids;
   int64_t layout_id = 0;
-  size_t id_bytes = 0;  // heap bytes of `ids`' nodes and keys, kept by Add
+  size_t id_bytes = 0;        // heap bytes of `ids`' nodes and keys, kept by Add
   int64_t series_count = -1;  // the agent's rows in `series` (-1: not read yet)
 
   // Records a series' id.

@@ -10,7 +10,10 @@ std::unique_ptr<AgentSeries> Entry(int series) {
   std::vector<std::string> keys;
   std::vector<int64_t> ids;
   for (int i = 0; i < series; ++i) {
-    keys.push_back("node_some_metric_name\xff" "label\xfevalue-" + std::to_string(i));
+    keys.push_back(
+        "node_some_metric_name\xff"
+        "label\xfevalue-" +
+        std::to_string(i));
     ids.push_back(i + 1);
     e->Add(keys.back(), i + 1);
   }

@@ -1,9 +1,9 @@
 // The channels' pure parts: templates, the email subject encoding, SMS requests, Slack and
 // webhook payloads. Sending is tested against real servers in tests/e2e/notifier_channels_test.py.
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "absl/strings/str_split.h"
 #include "common/yaml_config.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "notifier/email.h"
 #include "notifier/options.h"
@@ -47,8 +47,9 @@ TEST(TemplateTest, FieldsSectionsAndEscaping) {
   EXPECT_EQ(T("{{STATUS}} {{alertname}} on {{labels.agent}} = {{value}} since {{starts_at}}")
                 ->Render(Alert()),
             "FIRING disk_low on web1 = 3.5 since 2023-11-14T22:13:20.123Z");
-  EXPECT_EQ(T("{{#firing}}F{{/firing}}{{#resolved}}R {{ends_at}}{{/resolved}}")->Render(Alert(true)),
-            "R 2023-11-14T22:14:20.000Z");
+  EXPECT_EQ(
+      T("{{#firing}}F{{/firing}}{{#resolved}}R {{ends_at}}{{/resolved}}")->Render(Alert(true)),
+      "R 2023-11-14T22:14:20.000Z");
   EXPECT_EQ(T("{{#label_list}}{{name}}={{value}};{{/label_list}}")->Render(Alert()),
             "agent=web1;alertname=disk_low;");
   // Text templates keep values as they are; HTML templates escape them.
@@ -168,8 +169,8 @@ TEST(WebhookTest, SignatureIsHmacSha256OfTheBody) {
 absl::StatusOr<NotifierOptions> FromYaml(const std::string& receivers) {
   setenv("VIGIE_TEST_CLIENT_TOKEN", "vigie_0123456789abcdef0123456789abcdef", 1);
   v1::NotifierConfig c;
-  absl::Status s = ParseYamlConfig(
-      "client_token: {env: VIGIE_TEST_CLIENT_TOKEN}\nreceivers:\n" + receivers, &c);
+  absl::Status s =
+      ParseYamlConfig("client_token: {env: VIGIE_TEST_CLIENT_TOKEN}\nreceivers:\n" + receivers, &c);
   if (!s.ok()) return s;
   return NotifierOptionsFromConfig(c);
 }

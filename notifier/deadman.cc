@@ -70,9 +70,9 @@ void DeadMan::Run() {
       n->set_fingerprint("deadman");
       (*n->mutable_labels())["alertname"] = "VigieControlPlaneDown";
       if (!source.empty()) (*n->mutable_labels())["source"] = source;
-      (*n->mutable_annotations())["summary"] = absl::StrCat(
-          "No heartbeat from the control plane for ", absl::FormatDuration(now - last),
-          ": it, or its database, is down or cannot reach the notifier");
+      (*n->mutable_annotations())["summary"] =
+          absl::StrCat("No heartbeat from the control plane for ", absl::FormatDuration(now - last),
+                       ": it, or its database, is down or cannot reach the notifier");
       n->set_starts_at_ms(absl::ToUnixMillis(last + options_.after));
       if (!Send(r)) {
         firing_since_ = absl::InfinitePast();  // try again at the next check

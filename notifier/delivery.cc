@@ -31,8 +31,7 @@ void KeyMemory::Insert(const std::string& key) {
 }
 
 Delivery::Delivery(DeliveryOptions options, std::vector<Receiver> receivers,
-                   prometheus::Registry* registry, DeliveryObserver* observer,
-                   const Router* router)
+                   prometheus::Registry* registry, DeliveryObserver* observer, const Router* router)
     : options_(options),
       receivers_(std::move(receivers)),
       observer_(observer),
@@ -47,10 +46,11 @@ Delivery::Delivery(DeliveryOptions options, std::vector<Receiver> receivers,
                     .Name("vigie_notifier_requests_total")
                     .Help("Notify calls, by result (queued, duplicate, rejected, full).")
                     .Register(*registry)),
-      deliveries_(prometheus::BuildCounter()
-                      .Name("vigie_notifier_deliveries_total")
-                      .Help("Delivery attempts, by receiver, channel and result (sent, retry, gave_up).")
-                      .Register(*registry)),
+      deliveries_(
+          prometheus::BuildCounter()
+              .Name("vigie_notifier_deliveries_total")
+              .Help("Delivery attempts, by receiver, channel and result (sent, retry, gave_up).")
+              .Register(*registry)),
       queue_depth_(prometheus::BuildGauge()
                        .Name("vigie_notifier_queue_depth")
                        .Help("Deliveries waiting (including those waiting to retry).")
@@ -190,9 +190,9 @@ void Delivery::SpoolWriter() {
         if (auto w = spool_waiters_.find(j.request.idempotency_key()); w != spool_waiters_.end()) {
           for (auto& fn : w->second) {
             if (path.ok()) accepted_.Add({{"result", "duplicate"}}).Increment();
-            waiters.emplace_back(std::move(fn), path.ok() ? absl::StatusOr<Accepted>(
-                                                                Accepted::kDuplicate)
-                                                          : absl::StatusOr<Accepted>(path.status()));
+            waiters.emplace_back(std::move(fn), path.ok()
+                                                    ? absl::StatusOr<Accepted>(Accepted::kDuplicate)
+                                                    : absl::StatusOr<Accepted>(path.status()));
           }
           spool_waiters_.erase(w);
         }
@@ -292,8 +292,8 @@ absl::StatusOr<std::string> Delivery::WriteSpoolBatch(
     return absl::UnavailableError(
         absl::StrCat("spool_directory ", options_.spool_directory, ": ", strerror(errno)));
   }
-  bool ok = write(fd, lines.data(), lines.size()) == static_cast<ssize_t>(lines.size()) &&
-            fsync(fd) == 0;
+  bool ok =
+      write(fd, lines.data(), lines.size()) == static_cast<ssize_t>(lines.size()) && fsync(fd) == 0;
   ok = (close(fd) == 0) && ok;
   if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
     unlink(tmp.c_str());
@@ -360,9 +360,8 @@ absl::StatusOr<int> Delivery::Recover() {
     size_t unreadable = 0;
     if (text.ok()) {
       std::vector<absl::string_view> lines =
-          absl::EndsWith(n, ".jsonl")
-              ? absl::StrSplit(*text, '\n', absl::SkipEmpty())
-              : std::vector<absl::string_view>{absl::string_view(*text)};
+          absl::EndsWith(n, ".jsonl") ? absl::StrSplit(*text, '\n', absl::SkipEmpty())
+                                      : std::vector<absl::string_view>{absl::string_view(*text)};
       for (absl::string_view line : lines) {
         v1::NotifyRequest request;
         if (google::protobuf::util::JsonStringToMessage(std::string(line), &request).ok() &&
@@ -483,15 +482,19 @@ void Delivery::Work() {
       deliveries_.Add({{"receiver", r.name}, {"channel", r.kind}, {"result", "sent"}}).Increment();
       log::Info("notification delivered",
                 {{"key", key}, {"receiver", r.name}, {"channel", r.kind}, {"attempts", attempts}});
-      if (observer_ != nullptr) observer_->Attempted(key, targets_[item->receiver], "sent", attempts, "");
+      if (observer_ != nullptr)
+        observer_->Attempted(key, targets_[item->receiver], "sent", attempts, "");
       DoneLocked(*item);
       queue_.erase(item);
     } else if (s.code() == absl::StatusCode::kInvalidArgument ||
                absl::Now() - item->first_attempt >= options_.give_up_after) {
-      deliveries_.Add({{"receiver", r.name}, {"channel", r.kind}, {"result", "gave_up"}}).Increment();
-      log::Error("notification not delivered; giving up",
-                 {{"key", key}, {"receiver", r.name}, {"channel", r.kind}, {"attempts", attempts},
-                  {"error", s}});
+      deliveries_.Add({{"receiver", r.name}, {"channel", r.kind}, {"result", "gave_up"}})
+          .Increment();
+      log::Error("notification not delivered; giving up", {{"key", key},
+                                                           {"receiver", r.name},
+                                                           {"channel", r.kind},
+                                                           {"attempts", attempts},
+                                                           {"error", s}});
       if (observer_ != nullptr) {
         observer_->Attempted(key, targets_[item->receiver], "failed", attempts,
                              std::string(s.message()));

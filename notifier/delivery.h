@@ -86,9 +86,8 @@ struct DeliveryOptions {
 class Delivery {
  public:
   // `router` (may be null: every receiver gets everything) must outlive it.
-  Delivery(DeliveryOptions options, std::vector<Receiver> receivers,
-           prometheus::Registry* registry, DeliveryObserver* observer = nullptr,
-           const Router* router = nullptr);
+  Delivery(DeliveryOptions options, std::vector<Receiver> receivers, prometheus::Registry* registry,
+           DeliveryObserver* observer = nullptr, const Router* router = nullptr);
   // Remembers `keys` as already accepted (from the delivery log, at start-up).
   void RememberKeys(const std::vector<std::string>& keys);
   // The keys remembered, oldest first (handed to the next Delivery at a reload).
@@ -123,7 +122,7 @@ class Delivery {
     v1::NotifyRequest request;
     // The spool file holding it (null without a spool); shared by a batch.
     std::shared_ptr<struct SpoolFile> spool;
-    size_t remaining = 0;    // receivers not yet done; guarded by mu_
+    size_t remaining = 0;  // receivers not yet done; guarded by mu_
   };
   struct Item {
     std::shared_ptr<Accepted_> accepted;

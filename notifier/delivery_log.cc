@@ -82,8 +82,8 @@ absl::Status DeliveryLog::Connect() {
     return absl::OkStatus();
   } catch (const std::exception& e) {
     conn_.reset();
-    return absl::UnavailableError(absl::StrCat("database_url ", log::RedactUrl(options_.database_url),
-                                               ": cannot connect: ", e.what()));
+    return absl::UnavailableError(absl::StrCat(
+        "database_url ", log::RedactUrl(options_.database_url), ": cannot connect: ", e.what()));
   }
 }
 
@@ -148,8 +148,8 @@ void DeliveryLog::WriteOne(pqxx::transaction_base& w, const Event& e) {
         "INSERT INTO notifier_deliveries (key, target, receiver, channel, status, "
         "accepted_at, updated_at, notification) VALUES ($1, $2, $3, $4, 'pending', "
         "$5::timestamptz, $5::timestamptz, $6::jsonb) ON CONFLICT DO NOTHING",
-        e.key, e.target, e.target.substr(0, slash),
-        e.target.substr(slash + 1, bracket - slash - 1), PgTime(e.at), e.notification_json);
+        e.key, e.target, e.target.substr(0, slash), e.target.substr(slash + 1, bracket - slash - 1),
+        PgTime(e.at), e.notification_json);
   } else {
     w.exec_params0(
         "UPDATE notifier_deliveries SET status = $3, attempts = $4, last_error = $5, "
@@ -254,10 +254,10 @@ absl::StatusOr<std::vector<std::string>> DeliveryLog::RecentKeys(size_t n) {
   try {
     if (!conn_) VIGIE_RETURN_IF_ERROR(Connect());
     pqxx::read_transaction t(*conn_);
-    for (const pqxx::row& r : t.exec_params(
-             "SELECT key FROM (SELECT key, accepted_at FROM notifier_keys "
-             "ORDER BY accepted_at DESC LIMIT $1) k ORDER BY accepted_at",
-             static_cast<int64_t>(n))) {
+    for (const pqxx::row& r :
+         t.exec_params("SELECT key FROM (SELECT key, accepted_at FROM notifier_keys "
+                       "ORDER BY accepted_at DESC LIMIT $1) k ORDER BY accepted_at",
+                       static_cast<int64_t>(n))) {
       out.push_back(r[0].as<std::string>());
     }
   } catch (const std::exception& e) {
@@ -274,8 +274,8 @@ absl::StatusOr<v1::ListDeliveriesResponse> DeliveryLog::List(const v1::ListDeliv
   }
   if (!req.status().empty() && req.status() != "pending" && req.status() != "retrying" &&
       req.status() != "sent" && req.status() != "failed") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "status: \"", req.status(), "\" must be pending, retrying, sent or failed"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("status: \"", req.status(), "\" must be pending, retrying, sent or failed"));
   }
   // The page token: the last row's (updated_at in microseconds, key, target), base64url.
   int64_t after_us = INT64_MAX;

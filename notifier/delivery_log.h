@@ -43,8 +43,7 @@ class DeliveryLog : public DeliveryObserver, public Runnable {
                                                            prometheus::Registry* registry);
   ~DeliveryLog() override;
 
-  void Accepted(const v1::NotifyRequest& request,
-                const std::vector<std::string>& targets) override;
+  void Accepted(const v1::NotifyRequest& request, const std::vector<std::string>& targets) override;
   void Attempted(const std::string& key, const std::string& target, const std::string& status,
                  int attempts, const std::string& error) override;
 

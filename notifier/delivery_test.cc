@@ -5,8 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/mutex.h"
-#include "common/yaml_config.h"
 #include "common/status_matchers.h"
+#include "common/yaml_config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -217,10 +217,11 @@ TEST(KeyMemoryTest, ForgetsTheOldestBeyondCapacity) {
 
 TEST(DeliveryTest, RoutesAndRateLimitsDecideWhichReceiversGetANotification) {
   v1::NotifierConfig c;
-  ASSERT_TRUE(ParseYamlConfig("route: {receiver: email, routes: [{receiver: sms, "
-                              "matchers: ['severity=\"critical\"'], continue: true}, {receiver: email}]}",
-                              &c)
-                  .ok());
+  ASSERT_TRUE(
+      ParseYamlConfig("route: {receiver: email, routes: [{receiver: sms, "
+                      "matchers: ['severity=\"critical\"'], continue: true}, {receiver: email}]}",
+                      &c)
+          .ok());
   auto router = Router::FromConfig(c, {"email", "sms"});
   ASSERT_TRUE(router.ok()) << router.status();
   auto email = std::make_unique<FakeChannel>(0);

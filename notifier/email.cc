@@ -47,8 +47,7 @@ std::string EncodeHeaderWord(const std::string& raw) {
   while (i < value.size()) {
     size_t end = std::min(value.size(), i + 45);
     while (end < value.size() && (static_cast<unsigned char>(value[end]) & 0xC0) == 0x80) --end;
-    words.push_back(
-        absl::StrCat("=?UTF-8?B?", absl::Base64Escape(value.substr(i, end - i)), "?="));
+    words.push_back(absl::StrCat("=?UTF-8?B?", absl::Base64Escape(value.substr(i, end - i)), "?="));
     i = end;
   }
   return absl::StrJoin(words, "\r\n ");
@@ -66,9 +65,8 @@ std::string MessageId(const v1::NotifyRequest& request, const std::string& from)
   const std::string k = request.idempotency_key();
   SHA256(reinterpret_cast<const unsigned char*>(k.data()), k.size(), digest);
   const std::string domain = from.substr(from.find('@') + 1);
-  return absl::StrCat(
-      "<", absl::BytesToHexString(std::string(reinterpret_cast<char*>(digest), 16)), ".",
-      absl::ToUnixMillis(absl::Now()), "@", domain, ">");
+  return absl::StrCat("<", absl::BytesToHexString(std::string(reinterpret_cast<char*>(digest), 16)),
+                      ".", absl::ToUnixMillis(absl::Now()), "@", domain, ">");
 }
 
 }  // namespace
@@ -84,15 +82,16 @@ absl::Status EmailChannel::Send(const v1::NotifyRequest& request) {
 
   curl_slist* headers = nullptr;
   headers = curl_slist_append(
-      headers, absl::StrCat("Date: ", absl::FormatTime("%a, %d %b %Y %H:%M:%S +0000",
-                                                       absl::Now(), absl::UTCTimeZone()))
+      headers, absl::StrCat("Date: ", absl::FormatTime("%a, %d %b %Y %H:%M:%S +0000", absl::Now(),
+                                                       absl::UTCTimeZone()))
                    .c_str());
   headers = curl_slist_append(headers, absl::StrCat("From: ", options_.from).c_str());
   headers =
       curl_slist_append(headers, absl::StrCat("To: ", absl::StrJoin(options_.to, ", ")).c_str());
-  headers = curl_slist_append(headers,
-                              absl::StrCat("Message-ID: ", MessageId(request, options_.from)).c_str());
-  headers = curl_slist_append(headers, absl::StrCat("Subject: ", EncodeHeaderWord(subject)).c_str());
+  headers = curl_slist_append(
+      headers, absl::StrCat("Message-ID: ", MessageId(request, options_.from)).c_str());
+  headers =
+      curl_slist_append(headers, absl::StrCat("Subject: ", EncodeHeaderWord(subject)).c_str());
   headers = curl_slist_append(headers, "X-Mailer: Vigie-Notifier/" VIGIE_VERSION);
   std::unique_ptr<curl_slist, void (*)(curl_slist*)> header_guard(headers, curl_slist_free_all);
   curl_slist* rcpt = nullptr;
@@ -119,8 +118,8 @@ absl::Status EmailChannel::Send(const v1::NotifyRequest& request) {
   curl_mime_headers(part, part_headers, 1);
 
   const bool implicit = options_.tls == EmailOptions::Tls::kImplicit;
-  const std::string url = absl::StrCat(implicit ? "smtps://" : "smtp://", options_.smarthost, "/",
-                                       options_.hello);
+  const std::string url =
+      absl::StrCat(implicit ? "smtps://" : "smtp://", options_.smarthost, "/", options_.hello);
   char error[CURL_ERROR_SIZE] = {0};
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");

@@ -18,7 +18,7 @@ struct EmailOptions {
   std::string receiver;
   std::vector<std::string> to;  // addresses, e.g. "ops@example.com"
   std::string from;
-  std::string smarthost;        // host:port
+  std::string smarthost;  // host:port
   enum class Tls { kStartTls, kImplicit, kNone } tls = Tls::kStartTls;
   std::string auth_username;
   std::string auth_password;  // secret

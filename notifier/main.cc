@@ -71,8 +71,8 @@ int main(int argc, char** argv) {
     std::vector<nt::Receiver> receivers;
     for (const auto& c : o.channels) receivers.push_back({c.receiver, c.kind, nt::MakeChannel(c)});
     std::shared_ptr<nt::Router> r = o.router;
-    auto* d = new nt::Delivery(o.delivery, std::move(receivers), registry.get(),
-                               delivery_log.get(), r.get());
+    auto* d = new nt::Delivery(o.delivery, std::move(receivers), registry.get(), delivery_log.get(),
+                               r.get());
     // Deleting the Delivery releases its router after it.
     return std::shared_ptr<nt::Delivery>(d, [r](nt::Delivery* p) { delete p; });
   };
@@ -138,9 +138,9 @@ int main(int argc, char** argv) {
     // Listeners, tokens, the database and the dead-man's switch need a restart.
     vigie::v1::NotifierConfig fresh_config;
     absl::Status loaded = vigie::LoadYamlConfigFile(path, &fresh_config);
-    absl::StatusOr<nt::NotifierOptions> fresh =
-        loaded.ok() ? nt::NotifierOptionsFromConfig(fresh_config)
-                    : absl::StatusOr<nt::NotifierOptions>(loaded);
+    absl::StatusOr<nt::NotifierOptions> fresh = loaded.ok()
+                                                    ? nt::NotifierOptionsFromConfig(fresh_config)
+                                                    : absl::StatusOr<nt::NotifierOptions>(loaded);
     if (!fresh.ok()) {
       vigie::log::Error("reload refused; the running configuration stays",
                         {{"config", path}, {"error", fresh.status()}});
@@ -156,8 +156,9 @@ int main(int argc, char** argv) {
       fresh->delivery.spool_directory = options->delivery.spool_directory;
     }
     if (options->delivery.spool_directory.empty()) {
-      vigie::log::Error("reload needs spool_directory (queued deliveries would be lost); restart "
-                        "to apply the new configuration");
+      vigie::log::Error(
+          "reload needs spool_directory (queued deliveries would be lost); restart "
+          "to apply the new configuration");
       continue;
     }
     // Swap: new calls wait (UNAVAILABLE, retried by the control plane), the old Delivery
@@ -172,10 +173,9 @@ int main(int argc, char** argv) {
     absl::StatusOr<int> requeued = next->Recover();
     next->Start();
     holder.Set(next);
-    vigie::log::Info("configuration reloaded",
-                     {{"config", path},
-                      {"channels", fresh->channels.size()},
-                      {"requeued", requeued.ok() ? *requeued : -1}});
+    vigie::log::Info("configuration reloaded", {{"config", path},
+                                                {"channels", fresh->channels.size()},
+                                                {"requeued", requeued.ok() ? *requeued : -1}});
   }
   vigie::log::Info("shutting down", {{"signal", sig}});
   (*grpc_servers)->Shutdown(absl::Seconds(5));

@@ -38,8 +38,8 @@ absl::StatusOr<WebhookOptions> WebhookFromConfig(const std::string& field,
   WebhookOptions w;
   w.url = c.url();
   VIGIE_RETURN_IF_ERROR(RequireHttpUrl(absl::StrCat(field, ".url"), w.url));
-  VIGIE_ASSIGN_OR_RETURN(w.timeout,
-                         ParseConfigDuration(absl::StrCat(field, ".timeout"), c.timeout(), w.timeout));
+  VIGIE_ASSIGN_OR_RETURN(
+      w.timeout, ParseConfigDuration(absl::StrCat(field, ".timeout"), c.timeout(), w.timeout));
   w.send_resolved = !c.has_send_resolved() || c.send_resolved();
   if (IsSet(c.hmac_secret())) {
     VIGIE_ASSIGN_OR_RETURN(w.hmac_secret,
@@ -54,19 +54,20 @@ absl::StatusOr<EmailOptions> EmailFromConfig(const std::string& field, const v1:
   for (int i = 0; i < c.to_size(); ++i) {
     if (!IsPlainAddress(c.to(i))) {
       return absl::InvalidArgumentError(absl::StrCat(field, ".to[", i, "]: \"", c.to(i),
-                                                      "\" is not a plain address (a@b.example)"));
+                                                     "\" is not a plain address (a@b.example)"));
     }
     e.to.push_back(c.to(i));
   }
   if (!IsPlainAddress(c.from())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".from: \"", c.from(), "\" is not a plain address (required, e.g. vigie@example.com)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".from: \"", c.from(),
+                     "\" is not a plain address (required, e.g. vigie@example.com)"));
   }
   e.from = c.from();
   static const RE2 kHostPort(R"([A-Za-z0-9.-]+:\d{1,5}|\[[0-9A-Fa-f:]+\]:\d{1,5})");
   if (!RE2::FullMatch(c.smarthost(), kHostPort)) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ".smarthost: \"", c.smarthost(),
-                                                   "\" must be host:port (required)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".smarthost: \"", c.smarthost(), "\" must be host:port (required)"));
   }
   e.smarthost = c.smarthost();
   if (c.tls().empty() || c.tls() == "starttls") {
@@ -76,18 +77,19 @@ absl::StatusOr<EmailOptions> EmailFromConfig(const std::string& field, const v1:
   } else if (c.tls() == "none") {
     e.tls = EmailOptions::Tls::kNone;
     if (!c.insecure() && !IsLoopback(c.smarthost())) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ".tls: \"none\" sends mail (and any password) in clear beyond loopback; set "
-                 "insecure: true to do it anyway"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field,
+                       ".tls: \"none\" sends mail (and any password) in clear beyond loopback; set "
+                       "insecure: true to do it anyway"));
     }
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(field, ".tls: \"", c.tls(),
-                                                   "\" must be starttls, tls or none"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".tls: \"", c.tls(), "\" must be starttls, tls or none"));
   }
   e.auth_username = c.auth_username();
   if (IsSet(c.auth_password())) {
-    VIGIE_ASSIGN_OR_RETURN(e.auth_password, ReadSecret(absl::StrCat(field, ".auth_password"),
-                                                       c.auth_password(), 1));
+    VIGIE_ASSIGN_OR_RETURN(e.auth_password,
+                           ReadSecret(absl::StrCat(field, ".auth_password"), c.auth_password(), 1));
   }
   e.ca_file = c.ca_file();
   static const RE2 kHello(R"([A-Za-z0-9.-]{0,253})");
@@ -96,8 +98,8 @@ absl::StatusOr<EmailOptions> EmailFromConfig(const std::string& field, const v1:
         absl::StrCat(field, ".hello: \"", c.hello(), "\" must be a host name"));
   }
   e.hello = c.hello();
-  VIGIE_ASSIGN_OR_RETURN(e.timeout,
-                         ParseConfigDuration(absl::StrCat(field, ".timeout"), c.timeout(), e.timeout));
+  VIGIE_ASSIGN_OR_RETURN(
+      e.timeout, ParseConfigDuration(absl::StrCat(field, ".timeout"), c.timeout(), e.timeout));
   e.send_resolved = !c.has_send_resolved() || c.send_resolved();
   VIGIE_ASSIGN_OR_RETURN(e.subject, ParseTemplate(absl::StrCat(field, ".subject"), c.subject(),
                                                   kDefaultEmailSubject, Template::Escape::kNone));
@@ -117,8 +119,8 @@ absl::StatusOr<SlackOptions> SlackFromConfig(const std::string& field, const v1:
   VIGIE_RETURN_IF_ERROR(RequireHttpUrl(absl::StrCat(field, ".api_url"), s.api_url));
   s.channel = c.channel();
   s.username = c.username();
-  VIGIE_ASSIGN_OR_RETURN(s.timeout,
-                         ParseConfigDuration(absl::StrCat(field, ".timeout"), c.timeout(), s.timeout));
+  VIGIE_ASSIGN_OR_RETURN(
+      s.timeout, ParseConfigDuration(absl::StrCat(field, ".timeout"), c.timeout(), s.timeout));
   s.send_resolved = !c.has_send_resolved() || c.send_resolved();
   VIGIE_ASSIGN_OR_RETURN(s.title, ParseTemplate(absl::StrCat(field, ".title"), c.title(),
                                                 kDefaultSlackTitle, Template::Escape::kNone));
@@ -145,8 +147,8 @@ absl::StatusOr<SmsOptions> SmsFromConfig(const std::string& field, const v1::Sms
       return absl::InvalidArgumentError(absl::StrCat(field, ".url: required for preset http"));
     }
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".preset: \"", c.preset(), "\" must be free_mobile, twilio or http"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".preset: \"", c.preset(), "\" must be free_mobile, twilio or http"));
   }
   if (s.preset != SmsOptions::Preset::kHttp) {
     VIGIE_RETURN_IF_ERROR(RequireHttpUrl(absl::StrCat(field, ".url"), s.url));
@@ -157,8 +159,8 @@ absl::StatusOr<SmsOptions> SmsFromConfig(const std::string& field, const v1::Sms
   } else {
     // The URL is a template: checked once rendered (SendHttp), and for its scheme here.
     VIGIE_RETURN_IF_ERROR(RequireHttpUrl(absl::StrCat(field, ".url"), c.url()));
-    VIGIE_ASSIGN_OR_RETURN(s.url_template, ParseTemplate(absl::StrCat(field, ".url"), c.url(),
-                                                         "", Template::Escape::kNone));
+    VIGIE_ASSIGN_OR_RETURN(s.url_template, ParseTemplate(absl::StrCat(field, ".url"), c.url(), "",
+                                                         Template::Escape::kNone));
     if (!c.body().empty()) {
       VIGIE_ASSIGN_OR_RETURN(s.body, ParseTemplate(absl::StrCat(field, ".body"), c.body(), "",
                                                    Template::Escape::kNone));
@@ -169,9 +171,8 @@ absl::StatusOr<SmsOptions> SmsFromConfig(const std::string& field, const v1::Sms
         return absl::InvalidArgumentError(
             absl::StrCat(field, ".headers: \"", name, "\" is not a header name"));
       }
-      VIGIE_ASSIGN_OR_RETURN(s.headers[name],
-                             ParseTemplate(absl::StrCat(field, ".headers.", name), value, "",
-                                           Template::Escape::kNone));
+      VIGIE_ASSIGN_OR_RETURN(s.headers[name], ParseTemplate(absl::StrCat(field, ".headers.", name),
+                                                            value, "", Template::Escape::kNone));
     }
     s.method = c.method().empty() ? "POST" : c.method();
     if (s.method != "GET" && s.method != "POST" && s.method != "PUT") {
@@ -181,7 +182,8 @@ absl::StatusOr<SmsOptions> SmsFromConfig(const std::string& field, const v1::Sms
   }
   s.user = c.user();
   if (IsSet(c.password())) {
-    VIGIE_ASSIGN_OR_RETURN(s.password, ReadSecret(absl::StrCat(field, ".password"), c.password(), 1));
+    VIGIE_ASSIGN_OR_RETURN(s.password,
+                           ReadSecret(absl::StrCat(field, ".password"), c.password(), 1));
   }
   s.from = c.from();
   s.to.assign(c.to().begin(), c.to().end());
@@ -190,8 +192,8 @@ absl::StatusOr<SmsOptions> SmsFromConfig(const std::string& field, const v1::Sms
     return absl::InvalidArgumentError(
         absl::StrCat(field, ".max_length: between 20 and 1600, got ", c.max_length()));
   }
-  VIGIE_ASSIGN_OR_RETURN(s.timeout,
-                         ParseConfigDuration(absl::StrCat(field, ".timeout"), c.timeout(), s.timeout));
+  VIGIE_ASSIGN_OR_RETURN(
+      s.timeout, ParseConfigDuration(absl::StrCat(field, ".timeout"), c.timeout(), s.timeout));
   s.send_resolved = !c.has_send_resolved() || c.send_resolved();
   VIGIE_ASSIGN_OR_RETURN(s.text, ParseTemplate(absl::StrCat(field, ".text"), c.text(),
                                                kDefaultSmsText, Template::Escape::kNone));
@@ -240,8 +242,9 @@ absl::StatusOr<NotifierOptions> NotifierOptionsFromConfig(const v1::NotifierConf
       ParseConfigDuration("give_up_after", c.give_up_after(), o.delivery.give_up_after));
   o.delivery.spool_directory = c.spool_directory();
   if (!c.database_url().empty() && IsSet(c.database_url_from())) {
-    return absl::InvalidArgumentError("database_url_from: set database_url or database_url_from, "
-                                      "not both");
+    return absl::InvalidArgumentError(
+        "database_url_from: set database_url or database_url_from, "
+        "not both");
   }
   o.database_url = c.database_url();
   if (IsSet(c.database_url_from())) {
@@ -307,8 +310,9 @@ absl::StatusOr<NotifierOptions> NotifierOptionsFromConfig(const v1::NotifierConf
       if (r.rate_limit().max() == 0) {
         return absl::InvalidArgumentError(absl::StrCat(rl, ".max: at least 1"));
       }
-      VIGIE_ASSIGN_OR_RETURN(absl::Duration per,
-                             ParseConfigDuration(rl + ".per", r.rate_limit().per(), absl::Hours(1)));
+      VIGIE_ASSIGN_OR_RETURN(
+          absl::Duration per,
+          ParseConfigDuration(rl + ".per", r.rate_limit().per(), absl::Hours(1)));
       if (per < absl::Seconds(1)) {
         return absl::InvalidArgumentError(absl::StrCat(rl, ".per: at least 1s"));
       }
@@ -322,9 +326,8 @@ absl::StatusOr<NotifierOptions> NotifierOptionsFromConfig(const v1::NotifierConf
           field, ": needs a channel (webhook_configs, email_configs, slack_configs, sms_configs)"));
     }
   }
-  VIGIE_ASSIGN_OR_RETURN(o.deadman.after,
-                         ParseConfigDuration("deadman.after", c.deadman().after(),
-                                             absl::ZeroDuration()));
+  VIGIE_ASSIGN_OR_RETURN(o.deadman.after, ParseConfigDuration("deadman.after", c.deadman().after(),
+                                                              absl::ZeroDuration()));
   if (o.deadman.after > absl::ZeroDuration() && o.deadman.after < absl::Seconds(1)) {
     return absl::InvalidArgumentError(
         absl::StrCat("deadman.after: at least 1s, got \"", c.deadman().after(), "\""));
@@ -333,10 +336,10 @@ absl::StatusOr<NotifierOptions> NotifierOptionsFromConfig(const v1::NotifierConf
     VIGIE_RETURN_IF_ERROR(RequireHttpUrl("deadman.watchdog_url", c.deadman().watchdog_url()));
     o.deadman.watchdog_url = c.deadman().watchdog_url();
   }
-  VIGIE_ASSIGN_OR_RETURN(o.deadman.watchdog_interval,
-                         ParseConfigDuration("deadman.watchdog_interval",
-                                             c.deadman().watchdog_interval(),
-                                             o.deadman.watchdog_interval));
+  VIGIE_ASSIGN_OR_RETURN(
+      o.deadman.watchdog_interval,
+      ParseConfigDuration("deadman.watchdog_interval", c.deadman().watchdog_interval(),
+                          o.deadman.watchdog_interval));
   if (o.deadman.watchdog_interval < absl::Seconds(1)) {
     return absl::InvalidArgumentError("deadman.watchdog_interval: at least 1s");
   }

@@ -16,9 +16,10 @@ absl::StatusOr<Matcher> Matcher::Parse(const std::string& field, const std::stri
       R"re(\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*)re");
   std::string name, op, value;
   if (!RE2::FullMatch(text, kMatcher, &name, &op, &value)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": \"", text, "\" is not a matcher; write name=\"value\", name!=\"value\", "
-        "name=~\"regex\" or name!~\"regex\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": \"", text,
+                     "\" is not a matcher; write name=\"value\", name!=\"value\", "
+                     "name=~\"regex\" or name!~\"regex\""));
   }
   std::string unescaped;
   for (size_t i = 0; i < value.size(); ++i) {
@@ -66,7 +67,7 @@ absl::StatusOr<int> Minutes(const std::string& field, const std::string& hhmm) {
 }
 
 absl::StatusOr<int> Weekday(const std::string& field, const std::string& name) {
-  static const char* kDays[] = {"monday", "tuesday", "wednesday", "thursday",
+  static const char* kDays[] = {"monday", "tuesday",  "wednesday", "thursday",
                                 "friday", "saturday", "sunday"};
   const std::string lower = absl::AsciiStrToLower(name);
   for (int i = 0; i < 7; ++i) {
@@ -169,16 +170,17 @@ absl::Status Router::Build(const std::string& field, const v1::Route& c,
                            const std::set<std::string>& receivers, Node* out) {
   out->receiver = c.receiver().empty() ? parent_receiver : c.receiver();
   if (receivers.count(out->receiver) == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ".receiver: \"", out->receiver,
-                                                   "\" is not a configured receiver"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".receiver: \"", out->receiver, "\" is not a configured receiver"));
   }
   for (int i = 0; i < c.matchers_size(); ++i) {
-    VIGIE_ASSIGN_OR_RETURN(Matcher m,
-                           Matcher::Parse(absl::StrCat(field, ".matchers[", i, "]"), c.matchers(i)));
+    VIGIE_ASSIGN_OR_RETURN(
+        Matcher m, Matcher::Parse(absl::StrCat(field, ".matchers[", i, "]"), c.matchers(i)));
     out->matchers.push_back(std::move(m));
   }
   out->continue_ = c.continue_();
-  auto intervals = [&](const char* what, const google::protobuf::RepeatedPtrField<std::string>& names,
+  auto intervals = [&](const char* what,
+                       const google::protobuf::RepeatedPtrField<std::string>& names,
                        std::vector<const TimeInterval*>* to) -> absl::Status {
     for (int i = 0; i < names.size(); ++i) {
       auto it = router.intervals_.find(names[i]);
@@ -190,19 +192,19 @@ absl::Status Router::Build(const std::string& field, const v1::Route& c,
     }
     return absl::OkStatus();
   };
-  VIGIE_RETURN_IF_ERROR(intervals("active_time_intervals", c.active_time_intervals(), &out->active));
+  VIGIE_RETURN_IF_ERROR(
+      intervals("active_time_intervals", c.active_time_intervals(), &out->active));
   VIGIE_RETURN_IF_ERROR(intervals("mute_time_intervals", c.mute_time_intervals(), &out->mute));
   for (int i = 0; i < c.routes_size(); ++i) {
     Node child;
-    VIGIE_RETURN_IF_ERROR(Build(absl::StrCat(field, ".routes[", i, "]"), c.routes(i),
-                                out->receiver, router, receivers, &child));
+    VIGIE_RETURN_IF_ERROR(Build(absl::StrCat(field, ".routes[", i, "]"), c.routes(i), out->receiver,
+                                router, receivers, &child));
     out->children.push_back(std::move(child));
   }
   return absl::OkStatus();
 }
 
-bool Router::Walk(const Node& node, const v1::Notification& n, absl::Time now,
-                  Decision* d) const {
+bool Router::Walk(const Node& node, const v1::Notification& n, absl::Time now, Decision* d) const {
   for (const Matcher& m : node.matchers) {
     if (!m.Matches(n)) return false;
   }
@@ -236,9 +238,9 @@ Router::Decision Router::Route(const v1::NotifyRequest& request, absl::Time now)
 }
 
 bool RateLimiter::Allow(absl::Time now) {
-  sent_.erase(std::remove_if(sent_.begin(), sent_.end(),
-                             [&](absl::Time t) { return now - t >= per_; }),
-              sent_.end());
+  sent_.erase(
+      std::remove_if(sent_.begin(), sent_.end(), [&](absl::Time t) { return now - t >= per_; }),
+      sent_.end());
   if (static_cast<int>(sent_.size()) >= max_) return false;
   sent_.push_back(now);
   return true;

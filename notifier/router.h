@@ -56,8 +56,8 @@ class TimeInterval {
 class Router {
  public:
   // `receivers` are the names configured; every receiver a route names must be among them.
-  static absl::StatusOr<std::unique_ptr<Router>> FromConfig(
-      const v1::NotifierConfig& c, const std::set<std::string>& receivers);
+  static absl::StatusOr<std::unique_ptr<Router>> FromConfig(const v1::NotifierConfig& c,
+                                                            const std::set<std::string>& receivers);
 
   struct Decision {
     std::set<std::string> receivers;

@@ -91,11 +91,9 @@ route:
 )");
   ASSERT_TRUE(r.ok()) << r.status();
   const absl::Time t = absl::Now();
-  EXPECT_EQ((*r)->Route(Alert("warning", "web"), t).receivers,
-            (std::set<std::string>{"default"}));
+  EXPECT_EQ((*r)->Route(Alert("warning", "web"), t).receivers, (std::set<std::string>{"default"}));
   // team=db matches the child, which inherits "default" when its own child does not match.
-  EXPECT_EQ((*r)->Route(Alert("warning", "db"), t).receivers,
-            (std::set<std::string>{"default"}));
+  EXPECT_EQ((*r)->Route(Alert("warning", "db"), t).receivers, (std::set<std::string>{"default"}));
   EXPECT_EQ((*r)->Route(Alert("critical", "db"), t).receivers, (std::set<std::string>{"sms"}));
 }
 
@@ -109,9 +107,12 @@ TEST(RouterTest, TimeZonesAreHonoured) {
   auto t = TimeInterval::FromConfig("ti", c);
   ASSERT_TRUE(t.ok()) << t.status();
   // 15:00 UTC on a Monday is 10:00 in New York; 23:00 UTC is 18:00.
-  EXPECT_TRUE(t->Contains(absl::FromCivil(absl::CivilMinute(2026, 11, 30, 15, 0), absl::UTCTimeZone())));
-  EXPECT_FALSE(t->Contains(absl::FromCivil(absl::CivilMinute(2026, 11, 30, 23, 0), absl::UTCTimeZone())));
-  EXPECT_FALSE(t->Contains(absl::FromCivil(absl::CivilMinute(2026, 12, 5, 15, 0), absl::UTCTimeZone())));
+  EXPECT_TRUE(
+      t->Contains(absl::FromCivil(absl::CivilMinute(2026, 11, 30, 15, 0), absl::UTCTimeZone())));
+  EXPECT_FALSE(
+      t->Contains(absl::FromCivil(absl::CivilMinute(2026, 11, 30, 23, 0), absl::UTCTimeZone())));
+  EXPECT_FALSE(
+      t->Contains(absl::FromCivil(absl::CivilMinute(2026, 12, 5, 15, 0), absl::UTCTimeZone())));
 }
 
 TEST(RouterTest, WithoutARouteEveryoneGetsEverything) {

@@ -75,8 +75,8 @@ grpc::ServerUnaryReactor* NotifierService::TestReceiver(grpc::CallbackServerCont
                                                         v1::TestReceiverResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   v1::NotifyRequest test;
-  test.set_idempotency_key(absl::StrCat("test/", request->receiver(), "/",
-                                        absl::ToUnixMillis(absl::Now())));
+  test.set_idempotency_key(
+      absl::StrCat("test/", request->receiver(), "/", absl::ToUnixMillis(absl::Now())));
   v1::Notification* n = test.mutable_notification();
   n->set_status(v1::Notification::STATUS_FIRING);
   n->set_rule("VigieTest");
@@ -103,8 +103,9 @@ grpc::ServerUnaryReactor* NotifierService::TestReceiver(grpc::CallbackServerCont
     result->set_error(std::string(s.message()));
   }
   if (!found) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                 absl::StrCat("receiver: no receiver \"", request->receiver(), "\"")));
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::NOT_FOUND,
+                     absl::StrCat("receiver: no receiver \"", request->receiver(), "\"")));
     return reactor;
   }
   reactor->Finish(grpc::Status::OK);

@@ -2,8 +2,8 @@
 #ifndef VIGIE_NOTIFIER_SERVICE_H_
 #define VIGIE_NOTIFIER_SERVICE_H_
 
-#include "notifier/delivery.h"
 #include "notifier/deadman.h"
+#include "notifier/delivery.h"
 #include "notifier/delivery_log.h"
 #include "vigie/v1/notifier.grpc.pb.h"
 

@@ -37,8 +37,9 @@ std::string JsonInner(const std::string& s) {
 
 std::vector<HttpRequest> SmsRequests(const SmsOptions& o, const v1::NotifyRequest& request) {
   const std::string message = CutMessage(o.text->Render(request), o.max_length);
-  const std::map<std::string, std::string> fields = {
-      {"message", message}, {"message_url", UrlEncode(message)}, {"message_json", JsonInner(message)}};
+  const std::map<std::string, std::string> fields = {{"message", message},
+                                                     {"message_url", UrlEncode(message)},
+                                                     {"message_json", JsonInner(message)}};
   std::vector<HttpRequest> out;
   switch (o.preset) {
     case SmsOptions::Preset::kFreeMobile: {

@@ -20,7 +20,7 @@ namespace vigie::notifier {
 struct SmsOptions {
   std::string receiver;
   enum class Preset { kHttp, kFreeMobile, kTwilio } preset = Preset::kHttp;
-  std::string url;  // presets: the API's base URL (overridable); http: a template
+  std::string url;       // presets: the API's base URL (overridable); http: a template
   std::string user;      // free_mobile: user; twilio: account SID
   std::string password;  // free_mobile: pass; twilio: auth token (secret)
   std::string from;

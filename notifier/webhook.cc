@@ -7,8 +7,8 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "notifier/http_request.h"
 #include "nlohmann/json.hpp"
+#include "notifier/http_request.h"
 
 namespace vigie::notifier {
 namespace {

@@ -23,8 +23,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/files.h"
-#include "common/process.h"
 #include "common/mutex.h"
+#include "common/process.h"
 #include "grpcpp/grpcpp.h"
 #include "vigie/v1/agent.grpc.pb.h"
 
@@ -149,8 +149,7 @@ class SimAgent {
       if (seq > acked_) {
         if (counting) {
           totals.acked_batches += static_cast<int64_t>(seq - acked_);
-          totals.acked_samples +=
-              static_cast<int64_t>(seq - acked_) * settings.series;
+          totals.acked_samples += static_cast<int64_t>(seq - acked_) * settings.series;
         }
         acked_ = seq;
       }
@@ -274,10 +273,10 @@ int main(int argc, char** argv) {
   settings.window = absl::GetFlag(FLAGS_window);
   settings.expect_welcome = absl::GetFlag(FLAGS_expect_welcome);
   absl::Duration warmup, duration;
-  for (auto [flag, out] : {std::make_pair(&FLAGS_interval, &settings.interval),
-                           std::make_pair(&FLAGS_reconnect_every, &settings.reconnect_every),
-                           std::make_pair(&FLAGS_warmup, &warmup),
-                           std::make_pair(&FLAGS_duration, &duration)}) {
+  for (auto [flag, out] :
+       {std::make_pair(&FLAGS_interval, &settings.interval),
+        std::make_pair(&FLAGS_reconnect_every, &settings.reconnect_every),
+        std::make_pair(&FLAGS_warmup, &warmup), std::make_pair(&FLAGS_duration, &duration)}) {
     if (!absl::ParseDuration(absl::GetFlag(*flag), out)) {
       std::fprintf(stderr, "--%s: \"%s\" is not a duration\n",
                    std::string(absl::GetFlagReflectionHandle(*flag).Name()).c_str(),

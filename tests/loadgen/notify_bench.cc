@@ -94,7 +94,8 @@ int Notify() {
     if (!t.ok()) return 2;
     token = std::string(absl::StripAsciiWhitespace(*t));
   }
-  auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel(absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials());
   auto stub = v1::Notifier::NewStub(channel);
   std::vector<std::vector<std::pair<std::string, absl::Time>>> sent(threads);
   std::atomic<int> next{0}, failed{0};

@@ -167,8 +167,8 @@ TEST_F(StorageTest, RoundTripsValuesExactlyOnceAndCompactly) {
   EXPECT_EQ(Count("SELECT count(*) FROM sample_blocks"), 6);
   EXPECT_EQ(Count("SELECT count(*) FROM series_layouts"), 1);
   EXPECT_EQ(Count("SELECT count(*) FROM samples"), 1200);
-  EXPECT_THAT(Query("a", "m", "0"), ElementsAre(std::make_pair(t0, 0.0),
-                                                std::make_pair(t0 + 15000, 0.0)));
+  EXPECT_THAT(Query("a", "m", "0"),
+              ElementsAre(std::make_pair(t0, 0.0), std::make_pair(t0 + 15000, 0.0)));
   EXPECT_EQ(Query("a", "m", "1")[0].second, std::numeric_limits<double>::infinity());
   EXPECT_TRUE(std::isnan(Query("a", "m", "2")[0].second));
   EXPECT_TRUE(std::signbit(Query("a", "m", "3")[0].second));
@@ -181,8 +181,8 @@ TEST_F(StorageTest, RoundTripsValuesExactlyOnceAndCompactly) {
 TEST_F(StorageTest, LayoutChangesMidStreamKeepEverySeriesRight) {
   Register("a");
   const int64_t t = kNow - 60000;
-  auto abc = Batch(1, {MakeSample("m", "a", 1, t), MakeSample("m", "b", 2, t),
-                       MakeSample("m", "c", 3, t)});
+  auto abc = Batch(
+      1, {MakeSample("m", "a", 1, t), MakeSample("m", "b", 2, t), MakeSample("m", "c", 3, t)});
   Ingest("a", {abc});
   // Reordered, one series gone, one new, one with explicit later timestamps.
   Ingest("a", {Batch(2, {MakeSample("m", "c", 30, t + 1000), MakeSample("m", "d", 40, t + 1000),
@@ -193,8 +193,8 @@ TEST_F(StorageTest, LayoutChangesMidStreamKeepEverySeriesRight) {
   IngestResult r = Ingest("a", {abc3});
   EXPECT_EQ(r.layouts_changed, 1u);
   EXPECT_EQ(Count("SELECT count(*) FROM series_layouts"), 2);
-  EXPECT_THAT(Query("a", "m", "a"), ElementsAre(std::make_pair(t, 1.0),
-                                                std::make_pair(t + 2000, 100.0)));
+  EXPECT_THAT(Query("a", "m", "a"),
+              ElementsAre(std::make_pair(t, 1.0), std::make_pair(t + 2000, 100.0)));
   EXPECT_THAT(Query("a", "m", "b"),
               ElementsAre(std::make_pair(t, 2.0), std::make_pair(t + 1500, 20.0),
                           std::make_pair(t + 2000, 200.0)));
@@ -210,9 +210,8 @@ TEST_F(StorageTest, LayoutChangesMidStreamKeepEverySeriesRight) {
 
 TEST_F(StorageTest, SamplesPastRetentionAreAcknowledgedNotStored) {
   Register("a");
-  IngestResult r = Ingest(
-      "a", {Batch(1, {MakeSample("old", "", 1, kNow - 20LL * 86400000),
-                      MakeSample("new", "", 2, kNow - 1000)})});
+  IngestResult r = Ingest("a", {Batch(1, {MakeSample("old", "", 1, kNow - 20LL * 86400000),
+                                          MakeSample("new", "", 2, kNow - 1000)})});
   EXPECT_EQ(r.samples_expired, 1u);
   EXPECT_EQ(r.samples_written, 1u);
   EXPECT_EQ(r.committed_sequence, 1u);
@@ -299,8 +298,7 @@ TEST_F(StorageTest, RollupsMatchTheRawDataIncludingLateSamples) {
     return compared;
   };
   EXPECT_EQ(compare(), 6);  // 3 series x 2 buckets
-  EXPECT_EQ(Query("a", "m", "a", absl::Hours(2), v1::ROLLUP_AVG).front().second,
-            (0 + 19) / 2.0);
+  EXPECT_EQ(Query("a", "m", "a", absl::Hours(2), v1::ROLLUP_AVG).front().second, (0 + 19) / 2.0);
   // A late sample in the first (already rolled up) bucket: the bucket is redone.
   Ingest("a", {Batch(++seq, {MakeSample("m", "a", -5, b0 + 7000)})});
   EXPECT_EQ(Count("SELECT count(*) FROM rollup_dirty"), 1);
@@ -327,10 +325,10 @@ TEST_F(StorageTest, SeriesBeyondTheAgentsLimitAreDroppedAndTheRestStored) {
                              MakeSample("m", "1", 10, t + 1)})});
   EXPECT_EQ(r.samples_over_series_limit, 1u);
   EXPECT_EQ(r.samples_written, 2u);
-  EXPECT_THAT(Query("a", "m", "3"), ElementsAre(std::make_pair(t, 3.0),
-                                                std::make_pair(t + 1, 30.0)));
-  EXPECT_THAT(Query("a", "m", "1"), ElementsAre(std::make_pair(t, 1.0),
-                                                std::make_pair(t + 1, 10.0)));
+  EXPECT_THAT(Query("a", "m", "3"),
+              ElementsAre(std::make_pair(t, 3.0), std::make_pair(t + 1, 30.0)));
+  EXPECT_THAT(Query("a", "m", "1"),
+              ElementsAre(std::make_pair(t, 1.0), std::make_pair(t + 1, 10.0)));
   EXPECT_THAT(Query("a", "m", "5"), IsEmpty());
   EXPECT_EQ(Count("SELECT count(*) FROM series WHERE agent_id = 'a'"), 3);
   // The limit is per agent: another agent is unaffected.
