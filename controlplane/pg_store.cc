@@ -843,32 +843,43 @@ absl::StatusOr<v1::QuerySamplesResponse> PgStore::QuerySamples(const v1::QuerySa
 
 namespace {
 
-std::vector<double> ParseFloat8Array(const pqxx::field& f) {
-  std::vector<double> out;
+// A one-dimensional array column in text form (float8[] or int8[]); empty for NULL.
+template <typename T>
+std::vector<T> ParseArray(const pqxx::field& f) {
+  std::vector<T> out;
   if (f.is_null()) return out;
   pqxx::array_parser parser = f.as_array();
   for (auto [juncture, text] = parser.get_next(); juncture != pqxx::array_parser::done;
        std::tie(juncture, text) = parser.get_next()) {
     if (juncture != pqxx::array_parser::string_value) continue;
-    double v = 0;
-    if (!absl::SimpleAtod(text, &v)) throw std::runtime_error("unreadable float8: " + text);
+    T v{};
+    bool ok;
+    if constexpr (std::is_floating_point_v<T>) {
+      ok = absl::SimpleAtod(text, &v);
+    } else {
+      ok = absl::SimpleAtoi(text, &v);
+    }
+    if (!ok) throw std::runtime_error("unreadable array element: " + text);
     out.push_back(v);
   }
   return out;
 }
 
-std::vector<int64_t> ParseIntArray(const pqxx::field& f) {
-  std::vector<int64_t> out;
-  if (f.is_null()) return out;
-  pqxx::array_parser parser = f.as_array();
-  for (auto [juncture, text] = parser.get_next(); juncture != pqxx::array_parser::done;
-       std::tie(juncture, text) = parser.get_next()) {
-    if (juncture != pqxx::array_parser::string_value) continue;
-    int64_t v = 0;
-    if (!absl::SimpleAtoi(text, &v)) throw std::runtime_error("unreadable integer: " + text);
-    out.push_back(v);
+// Loads the layouts that `blocks` (column `layout_column`) refer to and `layouts` lacks.
+void LoadLayouts(pqxx::transaction_base& w, const pqxx::result& blocks, int layout_column,
+                 std::map<int64_t, std::vector<int64_t>>* layouts) {
+  std::vector<int64_t> wanted;
+  for (const pqxx::row& b : blocks) {
+    if (layouts->emplace(b[layout_column].as<int64_t>(), std::vector<int64_t>{}).second) {
+      wanted.push_back(b[layout_column].as<int64_t>());
+    }
   }
-  return out;
+  if (wanted.empty()) return;
+  for (const pqxx::row& l :
+       w.exec_params("SELECT id, series_ids FROM series_layouts WHERE id = ANY($1::int8[])",
+                     Binary(PgBinaryInt8Array(wanted)))) {
+    (*layouts)[l[0].as<int64_t>()] = ParseArray<int64_t>(l[1]);
+  }
 }
 
 // The day tables (raw data, dropped past retention.raw) and month tables (rollups).
@@ -1072,27 +1083,13 @@ absl::StatusOr<RollupResult> PgStore::RollUpAgent(const std::string& agent, int6
                                      "WHERE agent_id = $1 AND ts > ",
                                      MsToTs(2), " - interval '1 hour' AND ts < ", MsToTs(3)),
                         agent, run_start, run_end);
-      std::vector<int64_t> missing_layouts;
-      for (const pqxx::row& b : blocks) {
-        const int64_t lid = b[1].as<int64_t>();
-        if (layouts.count(lid) == 0) {
-          layouts[lid];
-          missing_layouts.push_back(lid);
-        }
-      }
-      if (!missing_layouts.empty()) {
-        for (const pqxx::row& l :
-             w.exec_params("SELECT id, series_ids FROM series_layouts WHERE id = ANY($1::int8[])",
-                           Binary(PgBinaryInt8Array(missing_layouts)))) {
-          layouts[l[0].as<int64_t>()] = ParseIntArray(l[1]);
-        }
-      }
+      LoadLayouts(w, blocks, 1, &layouts);
       for (const pqxx::row& b : blocks) {
         const int64_t ts = b[0].as<int64_t>();
         const std::vector<int64_t>& layout = layouts[b[1].as<int64_t>()];
         const auto first = b[2].as<size_t>();
-        const std::vector<double> vals = ParseFloat8Array(b[3]);
-        const std::vector<int64_t> offsets = ParseIntArray(b[4]);
+        const std::vector<double> vals = ParseArray<double>(b[3]);
+        const std::vector<int64_t> offsets = ParseArray<int64_t>(b[4]);
         for (size_t i = 0; i < vals.size(); ++i) {
           const int64_t sample_ts = ts + (offsets.empty() ? 0 : offsets[i]);
           const int64_t bucket = RollupBucket(sample_ts);
@@ -1341,24 +1338,14 @@ absl::StatusOr<size_t> PgStore::Forward(
                                      "WHERE agent_id = $1 AND batch_seq > $2 AND batch_seq <= $3 "
                                      "ORDER BY batch_seq, first_pos"),
                         agent, static_cast<int64_t>(chunk.from_seq), static_cast<int64_t>(through));
-      std::vector<int64_t> wanted;
-      for (const pqxx::row& b : blocks) {
-        if (layouts.emplace(b[1].as<int64_t>(), std::vector<int64_t>{}).second) {
-          wanted.push_back(b[1].as<int64_t>());
-        }
-      }
-      for (const pqxx::row& l :
-           w.exec_params("SELECT id, series_ids FROM series_layouts WHERE id = ANY($1::int8[])",
-                         Binary(PgBinaryInt8Array(wanted)))) {
-        layouts[l[0].as<int64_t>()] = ParseIntArray(l[1]);
-      }
+      LoadLayouts(w, blocks, 1, &layouts);
       absl::flat_hash_map<int64_t, size_t> index;
       for (const pqxx::row& b : blocks) {
         const int64_t ts = b[0].as<int64_t>();
         const std::vector<int64_t>& layout = layouts[b[1].as<int64_t>()];
         const auto first = b[2].as<size_t>();
-        const std::vector<double> vals = ParseFloat8Array(b[3]);
-        const std::vector<int64_t> offsets = ParseIntArray(b[4]);
+        const std::vector<double> vals = ParseArray<double>(b[3]);
+        const std::vector<int64_t> offsets = ParseArray<int64_t>(b[4]);
         for (size_t i = 0; i < vals.size() && first + i < layout.size(); ++i) {
           auto [it, inserted] = index.try_emplace(layout[first + i], chunk.series.size());
           if (inserted) chunk.series.push_back({layout[first + i], {}});

@@ -32,6 +32,20 @@ DeadMan::DeadMan(DeadManOptions options, const DeliveryHolder* delivery,
 
 DeadMan::~DeadMan() { Stop(); }
 
+v1::NotifyRequest DeadMan::Transition(bool firing, const std::string& source) const {
+  v1::NotifyRequest r;
+  r.set_idempotency_key(absl::StrCat("deadman/", absl::ToUnixMillis(firing_since_),
+                                     firing ? "/firing" : "/resolved"));
+  v1::Notification* n = r.mutable_notification();
+  n->set_status(firing ? v1::Notification::STATUS_FIRING : v1::Notification::STATUS_RESOLVED);
+  n->set_rule("VigieControlPlaneDown");
+  n->set_severity("critical");
+  n->set_fingerprint("deadman");
+  (*n->mutable_labels())["alertname"] = "VigieControlPlaneDown";
+  if (!source.empty()) (*n->mutable_labels())["source"] = source;
+  return r;
+}
+
 bool DeadMan::Send(const v1::NotifyRequest& r) {
   std::shared_ptr<Delivery> d = delivery_->Get();
   return d && d->Accept(r).ok();
@@ -61,15 +75,8 @@ void DeadMan::Run() {
     const bool missing = options_.after > absl::ZeroDuration() && now - last >= options_.after;
     if (missing && firing_since_ == absl::InfinitePast()) {
       firing_since_ = now;
-      v1::NotifyRequest r;
-      r.set_idempotency_key(absl::StrCat("deadman/", absl::ToUnixMillis(firing_since_), "/firing"));
+      v1::NotifyRequest r = Transition(true, source);
       v1::Notification* n = r.mutable_notification();
-      n->set_status(v1::Notification::STATUS_FIRING);
-      n->set_rule("VigieControlPlaneDown");
-      n->set_severity("critical");
-      n->set_fingerprint("deadman");
-      (*n->mutable_labels())["alertname"] = "VigieControlPlaneDown";
-      if (!source.empty()) (*n->mutable_labels())["source"] = source;
       (*n->mutable_annotations())["summary"] =
           absl::StrCat("No heartbeat from the control plane for ", absl::FormatDuration(now - last),
                        ": it, or its database, is down or cannot reach the notifier");
@@ -82,16 +89,8 @@ void DeadMan::Run() {
                  {{"since", absl::FormatTime(last)}});
       firing_.Set(1);
     } else if (!missing && firing_since_ != absl::InfinitePast()) {
-      v1::NotifyRequest r;
-      r.set_idempotency_key(
-          absl::StrCat("deadman/", absl::ToUnixMillis(firing_since_), "/resolved"));
+      v1::NotifyRequest r = Transition(false, source);
       v1::Notification* n = r.mutable_notification();
-      n->set_status(v1::Notification::STATUS_RESOLVED);
-      n->set_rule("VigieControlPlaneDown");
-      n->set_severity("critical");
-      n->set_fingerprint("deadman");
-      (*n->mutable_labels())["alertname"] = "VigieControlPlaneDown";
-      if (!source.empty()) (*n->mutable_labels())["source"] = source;
       (*n->mutable_annotations())["summary"] = "The control plane's heartbeats are back";
       n->set_starts_at_ms(absl::ToUnixMillis(firing_since_));
       n->set_ends_at_ms(absl::ToUnixMillis(last));

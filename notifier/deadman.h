@@ -39,6 +39,8 @@ class DeadMan : public Runnable {
   const DeliveryHolder* const delivery_;
   // Accepts through the current Delivery (a reload in progress: retried next check).
   bool Send(const v1::NotifyRequest& r);
+  // VigieControlPlaneDown for the outage that started at firing_since_.
+  v1::NotifyRequest Transition(bool firing, const std::string& source) const;
   Mutex mu_;
   absl::Time last_ ABSL_GUARDED_BY(mu_);
   std::string source_ ABSL_GUARDED_BY(mu_);
