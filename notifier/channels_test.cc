@@ -106,7 +106,7 @@ TEST(SmsTest, PresetsBuildTheGatewaysRequests) {
   o.url = "http://127.0.0.1:1/sendmsg";
   o.user = "12345678";
   o.password = "s3cr&t";
-  auto reqs = SmsRequests(o, Alert());
+  auto reqs = SmsRequests(o, Batch::Of(Alert()));
   ASSERT_EQ(reqs.size(), 1u);
   EXPECT_EQ(reqs[0].method, "GET");
   EXPECT_EQ(reqs[0].url,
@@ -117,7 +117,7 @@ TEST(SmsTest, PresetsBuildTheGatewaysRequests) {
   o.user = "AC123";
   o.from = "+15550001";
   o.to = {"+33600000001", "+33600000002"};
-  reqs = SmsRequests(o, Alert());
+  reqs = SmsRequests(o, Batch::Of(Alert()));
   ASSERT_EQ(reqs.size(), 2u);
   EXPECT_EQ(reqs[1].url, "http://127.0.0.1:1/2010-04-01/Accounts/AC123/Messages.json");
   EXPECT_EQ(reqs[1].basic_auth_username, "AC123");
@@ -128,7 +128,7 @@ TEST(SmsTest, PresetsBuildTheGatewaysRequests) {
   o.headers["X-Key"] = T("k-{{severity}}");
   o.body = T("{\"text\": \"{{message_json}}\"}");
   o.max_length = 20;
-  reqs = SmsRequests(o, Alert());
+  reqs = SmsRequests(o, Batch::Of(Alert()));
   ASSERT_EQ(reqs.size(), 1u);
   EXPECT_EQ(reqs[0].method, "PUT");
   EXPECT_EQ(reqs[0].url, "http://gw/send?to=web1&m=FIRING%20Disque%20presq%E2%80%A6");
@@ -141,7 +141,7 @@ TEST(SlackTest, PayloadHasColourTitleLinkAndLabelFields) {
   o.title = T(kDefaultSlackTitle);
   o.text = T(kDefaultSlackText);
   o.channel = "#ops";
-  auto j = nlohmann::json::parse(SlackPayload(o, Alert()));
+  auto j = nlohmann::json::parse(SlackPayload(o, Batch::Of(Alert())));
   EXPECT_EQ(j["channel"], "#ops");
   const auto& a = j["attachments"][0];
   EXPECT_EQ(a["color"], "#d00000");
@@ -150,13 +150,13 @@ TEST(SlackTest, PayloadHasColourTitleLinkAndLabelFields) {
   EXPECT_EQ(a["fields"][0]["title"], "agent");
   EXPECT_EQ(a["fields"][0]["value"], "web1");
   EXPECT_EQ(j["text"], a["title"]);
-  EXPECT_EQ(nlohmann::json::parse(SlackPayload(o, Alert(true)))["attachments"][0]["color"],
+  EXPECT_EQ(nlohmann::json::parse(SlackPayload(o, Batch::Of(Alert(true))))["attachments"][0]["color"],
             "#2eb886");
   // Invalid UTF-8 in a label does not break the JSON.
   v1::NotifyRequest bad = Alert();
   (*bad.mutable_notification()->mutable_labels())["agent"] = "\xff\xfe";
   nlohmann::json parsed;
-  EXPECT_NO_THROW(parsed = nlohmann::json::parse(SlackPayload(o, bad)));
+  EXPECT_NO_THROW(parsed = nlohmann::json::parse(SlackPayload(o, Batch::Of(bad))));
   EXPECT_TRUE(parsed.is_object());
 }
 

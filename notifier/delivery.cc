@@ -21,6 +21,17 @@
 
 namespace vigie::notifier {
 
+namespace {
+
+std::unique_ptr<Router> EveryoneRouter(const std::vector<Receiver>& receivers) {
+  std::set<std::string> names;
+  for (const Receiver& r : receivers) names.insert(r.name);
+  auto router = Router::FromConfig(v1::NotifierConfig(), names);
+  return router.ok() ? std::move(*router) : nullptr;  // cannot fail without a route
+}
+
+}  // namespace
+
 void KeyMemory::Insert(const std::string& key) {
   if (!keys_.insert(key).second) return;
   order_.push_back(key);
@@ -35,7 +46,8 @@ Delivery::Delivery(DeliveryOptions options, std::vector<Receiver> receivers,
     : options_(options),
       receivers_(std::move(receivers)),
       observer_(observer),
-      router_(router),
+      own_router_(router == nullptr ? EveryoneRouter(receivers_) : nullptr),
+      router_(router != nullptr ? router : own_router_.get()),
       not_sent_(prometheus::BuildCounter()
                     .Name("vigie_notifier_not_sent_total")
                     .Help("Notifications a receiver did not get, by reason: muted (a route "
@@ -56,7 +68,25 @@ Delivery::Delivery(DeliveryOptions options, std::vector<Receiver> receivers,
                        .Help("Deliveries waiting (including those waiting to retry).")
                        .Register(*registry)
                        .Add({})),
-      keys_(options.max_remembered_keys) {
+      groups_gauge_(prometheus::BuildGauge()
+                        .Name("vigie_notifier_alert_groups")
+                        .Help("Alert groups (route, receiver and group_by values) held.")
+                        .Register(*registry)
+                        .Add({})),
+      waiting_gauge_(prometheus::BuildGauge()
+                         .Name("vigie_notifier_group_waiting")
+                         .Help("Notifications waiting in groups for group_wait, "
+                               "group_interval or the end of a mute.")
+                         .Register(*registry)
+                         .Add({})),
+      forgotten_(prometheus::BuildCounter()
+                     .Name("vigie_notifier_alerts_forgotten_total")
+                     .Help("Firing alerts forgotten to stay within max_active_alerts (they are "
+                           "not repeated; their resolve is still sent).")
+                     .Register(*registry)
+                     .Add({})),
+      keys_(options.max_remembered_keys),
+      grouper_(options.max_active_alerts) {
   for (const char* r : {"queued", "duplicate", "rejected", "full"}) accepted_.Add({{"result", r}});
   for (const auto& [name, limit] : options_.rate_limits) {
     limiters_.emplace(name, RateLimiter(limit.first, limit.second));
@@ -65,6 +95,9 @@ Delivery::Delivery(DeliveryOptions options, std::vector<Receiver> receivers,
   for (const Receiver& r : receivers_) {
     const int i = seen[{r.name, r.kind}]++;
     targets_.push_back(absl::StrCat(r.name, "/", r.kind, "[", i, "]"));
+  }
+  for (size_t i = 0; i < receivers_.size(); ++i) {
+    channels_by_receiver_[receivers_[i].name].push_back(i);
   }
   for (const Receiver& r : receivers_) {
     for (const char* res : {"sent", "retry", "gave_up"}) {
@@ -122,15 +155,14 @@ void Delivery::AcceptAsync(const v1::NotifyRequest& request,
       accepted_.Add({{"result", "duplicate"}}).Increment();
     } else if (spool_stopping_ && !options_.spool_directory.empty()) {
       result = absl::UnavailableError("notifier stopping; retry");
-    } else if (queue_.size() + reserved_ + targets > options_.max_queue) {
+    } else if (queue_.size() + grouper_.pending() + reserved_ + targets > options_.max_queue) {
       accepted_.Add({{"result", "full"}}).Increment();
-      result = absl::ResourceExhaustedError(absl::StrCat("delivery queue full (", queue_.size(),
+      result = absl::ResourceExhaustedError(absl::StrCat("delivery queue full (", queue_.size() + grouper_.pending(),
                                                          " of max_queue ", options_.max_queue,
                                                          "); retry with backoff"));
     } else if (options_.spool_directory.empty()) {
       keys_.Insert(key);
       EnqueueLocked(request, nullptr);
-      queue_depth_.Set(static_cast<double>(queue_.size()));
       accepted_.Add({{"result", "queued"}}).Increment();
       result = Accepted::kQueued;
     } else {
@@ -205,57 +237,132 @@ void Delivery::SpoolWriter() {
         accepted_.Add({{"result", "queued"}}).Increment();
         results.push_back(Accepted::kQueued);
       }
-      queue_depth_.Set(static_cast<double>(queue_.size()));
     }
     for (size_t i = 0; i < jobs.size(); ++i) jobs[i].done(std::move(results[i]));
     for (auto& [fn, r] : waiters) fn(std::move(r));
   }
 }
 
-void Delivery::EnqueueLocked(const v1::NotifyRequest& request, std::shared_ptr<SpoolFile> spool) {
+std::vector<size_t> Delivery::ChannelsFor(const std::string& receiver,
+                                          const v1::NotifyRequest& request) const {
   const bool resolved = request.notification().status() == v1::Notification::STATUS_RESOLVED;
-  auto accepted = std::make_shared<Accepted_>();
+  std::vector<size_t> out;
+  auto it = channels_by_receiver_.find(receiver);
+  if (it == channels_by_receiver_.end()) return out;
+  for (size_t i : it->second) {
+    if (!resolved || receivers_[i].channel->send_resolved()) out.push_back(i);
+  }
+  return out;
+}
+
+void Delivery::EnqueueLocked(const v1::NotifyRequest& request, std::shared_ptr<SpoolFile> spool) {
+  auto accepted = std::make_shared<AcceptedNotification>();
   accepted->request = request;
   accepted->spool = std::move(spool);
   const absl::Time now = absl::Now();
-  std::set<std::string> to;
-  if (router_ != nullptr) {
-    Router::Decision d = router_->Route(request, now);
-    if (d.muted > 0) not_sent_.Add({{"receiver", ""}, {"reason", "muted"}}).Increment(d.muted);
-    to = std::move(d.receivers);
-  } else {
-    for (const Receiver& r : receivers_) to.insert(r.name);
-  }
-  for (auto it = to.begin(); it != to.end();) {
-    auto limiter = limiters_.find(*it);
-    if (limiter != limiters_.end() && !limiter->second.Allow(now)) {
-      not_sent_.Add({{"receiver", *it}, {"reason", "rate_limited"}}).Increment();
-      log::Warn("receiver over its rate_limit; notification not sent to it",
-                {{"receiver", *it}, {"key", request.idempotency_key()}});
-      it = to.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  std::vector<const RoutePolicy*> routes =
+      router_ != nullptr ? router_->Route(request) : std::vector<const RoutePolicy*>{};
   std::vector<std::string> targets;
-  for (size_t i = 0; i < receivers_.size(); ++i) {
-    if (to.count(receivers_[i].name) == 0) continue;
-    if (resolved && !receivers_[i].channel->send_resolved()) continue;
-    ++accepted->remaining;
-    queue_.push_back(Item{accepted, i, 0, now, now, Backoff(options_.backoff), false});
-    targets.push_back(targets_[i]);
+  std::set<std::string> receivers;
+  for (const RoutePolicy* p : routes) {
+    if (!receivers.insert(p->receiver).second) continue;
+    for (size_t i : ChannelsFor(p->receiver, request)) targets.push_back(targets_[i]);
   }
   if (observer_ != nullptr) observer_->Accepted(request, targets);
+  accepted->remaining = routes.size();
+  for (const RoutePolicy* p : routes) {
+    for (const Grouper::Token& old : grouper_.Add(*p, accepted, now)) {
+      SkipLocked(old, p->receiver, "superseded by a later change of the same alert");
+    }
+  }
   if (accepted->remaining == 0) SpoolDone(*accepted);
+  // Groups with nothing to wait for (no group_wait: the default) become messages now, in the
+  // order their notifications arrive.
+  FlushGroupsLocked(now);
   ++generation_;
+}
+
+void Delivery::SkipLocked(const Grouper::Token& n, const std::string& receiver,
+                          const std::string& reason) {
+  if (observer_ != nullptr) {
+    for (size_t i : ChannelsFor(receiver, n->request)) {
+      observer_->Attempted(n->request.idempotency_key(), targets_[i], "skipped", 0, reason);
+    }
+  }
+  FinishLocked(n);
+}
+
+void Delivery::FinishLocked(const Grouper::Token& n) {
+  if (--n->remaining == 0) SpoolDone(*n);
+}
+
+void Delivery::UpdateGaugesLocked() {
   queue_depth_.Set(static_cast<double>(queue_.size()));
+  groups_gauge_.Set(static_cast<double>(grouper_.groups()));
+  waiting_gauge_.Set(static_cast<double>(grouper_.pending()));
+  if (grouper_.forgotten() != forgotten_seen_) {
+    forgotten_.Increment(static_cast<double>(grouper_.forgotten() - forgotten_seen_));
+    forgotten_seen_ = grouper_.forgotten();
+  }
 }
 
-void Delivery::DoneLocked(Item& item) {
-  if (--item.accepted->remaining == 0) SpoolDone(*item.accepted);
+absl::Time Delivery::FlushGroupsLocked(absl::Time now) {
+  for (Grouper::Flush& f : grouper_.Due(now)) {
+    const std::string& receiver = f.policy->receiver;
+    for (const Grouper::Token& n : f.dropped) {
+      SkipLocked(n, receiver, "resolved before its firing was sent");
+    }
+    if (f.muted) {
+      not_sent_.Add({{"receiver", receiver}, {"reason", "muted"}}).Increment();
+      continue;
+    }
+    if (!f.batch) continue;
+    auto limiter = limiters_.find(receiver);
+    if (limiter != limiters_.end() && !limiter->second.Allow(now)) {
+      not_sent_.Add({{"receiver", receiver}, {"reason", "rate_limited"}}).Increment();
+      log::Warn("receiver over its rate_limit; message not sent to it",
+                {{"receiver", receiver}, {"group", f.group}, {"alerts", f.batch->alerts.size()}});
+      for (const Grouper::Token& n : f.members) SkipLocked(n, receiver, "receiver rate_limit");
+      grouper_.Done(f.group, now);
+      continue;
+    }
+    auto flight = std::make_shared<Flight>();
+    flight->group = f.group;
+    flight->members = std::move(f.members);
+    std::shared_ptr<const Batch> firing_only;
+    for (size_t i : channels_by_receiver_[receiver]) {
+      std::shared_ptr<const Batch> batch = f.batch;
+      if (!receivers_[i].channel->send_resolved() &&
+          batch->FiringCount() != batch->alerts.size()) {
+        if (!firing_only && batch->Firing()) {
+          auto b = std::make_shared<Batch>(*batch);
+          b->alerts.resize(b->FiringCount());  // firing alerts come first
+          firing_only = std::move(b);
+        }
+        batch = firing_only;
+        if (!batch) continue;
+      }
+      ++flight->remaining;
+      queue_.push_back(Item{flight, std::move(batch), i, 0, now, now, Backoff(options_.backoff),
+                            false});
+    }
+    if (flight->remaining == 0) {
+      grouper_.Done(f.group, now);
+      for (const Grouper::Token& n : flight->members) FinishLocked(n);
+    }
+    ++generation_;
+  }
+  UpdateGaugesLocked();
+  return grouper_.NextDue();
 }
 
-void Delivery::SpoolDone(const Accepted_& accepted) {
+void Delivery::ItemDoneLocked(Item& item) {
+  if (--item.flight->remaining > 0) return;
+  grouper_.Done(item.flight->group, absl::Now());
+  for (const Grouper::Token& n : item.flight->members) FinishLocked(n);
+}
+
+void Delivery::SpoolDone(const AcceptedNotification& accepted) {
   if (!accepted.spool) return;
   SpoolFile& file = *accepted.spool;
   const std::string done = file.path + ".done";
@@ -422,14 +529,15 @@ void Delivery::Stop() {
   for (std::thread& t : threads_) t.join();
   threads_.clear();
   MutexLock lock(&mu_);
-  if (!queue_.empty()) {
-    log::Warn("stopping with undelivered notifications", {{"count", queue_.size()}});
+  if (!queue_.empty() || grouper_.pending() > 0) {
+    log::Warn("stopping with undelivered notifications",
+              {{"messages", queue_.size()}, {"waiting_in_groups", grouper_.pending()}});
   }
 }
 
 size_t Delivery::queued() const {
   MutexLock lock(&mu_);
-  return queue_.size();
+  return queue_.size() + grouper_.pending();
 }
 
 void Delivery::Work() {
@@ -440,23 +548,16 @@ void Delivery::Work() {
       while (true) {
         if (stopping_) return;
         const absl::Time now = absl::Now();
-        absl::Time earliest = absl::InfiniteFuture();
+        absl::Time earliest = FlushGroupsLocked(now);
         item = queue_.end();
-        absl::flat_hash_set<std::pair<size_t, std::string>> blocked;
         for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-          auto order_key =
-              std::make_pair(it->receiver, it->accepted->request.notification().fingerprint());
-          const bool blocked_here = blocked.contains(order_key);
           // A channel may hold all workers but one: a hanging receiver never stalls the rest.
-          const bool channel_busy = in_flight_[it->receiver] >= max_in_flight_per_channel_;
-          if (!it->in_flight && !blocked_here && !channel_busy) {
-            if (it->next_attempt <= now) {
-              item = it;
-              break;
-            }
-            earliest = std::min(earliest, it->next_attempt);
+          if (it->in_flight || in_flight_[it->receiver] >= max_in_flight_per_channel_) continue;
+          if (it->next_attempt <= now) {
+            item = it;
+            break;
           }
-          if (!blocked_here) blocked.insert(std::move(order_key));
+          earliest = std::min(earliest, it->next_attempt);
         }
         if (item != queue_.end()) break;
         const uint64_t generation = generation_;
@@ -471,52 +572,60 @@ void Delivery::Work() {
     // Send outside the lock. The item stays in the list (only this thread erases it).
     const Receiver& r = receivers_[item->receiver];
     const int attempts = ++item->attempts;
-    const v1::NotifyRequest& request = item->accepted->request;
-    absl::Status s = r.channel->Send(request);
-    const std::string key = request.idempotency_key();
+    const Batch& batch = *item->batch;
+    absl::Status s = r.channel->Send(batch);
     MutexLock lock(&mu_);
     item->in_flight = false;
     --in_flight_[item->receiver];
     ++generation_;
+    // The delivery log follows each notification the message carries (a repeat carries none).
+    auto log_attempt = [&](const char* status, const std::string& error)
+                           ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                             if (observer_ == nullptr) return;
+                             for (const Grouper::Token& n : item->flight->members) {
+                               observer_->Attempted(n->request.idempotency_key(),
+                                                    targets_[item->receiver], status, attempts,
+                                                    error);
+                             }
+                           };
     if (s.ok()) {
       deliveries_.Add({{"receiver", r.name}, {"channel", r.kind}, {"result", "sent"}}).Increment();
-      log::Info("notification delivered",
-                {{"key", key}, {"receiver", r.name}, {"channel", r.kind}, {"attempts", attempts}});
-      if (observer_ != nullptr)
-        observer_->Attempted(key, targets_[item->receiver], "sent", attempts, "");
-      DoneLocked(*item);
+      log::Info(batch.repeat ? "repeat delivered" : "notification delivered",
+                {{"key", batch.key},
+                 {"receiver", r.name},
+                 {"channel", r.kind},
+                 {"alerts", batch.alerts.size()},
+                 {"attempts", attempts}});
+      log_attempt("sent", "");
+      ItemDoneLocked(*item);
       queue_.erase(item);
     } else if (s.code() == absl::StatusCode::kInvalidArgument ||
                absl::Now() - item->first_attempt >= options_.give_up_after) {
       deliveries_.Add({{"receiver", r.name}, {"channel", r.kind}, {"result", "gave_up"}})
           .Increment();
-      log::Error("notification not delivered; giving up", {{"key", key},
+      log::Error("notification not delivered; giving up", {{"key", batch.key},
                                                            {"receiver", r.name},
                                                            {"channel", r.kind},
+                                                           {"alerts", batch.alerts.size()},
                                                            {"attempts", attempts},
                                                            {"error", s}});
-      if (observer_ != nullptr) {
-        observer_->Attempted(key, targets_[item->receiver], "failed", attempts,
-                             std::string(s.message()));
-      }
-      DoneLocked(*item);
+      log_attempt("failed", std::string(s.message()));
+      ItemDoneLocked(*item);
       queue_.erase(item);
     } else {
       deliveries_.Add({{"receiver", r.name}, {"channel", r.kind}, {"result", "retry"}}).Increment();
       absl::Duration delay = item->backoff.Next();
       log::Warn("notification delivery failed; will retry",
-                {{"key", key},
+                {{"key", batch.key},
                  {"receiver", r.name},
+                 {"channel", r.kind},
                  {"attempts", attempts},
                  {"retry_in", absl::FormatDuration(delay)},
                  {"error", s}});
       item->next_attempt = absl::Now() + delay;
-      if (observer_ != nullptr) {
-        observer_->Attempted(key, targets_[item->receiver], "retrying", attempts,
-                             std::string(s.message()));
-      }
+      log_attempt("retrying", std::string(s.message()));
     }
-    queue_depth_.Set(static_cast<double>(queue_.size()));
+    UpdateGaugesLocked();
   }
 }
 

@@ -1,5 +1,6 @@
-// Accepted notifications waiting for delivery: idempotency by key, a bounded queue, and
-// delivery workers that retry each (notification, receiver) pair with backoff.
+// Accepted notifications waiting for delivery: idempotency by key, routing, grouping (see
+// Grouper), a bounded queue, and delivery workers that retry each (message, channel) pair with
+// backoff.
 #ifndef VIGIE_NOTIFIER_DELIVERY_H_
 #define VIGIE_NOTIFIER_DELIVERY_H_
 
@@ -19,7 +20,9 @@
 #include "absl/time/time.h"
 #include "common/backoff.h"
 #include "common/mutex.h"
+#include "notifier/batch.h"
 #include "notifier/channel.h"
+#include "notifier/grouper.h"
 #include "notifier/router.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
@@ -57,7 +60,9 @@ class DeliveryObserver {
   // `targets` are the names of the channels it will go to ("<receiver>/<kind>[<i>]").
   virtual void Accepted(const v1::NotifyRequest& request,
                         const std::vector<std::string>& targets) = 0;
-  // status: "sent", "retrying" or "failed".
+  // status: "sent", "retrying", "failed", or "skipped" (never sent to that target: superseded
+  // by a later change of the same alert, resolved before its firing was sent, or rate limited;
+  // `error` says which).
   virtual void Attempted(const std::string& key, const std::string& target,
                          const std::string& status, int attempts, const std::string& error) = 0;
 };
@@ -76,8 +81,10 @@ struct DeliveryOptions {
   int workers = 2;
   // Empty = memory only. See NotifierConfig.spool_directory.
   std::string spool_directory;
-  // Per receiver name: at most `first` notifications per `second`.
+  // Per receiver name: at most `first` messages per `second`.
   std::map<std::string, std::pair<int, absl::Duration>> rate_limits;
+  // Alerts remembered by the groups (NotifierConfig.max_active_alerts).
+  size_t max_active_alerts = 100000;
 };
 
 // Thread-safe. Start() launches the workers; Stop() ends them. Undelivered items survive only
@@ -85,7 +92,8 @@ struct DeliveryOptions {
 // and logged.
 class Delivery {
  public:
-  // `router` (may be null: every receiver gets everything) must outlive it.
+  // `router` (may be null: every receiver gets everything, each alert on its own) must
+  // outlive it.
   Delivery(DeliveryOptions options, std::vector<Receiver> receivers, prometheus::Registry* registry,
            DeliveryObserver* observer = nullptr, const Router* router = nullptr);
   // Remembers `keys` as already accepted (from the delivery log, at start-up).
@@ -114,18 +122,20 @@ class Delivery {
 
   void Start();
   void Stop();
+  // Messages queued plus notifications waiting in groups.
   size_t queued() const;
 
  private:
-  // One accepted notification, shared by its per-receiver items.
-  struct Accepted_ {
-    v1::NotifyRequest request;
-    // The spool file holding it (null without a spool); shared by a batch.
-    std::shared_ptr<struct SpoolFile> spool;
-    size_t remaining = 0;  // receivers not yet done; guarded by mu_
+  // One message (a group's batch) on its way to the receiver's channels.
+  struct Flight {
+    std::string group;
+    // The notifications it carries, finished when every channel is done.
+    std::vector<Grouper::Token> members;
+    size_t remaining = 0;  // channels not yet done; guarded by mu_
   };
   struct Item {
-    std::shared_ptr<Accepted_> accepted;
+    std::shared_ptr<Flight> flight;
+    std::shared_ptr<const Batch> batch;  // what this channel gets (send_resolved applied)
     size_t receiver;
     int attempts = 0;
     absl::Time first_attempt;
@@ -150,16 +160,31 @@ class Delivery {
   // Queues `request` for every receiver it goes to (ignores max_queue).
   void EnqueueLocked(const v1::NotifyRequest& request, std::shared_ptr<SpoolFile> spool)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void DoneLocked(Item& item) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Turns the groups due now into queued messages; returns when the next group falls due.
+  absl::Time FlushGroupsLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The channels of `receiver` that take `request` (resolved ones only where send_resolved).
+  std::vector<size_t> ChannelsFor(const std::string& receiver,
+                                  const v1::NotifyRequest& request) const;
+  // `n` will never be sent to `receiver`: logged as skipped for `reason`, and finished there.
+  void SkipLocked(const Grouper::Token& n, const std::string& receiver, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One of the groups `n` joined is done with it.
+  void FinishLocked(const Grouper::Token& n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One channel is done with `item`'s message (sent or given up on).
+  void ItemDoneLocked(Item& item) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A notification is finished: its spool file goes when the whole batch is; meanwhile the key
   // is noted in <file>.done so a restart skips it.
-  void SpoolDone(const Accepted_& accepted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SpoolDone(const AcceptedNotification& accepted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const DeliveryOptions options_;
   const std::vector<Receiver> receivers_;
   std::vector<std::string> targets_;
   DeliveryObserver* const observer_;
+  // The default router (each receiver everything) when none is given.
+  std::unique_ptr<Router> own_router_;
   const Router* const router_;
+  std::map<std::string, std::vector<size_t>> channels_by_receiver_;
   prometheus::Family<prometheus::Counter>& not_sent_;
   std::map<std::string, RateLimiter> limiters_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_;
@@ -167,9 +192,14 @@ class Delivery {
   prometheus::Family<prometheus::Counter>& accepted_;
   prometheus::Family<prometheus::Counter>& deliveries_;
   prometheus::Gauge& queue_depth_;
+  prometheus::Gauge& groups_gauge_;
+  prometheus::Gauge& waiting_gauge_;
+  prometheus::Counter& forgotten_;
+  uint64_t forgotten_seen_ ABSL_GUARDED_BY(mu_) = 0;
 
   mutable Mutex mu_;
   KeyMemory keys_ ABSL_GUARDED_BY(mu_);
+  Grouper grouper_ ABSL_GUARDED_BY(mu_);
   // Notifications waiting for the spool writer (bounded by max_queue through reserved_).
   std::deque<SpoolJob> spool_queue_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::vector<std::function<void(absl::StatusOr<Accepted>)>>>
@@ -179,8 +209,8 @@ class Delivery {
   // Keys being written to the spool, and the queue room they hold.
   absl::flat_hash_set<std::string> spooling_ ABSL_GUARDED_BY(mu_);
   size_t reserved_ ABSL_GUARDED_BY(mu_) = 0;
-  // FIFO. An item stays in place while it is sent and while it waits to retry, and a later item
-  // for the same receiver and alert waits behind it, so "resolved" never overtakes "firing".
+  // Messages per channel, FIFO. An item stays in place while it is sent and while it waits to
+  // retry; its group sends nothing else meanwhile, so "resolved" never overtakes "firing".
   std::list<Item> queue_ ABSL_GUARDED_BY(mu_);
   // Deliveries under way per channel, and how many one channel may have.
   std::vector<int> in_flight_ ABSL_GUARDED_BY(mu_);

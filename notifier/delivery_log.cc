@@ -42,6 +42,14 @@ CREATE TABLE IF NOT EXISTS notifier_deliveries (
 CREATE INDEX IF NOT EXISTS notifier_deliveries_updated ON notifier_deliveries (updated_at, key, target);
 )sql";
 
+// "skipped": never sent to that target (superseded, resolved before its firing was sent, rate
+// limited). Rerun at every start: it is idempotent.
+constexpr char kMigration2[] = R"sql(
+ALTER TABLE notifier_deliveries DROP CONSTRAINT IF EXISTS notifier_deliveries_status_check;
+ALTER TABLE notifier_deliveries ADD CONSTRAINT notifier_deliveries_status_check
+  CHECK (status IN ('pending', 'retrying', 'sent', 'failed', 'skipped'));
+)sql";
+
 std::string PgTime(absl::Time t) {
   return absl::FormatTime("%Y-%m-%d %H:%M:%E6S+00", t, absl::UTCTimeZone());
 }
@@ -96,6 +104,7 @@ absl::StatusOr<std::unique_ptr<DeliveryLog>> DeliveryLog::Open(DeliveryLogOption
     pqxx::work w(*log->conn_);
     w.exec("SELECT pg_advisory_xact_lock(7400101)");
     w.exec0(kMigration1);
+    w.exec0(kMigration2);
     w.commit();
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat("delivery log migration: ", e.what()));
@@ -273,9 +282,10 @@ absl::StatusOr<v1::ListDeliveriesResponse> DeliveryLog::List(const v1::ListDeliv
     return absl::InvalidArgumentError(absl::StrCat("page_size: at most 1000, got ", page));
   }
   if (!req.status().empty() && req.status() != "pending" && req.status() != "retrying" &&
-      req.status() != "sent" && req.status() != "failed") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("status: \"", req.status(), "\" must be pending, retrying, sent or failed"));
+      req.status() != "sent" && req.status() != "failed" && req.status() != "skipped") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "status: \"", absl::CHexEscape(req.status().substr(0, 64)),
+        "\" must be pending, retrying, sent, failed or skipped"));
   }
   // The page token: the last row's (updated_at in microseconds, key, target), base64url.
   int64_t after_us = INT64_MAX;

@@ -1,6 +1,7 @@
 #include "notifier/delivery.h"
 
 #include <atomic>
+#include <map>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -20,14 +21,15 @@ using ::vigie::testing::StatusIs;
 class FakeChannel : public Channel {
  public:
   explicit FakeChannel(int failures) : failures_(failures) {}
-  absl::Status Send(const v1::NotifyRequest& r) override {
+  absl::Status Send(const Batch& b) override {
     MutexLock lock(&mu_);
     ++attempts_;
     if (failures_ > 0) {
       --failures_;
       return absl::UnavailableError("receiver down");
     }
-    sent_.push_back(r.idempotency_key());
+    sent_.push_back(b.key);
+    alerts_.push_back(b.alerts.size());
     return absl::OkStatus();
   }
   std::vector<std::string> sent() {
@@ -38,11 +40,17 @@ class FakeChannel : public Channel {
     MutexLock lock(&mu_);
     return attempts_;
   }
+  // How many alerts each message sent carried.
+  std::vector<size_t> alerts() {
+    MutexLock lock(&mu_);
+    return alerts_;
+  }
 
  private:
   Mutex mu_;
   int failures_;
   int attempts_ = 0;
+  std::vector<size_t> alerts_;
   std::vector<std::string> sent_;
 };
 
@@ -175,7 +183,7 @@ TEST(DeliveryTest, GivesUpAfterTheLimitAndDoesNotRetryClientErrors) {
   class Refusing : public Channel {
    public:
     explicit Refusing(absl::StatusCode code) : code_(code) {}
-    absl::Status Send(const v1::NotifyRequest&) override {
+    absl::Status Send(const Batch&) override {
       ++attempts;
       return absl::Status(code_, "refused");
     }
@@ -253,10 +261,90 @@ TEST(DeliveryTest, RoutesAndRateLimitsDecideWhichReceiversGetANotification) {
   d.Stop();
 }
 
+// Records the delivery log's events: "key target status".
+class RecordingObserver : public DeliveryObserver {
+ public:
+  void Accepted(const v1::NotifyRequest&, const std::vector<std::string>&) override {}
+  void Attempted(const std::string& key, const std::string& target, const std::string& status,
+                 int, const std::string&) override {
+    MutexLock lock(&mu_);
+    events_.push_back(absl::StrCat(key, " ", target, " ", status));
+  }
+  std::vector<std::string> events() {
+    MutexLock lock(&mu_);
+    return events_;
+  }
+
+ private:
+  Mutex mu_;
+  std::vector<std::string> events_;
+};
+
+TEST(DeliveryTest, GroupedAlertsGoOutAsOneMessageAndLeaveTheSpool) {
+  char tmpl[] = "/tmp/vigie-spool-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  v1::NotifierConfig c;
+  ASSERT_TRUE(ParseYamlConfig("route: {receiver: hook, group_by: [alertname], "
+                              "group_wait: 300ms, group_interval: 300ms}",
+                              &c)
+                  .ok());
+  auto router = Router::FromConfig(c, {"hook"});
+  ASSERT_TRUE(router.ok()) << router.status();
+  FakeChannel* fake;
+  DeliveryOptions o = FastRetries();
+  o.spool_directory = tmpl;
+  RecordingObserver log;
+  prometheus::Registry registry;
+  auto alert = [](const std::string& key, const std::string& name, const std::string& instance,
+                  bool resolved = false) {
+    v1::NotifyRequest r = Request(key, resolved);
+    r.mutable_notification()->set_fingerprint(name + instance);
+    (*r.mutable_notification()->mutable_labels())["alertname"] = name;
+    return r;
+  };
+  std::vector<std::string> sent;
+  std::vector<size_t> alerts;
+  {
+    Delivery d(o, OneReceiver(0, &fake), &registry, &log, router->get());
+    d.Start();
+    ASSERT_TRUE(d.Accept(alert("disk-a", "DiskFull", "a")).ok());
+    ASSERT_TRUE(d.Accept(alert("disk-b", "DiskFull", "b")).ok());
+    ASSERT_TRUE(d.Accept(alert("load-a", "HighLoad", "a")).ok());
+    // Fires and resolves within group_wait: never sent.
+    ASSERT_TRUE(d.Accept(alert("disk-c", "DiskFull", "c")).ok());
+    ASSERT_TRUE(d.Accept(alert("disk-c-resolved", "DiskFull", "c", true)).ok());
+    WaitUntil([&] { return d.queued() == 0; });
+    EXPECT_EQ(d.queued(), 0u);
+    d.Stop();
+    sent = fake->sent();
+    alerts = fake->alerts();
+  }
+  ASSERT_EQ(sent.size(), 2u);
+  std::map<std::string, size_t> by_key;
+  for (size_t i = 0; i < sent.size(); ++i) by_key[sent[i]] = alerts[i];
+  EXPECT_EQ(by_key["load-a"], 1u) << "a group of one keeps its alert's key";
+  by_key.erase("load-a");
+  ASSERT_EQ(by_key.size(), 1u);
+  EXPECT_THAT(by_key.begin()->first, ::testing::StartsWith("group-"));
+  EXPECT_EQ(by_key.begin()->second, 2u) << "DiskFull a and b in one message";
+  EXPECT_THAT(log.events(), ::testing::IsSupersetOf({
+                                "disk-a hook/webhook[0] sent",
+                                "disk-b hook/webhook[0] sent",
+                                "disk-c hook/webhook[0] skipped",
+                                "disk-c-resolved hook/webhook[0] skipped",
+                            }));
+  // Everything finished: a restart finds nothing to deliver.
+  prometheus::Registry registry2;
+  Delivery again(o, OneReceiver(0, &fake), &registry2, nullptr, router->get());
+  EXPECT_EQ(*again.Recover(), 0);
+  again.Stop();
+  rmdir(tmpl);
+}
+
 TEST(DeliveryTest, AHangingChannelNeverHoldsEveryWorker) {
   class Hanging : public Channel {
    public:
-    absl::Status Send(const v1::NotifyRequest&) override {
+    absl::Status Send(const Batch&) override {
       MutexLock lock(&mu_);
       ++calls_;
       mu_.Await([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return released_; });

@@ -14,23 +14,30 @@
 namespace vigie::notifier {
 
 const char kDefaultEmailSubject[] =
-    "[{{STATUS}}{{#severity}} {{severity}}{{/severity}}] {{alertname}}: {{summary}}";
+    "[{{STATUS}}{{#grouped}}:{{alert_count}}{{/grouped}}{{#severity}} {{severity}}{{/severity}}]"
+    " {{alertname}}: {{summary}}{{#grouped}} (+{{others}} more){{/grouped}}";
+// One alert: its details. Several (a group): a section for each.
 const char kDefaultEmailText[] =
-    "{{summary}}\n\n"
+    "{{#grouped}}{{alert_count}} alerts: {{firing_count}} firing, {{resolved_count}} resolved."
+    "\n\n{{/grouped}}"
+    "{{#alerts}}{{#grouped}}== {{/grouped}}{{summary}}\n\n"
     "Status: {{status}}\nValue: {{value}}\nSince: {{starts_at}}\n"
     "{{#resolved}}Resolved: {{ends_at}}\n{{/resolved}}"
     "{{#description}}\n{{description}}\n{{/description}}\n"
     "Labels:\n{{#label_list}}  {{name}} = {{value}}\n{{/label_list}}\n"
-    "{{#generator_url}}{{generator_url}}\n{{/generator_url}}";
+    "{{#generator_url}}{{generator_url}}\n{{/generator_url}}{{#grouped}}\n{{/grouped}}"
+    "{{/alerts}}";
 const char kDefaultEmailHtml[] =
     "<!DOCTYPE html><html><body style=\"font-family: sans-serif\">"
+    "{{#grouped}}<p>{{alert_count}} alerts: {{firing_count}} firing, {{resolved_count}} "
+    "resolved.</p>{{/grouped}}{{#alerts}}"
     "<h2 style=\"color: {{#firing}}#c62828{{/firing}}{{#resolved}}#2e7d32{{/resolved}}\">"
     "{{STATUS}}: {{summary}}</h2>"
     "<p>Value <b>{{value}}</b> since {{starts_at}}{{#resolved}}, resolved {{ends_at}}"
     "{{/resolved}}.</p>{{#description}}<p>{{description}}</p>{{/description}}"
     "<table>{{#label_list}}<tr><td>{{name}}</td><td>{{value}}</td></tr>{{/label_list}}</table>"
     "{{#generator_url}}<p><a href=\"{{generator_url}}\">Open in Vigie</a></p>{{/generator_url}}"
-    "</body></html>";
+    "{{/alerts}}</body></html>";
 
 std::string EncodeHeaderWord(const std::string& raw) {
   std::string value;
@@ -60,9 +67,9 @@ bool IsPlainAddress(const std::string& address) {
 
 namespace {
 
-std::string MessageId(const v1::NotifyRequest& request, const std::string& from) {
+std::string MessageId(const Batch& batch, const std::string& from) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
-  const std::string k = request.idempotency_key();
+  const std::string& k = batch.key;
   SHA256(reinterpret_cast<const unsigned char*>(k.data()), k.size(), digest);
   const std::string domain = from.substr(from.find('@') + 1);
   return absl::StrCat("<", absl::BytesToHexString(std::string(reinterpret_cast<char*>(digest), 16)),
@@ -71,14 +78,14 @@ std::string MessageId(const v1::NotifyRequest& request, const std::string& from)
 
 }  // namespace
 
-absl::Status EmailChannel::Send(const v1::NotifyRequest& request) {
+absl::Status EmailChannel::Send(const Batch& batch) {
   const std::string what = absl::StrCat("email ", options_.receiver);
   std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
   if (!curl) return absl::InternalError("curl_easy_init failed");
   CURL* c = curl.get();
-  const std::string subject = options_.subject->Render(request);
-  const std::string text = options_.text->Render(request);
-  const std::string html = options_.html->Render(request);
+  const std::string subject = options_.subject->Render(batch);
+  const std::string text = options_.text->Render(batch);
+  const std::string html = options_.html->Render(batch);
 
   curl_slist* headers = nullptr;
   headers = curl_slist_append(
@@ -89,7 +96,7 @@ absl::Status EmailChannel::Send(const v1::NotifyRequest& request) {
   headers =
       curl_slist_append(headers, absl::StrCat("To: ", absl::StrJoin(options_.to, ", ")).c_str());
   headers = curl_slist_append(
-      headers, absl::StrCat("Message-ID: ", MessageId(request, options_.from)).c_str());
+      headers, absl::StrCat("Message-ID: ", MessageId(batch, options_.from)).c_str());
   headers =
       curl_slist_append(headers, absl::StrCat("Subject: ", EncodeHeaderWord(subject)).c_str());
   headers = curl_slist_append(headers, "X-Mailer: Vigie-Notifier/" VIGIE_VERSION);

@@ -42,7 +42,7 @@ bool IsPlainAddress(const std::string& address);
 class EmailChannel : public Channel {
  public:
   explicit EmailChannel(EmailOptions options) : options_(std::move(options)) {}
-  absl::Status Send(const v1::NotifyRequest& request) override;
+  absl::Status Send(const Batch& batch) override;
   bool send_resolved() const override { return options_.send_resolved; }
 
  private:

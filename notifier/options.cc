@@ -229,6 +229,7 @@ absl::StatusOr<NotifierOptions> NotifierOptionsFromConfig(const v1::NotifierConf
                          ListenAddress("http_listen", c.http_listen(), o.http_listen));
   VIGIE_ASSIGN_OR_RETURN(o.http_auth, HttpAuthFromConfig("http", o.http_listen, c.http()));
   if (c.max_queue() != 0) o.delivery.max_queue = c.max_queue();
+  if (c.max_active_alerts() != 0) o.delivery.max_active_alerts = c.max_active_alerts();
   if (c.max_remembered_keys() != 0) o.delivery.max_remembered_keys = c.max_remembered_keys();
   if (c.delivery_workers() != 0) o.delivery.workers = static_cast<int>(c.delivery_workers());
   if (o.delivery.workers > 64) {

@@ -3,11 +3,13 @@
 #include <algorithm>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/civil_time.h"
 #include "common/status.h"
+#include "common/yaml_config.h"
 
 namespace vigie::notifier {
 
@@ -135,10 +137,22 @@ bool TimeInterval::Contains(absl::Time t) const {
   return false;
 }
 
+bool RoutePolicy::ActiveAt(absl::Time t) const {
+  bool on = active.empty();
+  for (const TimeInterval* i : active) on |= i->Contains(t);
+  for (const TimeInterval* i : mute) on &= !i->Contains(t);
+  return on;
+}
+
 absl::StatusOr<std::unique_ptr<Router>> Router::FromConfig(const v1::NotifierConfig& c,
                                                            const std::set<std::string>& receivers) {
   std::unique_ptr<Router> r(new Router());
-  r->all_receivers_ = receivers;
+  for (const std::string& name : receivers) {
+    RoutePolicy p;
+    p.id = r->next_id_++;
+    p.receiver = name;
+    r->all_receivers_.push_back(std::move(p));
+  }
   static const RE2 kName("[A-Za-z0-9._-]{1,64}");
   for (int i = 0; i < c.time_intervals_size(); ++i) {
     const std::string field = absl::StrCat("time_intervals[", i, "]");
@@ -161,18 +175,71 @@ absl::StatusOr<std::unique_ptr<Router>> Router::FromConfig(const v1::NotifierCon
   if (!c.route().matchers().empty() || c.route().continue_()) {
     return absl::InvalidArgumentError("route: the root takes no matchers and no continue");
   }
-  VIGIE_RETURN_IF_ERROR(Build("route", c.route(), "", *r, receivers, &r->root_));
+  VIGIE_RETURN_IF_ERROR(Build("route", c.route(), nullptr, *r, receivers, &r->root_));
   return r;
 }
 
-absl::Status Router::Build(const std::string& field, const v1::Route& c,
-                           const std::string& parent_receiver, const Router& router,
-                           const std::set<std::string>& receivers, Node* out) {
-  out->receiver = c.receiver().empty() ? parent_receiver : c.receiver();
-  if (receivers.count(out->receiver) == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ".receiver: \"", out->receiver, "\" is not a configured receiver"));
+namespace {
+
+absl::Status ParseGrouping(const std::string& field, const v1::Route& c, Grouping* g) {
+  if (!c.group_by().empty()) {
+    static const RE2 kLabel("[A-Za-z_][A-Za-z0-9_]{0,127}");
+    g->by.clear();
+    g->by_all = false;
+    g->each_alert = false;
+    std::set<std::string> seen;
+    for (int i = 0; i < c.group_by_size(); ++i) {
+      const std::string& l = c.group_by(i);
+      const std::string f = absl::StrCat(field, ".group_by[", i, "]");
+      if (l == "...") {
+        if (c.group_by_size() != 1) {
+          return absl::InvalidArgumentError(absl::StrCat(f, ": \"...\" must be alone"));
+        }
+        g->by_all = true;
+      } else if (!RE2::FullMatch(l, kLabel)) {
+        return absl::InvalidArgumentError(absl::StrCat(f, ": \"", absl::CHexEscape(l),
+                                                       "\" is not a label name"));
+      } else if (!seen.insert(l).second) {
+        return absl::InvalidArgumentError(absl::StrCat(f, ": \"", l, "\" is listed twice"));
+      } else {
+        g->by.push_back(l);
+      }
+    }
+    // Alertmanager's pacing, unless set below.
+    g->wait = absl::Seconds(30);
+    g->interval = absl::Minutes(5);
   }
+  auto duration = [&](const char* name, const std::string& value, absl::Duration max,
+                      absl::Duration* out) -> absl::Status {
+    const std::string f = absl::StrCat(field, ".", name);
+    VIGIE_ASSIGN_OR_RETURN(*out, ParseConfigDuration(f, value, *out));
+    if (*out < absl::ZeroDuration() || *out > max) {
+      return absl::InvalidArgumentError(absl::StrCat(f, ": \"", value, "\" must be between 0s and ",
+                                                     absl::FormatDuration(max)));
+    }
+    return absl::OkStatus();
+  };
+  VIGIE_RETURN_IF_ERROR(duration("group_wait", c.group_wait(), absl::Hours(24), &g->wait));
+  VIGIE_RETURN_IF_ERROR(
+      duration("group_interval", c.group_interval(), absl::Hours(24), &g->interval));
+  VIGIE_RETURN_IF_ERROR(
+      duration("repeat_interval", c.repeat_interval(), absl::Hours(24 * 30), &g->repeat));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status Router::Build(const std::string& field, const v1::Route& c, const Node* parent,
+                           Router& router, const std::set<std::string>& receivers, Node* out) {
+  RoutePolicy& p = out->policy;
+  p.id = router.next_id_++;
+  p.receiver = c.receiver().empty() && parent != nullptr ? parent->policy.receiver : c.receiver();
+  if (receivers.count(p.receiver) == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".receiver: \"", p.receiver, "\" is not a configured receiver"));
+  }
+  if (parent != nullptr) p.grouping = parent->policy.grouping;
+  VIGIE_RETURN_IF_ERROR(ParseGrouping(field, c, &p.grouping));
   for (int i = 0; i < c.matchers_size(); ++i) {
     VIGIE_ASSIGN_OR_RETURN(
         Matcher m, Matcher::Parse(absl::StrCat(field, ".matchers[", i, "]"), c.matchers(i)));
@@ -192,49 +259,43 @@ absl::Status Router::Build(const std::string& field, const v1::Route& c,
     }
     return absl::OkStatus();
   };
-  VIGIE_RETURN_IF_ERROR(
-      intervals("active_time_intervals", c.active_time_intervals(), &out->active));
-  VIGIE_RETURN_IF_ERROR(intervals("mute_time_intervals", c.mute_time_intervals(), &out->mute));
+  VIGIE_RETURN_IF_ERROR(intervals("active_time_intervals", c.active_time_intervals(), &p.active));
+  VIGIE_RETURN_IF_ERROR(intervals("mute_time_intervals", c.mute_time_intervals(), &p.mute));
+  out->children.resize(c.routes_size());
   for (int i = 0; i < c.routes_size(); ++i) {
-    Node child;
-    VIGIE_RETURN_IF_ERROR(Build(absl::StrCat(field, ".routes[", i, "]"), c.routes(i), out->receiver,
-                                router, receivers, &child));
-    out->children.push_back(std::move(child));
+    VIGIE_RETURN_IF_ERROR(Build(absl::StrCat(field, ".routes[", i, "]"), c.routes(i), out, router,
+                                receivers, &out->children[i]));
   }
   return absl::OkStatus();
 }
 
-bool Router::Walk(const Node& node, const v1::Notification& n, absl::Time now, Decision* d) const {
+bool Router::Walk(const Node& node, const v1::Notification& n,
+                  std::vector<const RoutePolicy*>* out) const {
   for (const Matcher& m : node.matchers) {
     if (!m.Matches(n)) return false;
   }
   bool child_matched = false;
   for (const Node& child : node.children) {
-    if (Walk(child, n, now, d)) {
+    if (Walk(child, n, out)) {
       child_matched = true;
       if (!child.continue_) break;
     }
   }
   if (child_matched) return true;
-  bool active = node.active.empty();
-  for (const TimeInterval* t : node.active) active |= t->Contains(now);
-  for (const TimeInterval* t : node.mute) active &= !t->Contains(now);
-  if (active) {
-    d->receivers.insert(node.receiver);
-  } else {
-    ++d->muted;
+  if (std::find(out->begin(), out->end(), &node.policy) == out->end()) {
+    out->push_back(&node.policy);
   }
   return true;
 }
 
-Router::Decision Router::Route(const v1::NotifyRequest& request, absl::Time now) const {
-  Decision d;
+std::vector<const RoutePolicy*> Router::Route(const v1::NotifyRequest& request) const {
+  std::vector<const RoutePolicy*> out;
   if (all_) {
-    d.receivers = all_receivers_;
-    return d;
+    for (const RoutePolicy& p : all_receivers_) out.push_back(&p);
+    return out;
   }
-  Walk(root_, request.notification(), now, &d);
-  return d;
+  Walk(root_, request.notification(), &out);
+  return out;
 }
 
 bool RateLimiter::Allow(absl::Time now) {

@@ -5,9 +5,9 @@
 // A notification enters at the root. A route matches when all its matchers match; a matching
 // route hands the notification to the first matching child (and, with `continue` on that
 // child, to later matching children too); when no child matches, the route itself delivers
-// it to its receiver (inherited from its parent when not set). A route outside its
-// active_time_intervals, or inside one of its mute_time_intervals, delivers nothing (the
-// notification is counted as muted), but its children are still considered as usual.
+// it to its receiver (inherited from its parent when not set), in the group its grouping
+// puts it in. A route outside its active_time_intervals, or inside one of its
+// mute_time_intervals, sends nothing while it is so; its groups wait (see Grouper).
 #ifndef VIGIE_NOTIFIER_ROUTER_H_
 #define VIGIE_NOTIFIER_ROUTER_H_
 
@@ -53,36 +53,55 @@ class TimeInterval {
   std::set<int> weekdays_;                    // 0 = Monday
 };
 
+// How a route groups the alerts it delivers (see Route in config.proto).
+struct Grouping {
+  // Label names whose values make the group; empty with `each_alert`: one group per alert.
+  std::vector<std::string> by;
+  bool by_all = false;     // "...": every label
+  bool each_alert = true;  // group_by set nowhere on the way from the root
+  absl::Duration wait = absl::ZeroDuration();
+  absl::Duration interval = absl::ZeroDuration();
+  absl::Duration repeat = absl::Hours(4);  // zero: never repeat
+};
+
+// A route that delivers: its receiver, how it groups, and when it may send.
+struct RoutePolicy {
+  int id = 0;  // unique in its tree; names the route's groups
+  std::string receiver;
+  Grouping grouping;
+  std::vector<const TimeInterval*> active, mute;
+  // Inside one of the active intervals (if any) and outside every mute interval.
+  bool ActiveAt(absl::Time t) const;
+};
+
 class Router {
  public:
   // `receivers` are the names configured; every receiver a route names must be among them.
   static absl::StatusOr<std::unique_ptr<Router>> FromConfig(const v1::NotifierConfig& c,
                                                             const std::set<std::string>& receivers);
 
-  struct Decision {
-    std::set<std::string> receivers;
-    int muted = 0;  // routes that matched but were muted by time
-  };
-  Decision Route(const v1::NotifyRequest& request, absl::Time now) const;
+  // The routes that deliver `request`, each once, in tree order. Whether they may send now is
+  // decided when their group is sent (RoutePolicy::ActiveAt), as Alertmanager does.
+  std::vector<const RoutePolicy*> Route(const v1::NotifyRequest& request) const;
 
  private:
   struct Node {
-    std::string receiver;
+    RoutePolicy policy;
     std::vector<Matcher> matchers;
     bool continue_ = false;
-    std::vector<const TimeInterval*> active, mute;
     std::vector<Node> children;
   };
-  static absl::Status Build(const std::string& field, const v1::Route& r,
-                            const std::string& parent_receiver, const Router& router,
-                            const std::set<std::string>& receivers, Node* out);
+  static absl::Status Build(const std::string& field, const v1::Route& r, const Node* parent,
+                            Router& router, const std::set<std::string>& receivers, Node* out);
   // Returns whether `node` matched.
-  bool Walk(const Node& node, const v1::Notification& n, absl::Time now, Decision* d) const;
+  bool Walk(const Node& node, const v1::Notification& n,
+            std::vector<const RoutePolicy*>* out) const;
 
   bool all_ = true;  // no route tree: everyone
-  std::set<std::string> all_receivers_;
+  std::vector<RoutePolicy> all_receivers_;
   std::map<std::string, TimeInterval> intervals_;
   Node root_;
+  int next_id_ = 0;
 };
 
 // At most `max` notifications per `per` for one receiver (a sliding window). Thread-compatible.

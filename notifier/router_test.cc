@@ -27,6 +27,23 @@ v1::NotifyRequest Alert(const std::string& severity, const std::string& team = "
   return r;
 }
 
+// The receivers whose routes match and may send at `t`, as the delivery sees them.
+struct Decision {
+  std::set<std::string> receivers;
+  int muted = 0;
+};
+Decision Route(const Router& r, const v1::NotifyRequest& alert, absl::Time t) {
+  Decision d;
+  for (const RoutePolicy* p : r.Route(alert)) {
+    if (p->ActiveAt(t)) {
+      d.receivers.insert(p->receiver);
+    } else {
+      ++d.muted;
+    }
+  }
+  return d;
+}
+
 // A time in Paris (UTC+1 in winter).
 absl::Time Paris(int y, int mo, int d, int h, int mi) {
   absl::TimeZone tz;
@@ -64,20 +81,20 @@ TEST(RouterTest, QuietHoursSendSmsOnlyForCriticalAtNight) {
   const absl::Time monday_night = Paris(2026, 11, 30, 23, 30);
   const absl::Time monday_noon = Paris(2026, 11, 30, 12, 0);
   const absl::Time monday_early = Paris(2026, 11, 30, 6, 59);
-  EXPECT_EQ((*r)->Route(Alert("critical"), monday_night).receivers,
+  EXPECT_EQ(Route(**r, Alert("critical"), monday_night).receivers,
             (std::set<std::string>{"sms", "email"}));
-  EXPECT_EQ((*r)->Route(Alert("critical"), monday_early).receivers,
+  EXPECT_EQ(Route(**r, Alert("critical"), monday_early).receivers,
             (std::set<std::string>{"sms", "email"}));
   // Daytime: the SMS route matches but is not active; the alert goes on to email.
-  Router::Decision day = (*r)->Route(Alert("critical"), monday_noon);
+  Decision day = Route(**r, Alert("critical"), monday_noon);
   EXPECT_EQ(day.receivers, (std::set<std::string>{"email"}));
   EXPECT_EQ(day.muted, 1);
-  EXPECT_EQ((*r)->Route(Alert("warning"), monday_night).receivers,
+  EXPECT_EQ(Route(**r, Alert("warning"), monday_night).receivers,
             (std::set<std::string>{"email"}));
   // Saturday: email muted; a web alert goes to Slack whatever the day.
   const absl::Time saturday = Paris(2026, 12, 5, 12, 0);
-  EXPECT_THAT((*r)->Route(Alert("warning"), saturday).receivers, IsEmpty());
-  EXPECT_EQ((*r)->Route(Alert("warning", "web"), saturday).receivers,
+  EXPECT_THAT(Route(**r, Alert("warning"), saturday).receivers, IsEmpty());
+  EXPECT_EQ(Route(**r, Alert("warning", "web"), saturday).receivers,
             (std::set<std::string>{"slack"}));
 }
 
@@ -91,10 +108,10 @@ route:
 )");
   ASSERT_TRUE(r.ok()) << r.status();
   const absl::Time t = absl::Now();
-  EXPECT_EQ((*r)->Route(Alert("warning", "web"), t).receivers, (std::set<std::string>{"default"}));
+  EXPECT_EQ(Route(**r, Alert("warning", "web"), t).receivers, (std::set<std::string>{"default"}));
   // team=db matches the child, which inherits "default" when its own child does not match.
-  EXPECT_EQ((*r)->Route(Alert("warning", "db"), t).receivers, (std::set<std::string>{"default"}));
-  EXPECT_EQ((*r)->Route(Alert("critical", "db"), t).receivers, (std::set<std::string>{"sms"}));
+  EXPECT_EQ(Route(**r, Alert("warning", "db"), t).receivers, (std::set<std::string>{"default"}));
+  EXPECT_EQ(Route(**r, Alert("critical", "db"), t).receivers, (std::set<std::string>{"sms"}));
 }
 
 TEST(RouterTest, TimeZonesAreHonoured) {
@@ -118,7 +135,7 @@ TEST(RouterTest, TimeZonesAreHonoured) {
 TEST(RouterTest, WithoutARouteEveryoneGetsEverything) {
   auto r = FromYaml("");
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ((*r)->Route(Alert("x"), absl::Now()).receivers.size(), 4u);
+  EXPECT_EQ(Route(**r, Alert("x"), absl::Now()).receivers.size(), 4u);
 }
 
 TEST(RouterTest, MatchersParseAndMatch) {
@@ -157,12 +174,56 @@ TEST(RouterTest, ConfigErrorsNameTheField) {
       {"time_intervals: [{name: a, weekdays: [funday]}]",
        "time_intervals[0].weekdays[0]: \"funday\" is not a weekday"},
       {"time_intervals: [{name: a}, {name: a}]", "time_intervals[1].name: \"a\" is used"},
+      {"route: {receiver: email, group_by: [a, a]}", "route.group_by[1]: \"a\" is listed twice"},
+      {"route: {receiver: email, group_by: [a, '...']}", "route.group_by[1]: \"...\" must be alone"},
+      {"route: {receiver: email, group_by: ['a-b']}", "route.group_by[0]: \"a-b\" is not a label"},
+      {"route: {receiver: email, group_wait: 2d}", "route.group_wait: \"2d\" must be between 0s"},
+      {"route: {receiver: email, routes: [{repeat_interval: banana}]}",
+       "route.routes[0].repeat_interval"},
   };
   for (const Case& c : cases) {
     auto r = FromYaml(c.yaml);
     EXPECT_FALSE(r.ok()) << c.yaml;
     EXPECT_THAT(std::string(r.status().message()), HasSubstr(c.error)) << c.yaml;
   }
+}
+
+TEST(RouterTest, GroupingIsInheritedAndDefaultsFollowAlertmanagerOnceGroupByIsSet) {
+  auto r = FromYaml(R"(
+route:
+  receiver: default
+  repeat_interval: 1h
+  routes:
+    - matchers: ['team="db"']
+      group_by: [alertname, cluster]
+      routes:
+        - receiver: sms
+          matchers: ['severity="critical"']
+          group_wait: 10s
+    - receiver: slack
+      matchers: ['team="web"']
+)");
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto policy = [&](const v1::NotifyRequest& a) {
+    auto routes = (*r)->Route(a);
+    EXPECT_EQ(routes.size(), 1u);
+    return *routes[0];
+  };
+  const RoutePolicy web = policy(Alert("warning", "web"));
+  EXPECT_TRUE(web.grouping.each_alert) << "no group_by on the way: one group per alert";
+  EXPECT_EQ(web.grouping.wait, absl::ZeroDuration());
+  EXPECT_EQ(web.grouping.repeat, absl::Hours(1)) << "inherited from the root";
+  const RoutePolicy db = policy(Alert("warning", "db"));
+  EXPECT_FALSE(db.grouping.each_alert);
+  EXPECT_THAT(db.grouping.by, ElementsAre("alertname", "cluster"));
+  EXPECT_EQ(db.grouping.wait, absl::Seconds(30));
+  EXPECT_EQ(db.grouping.interval, absl::Minutes(5));
+  const RoutePolicy sms = policy(Alert("critical", "db"));
+  EXPECT_EQ(sms.receiver, "sms");
+  EXPECT_THAT(sms.grouping.by, ElementsAre("alertname", "cluster"));
+  EXPECT_EQ(sms.grouping.wait, absl::Seconds(10));
+  EXPECT_EQ(sms.grouping.repeat, absl::Hours(1));
+  EXPECT_NE(sms.id, db.id);
 }
 
 TEST(RateLimiterTest, SlidingWindow) {

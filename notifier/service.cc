@@ -96,7 +96,7 @@ grpc::ServerUnaryReactor* NotifierService::TestReceiver(grpc::CallbackServerCont
     if (r.name != request->receiver()) continue;
     found = true;
     // Channels have deadlines (timeout), so this ends; it holds one callback thread meanwhile.
-    absl::Status s = r.channel->Send(test);
+    absl::Status s = r.channel->Send(Batch::Of(test, r.name));
     v1::ChannelResult* result = response->add_results();
     result->set_target(delivery->targets()[i]);
     result->set_ok(s.ok());

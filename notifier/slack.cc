@@ -1,5 +1,6 @@
 #include "notifier/slack.h"
 
+#include <algorithm>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -8,33 +9,50 @@
 
 namespace vigie::notifier {
 
-const char kDefaultSlackTitle[] = "[{{STATUS}}] {{alertname}}: {{summary}}";
+const char kDefaultSlackTitle[] =
+    "[{{STATUS}}{{#grouped}}:{{alert_count}}{{/grouped}}] {{alertname}}: {{summary}}"
+    "{{#grouped}} (+{{others}} more){{/grouped}}";
 const char kDefaultSlackText[] =
-    "{{#description}}{{description}}\n{{/description}}Value {{value}} since {{starts_at}}"
-    "{{#resolved}}, resolved {{ends_at}}{{/resolved}}";
+    "{{^grouped}}{{#description}}{{description}}\n{{/description}}Value {{value}} since "
+    "{{starts_at}}{{#resolved}}, resolved {{ends_at}}{{/resolved}}{{/grouped}}"
+    "{{#grouped}}{{#alerts}}\u2022 [{{STATUS}}] {{summary}}{{#labels.instance}} on "
+    "{{labels.instance}}{{/labels.instance}}{{#labels.agent}} on {{labels.agent}}"
+    "{{/labels.agent}} ({{value}})\n{{/alerts}}{{/grouped}}";
 
 namespace {
 
-const char* Colour(const v1::Notification& n) {
-  if (n.status() == v1::Notification::STATUS_RESOLVED) return "#2eb886";  // green
-  if (n.severity() == "critical" || n.severity() == "page") return "#d00000";
-  if (n.severity() == "warning") return "#daa038";
-  return "#439fe0";
+// The colour of the worst firing alert; green when all are resolved.
+const char* Colour(const Batch& b) {
+  int worst = -1;
+  for (const v1::NotifyRequest& r : b.alerts) {
+    const v1::Notification& n = r.notification();
+    if (n.status() == v1::Notification::STATUS_RESOLVED) continue;
+    const int level = (n.severity() == "critical" || n.severity() == "page") ? 2
+                      : n.severity() == "warning"                            ? 1
+                                                                             : 0;
+    worst = std::max(worst, level);
+  }
+  static const char* const kColours[] = {"#439fe0", "#daa038", "#d00000"};
+  return worst < 0 ? "#2eb886" : kColours[worst];
 }
 
 }  // namespace
 
-std::string SlackPayload(const SlackOptions& options, const v1::NotifyRequest& request) {
-  const v1::Notification& n = request.notification();
+std::string SlackPayload(const SlackOptions& options, const Batch& batch) {
+  const v1::Notification& n = batch.First();
   nlohmann::json fields = nlohmann::json::array();
-  std::map<std::string, std::string> labels(n.labels().begin(), n.labels().end());
+  // One alert: its labels; a group: the labels it is grouped by.
+  std::map<std::string, std::string> labels =
+      batch.alerts.size() == 1 ? std::map<std::string, std::string>(n.labels().begin(),
+                                                                    n.labels().end())
+                               : batch.group_labels;
   for (const auto& [k, v] : labels) {
     fields.push_back({{"title", k}, {"value", v}, {"short", true}});
   }
   nlohmann::json attachment = {
-      {"color", Colour(n)},
-      {"title", options.title->Render(request)},
-      {"text", options.text->Render(request)},
+      {"color", Colour(batch)},
+      {"title", options.title->Render(batch)},
+      {"text", options.text->Render(batch)},
       {"fields", fields},
       {"footer", "Vigie"},
       {"ts", n.starts_at_ms() / 1000},
@@ -49,11 +67,11 @@ std::string SlackPayload(const SlackOptions& options, const v1::NotifyRequest& r
   return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-absl::Status SlackChannel::Send(const v1::NotifyRequest& request) {
+absl::Status SlackChannel::Send(const Batch& batch) {
   HttpRequest r;
   r.url = options_.api_url;
   r.headers = {"Content-Type: application/json"};
-  r.body = SlackPayload(options_, request);
+  r.body = SlackPayload(options_, batch);
   r.timeout = options_.timeout;
   return SendHttp(absl::StrCat("slack ", options_.receiver), r);
 }

@@ -26,12 +26,12 @@ extern const char kDefaultSlackTitle[];
 extern const char kDefaultSlackText[];
 
 // The JSON body posted to Slack.
-std::string SlackPayload(const SlackOptions& options, const v1::NotifyRequest& request);
+std::string SlackPayload(const SlackOptions& options, const Batch& batch);
 
 class SlackChannel : public Channel {
  public:
   explicit SlackChannel(SlackOptions options) : options_(std::move(options)) {}
-  absl::Status Send(const v1::NotifyRequest& request) override;
+  absl::Status Send(const Batch& batch) override;
   bool send_resolved() const override { return options_.send_resolved; }
 
  private:

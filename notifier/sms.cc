@@ -7,7 +7,8 @@ namespace vigie::notifier {
 
 const char kDefaultSmsText[] =
     "{{STATUS}} {{alertname}}{{#labels.instance}} on {{labels.instance}}{{/labels.instance}}"
-    "{{#labels.agent}} on {{labels.agent}}{{/labels.agent}}: {{summary}} ({{value}})";
+    "{{#labels.agent}} on {{labels.agent}}{{/labels.agent}}: {{summary}} ({{value}})"
+    "{{#grouped}} (+{{others}} more){{/grouped}}";
 const char kFreeMobileUrl[] = "https://smsapi.free-mobile.fr/sendmsg";
 const char kTwilioUrl[] = "https://api.twilio.com";
 
@@ -35,8 +36,8 @@ std::string JsonInner(const std::string& s) {
 
 }  // namespace
 
-std::vector<HttpRequest> SmsRequests(const SmsOptions& o, const v1::NotifyRequest& request) {
-  const std::string message = CutMessage(o.text->Render(request), o.max_length);
+std::vector<HttpRequest> SmsRequests(const SmsOptions& o, const Batch& batch) {
+  const std::string message = CutMessage(o.text->Render(batch), o.max_length);
   const std::map<std::string, std::string> fields = {{"message", message},
                                                      {"message_url", UrlEncode(message)},
                                                      {"message_json", JsonInner(message)}};
@@ -67,11 +68,11 @@ std::vector<HttpRequest> SmsRequests(const SmsOptions& o, const v1::NotifyReques
     case SmsOptions::Preset::kHttp: {
       HttpRequest r;
       r.method = o.method;
-      r.url = o.url_template->Render(request, fields);
+      r.url = o.url_template->Render(batch, fields);
       for (const auto& [name, t] : o.headers) {
-        r.headers.push_back(absl::StrCat(name, ": ", t->Render(request, fields)));
+        r.headers.push_back(absl::StrCat(name, ": ", t->Render(batch, fields)));
       }
-      if (o.body) r.body = o.body->Render(request, fields);
+      if (o.body) r.body = o.body->Render(batch, fields);
       r.timeout = o.timeout;
       out.push_back(std::move(r));
       break;
@@ -80,9 +81,9 @@ std::vector<HttpRequest> SmsRequests(const SmsOptions& o, const v1::NotifyReques
   return out;
 }
 
-absl::Status SmsChannel::Send(const v1::NotifyRequest& request) {
+absl::Status SmsChannel::Send(const Batch& batch) {
   const std::string what = absl::StrCat("sms ", options_.receiver);
-  for (const HttpRequest& r : SmsRequests(options_, request)) {
+  for (const HttpRequest& r : SmsRequests(options_, batch)) {
     // Twilio: a recipient already sent gets it again on a retry; the gateway has no key.
     if (absl::Status s = SendHttp(what, r); !s.ok()) return s;
   }

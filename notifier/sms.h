@@ -45,12 +45,12 @@ extern const char kTwilioUrl[];
 std::string CutMessage(const std::string& s, size_t max);
 
 // The requests a notification becomes (one per recipient for twilio).
-std::vector<HttpRequest> SmsRequests(const SmsOptions& options, const v1::NotifyRequest& request);
+std::vector<HttpRequest> SmsRequests(const SmsOptions& options, const Batch& batch);
 
 class SmsChannel : public Channel {
  public:
   explicit SmsChannel(SmsOptions options) : options_(std::move(options)) {}
-  absl::Status Send(const v1::NotifyRequest& request) override;
+  absl::Status Send(const Batch& batch) override;
   bool send_resolved() const override { return options_.send_resolved; }
 
  private:

@@ -33,7 +33,8 @@ void AddMap(const Map& m, const char* object_name, const char* list_name, mu::da
   d->set(list_name, list);
 }
 
-mu::data Context(const v1::NotifyRequest& r) {
+// One alert's fields.
+mu::data AlertContext(const v1::NotifyRequest& r) {
   const v1::Notification& n = r.notification();
   const bool resolved = n.status() == v1::Notification::STATUS_RESOLVED;
   mu::data d;
@@ -55,6 +56,28 @@ mu::data Context(const v1::NotifyRequest& r) {
   d.set("idempotency_key", r.idempotency_key());
   AddMap(n.labels(), "labels", "label_list", &d);
   AddMap(n.annotations(), "annotations", "annotation_list", &d);
+  return d;
+}
+
+// The first alert's fields, then the message's: status is "firing" while any alert is.
+mu::data Context(const Batch& b) {
+  mu::data d = AlertContext(b.alerts.front());
+  const size_t firing = b.FiringCount();
+  d.set("status", firing > 0 ? "firing" : "resolved");
+  d.set("STATUS", firing > 0 ? "FIRING" : "RESOLVED");
+  d.set("firing", firing > 0);
+  d.set("resolved", firing == 0);
+  d.set("idempotency_key", b.key);
+  d.set("grouped", b.alerts.size() > 1);
+  d.set("repeat", b.repeat);
+  d.set("alert_count", absl::StrCat(b.alerts.size()));
+  d.set("firing_count", absl::StrCat(firing));
+  d.set("resolved_count", absl::StrCat(b.alerts.size() - firing));
+  d.set("others", absl::StrCat(b.alerts.size() - 1));
+  mu::data alerts{mu::data::type::list};
+  for (const v1::NotifyRequest& r : b.alerts) alerts.push_back(AlertContext(r));
+  d.set("alerts", alerts);
+  AddMap(b.group_labels, "group_labels", "group_label_list", &d);
   return d;
 }
 
@@ -83,7 +106,12 @@ absl::StatusOr<Template> Template::Parse(const std::string& field, const std::st
 
 std::string Template::Render(const v1::NotifyRequest& request,
                              const std::map<std::string, std::string>& extra) const {
-  mu::data context = Context(request);
+  return Render(Batch::Of(request), extra);
+}
+
+std::string Template::Render(const Batch& batch,
+                             const std::map<std::string, std::string>& extra) const {
+  mu::data context = Context(batch);
   for (const auto& [k, v] : extra) context.set(k, v);
   MutexLock lock(mu_.get());
   return tmpl_->render(context);

@@ -9,6 +9,13 @@
 // firing), generator_url, idempotency_key; labels.<name> and annotations.<name>; label_list
 // and annotation_list (sections of {name, value}); firing and resolved (booleans, for
 // {{#firing}}...{{/firing}}).
+//
+// A message may carry several alerts of a group (route group_by). The fields above describe
+// the first alert, except status/STATUS/firing/resolved (firing while any alert is) and
+// idempotency_key (the message's). Also: alerts (a section with the fields above for each
+// alert, firing ones first), grouped (more than one alert), repeat (a repeat_interval repeat),
+// alert_count, firing_count, resolved_count, others (alert_count - 1), group_labels.<name> and
+// group_label_list.
 // {{x}} escapes HTML in HTML templates only; text templates insert values as they are.
 #ifndef VIGIE_NOTIFIER_TEMPLATE_H_
 #define VIGIE_NOTIFIER_TEMPLATE_H_
@@ -19,6 +26,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/mutex.h"
+#include "notifier/batch.h"
 #include "vigie/v1/notifier.pb.h"
 
 namespace kainjow::mustache {
@@ -35,6 +43,9 @@ class Template {
   static absl::StatusOr<Template> Parse(const std::string& field, const std::string& text,
                                         Escape escape = Escape::kNone);
   // `extra` adds (or overrides) top-level string fields.
+  std::string Render(const Batch& batch,
+                     const std::map<std::string, std::string>& extra = {}) const;
+  // A message of one alert.
   std::string Render(const v1::NotifyRequest& request,
                      const std::map<std::string, std::string>& extra = {}) const;
   ~Template();

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <map>
 #include <memory>
 
 #include "absl/strings/escaping.h"
@@ -27,38 +28,71 @@ nlohmann::json Object(const Map& m) {
 
 }  // namespace
 
-std::string WebhookPayload(const v1::NotifyRequest& request, const std::string& receiver,
+std::string WebhookPayload(const Batch& batch, const std::string& receiver,
                            const std::string& external_url) {
-  const v1::Notification& n = request.notification();
-  const char* status = n.status() == v1::Notification::STATUS_RESOLVED ? "resolved" : "firing";
-  nlohmann::json labels = Object(n.labels());
-  nlohmann::json annotations = Object(n.annotations());
-  nlohmann::json alert = {
-      {"status", status},
-      {"labels", labels},
-      {"annotations", annotations},
-      {"startsAt", Rfc3339(n.starts_at_ms())},
-      {"endsAt", Rfc3339(n.ends_at_ms())},
-      {"generatorURL", n.generator_url()},
-      {"fingerprint", n.fingerprint()},
-  };
-  const std::string alertname =
-      n.labels().count("alertname") ? n.labels().at("alertname") : n.rule();
+  nlohmann::json alerts = nlohmann::json::array();
+  // Labels and annotations every alert shares (Alertmanager's commonLabels/commonAnnotations).
+  std::map<std::string, std::string> common_labels, common_annotations;
+  bool first = true;
+  for (const v1::NotifyRequest& r : batch.alerts) {
+    const v1::Notification& n = r.notification();
+    std::map<std::string, std::string> labels(n.labels().begin(), n.labels().end());
+    std::map<std::string, std::string> annotations(n.annotations().begin(), n.annotations().end());
+    alerts.push_back({
+        {"status", n.status() == v1::Notification::STATUS_RESOLVED ? "resolved" : "firing"},
+        {"labels", Object(labels)},
+        {"annotations", Object(annotations)},
+        {"startsAt", Rfc3339(n.starts_at_ms())},
+        {"endsAt", Rfc3339(n.ends_at_ms())},
+        {"generatorURL", n.generator_url()},
+        {"fingerprint", n.fingerprint()},
+        // Vigie's own: each alert keeps its key, to deduplicate on.
+        {"idempotencyKey", r.idempotency_key()},
+    });
+    auto intersect = [&](std::map<std::string, std::string>& common,
+                         const std::map<std::string, std::string>& mine) {
+      if (first) {
+        common = mine;
+        return;
+      }
+      for (auto it = common.begin(); it != common.end();) {
+        auto m = mine.find(it->first);
+        it = (m == mine.end() || m->second != it->second) ? common.erase(it) : std::next(it);
+      }
+    };
+    intersect(common_labels, labels);
+    intersect(common_annotations, annotations);
+    first = false;
+  }
+  const v1::Notification& n = batch.First();
+  std::map<std::string, std::string> group_labels = batch.group_labels;
+  if (group_labels.empty()) {
+    group_labels["alertname"] = n.labels().count("alertname") ? n.labels().at("alertname") : n.rule();
+  }
+  std::string group_key = "{}:{";
+  bool first_label = true;
+  for (const auto& [k, v] : group_labels) {
+    absl::StrAppend(&group_key, first_label ? "" : ",", k, "=", nlohmann::json(v).dump(
+        -1, ' ', false, nlohmann::json::error_handler_t::replace));
+    first_label = false;
+  }
+  group_key += "}";
   nlohmann::json body = {
       {"receiver", receiver},
-      {"status", status},
-      {"alerts", nlohmann::json::array({alert})},
-      {"groupLabels", {{"alertname", alertname}}},
-      {"commonLabels", labels},
-      {"commonAnnotations", annotations},
+      {"status", batch.Firing() ? "firing" : "resolved"},
+      {"alerts", alerts},
+      {"groupLabels", Object(group_labels)},
+      {"commonLabels", Object(common_labels)},
+      {"commonAnnotations", Object(common_annotations)},
       {"externalURL", external_url},
       {"version", "4"},
-      {"groupKey", absl::StrCat("{}:{alertname=\"", alertname, "\"}")},
+      {"groupKey", group_key},
       {"truncatedAlerts", 0},
-      // Vigie's own addition: receivers can drop duplicates on it.
-      {"idempotencyKey", request.idempotency_key()},
+      // Vigie's own addition: receivers can drop duplicate messages on it.
+      {"idempotencyKey", batch.key},
   };
-  return body.dump();
+  // Invalid UTF-8 in a label is replaced, never an exception (JSON must be UTF-8).
+  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::string WebhookSignature(const std::string& secret, const std::string& body) {
@@ -70,16 +104,15 @@ std::string WebhookSignature(const std::string& secret, const std::string& body)
                       absl::BytesToHexString(std::string(reinterpret_cast<char*>(mac), len)));
 }
 
-absl::Status WebhookChannel::Send(const v1::NotifyRequest& request) {
+absl::Status WebhookChannel::Send(const Batch& batch) {
   const std::string what = absl::StrCat("webhook ", options_.receiver);
-  if (!SafeForHeader(request.idempotency_key(), 512)) {
+  if (!SafeForHeader(batch.key, 512)) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": idempotency key unfit for a header"));
   }
   HttpRequest r;
   r.url = options_.url;
-  r.body = WebhookPayload(request, options_.receiver, options_.external_url);
-  r.headers = {"Content-Type: application/json",
-               absl::StrCat("Idempotency-Key: ", request.idempotency_key())};
+  r.body = WebhookPayload(batch, options_.receiver, options_.external_url);
+  r.headers = {"Content-Type: application/json", absl::StrCat("Idempotency-Key: ", batch.key)};
   if (!options_.hmac_secret.empty()) {
     r.headers.push_back(
         absl::StrCat("X-Vigie-Signature-256: ", WebhookSignature(options_.hmac_secret, r.body)));

@@ -24,8 +24,8 @@ struct WebhookOptions {
 // "sha256=" and the hex HMAC-SHA256 of `body` under `secret`.
 std::string WebhookSignature(const std::string& secret, const std::string& body);
 
-// The Alertmanager-compatible JSON body for one notification.
-std::string WebhookPayload(const v1::NotifyRequest& request, const std::string& receiver,
+// The Alertmanager-compatible JSON body for one message: the alerts of one group.
+std::string WebhookPayload(const Batch& batch, const std::string& receiver,
                            const std::string& external_url);
 
 // POSTs WebhookPayload() (SendHttp: 2xx is success). Thread-safe. Requires curl_global_init()
@@ -33,7 +33,7 @@ std::string WebhookPayload(const v1::NotifyRequest& request, const std::string& 
 class WebhookChannel : public Channel {
  public:
   explicit WebhookChannel(WebhookOptions options) : options_(std::move(options)) {}
-  absl::Status Send(const v1::NotifyRequest& request) override;
+  absl::Status Send(const Batch& batch) override;
   bool send_resolved() const override { return options_.send_resolved; }
 
  private:

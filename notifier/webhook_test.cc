@@ -18,7 +18,7 @@ TEST(WebhookPayloadTest, MatchesAlertmanagerWebhookShape) {
   (*n->mutable_annotations())["summary"] = "Disque presque plein — été";
   n->set_starts_at_ms(1700000000123);
   n->set_generator_url("http://127.0.0.1:9102/");
-  auto j = nlohmann::json::parse(WebhookPayload(r, "ops", "http://vigie.example"));
+  auto j = nlohmann::json::parse(WebhookPayload(Batch::Of(r), "ops", "http://vigie.example"));
   EXPECT_EQ(j["version"], "4");
   EXPECT_EQ(j["receiver"], "ops");
   EXPECT_EQ(j["status"], "firing");
@@ -40,7 +40,7 @@ TEST(WebhookPayloadTest, ResolvedHasEndsAt) {
   v1::NotifyRequest r;
   r.mutable_notification()->set_status(v1::Notification::STATUS_RESOLVED);
   r.mutable_notification()->set_ends_at_ms(1700000060000);
-  auto j = nlohmann::json::parse(WebhookPayload(r, "ops", ""));
+  auto j = nlohmann::json::parse(WebhookPayload(Batch::Of(r), "ops", ""));
   EXPECT_EQ(j["status"], "resolved");
   EXPECT_EQ(j["alerts"][0]["endsAt"], "2023-11-14T22:14:20.000Z");
 }
