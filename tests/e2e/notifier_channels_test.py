@@ -1,8 +1,9 @@
 #!/usr/bin/python3
-"""A rule fires in the control plane and the same alert arrives, through the notifier, by email
-(a real SMTP server: Debian's aiosmtpd with STARTTLS and AUTH), by SMS through both presets
-(HTTP sinks in the style of Free Mobile's and Twilio's APIs), on Slack (an HTTP sink for the
-incoming webhook) and on a signed webhook. French accents and an emoji survive every path."""
+"""A rule fires in the control plane and the same alert arrives, through the notifier and its
+routes, by email (a real SMTP server: Debian's aiosmtpd with STARTTLS and AUTH), by SMS through
+both presets (HTTP sinks in the style of Free Mobile's and Twilio's APIs), on Slack (an HTTP
+sink for the incoming webhook) and on a signed webhook. French accents and an emoji survive
+every path."""
 import base64
 import email
 import email.policy
@@ -92,6 +93,13 @@ receivers:
       - {{api_url: {{file: {slack_file}}}, channel: "#ops"}}
     webhook_configs:
       - {{url: "{cls.http.url}/hook", hmac_secret: {{file: {hmac_file}}}}}
+  - name: low
+    webhook_configs: [{{url: "{cls.http.url}/low"}}]
+route:
+  receiver: team
+  routes:
+    - receiver: low
+      matchers: ['severity=~"info|warning"']
 """, health_url=f"http://{cls.nt_http}/healthz")
         cls.procs.append(cls.notifier)
         admin_file, admin = h.write_secret(t, "admin.token")
@@ -185,6 +193,8 @@ rules:
         expected = "sha256=" + hmac.new(HMAC_SECRET.encode(), body, hashlib.sha256).hexdigest()
         self.assertEqual(headers["X-Vigie-Signature-256"], expected)
         self.assertEqual(json.loads(body)["alerts"][0]["annotations"]["summary"], SUMMARY)
+        # The routes sent the critical alert to team only, never to the low-severity receiver.
+        self.assertEqual(self.http.matching("/low"), [])
 
     def test_metrics_count_each_channel(self):
         h.wait_for(lambda: self.mail.messages and self.http.matching("/hook"), 60, "deliveries")
@@ -226,7 +236,8 @@ rules:
         self.assertIn("page_token", err)
         receivers = self.call("ListReceivers", {})["receivers"]
         self.assertEqual(receivers, [{"name": "team",
-                                      "channels": ["webhook", "email", "slack", "sms", "sms"]}])
+                                      "channels": ["webhook", "email", "slack", "sms", "sms"]},
+                                     {"name": "low", "channels": ["webhook"]}])
         # A key delivered before a restart is still a duplicate after it, and nothing is sent.
         key = first["idempotencyKey"]
         emails = len(self.mail.messages)
