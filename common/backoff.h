@@ -21,7 +21,7 @@ struct BackoffPolicy {
 class Backoff {
  public:
   explicit Backoff(BackoffPolicy policy, uint64_t seed = std::random_device{}())
-      : policy_(policy), rng_(seed) {}
+      : policy_(policy), rng_(static_cast<std::minstd_rand::result_type>(seed)) {}
 
   // The delay before the next attempt: initial * multiplier^attempts, capped at max, jittered.
   absl::Duration Next();
@@ -31,7 +31,8 @@ class Backoff {
 
  private:
   BackoffPolicy policy_;
-  std::mt19937_64 rng_;
+  // Small (a Backoff lives in every queued delivery): jitter needs no better generator.
+  std::minstd_rand rng_;
   int attempts_ = 0;
 };
 

@@ -1,5 +1,6 @@
 // vigie::Mutex: a mutex with absl::Mutex's shape (annotated for clang's -Wthread-safety, with
-// Await on a predicate), built on std::mutex and std::condition_variable.
+// Await on a predicate), built on std::mutex and std::condition_variable; and vigie::CondVar
+// for hot paths where waking every waiter at every unlock would cost too much.
 //
 // Why not absl::Mutex: Debian's libabsl is not built with ThreadSanitizer annotations, so TSan
 // cannot see absl::Mutex's happens-before edges and reports every guarded access as a race.
@@ -26,9 +27,10 @@ class ABSL_LOCKABLE Mutex {
   void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { mu_.lock(); }
   // Wakes every Await*(): a waiter re-checks its predicate after any unlock. The notify comes
   // before the unlock, so the unlock is the last touch: an object whose owner may delete it as
-  // soon as it sees the change (a finished reactor, say) is not used after that.
+  // soon as it sees the change (a finished reactor, say) is not used after that. Without
+  // waiters there is nothing to wake (and no system call).
   void Unlock() ABSL_UNLOCK_FUNCTION() {
-    cv_.notify_all();
+    if (waiters_ > 0) cv_.notify_all();
     mu_.unlock();
   }
 
@@ -36,7 +38,9 @@ class ABSL_LOCKABLE Mutex {
   template <typename Cond>
   void Await(Cond cond) ABSL_EXCLUSIVE_LOCKS_REQUIRED(this) {
     std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
+    ++waiters_;
     cv_.wait(lock, cond);
+    --waiters_;
     lock.release();
   }
   // Like Await, giving up at `deadline`; returns cond()'s final value. REQUIRES: held.
@@ -47,7 +51,9 @@ class ABSL_LOCKABLE Mutex {
       return true;
     }
     std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
+    ++waiters_;
     const bool result = cv_.wait_until(lock, absl::ToChronoTime(deadline), cond);
+    --waiters_;
     lock.release();
     return result;
   }
@@ -57,7 +63,36 @@ class ABSL_LOCKABLE Mutex {
   }
 
  private:
+  friend class CondVar;
   std::mutex mu_;
+  std::condition_variable cv_;
+  int waiters_ = 0;  // threads in Await*(); guarded by mu_
+};
+
+// A condition variable for a Mutex: Signal() wakes one waiter, not every one. Use it where many
+// threads wait for work (a worker pool) and each unit of work needs one of them.
+class CondVar {
+ public:
+  // Waits for a Signal (or a spurious wake-up) until `deadline`; false on timeout.
+  // REQUIRES: `mu` held (released while waiting, held again on return).
+  bool WaitWithDeadline(Mutex* mu, absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    std::unique_lock<std::mutex> lock(mu->mu_, std::adopt_lock);
+    bool signalled = true;
+    if (deadline == absl::InfiniteFuture()) {
+      cv_.wait(lock);
+    } else {
+      signalled = cv_.wait_until(lock, absl::ToChronoTime(deadline)) == std::cv_status::no_timeout;
+    }
+    lock.release();
+    return signalled;
+  }
+  void Wait(Mutex* mu) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    WaitWithDeadline(mu, absl::InfiniteFuture());
+  }
+  void Signal() { cv_.notify_one(); }
+  void SignalAll() { cv_.notify_all(); }
+
+ private:
   std::condition_variable cv_;
 };
 

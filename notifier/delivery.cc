@@ -170,6 +170,7 @@ void Delivery::AcceptAsync(const v1::NotifyRequest& request,
       spooling_.insert(key);
       reserved_ += targets;
       spool_queue_.push_back({request, spool_counter_++, targets, std::move(done)});
+      spool_cv_.Signal();
       return;
     }
   }
@@ -181,9 +182,7 @@ void Delivery::SpoolWriter() {
     std::vector<SpoolJob> jobs;
     {
       MutexLock lock(&mu_);
-      mu_.Await([this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return !spool_queue_.empty() || spool_stopping_;
-      });
+      while (spool_queue_.empty() && !spool_stopping_) spool_cv_.Wait(&mu_);
       if (spool_queue_.empty()) return;  // stopping, nothing left
       // A bounded batch: everything that arrived while the last sync ran.
       while (!spool_queue_.empty() && jobs.size() < 4096) {
@@ -279,7 +278,8 @@ void Delivery::EnqueueLocked(const v1::NotifyRequest& request, std::shared_ptr<S
   // Groups with nothing to wait for (no group_wait: the default) become messages now, in the
   // order their notifications arrive.
   FlushGroupsLocked(now);
-  ++generation_;
+  // A worker recomputes when it must wake (this group may be due before what it waits for).
+  work_cv_.Signal();
 }
 
 void Delivery::SkipLocked(const Grouper::Token& n, const std::string& receiver,
@@ -343,14 +343,14 @@ absl::Time Delivery::FlushGroupsLocked(absl::Time now) {
         if (!batch) continue;
       }
       ++flight->remaining;
-      queue_.push_back(Item{flight, std::move(batch), i, 0, now, now, Backoff(options_.backoff),
-                            false});
+      queue_.push_back(Item{flight, std::move(batch), i, 0, now, now,
+                            Backoff(options_.backoff, jitter_seeds_()), false});
+      work_cv_.Signal();  // one worker per message
     }
     if (flight->remaining == 0) {
       grouper_.Done(f.group, now);
       for (const Grouper::Token& n : flight->members) FinishLocked(n);
     }
-    ++generation_;
   }
   UpdateGaugesLocked();
   return grouper_.NextDue();
@@ -519,12 +519,14 @@ void Delivery::Stop() {
     // The spool writer first: it answers what it holds (callers are waiting), then ends.
     MutexLock lock(&mu_);
     spool_stopping_ = true;
+    spool_cv_.SignalAll();
   }
   if (spool_thread_.joinable()) spool_thread_.join();
   {
     MutexLock lock(&mu_);
     if (stopping_ && threads_.empty()) return;
     stopping_ = true;
+    work_cv_.SignalAll();
   }
   for (std::thread& t : threads_) t.join();
   threads_.clear();
@@ -560,11 +562,9 @@ void Delivery::Work() {
           earliest = std::min(earliest, it->next_attempt);
         }
         if (item != queue_.end()) break;
-        const uint64_t generation = generation_;
-        auto changed = [this, generation]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return stopping_ || generation_ != generation;
-        };
-        mu_.AwaitWithDeadline(changed, std::min(earliest, now + absl::Seconds(10)));
+        // Woken by a new message (one worker each), a new notification, Stop(), or the time the
+        // next retry or group falls due.
+        work_cv_.WaitWithDeadline(&mu_, std::min(earliest, now + absl::Seconds(10)));
       }
       item->in_flight = true;
       ++in_flight_[item->receiver];
@@ -577,7 +577,6 @@ void Delivery::Work() {
     MutexLock lock(&mu_);
     item->in_flight = false;
     --in_flight_[item->receiver];
-    ++generation_;
     // The delivery log follows each notification the message carries (a repeat carries none).
     auto log_attempt = [&](const char* status, const std::string& error)
                            ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -590,7 +589,9 @@ void Delivery::Work() {
                            };
     if (s.ok()) {
       deliveries_.Add({{"receiver", r.name}, {"channel", r.kind}, {"result", "sent"}}).Increment();
-      log::Info(batch.repeat ? "repeat delivered" : "notification delivered",
+      // Debug: one line per delivery would cost more than the delivery (the log and the
+      // metrics say the same); failures are logged at warn and error.
+      log::Debug(batch.repeat ? "repeat delivered" : "notification delivered",
                 {{"key", batch.key},
                  {"receiver", r.name},
                  {"channel", r.kind},

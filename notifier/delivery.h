@@ -8,6 +8,7 @@
 #include <functional>
 #include <list>
 #include <map>
+#include <random>
 #include <memory>
 #include <string>
 #include <thread>
@@ -216,9 +217,11 @@ class Delivery {
   std::vector<int> in_flight_ ABSL_GUARDED_BY(mu_);
   const int max_in_flight_per_channel_ = std::max(1, options_.workers - 1);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::mt19937_64 jitter_seeds_ ABSL_GUARDED_BY(mu_){std::random_device{}()};
   uint64_t spool_counter_ ABSL_GUARDED_BY(mu_) = 0;
-  // Bumped whenever an item is added or finishes a send, to wake idle workers.
-  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  // Idle workers wait here; the spool writer waits on spool_cv_.
+  CondVar work_cv_;
+  CondVar spool_cv_;
 };
 
 // The current Delivery, replaced as a whole when the configuration is reloaded (SIGHUP).
