@@ -1,5 +1,7 @@
 #include "notifier/webhook.h"
 
+#include <limits>
+
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -43,6 +45,50 @@ TEST(WebhookPayloadTest, ResolvedHasEndsAt) {
   auto j = nlohmann::json::parse(WebhookPayload(Batch::Of(r), "ops", ""));
   EXPECT_EQ(j["status"], "resolved");
   EXPECT_EQ(j["alerts"][0]["endsAt"], "2023-11-14T22:14:20.000Z");
+}
+
+TEST(WebhookPayloadTest, AGroupIsOneAlertmanagerPayloadWithCommonLabels) {
+  Batch b;
+  b.receiver = "ops";
+  b.group_labels = {{"alertname", "DiskFull"}};
+  b.key = "group-abc";
+  for (const char* instance : {"a", "b"}) {
+    v1::NotifyRequest r;
+    r.set_idempotency_key(std::string("k-") + instance);
+    v1::Notification* n = r.mutable_notification();
+    n->set_status(instance[0] == 'a' ? v1::Notification::STATUS_FIRING
+                                     : v1::Notification::STATUS_RESOLVED);
+    (*n->mutable_labels())["alertname"] = "DiskFull";
+    (*n->mutable_labels())["instance"] = instance;
+    (*n->mutable_annotations())["runbook"] = "http://wiki/disk";
+    b.alerts.push_back(r);
+  }
+  auto j = nlohmann::json::parse(WebhookPayload(b, "ops", ""));
+  EXPECT_EQ(j["status"], "firing");
+  EXPECT_EQ(j["alerts"].size(), 2u);
+  EXPECT_EQ(j["alerts"][1]["status"], "resolved");
+  EXPECT_EQ(j["alerts"][1]["idempotencyKey"], "k-b");
+  EXPECT_EQ(j["groupLabels"], nlohmann::json({{"alertname", "DiskFull"}}));
+  EXPECT_EQ(j["commonLabels"], nlohmann::json({{"alertname", "DiskFull"}}));
+  EXPECT_EQ(j["commonAnnotations"], nlohmann::json({{"runbook", "http://wiki/disk"}}));
+  EXPECT_EQ(j["groupKey"], "{}:{alertname=\"DiskFull\"}");
+  EXPECT_EQ(j["idempotencyKey"], "group-abc");
+}
+
+TEST(WebhookPayloadTest, BadValuesNeverBreakThePayload) {
+  v1::NotifyRequest r;
+  r.set_idempotency_key("k");
+  v1::Notification* n = r.mutable_notification();
+  n->set_status(v1::Notification::STATUS_FIRING);
+  (*n->mutable_labels())["path"] = "caf\xc3";      // invalid UTF-8 (cut mid-character)
+  (*n->mutable_labels())["huge"] = std::string(1 << 20, 'x');
+  n->set_value(std::numeric_limits<double>::quiet_NaN());
+  n->set_starts_at_ms(0);                           // 1970
+  n->set_ends_at_ms(4102444800000);                 // 2100
+  nlohmann::json j;
+  ASSERT_NO_THROW(j = nlohmann::json::parse(WebhookPayload(Batch::Of(r), "ops", "")));
+  EXPECT_EQ(j["alerts"][0]["labels"]["path"], "caf\xef\xbf\xbd") << "replaced, not thrown";
+  EXPECT_EQ(j["alerts"][0]["endsAt"], "2100-01-01T00:00:00.000Z");
 }
 
 }  // namespace
