@@ -19,7 +19,12 @@ Dispatcher::Dispatcher(DispatcherOptions options, Store* store, prometheus::Regi
                    .Name("vigie_controlplane_outbox_pending")
                    .Help("Alert transitions stored but not yet accepted by the notifier.")
                    .Register(*registry)
-                   .Add({})) {
+                   .Add({})),
+      oldest_(prometheus::BuildGauge()
+                  .Name("vigie_controlplane_outbox_oldest_seconds")
+                  .Help("Age of the oldest alert transition not yet accepted by the notifier.")
+                  .Register(*registry)
+                  .Add({})) {
   for (const char* r : {"delivered", "duplicate", "failed"}) sent_.Add({{"result", r}});
   if (options_.channel) stub_ = v1::Notifier::NewStub(options_.channel);
 }
@@ -29,7 +34,10 @@ Dispatcher::~Dispatcher() { Stop(); }
 void Dispatcher::Run() {
   do {
     auto pending = store_->PendingOutbox();
-    if (pending.ok()) pending_.Set(static_cast<double>(*pending));
+    if (pending.ok()) {
+      pending_.Set(static_cast<double>(pending->pending));
+      oldest_.Set(absl::ToDoubleSeconds(pending->oldest));
+    }
     if (!stub_) continue;
     // Alive and able to reach the database: tell the notifier's dead-man's switch.
     if (pending.ok() && absl::Now() - last_heartbeat_ >= options_.heartbeat_interval) {
@@ -49,7 +57,10 @@ void Dispatcher::Run() {
     }
     bool failed = false;
     int delivered = 0;
-    absl::StatusOr<int> r = store_->DispatchOutbox(options_.batch, [&](const OutboxEntry& e) {
+    // A claim outlives the longest pass (every call timing out), so no other replica takes an
+    // entry this one is still working on.
+    const absl::Duration lease = options_.batch * options_.rpc_timeout + absl::Seconds(30);
+    absl::StatusOr<int> r = store_->DispatchOutbox(options_.batch, lease, [&](const OutboxEntry& e) {
       grpc::ClientContext ctx;
       ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
       AddBearerToken(&ctx, options_.token);
@@ -62,13 +73,21 @@ void Dispatcher::Run() {
       }
       failed = true;
       sent_.Add({{"result", "failed"}}).Increment();
+      // The notifier as a whole failed (down, overloaded, refusing our token): stop this pass.
+      // Otherwise only this notification was refused: the others go on.
+      const bool whole = s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+                         s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ||
+                         s.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+                         s.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+                         s.error_code() == grpc::StatusCode::UNIMPLEMENTED;
       absl::Duration retry = backoff_.Next();
       log::Warn("notifier did not accept a notification; will retry",
                 {{"key", e.request.idempotency_key()},
                  {"code", static_cast<int>(s.error_code())},
                  {"error", s.error_message()},
                  {"retry_in", absl::FormatDuration(retry)}});
-      return Store::DeliveryOutcome{false, s.error_message(), retry};
+      return Store::DeliveryOutcome{false, s.error_message(), retry, whole};
     });
     if (!r.ok()) {
       log::Warn("outbox dispatch failed", {{"error", r.status()}});

@@ -1,5 +1,7 @@
 // Delivers stored alert transitions (the transactional outbox) to the notifier, at least once,
-// with backoff while the notifier is unreachable. The notifier drops duplicates by key.
+// with backoff while the notifier is unreachable. The notifier drops duplicates by key. Entries
+// are leased (Store::DispatchOutbox): no transaction stays open while the notifier is called,
+// and replicas on one database share the work, each transition sent by one of them.
 #ifndef VIGIE_CONTROLPLANE_DISPATCHER_H_
 #define VIGIE_CONTROLPLANE_DISPATCHER_H_
 
@@ -47,6 +49,7 @@ class Dispatcher : public Runnable {
   absl::Time last_heartbeat_ = absl::InfinitePast();  // likewise
   prometheus::Family<prometheus::Counter>& sent_;
   prometheus::Gauge& pending_;
+  prometheus::Gauge& oldest_;
 };
 
 }  // namespace vigie::controlplane

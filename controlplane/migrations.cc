@@ -268,6 +268,22 @@ CREATE TABLE remote_write_progress (
 );
 CREATE INDEX sample_blocks_agent_batch ON sample_blocks (agent_id, batch_seq);
 )sql"},
+      {6, "outbox leases: claimed, then delivered with no transaction open; order per alert",
+       R"sql(
+-- The alert a transition belongs to (rule/fingerprint): transitions of one alert go out in
+-- order, other alerts do not wait for it.
+ALTER TABLE notification_outbox ADD COLUMN alert text NOT NULL DEFAULT '';
+ALTER TABLE notification_outbox ADD COLUMN leased_until timestamptz;
+UPDATE notification_outbox
+  SET alert = coalesce(request->'notification'->>'rule', '') || '/' ||
+              coalesce(request->'notification'->>'fingerprint', '')
+  WHERE delivered_at IS NULL;
+CREATE INDEX notification_outbox_alert ON notification_outbox (alert, id)
+  WHERE delivered_at IS NULL;
+CREATE INDEX notification_outbox_delivered ON notification_outbox (delivered_at)
+  WHERE delivered_at IS NOT NULL;
+CREATE INDEX alert_events_at ON alert_events (at);
+)sql"},
   };
   return *migrations;
 }

@@ -518,9 +518,9 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
       std::string json;
       (void)google::protobuf::util::MessageToJsonString(req, &json);
       w.exec_params0(
-          "INSERT INTO notification_outbox (idempotency_key, request) VALUES ($1, $2::jsonb) "
-          "ON CONFLICT (idempotency_key) DO NOTHING",
-          key, json);
+          "INSERT INTO notification_outbox (idempotency_key, request, alert) "
+          "VALUES ($1, $2::jsonb, $3) ON CONFLICT (idempotency_key) DO NOTHING",
+          key, json, absl::StrCat(t.rule, "/", t.fingerprint));
     }
     if (highest > committed) {
       w.exec_params0(
@@ -962,6 +962,18 @@ absl::StatusOr<MaintenanceResult> PgStore::Maintain(absl::Time now) {
         "DELETE FROM rollup_dirty WHERE bucket < timestamptz '1970-01-01 00:00:00+00' + "
         "$1::integer * interval '1 day'",
         raw_days);
+    // Transitions the notifier accepted are kept a week (to look into); alert history as long
+    // as rollups. Bounded per run so a first purge of a large backlog stays short.
+    result.outbox_rows_deleted =
+        w.exec0("DELETE FROM notification_outbox WHERE id IN (SELECT id FROM notification_outbox "
+                "WHERE delivered_at < now() - interval '7 days' LIMIT 100000)")
+            .affected_rows();
+    result.events_deleted =
+        w.exec_params0("DELETE FROM alert_events WHERE id IN (SELECT id FROM alert_events "
+                       "WHERE at < timestamptz '1970-01-01 00:00:00+00' + "
+                       "$1::integer * interval '1 day' LIMIT 100000)",
+                       rollup_days)
+            .affected_rows();
     w.commit();
   });
   if (!s.ok()) return s;
@@ -1129,63 +1141,100 @@ absl::StatusOr<RollupResult> PgStore::RollUpAgent(const std::string& agent, int6
 }
 
 absl::StatusOr<int> PgStore::DispatchOutbox(
-    int limit, const std::function<DeliveryOutcome(const OutboxEntry&)>& deliver) {
-  int delivered = 0;
-  absl::Status s = Run("dispatch outbox", [&](pqxx::connection& c) {
-    delivered = 0;
+    int limit, absl::Duration lease,
+    const std::function<DeliveryOutcome(const OutboxEntry&)>& deliver) {
+  // 1. Claim, in a transaction of its own: the oldest undelivered transition of each alert,
+  // when due and not claimed by a live lease.
+  std::vector<OutboxEntry> claimed;
+  std::vector<std::string> unreadable;
+  absl::Status s = Run("claim outbox", [&](pqxx::connection& c) {
+    claimed.clear();
+    unreadable.clear();
     pqxx::work w(c);
-    pqxx::result due = w.exec_params(
-        "SELECT id, request::text, attempts FROM notification_outbox "
-        "WHERE delivered_at IS NULL AND next_attempt_at <= now() "
-        "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-        limit);
-    for (const pqxx::row& r : due) {
+    pqxx::result rows = w.exec_params(
+        "UPDATE notification_outbox o SET leased_until = now() + make_interval(secs => $2) "
+        "WHERE o.id IN ("
+        "  SELECT d.id FROM notification_outbox d "
+        "  WHERE d.delivered_at IS NULL AND d.next_attempt_at <= now() "
+        "    AND (d.leased_until IS NULL OR d.leased_until < now()) "
+        "    AND NOT EXISTS (SELECT 1 FROM notification_outbox e WHERE e.alert = d.alert "
+        "                    AND e.delivered_at IS NULL AND e.id < d.id) "
+        "  ORDER BY d.id LIMIT $1 FOR UPDATE SKIP LOCKED) "
+        "RETURNING o.id, o.request::text, o.attempts",
+        limit, absl::ToDoubleSeconds(lease));
+    for (const pqxx::row& r : rows) {
       OutboxEntry e;
       e.id = r[0].as<int64_t>();
       e.attempts = r[2].as<int>();
       auto parsed = google::protobuf::util::JsonStringToMessage(r[1].as<std::string>(), &e.request);
       if (!parsed.ok()) {
         w.exec_params0(
-            "UPDATE notification_outbox SET last_error = $2, "
+            "UPDATE notification_outbox SET last_error = $2, leased_until = NULL, "
             "next_attempt_at = now() + interval '1 hour' WHERE id = $1",
             e.id, "unreadable request: " + parsed.message().ToString());
         continue;
       }
-      DeliveryOutcome o = deliver(e);
-      if (o.delivered) {
-        w.exec_params0(
-            "UPDATE notification_outbox SET delivered_at = now(), attempts = attempts + 1, "
-            "last_error = '' WHERE id = $1",
-            e.id);
-        ++delivered;
-      } else {
-        w.exec_params0(
-            "UPDATE notification_outbox SET attempts = attempts + 1, last_error = $2, "
-            "next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1",
-            e.id, o.error, absl::ToDoubleSeconds(o.retry_in));
-        // Keep transitions in order: later ones wait for this one's retry.
-        w.exec_params0(
-            "UPDATE notification_outbox SET next_attempt_at = now() + make_interval(secs => $2) "
-            "WHERE delivered_at IS NULL AND id > $1",
-            e.id, absl::ToDoubleSeconds(o.retry_in));
-        break;
-      }
+      claimed.push_back(std::move(e));
     }
     w.commit();
   });
   if (!s.ok()) return s;
+  std::sort(claimed.begin(), claimed.end(),
+            [](const OutboxEntry& a, const OutboxEntry& b) { return a.id < b.id; });
+  // 2. Deliver with no transaction open; 3. record each outcome at once. A record that fails
+  // (the database went away) leaves the lease to expire: the entry is sent again later and the
+  // notifier drops it as a duplicate of its key.
+  int delivered = 0;
+  for (size_t i = 0; i < claimed.size(); ++i) {
+    const OutboxEntry& e = claimed[i];
+    DeliveryOutcome o = deliver(e);
+    absl::Status recorded = Run("record outbox", [&](pqxx::connection& c) {
+      pqxx::work w(c);
+      if (o.delivered) {
+        w.exec_params0(
+            "UPDATE notification_outbox SET delivered_at = now(), attempts = attempts + 1, "
+            "last_error = '', leased_until = NULL WHERE id = $1",
+            e.id);
+      } else {
+        w.exec_params0(
+            "UPDATE notification_outbox SET attempts = attempts + 1, last_error = $2, "
+            "leased_until = NULL, next_attempt_at = now() + make_interval(secs => $3) "
+            "WHERE id = $1",
+            e.id, o.error.substr(0, 1000), absl::ToDoubleSeconds(o.retry_in));
+      }
+      if (o.stop && i + 1 < claimed.size()) {
+        // The notifier is away: give back what this pass did not try, to retry with it.
+        std::string ids = "{";
+        for (size_t j = i + 1; j < claimed.size(); ++j) {
+          absl::StrAppend(&ids, j == i + 1 ? "" : ",", claimed[j].id);
+        }
+        ids += "}";
+        w.exec_params0(
+            "UPDATE notification_outbox SET leased_until = NULL, "
+            "next_attempt_at = now() + make_interval(secs => $2) WHERE id = ANY($1::bigint[])",
+            ids, absl::ToDoubleSeconds(o.retry_in));
+      }
+      w.commit();
+    });
+    if (!recorded.ok()) return recorded;
+    if (o.delivered) ++delivered;
+    if (o.stop) break;
+  }
   return delivered;
 }
 
-absl::StatusOr<int64_t> PgStore::PendingOutbox() {
-  int64_t n = 0;
+absl::StatusOr<Store::OutboxStatus> PgStore::PendingOutbox() {
+  OutboxStatus out;
   absl::Status s = Run("count outbox", [&](pqxx::connection& c) {
     pqxx::read_transaction t(c);
-    n = t.exec("SELECT count(*) FROM notification_outbox WHERE delivered_at IS NULL")[0][0]
-            .as<int64_t>();
+    pqxx::row r = t.exec1(
+        "SELECT count(*), coalesce(extract(epoch from now() - min(created_at)), 0) "
+        "FROM notification_outbox WHERE delivered_at IS NULL");
+    out.pending = r[0].as<int64_t>();
+    out.oldest = absl::Seconds(r[1].as<double>());
   });
   if (!s.ok()) return s;
-  return n;
+  return out;
 }
 
 namespace {

@@ -39,6 +39,8 @@ struct PgStoreOptions {
 struct MaintenanceResult {
   size_t partitions_dropped = 0;
   size_t daily_rows_deleted = 0;
+  size_t outbox_rows_deleted = 0;  // delivered more than 7 days ago
+  size_t events_deleted = 0;       // alert history older than retention.rollups
 };
 
 // Samples to forward to a remote-write target: whole batches of one agent, grouped by series.
@@ -88,8 +90,9 @@ class PgStore : public Store {
                                                         absl::Duration range,
                                                         uint32_t limit) override;
   absl::StatusOr<int> DispatchOutbox(
-      int limit, const std::function<DeliveryOutcome(const OutboxEntry&)>& deliver) override;
-  absl::StatusOr<int64_t> PendingOutbox() override;
+      int limit, absl::Duration lease,
+      const std::function<DeliveryOutcome(const OutboxEntry&)>& deliver) override;
+  absl::StatusOr<OutboxStatus> PendingOutbox() override;
   absl::StatusOr<TokenRecord> CreateToken(const TokenRecord& token) override;
   absl::StatusOr<std::vector<TokenRecord>> ListTokens() override;
   absl::StatusOr<TokenRecord> RevokeToken(const std::string& id) override;

@@ -112,17 +112,28 @@ class Store {
   virtual absl::StatusOr<v1::QuerySamplesResponse> QuerySamples(
       const v1::QuerySamplesRequest& request, absl::Duration range, uint32_t limit) = 0;
 
-  // Outbox: runs `deliver` on up to `limit` due entries, each row locked (SKIP LOCKED, so
-  // several replicas share the work); marks each delivered or schedules its retry at the time
-  // `deliver` returns. Returns how many were delivered.
+  // Outbox, leased: claims up to `limit` due entries for `lease` (SKIP LOCKED, so several
+  // replicas share the work, each entry claimed by one), commits, then runs `deliver` on each
+  // with no transaction open, and records each outcome in a short transaction of its own. An
+  // entry is due only when every earlier transition of the same alert is delivered: order is
+  // kept per alert, so one alert that cannot be delivered holds back no other. A claim whose
+  // holder died expires after `lease`. Returns how many were delivered.
   struct DeliveryOutcome {
     bool delivered;
     std::string error;
     absl::Duration retry_in;
+    // The notifier itself failed (unreachable, refused our token): the entries of this pass not
+    // yet tried are not tried now, and are retried after retry_in too.
+    bool stop = false;
   };
   virtual absl::StatusOr<int> DispatchOutbox(
-      int limit, const std::function<DeliveryOutcome(const OutboxEntry&)>& deliver) = 0;
-  virtual absl::StatusOr<int64_t> PendingOutbox() = 0;
+      int limit, absl::Duration lease,
+      const std::function<DeliveryOutcome(const OutboxEntry&)>& deliver) = 0;
+  struct OutboxStatus {
+    int64_t pending = 0;
+    absl::Duration oldest = absl::ZeroDuration();  // age of the oldest undelivered entry
+  };
+  virtual absl::StatusOr<OutboxStatus> PendingOutbox() = 0;
 
   // Tokens. CreateToken returns the stored record (created_at filled in); RevokeToken is
   // kNotFound for an unknown id and leaves an already revoked token as it was.

@@ -36,10 +36,10 @@ class TokenStore : public Store {
     return v1::QuerySamplesResponse{};
   }
   absl::StatusOr<int> DispatchOutbox(
-      int, const std::function<DeliveryOutcome(const OutboxEntry&)>&) override {
+      int, absl::Duration, const std::function<DeliveryOutcome(const OutboxEntry&)>&) override {
     return 0;
   }
-  absl::StatusOr<int64_t> PendingOutbox() override { return 0; }
+  absl::StatusOr<OutboxStatus> PendingOutbox() override { return OutboxStatus{}; }
   absl::StatusOr<TokenRecord> CreateToken(const TokenRecord& t) override {
     tokens.push_back(t);
     tokens.back().created_at_unix = 1;

@@ -5,7 +5,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <memory>
+#include <set>
+#include <thread>
 #include <pqxx/pqxx>
 #include <string>
 
@@ -13,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "controlplane/pg_store.h"
+#include "common/mutex.h"
 #include "controlplane/sample_blocks.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -334,6 +338,91 @@ TEST_F(StorageTest, SeriesBeyondTheAgentsLimitAreDroppedAndTheRestStored) {
   // The limit is per agent: another agent is unaffected.
   r = Ingest("b", {Batch(1, {MakeSample("m", "1", 1, t), MakeSample("m", "2", 2, t)})});
   EXPECT_EQ(r.samples_over_series_limit, 0u);
+}
+
+// Puts a transition in the outbox as the ingest transaction does.
+void AddToOutbox(const std::string& url, const std::string& key, const std::string& alert) {
+  pqxx::connection c(url);
+  pqxx::work w(c);
+  w.exec_params0(
+      "INSERT INTO notification_outbox (idempotency_key, request, alert) VALUES ($1, $2::jsonb, $3)",
+      key,
+      absl::StrCat(R"({"idempotencyKey": ")", key,
+                   R"(", "notification": {"status": "STATUS_FIRING", "rule": "r"}})"),
+      alert);
+  w.commit();
+}
+
+TEST_F(StorageTest, OutboxKeepsOrderPerAlertOnlyAndHoldsNoTransactionDuringTheCall) {
+  AddToOutbox(url_, "a1", "r/A");
+  AddToOutbox(url_, "b1", "r/B");
+  AddToOutbox(url_, "a2", "r/A");
+  std::vector<std::string> offered;
+  int64_t open_transactions = -1;
+  auto pass = [&](const std::set<std::string>& refuse) {
+    return store_->DispatchOutbox(10, absl::Minutes(1), [&](const OutboxEntry& e) {
+      const std::string& key = e.request.idempotency_key();
+      offered.push_back(key);
+      open_transactions =
+          Count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state LIKE 'idle in transaction%'");
+      if (refuse.count(key)) {
+        return Store::DeliveryOutcome{false, "refused", absl::Milliseconds(300)};
+      }
+      return Store::DeliveryOutcome{true, "", absl::ZeroDuration()};
+    });
+  };
+  // A's first transition is refused: B's goes out anyway; A's second waits behind A's first.
+  auto r = pass({"a1"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*r, 1);
+  EXPECT_THAT(offered, ElementsAre("a1", "b1"));
+  EXPECT_EQ(open_transactions, 0) << "no transaction is held open while the notifier is called";
+  offered.clear();
+  ASSERT_TRUE(pass({}).ok());
+  EXPECT_THAT(offered, IsEmpty()) << "a1 waits for its retry, a2 behind it";
+  absl::SleepFor(absl::Milliseconds(400));
+  ASSERT_TRUE(pass({}).ok());
+  ASSERT_TRUE(pass({}).ok());
+  EXPECT_THAT(offered, ElementsAre("a1", "a2"));
+  auto status = store_->PendingOutbox();
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->pending, 0);
+}
+
+TEST_F(StorageTest, OutboxLeasesShareWorkBetweenDispatchersEachEntryOnce) {
+  for (int i = 0; i < 40; ++i) AddToOutbox(url_, absl::StrCat("k", i), absl::StrCat("r/", i));
+  Mutex mu;
+  std::map<std::string, int> delivered;
+  auto dispatch = [&] {
+    for (int pass = 0; pass < 20; ++pass) {
+      auto r = store_->DispatchOutbox(5, absl::Minutes(1), [&](const OutboxEntry& e) {
+        absl::SleepFor(absl::Milliseconds(5));
+        MutexLock lock(&mu);
+        ++delivered[e.request.idempotency_key()];
+        return Store::DeliveryOutcome{true, "", absl::ZeroDuration()};
+      });
+      EXPECT_TRUE(r.ok()) << r.status();
+    }
+  };
+  std::thread a(dispatch), b(dispatch);
+  a.join();
+  b.join();
+  EXPECT_EQ(delivered.size(), 40u);
+  for (const auto& [key, n] : delivered) EXPECT_EQ(n, 1) << key;
+  // The notifier away: the pass stops at the first failure and gives the rest back.
+  for (int i = 0; i < 5; ++i) AddToOutbox(url_, absl::StrCat("down", i), absl::StrCat("d/", i));
+  int tried = 0;
+  auto r = store_->DispatchOutbox(5, absl::Minutes(1), [&](const OutboxEntry&) {
+    ++tried;
+    return Store::DeliveryOutcome{false, "unavailable", absl::Milliseconds(200), true};
+  });
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(tried, 1);
+  EXPECT_EQ(Count("SELECT count(*) FROM notification_outbox WHERE leased_until IS NOT NULL"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM notification_outbox WHERE delivered_at IS NULL AND "
+                  "next_attempt_at > now()"),
+            5);
 }
 
 TEST_F(StorageTest, MigratesADatabaseMadeBySchemaVersion3) {
