@@ -68,6 +68,9 @@ class Gateway : public v1::AgentGateway::WithRawCallbackMethod_Connect<v1::Agent
 
   // Agents with a stream on this replica.
   size_t connected_agents() const;
+  // This process's identity: the prefix of every connection id it hands out (agents.
+  // connection_id), random per process.
+  const std::string& instance() const { return instance_; }
   // Serialized bytes read from agents and not yet stored, across all streams.
   size_t inflight_bytes() const { return inflight_bytes_.load(); }
   // Ends (UNAUTHENTICATED) every stream that authenticated with token `token_id`.

@@ -88,7 +88,9 @@ int main(int argc, char** argv) {
       registry.get(), &tokens, &auth_failures);
   tokens.SetOnRevoked([&gateway](const std::string& id) { gateway.DisconnectToken(id); });
   cp::AdminService admin(store->get(), &rules, &pool, &tokens);
-  cp::Maintainer maintainer({}, store->get(), registry.get());
+  cp::MaintainerOptions maintain;
+  maintain.instance = gateway.instance();
+  cp::Maintainer maintainer(maintain, store->get(), registry.get());
   std::vector<std::unique_ptr<cp::RemoteWriter>> remote_writers;
   for (const cp::RemoteWriteOptions& w : options->remote_write) {
     remote_writers.push_back(std::make_unique<cp::RemoteWriter>(w, store->get(), registry.get()));

@@ -38,17 +38,42 @@ Maintainer::Maintainer(MaintainerOptions options, PgStore* store, prometheus::Re
                            .Name("vigie_storage_series_cache_evictions_total")
                            .Help("Agents' series forgotten to stay within series_cache_bytes.")
                            .Register(*registry)
-                           .Add({})) {
-  for (const char* task : {"partitions", "rollups"}) errors_.Add({{"task", task}});
+                           .Add({})),
+      stale_agents_(prometheus::BuildCounter()
+                        .Name("vigie_controlplane_stale_agents_marked_total")
+                        .Help("Agents marked disconnected because the replica holding their "
+                              "stream stopped (crashed or restarted).")
+                        .Register(*registry)
+                        .Add({})) {
+  for (const char* task : {"partitions", "rollups", "liveness"}) errors_.Add({{"task", task}});
 }
 
 Maintainer::~Maintainer() { Stop(); }
 
 void Maintainer::Run() {
   absl::Time next_partitions = absl::InfinitePast();
+  absl::Time next_liveness = absl::InfinitePast();
+  absl::Time next_rollup = absl::InfinitePast();
   bool more = false;
   do {
     const absl::Time now = absl::Now();
+    if (!options_.instance.empty() && now >= next_liveness) {
+      next_liveness = now + options_.liveness_interval;
+      absl::StatusOr<int64_t> marked =
+          store_->ReplicaHeartbeat(options_.instance, 3 * options_.liveness_interval);
+      if (!marked.ok()) {
+        errors_.Add({{"task", "liveness"}}).Increment();
+        log::Warn("replica heartbeat failed; retrying", {{"error", marked.status()}});
+      } else if (*marked > 0) {
+        stale_agents_.Increment(static_cast<double>(*marked));
+        log::Info("agents of a replica that stopped marked disconnected", {{"agents", *marked}});
+      }
+    }
+    if (!more && now < next_rollup) {
+      WaitFor(std::min(next_rollup, next_liveness) - now);
+      continue;
+    }
+    next_rollup = now + options_.rollup_interval;
     if (now >= next_partitions) {
       absl::StatusOr<MaintenanceResult> m = store_->Maintain(now);
       if (m.ok()) {
@@ -81,7 +106,7 @@ void Maintainer::Run() {
     cache_evictions_.Increment(evictions - evictions_seen_);
     evictions_seen_ = evictions;
     // A backlog (after a restart, or late data) is worked through at once.
-  } while (more ? !stopping() : WaitFor(options_.rollup_interval));
+  } while (!stopping());
 }
 
 }  // namespace vigie::controlplane

@@ -17,6 +17,10 @@ struct MaintainerOptions {
   absl::Duration partition_interval = absl::Minutes(10);
   absl::Duration rollup_interval = absl::Seconds(30);
   int rollup_agents_per_round = 200;
+  // This replica (Gateway::instance()); empty: no liveness record. Recorded every
+  // liveness_interval; agents of a replica silent for 3 intervals are marked disconnected.
+  std::string instance;
+  absl::Duration liveness_interval = absl::Seconds(10);
 };
 
 class Maintainer : public Runnable {
@@ -36,6 +40,7 @@ class Maintainer : public Runnable {
   prometheus::Gauge& cache_bytes_;
   prometheus::Gauge& cache_agents_;
   prometheus::Counter& cache_evictions_;
+  prometheus::Counter& stale_agents_;
   double evictions_seen_ = 0;
 };
 

@@ -284,6 +284,14 @@ CREATE INDEX notification_outbox_delivered ON notification_outbox (delivered_at)
   WHERE delivered_at IS NOT NULL;
 CREATE INDEX alert_events_at ON alert_events (at);
 )sql"},
+      {7, "control-plane replicas and their liveness, to mark agents of a dead one disconnected",
+       R"sql(
+CREATE TABLE controlplane_replicas (
+  instance    text PRIMARY KEY,
+  started_at  timestamptz NOT NULL DEFAULT now(),
+  last_seen   timestamptz NOT NULL
+);
+)sql"},
   };
   return *migrations;
 }

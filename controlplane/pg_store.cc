@@ -217,6 +217,30 @@ absl::StatusOr<uint64_t> PgStore::RegisterAgent(const v1::Hello& hello,
   return committed;
 }
 
+absl::StatusOr<int64_t> PgStore::ReplicaHeartbeat(const std::string& instance,
+                                                   absl::Duration stale_after) {
+  int64_t marked = 0;
+  absl::Status s = Run("replica heartbeat", [&](PgConnection& c) {
+    pqxx::work w(c);
+    w.exec_params0(
+        "INSERT INTO controlplane_replicas (instance, last_seen) VALUES ($1, now()) "
+        "ON CONFLICT (instance) DO UPDATE SET last_seen = now()",
+        instance);
+    // A connection id is "<instance>-<n>".
+    marked = w.exec_params0(
+                  "UPDATE agents SET connected = false WHERE connected AND NOT EXISTS ("
+                  "  SELECT 1 FROM controlplane_replicas r "
+                  "  WHERE r.instance = split_part(agents.connection_id, '-', 1) "
+                  "    AND r.last_seen > now() - make_interval(secs => $1))",
+                  absl::ToDoubleSeconds(stale_after))
+                 .affected_rows();
+    w.exec0("DELETE FROM controlplane_replicas WHERE last_seen < now() - interval '1 day'");
+    w.commit();
+  });
+  if (!s.ok()) return s;
+  return marked;
+}
+
 absl::Status PgStore::MarkDisconnected(const std::string& agent_id,
                                        const std::string& connection_id) {
   return Run("mark agent disconnected", [&](PgConnection& c) {

@@ -425,6 +425,31 @@ TEST_F(StorageTest, OutboxLeasesShareWorkBetweenDispatchersEachEntryOnce) {
             5);
 }
 
+TEST_F(StorageTest, AgentsOfAReplicaThatStoppedAreMarkedDisconnected) {
+  v1::Hello h;
+  h.set_agent_id("web1");
+  ASSERT_TRUE(store_->RegisterAgent(h, "deadbeef-1").ok());  // held by a replica that died
+  h.set_agent_id("web2");
+  ASSERT_TRUE(store_->RegisterAgent(h, "alive-1").ok());
+  auto marked = store_->ReplicaHeartbeat("alive", absl::Seconds(30));
+  ASSERT_TRUE(marked.ok()) << marked.status();
+  EXPECT_EQ(*marked, 1);
+  EXPECT_EQ(Count("SELECT count(*) FROM agents WHERE connected"), 1);
+  EXPECT_EQ(Count("SELECT count(*) FROM agents WHERE connected AND agent_id = 'web2'"), 1);
+  // A replica that stops heartbeating loses its agents too.
+  {
+    pqxx::connection c(url_);
+    pqxx::work w(c);
+    w.exec0("UPDATE controlplane_replicas SET last_seen = now() - interval '1 minute' "
+            "WHERE instance = 'alive'");
+    w.commit();
+  }
+  marked = store_->ReplicaHeartbeat("other", absl::Seconds(30));
+  ASSERT_TRUE(marked.ok());
+  EXPECT_EQ(*marked, 1);
+  EXPECT_EQ(Count("SELECT count(*) FROM agents WHERE connected"), 0);
+}
+
 TEST_F(StorageTest, MigratesADatabaseMadeBySchemaVersion3) {
   // Replace the fresh schema with version 3's, holding rows in the old layout.
   store_.reset();
