@@ -60,35 +60,36 @@ void Dispatcher::Run() {
     // A claim outlives the longest pass (every call timing out), so no other replica takes an
     // entry this one is still working on.
     const absl::Duration lease = options_.batch * options_.rpc_timeout + absl::Seconds(30);
-    absl::StatusOr<int> r = store_->DispatchOutbox(options_.batch, lease, [&](const OutboxEntry& e) {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
-      AddBearerToken(&ctx, options_.token);
-      v1::NotifyResponse resp;
-      grpc::Status s = stub_->Notify(&ctx, e.request, &resp);
-      if (s.ok()) {
-        sent_.Add({{"result", resp.duplicate() ? "duplicate" : "delivered"}}).Increment();
-        backoff_.Reset();
-        return Store::DeliveryOutcome{true, "", absl::ZeroDuration()};
-      }
-      failed = true;
-      sent_.Add({{"result", "failed"}}).Increment();
-      // The notifier as a whole failed (down, overloaded, refusing our token): stop this pass.
-      // Otherwise only this notification was refused: the others go on.
-      const bool whole = s.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
-                         s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ||
-                         s.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
-                         s.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
-                         s.error_code() == grpc::StatusCode::UNIMPLEMENTED;
-      absl::Duration retry = backoff_.Next();
-      log::Warn("notifier did not accept a notification; will retry",
-                {{"key", e.request.idempotency_key()},
-                 {"code", static_cast<int>(s.error_code())},
-                 {"error", s.error_message()},
-                 {"retry_in", absl::FormatDuration(retry)}});
-      return Store::DeliveryOutcome{false, s.error_message(), retry, whole};
-    });
+    absl::StatusOr<int> r =
+        store_->DispatchOutbox(options_.batch, lease, [&](const OutboxEntry& e) {
+          grpc::ClientContext ctx;
+          ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
+          AddBearerToken(&ctx, options_.token);
+          v1::NotifyResponse resp;
+          grpc::Status s = stub_->Notify(&ctx, e.request, &resp);
+          if (s.ok()) {
+            sent_.Add({{"result", resp.duplicate() ? "duplicate" : "delivered"}}).Increment();
+            backoff_.Reset();
+            return Store::DeliveryOutcome{true, "", absl::ZeroDuration()};
+          }
+          failed = true;
+          sent_.Add({{"result", "failed"}}).Increment();
+          // The notifier as a whole failed (down, overloaded, refusing our token): stop this pass.
+          // Otherwise only this notification was refused: the others go on.
+          const bool whole = s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                             s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+                             s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ||
+                             s.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+                             s.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+                             s.error_code() == grpc::StatusCode::UNIMPLEMENTED;
+          absl::Duration retry = backoff_.Next();
+          log::Warn("notifier did not accept a notification; will retry",
+                    {{"key", e.request.idempotency_key()},
+                     {"code", static_cast<int>(s.error_code())},
+                     {"error", s.error_message()},
+                     {"retry_in", absl::FormatDuration(retry)}});
+          return Store::DeliveryOutcome{false, s.error_message(), retry, whole};
+        });
     if (!r.ok()) {
       log::Warn("outbox dispatch failed", {{"error", r.status()}});
       continue;

@@ -218,7 +218,7 @@ absl::StatusOr<uint64_t> PgStore::RegisterAgent(const v1::Hello& hello,
 }
 
 absl::StatusOr<int64_t> PgStore::ReplicaHeartbeat(const std::string& instance,
-                                                   absl::Duration stale_after) {
+                                                  absl::Duration stale_after) {
   int64_t marked = 0;
   absl::Status s = Run("replica heartbeat", [&](PgConnection& c) {
     pqxx::work w(c);
@@ -989,14 +989,16 @@ absl::StatusOr<MaintenanceResult> PgStore::Maintain(absl::Time now) {
     // Transitions the notifier accepted are kept a week (to look into); alert history as long
     // as rollups. Bounded per run so a first purge of a large backlog stays short.
     result.outbox_rows_deleted =
-        w.exec0("DELETE FROM notification_outbox WHERE id IN (SELECT id FROM notification_outbox "
-                "WHERE delivered_at < now() - interval '7 days' LIMIT 100000)")
+        w.exec0(
+             "DELETE FROM notification_outbox WHERE id IN (SELECT id FROM notification_outbox "
+             "WHERE delivered_at < now() - interval '7 days' LIMIT 100000)")
             .affected_rows();
     result.events_deleted =
-        w.exec_params0("DELETE FROM alert_events WHERE id IN (SELECT id FROM alert_events "
-                       "WHERE at < timestamptz '1970-01-01 00:00:00+00' + "
-                       "$1::integer * interval '1 day' LIMIT 100000)",
-                       rollup_days)
+        w.exec_params0(
+             "DELETE FROM alert_events WHERE id IN (SELECT id FROM alert_events "
+             "WHERE at < timestamptz '1970-01-01 00:00:00+00' + "
+             "$1::integer * interval '1 day' LIMIT 100000)",
+             rollup_days)
             .affected_rows();
     w.commit();
   });

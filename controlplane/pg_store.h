@@ -107,8 +107,7 @@ class PgStore : public Store {
   // Records that replica `instance` is alive, and marks disconnected every agent whose stream
   // belongs to a replica not seen for `stale_after` (crashed, killed, or restarted under a new
   // instance): their `connected` flag would otherwise stay true. Returns how many it marked.
-  absl::StatusOr<int64_t> ReplicaHeartbeat(const std::string& instance,
-                                           absl::Duration stale_after);
+  absl::StatusOr<int64_t> ReplicaHeartbeat(const std::string& instance, absl::Duration stale_after);
   // Rolls complete 5-minute buckets up for up to `max_agents` agents (an hour of buckets each
   // at most), and redoes buckets that late samples landed in. Safe with several replicas.
   absl::StatusOr<RollupResult> RollUp(absl::Time now, int max_agents);

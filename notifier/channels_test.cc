@@ -150,8 +150,9 @@ TEST(SlackTest, PayloadHasColourTitleLinkAndLabelFields) {
   EXPECT_EQ(a["fields"][0]["title"], "agent");
   EXPECT_EQ(a["fields"][0]["value"], "web1");
   EXPECT_EQ(j["text"], a["title"]);
-  EXPECT_EQ(nlohmann::json::parse(SlackPayload(o, Batch::Of(Alert(true))))["attachments"][0]["color"],
-            "#2eb886");
+  EXPECT_EQ(
+      nlohmann::json::parse(SlackPayload(o, Batch::Of(Alert(true))))["attachments"][0]["color"],
+      "#2eb886");
   // Invalid UTF-8 in a label does not break the JSON.
   v1::NotifyRequest bad = Alert();
   (*bad.mutable_notification()->mutable_labels())["agent"] = "\xff\xfe";

@@ -157,9 +157,9 @@ void Delivery::AcceptAsync(const v1::NotifyRequest& request,
       result = absl::UnavailableError("notifier stopping; retry");
     } else if (queue_.size() + grouper_.pending() + reserved_ + targets > options_.max_queue) {
       accepted_.Add({{"result", "full"}}).Increment();
-      result = absl::ResourceExhaustedError(absl::StrCat("delivery queue full (", queue_.size() + grouper_.pending(),
-                                                         " of max_queue ", options_.max_queue,
-                                                         "); retry with backoff"));
+      result = absl::ResourceExhaustedError(
+          absl::StrCat("delivery queue full (", queue_.size() + grouper_.pending(),
+                       " of max_queue ", options_.max_queue, "); retry with backoff"));
     } else if (options_.spool_directory.empty()) {
       keys_.Insert(key);
       EnqueueLocked(request, nullptr);
@@ -332,8 +332,7 @@ absl::Time Delivery::FlushGroupsLocked(absl::Time now) {
     std::shared_ptr<const Batch> firing_only;
     for (size_t i : channels_by_receiver_[receiver]) {
       std::shared_ptr<const Batch> batch = f.batch;
-      if (!receivers_[i].channel->send_resolved() &&
-          batch->FiringCount() != batch->alerts.size()) {
+      if (!receivers_[i].channel->send_resolved() && batch->FiringCount() != batch->alerts.size()) {
         if (!firing_only && batch->Firing()) {
           auto b = std::make_shared<Batch>(*batch);
           b->alerts.resize(b->FiringCount());  // firing alerts come first
@@ -578,25 +577,24 @@ void Delivery::Work() {
     item->in_flight = false;
     --in_flight_[item->receiver];
     // The delivery log follows each notification the message carries (a repeat carries none).
-    auto log_attempt = [&](const char* status, const std::string& error)
-                           ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-                             if (observer_ == nullptr) return;
-                             for (const Grouper::Token& n : item->flight->members) {
-                               observer_->Attempted(n->request.idempotency_key(),
-                                                    targets_[item->receiver], status, attempts,
-                                                    error);
-                             }
-                           };
+    auto log_attempt = [&](const char* status,
+                           const std::string& error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      if (observer_ == nullptr) return;
+      for (const Grouper::Token& n : item->flight->members) {
+        observer_->Attempted(n->request.idempotency_key(), targets_[item->receiver], status,
+                             attempts, error);
+      }
+    };
     if (s.ok()) {
       deliveries_.Add({{"receiver", r.name}, {"channel", r.kind}, {"result", "sent"}}).Increment();
       // Debug: one line per delivery would cost more than the delivery (the log and the
       // metrics say the same); failures are logged at warn and error.
       log::Debug(batch.repeat ? "repeat delivered" : "notification delivered",
-                {{"key", batch.key},
-                 {"receiver", r.name},
-                 {"channel", r.kind},
-                 {"alerts", batch.alerts.size()},
-                 {"attempts", attempts}});
+                 {{"key", batch.key},
+                  {"receiver", r.name},
+                  {"channel", r.kind},
+                  {"alerts", batch.alerts.size()},
+                  {"attempts", attempts}});
       log_attempt("sent", "");
       ItemDoneLocked(*item);
       queue_.erase(item);

@@ -8,8 +8,8 @@
 #include <functional>
 #include <list>
 #include <map>
-#include <random>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>

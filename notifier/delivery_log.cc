@@ -283,9 +283,9 @@ absl::StatusOr<v1::ListDeliveriesResponse> DeliveryLog::List(const v1::ListDeliv
   }
   if (!req.status().empty() && req.status() != "pending" && req.status() != "retrying" &&
       req.status() != "sent" && req.status() != "failed" && req.status() != "skipped") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "status: \"", absl::CHexEscape(req.status().substr(0, 64)),
-        "\" must be pending, retrying, sent, failed or skipped"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("status: \"", absl::CHexEscape(req.status().substr(0, 64)),
+                     "\" must be pending, retrying, sent, failed or skipped"));
   }
   // The page token: the last row's (updated_at in microseconds, key, target), base64url.
   int64_t after_us = INT64_MAX;

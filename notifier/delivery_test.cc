@@ -265,8 +265,8 @@ TEST(DeliveryTest, RoutesAndRateLimitsDecideWhichReceiversGetANotification) {
 class RecordingObserver : public DeliveryObserver {
  public:
   void Accepted(const v1::NotifyRequest&, const std::vector<std::string>&) override {}
-  void Attempted(const std::string& key, const std::string& target, const std::string& status,
-                 int, const std::string&) override {
+  void Attempted(const std::string& key, const std::string& target, const std::string& status, int,
+                 const std::string&) override {
     MutexLock lock(&mu_);
     events_.push_back(absl::StrCat(key, " ", target, " ", status));
   }

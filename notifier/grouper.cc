@@ -102,7 +102,8 @@ std::vector<Grouper::Token> Grouper::Add(const RoutePolicy& policy, Token n, abs
   } else if (!g.in_flight) {
     // A change: at the latest group_interval after the last message (before any message,
     // group_wait already runs).
-    const absl::Time at = g.messages == 0 ? g.due : std::max(now, g.last_sent + policy.grouping.interval);
+    const absl::Time at =
+        g.messages == 0 ? g.due : std::max(now, g.last_sent + policy.grouping.interval);
     if (at < g.due) Schedule(key, g, at);
   }
   if (new_entry && alerts_ > max_alerts_) ForgetOldest();

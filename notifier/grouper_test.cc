@@ -42,9 +42,9 @@ RoutePolicy ByAlertname() {
 std::vector<std::string> Instances(const Batch& b) {
   std::vector<std::string> out;
   for (const v1::NotifyRequest& r : b.alerts) {
-    out.push_back(r.notification().labels().at("instance") +
-                  (r.notification().status() == v1::Notification::STATUS_RESOLVED ? " resolved"
-                                                                                   : ""));
+    out.push_back(
+        r.notification().labels().at("instance") +
+        (r.notification().status() == v1::Notification::STATUS_RESOLVED ? " resolved" : ""));
   }
   return out;
 }

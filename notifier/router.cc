@@ -197,8 +197,8 @@ absl::Status ParseGrouping(const std::string& field, const v1::Route& c, Groupin
         }
         g->by_all = true;
       } else if (!RE2::FullMatch(l, kLabel)) {
-        return absl::InvalidArgumentError(absl::StrCat(f, ": \"", absl::CHexEscape(l),
-                                                       "\" is not a label name"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(f, ": \"", absl::CHexEscape(l), "\" is not a label name"));
       } else if (!seen.insert(l).second) {
         return absl::InvalidArgumentError(absl::StrCat(f, ": \"", l, "\" is listed twice"));
       } else {
@@ -214,8 +214,8 @@ absl::Status ParseGrouping(const std::string& field, const v1::Route& c, Groupin
     const std::string f = absl::StrCat(field, ".", name);
     VIGIE_ASSIGN_OR_RETURN(*out, ParseConfigDuration(f, value, *out));
     if (*out < absl::ZeroDuration() || *out > max) {
-      return absl::InvalidArgumentError(absl::StrCat(f, ": \"", value, "\" must be between 0s and ",
-                                                     absl::FormatDuration(max)));
+      return absl::InvalidArgumentError(
+          absl::StrCat(f, ": \"", value, "\" must be between 0s and ", absl::FormatDuration(max)));
     }
     return absl::OkStatus();
   };

@@ -89,8 +89,7 @@ TEST(RouterTest, QuietHoursSendSmsOnlyForCriticalAtNight) {
   Decision day = Route(**r, Alert("critical"), monday_noon);
   EXPECT_EQ(day.receivers, (std::set<std::string>{"email"}));
   EXPECT_EQ(day.muted, 1);
-  EXPECT_EQ(Route(**r, Alert("warning"), monday_night).receivers,
-            (std::set<std::string>{"email"}));
+  EXPECT_EQ(Route(**r, Alert("warning"), monday_night).receivers, (std::set<std::string>{"email"}));
   // Saturday: email muted; a web alert goes to Slack whatever the day.
   const absl::Time saturday = Paris(2026, 12, 5, 12, 0);
   EXPECT_THAT(Route(**r, Alert("warning"), saturday).receivers, IsEmpty());
@@ -175,7 +174,8 @@ TEST(RouterTest, ConfigErrorsNameTheField) {
        "time_intervals[0].weekdays[0]: \"funday\" is not a weekday"},
       {"time_intervals: [{name: a}, {name: a}]", "time_intervals[1].name: \"a\" is used"},
       {"route: {receiver: email, group_by: [a, a]}", "route.group_by[1]: \"a\" is listed twice"},
-      {"route: {receiver: email, group_by: [a, '...']}", "route.group_by[1]: \"...\" must be alone"},
+      {"route: {receiver: email, group_by: [a, '...']}",
+       "route.group_by[1]: \"...\" must be alone"},
       {"route: {receiver: email, group_by: ['a-b']}", "route.group_by[0]: \"a-b\" is not a label"},
       {"route: {receiver: email, group_wait: 2d}", "route.group_wait: \"2d\" must be between 0s"},
       {"route: {receiver: email, routes: [{repeat_interval: banana}]}",

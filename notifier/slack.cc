@@ -43,9 +43,9 @@ std::string SlackPayload(const SlackOptions& options, const Batch& batch) {
   nlohmann::json fields = nlohmann::json::array();
   // One alert: its labels; a group: the labels it is grouped by.
   std::map<std::string, std::string> labels =
-      batch.alerts.size() == 1 ? std::map<std::string, std::string>(n.labels().begin(),
-                                                                    n.labels().end())
-                               : batch.group_labels;
+      batch.alerts.size() == 1
+          ? std::map<std::string, std::string>(n.labels().begin(), n.labels().end())
+          : batch.group_labels;
   for (const auto& [k, v] : labels) {
     fields.push_back({{"title", k}, {"value", v}, {"short", true}});
   }

@@ -67,13 +67,15 @@ std::string WebhookPayload(const Batch& batch, const std::string& receiver,
   const v1::Notification& n = batch.First();
   std::map<std::string, std::string> group_labels = batch.group_labels;
   if (group_labels.empty()) {
-    group_labels["alertname"] = n.labels().count("alertname") ? n.labels().at("alertname") : n.rule();
+    group_labels["alertname"] =
+        n.labels().count("alertname") ? n.labels().at("alertname") : n.rule();
   }
   std::string group_key = "{}:{";
   bool first_label = true;
   for (const auto& [k, v] : group_labels) {
-    absl::StrAppend(&group_key, first_label ? "" : ",", k, "=", nlohmann::json(v).dump(
-        -1, ' ', false, nlohmann::json::error_handler_t::replace));
+    absl::StrAppend(
+        &group_key, first_label ? "" : ",", k, "=",
+        nlohmann::json(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     first_label = false;
   }
   group_key += "}";

@@ -80,11 +80,11 @@ TEST(WebhookPayloadTest, BadValuesNeverBreakThePayload) {
   r.set_idempotency_key("k");
   v1::Notification* n = r.mutable_notification();
   n->set_status(v1::Notification::STATUS_FIRING);
-  (*n->mutable_labels())["path"] = "caf\xc3";      // invalid UTF-8 (cut mid-character)
+  (*n->mutable_labels())["path"] = "caf\xc3";  // invalid UTF-8 (cut mid-character)
   (*n->mutable_labels())["huge"] = std::string(1 << 20, 'x');
   n->set_value(std::numeric_limits<double>::quiet_NaN());
-  n->set_starts_at_ms(0);                           // 1970
-  n->set_ends_at_ms(4102444800000);                 // 2100
+  n->set_starts_at_ms(0);            // 1970
+  n->set_ends_at_ms(4102444800000);  // 2100
   nlohmann::json j;
   ASSERT_NO_THROW(j = nlohmann::json::parse(WebhookPayload(Batch::Of(r), "ops", "")));
   EXPECT_EQ(j["alerts"][0]["labels"]["path"], "caf\xef\xbf\xbd") << "replaced, not thrown";

@@ -19,18 +19,20 @@ class DeadManTest(h.SystemTestCase):
         cls.tmp = h.TempDir()
         t = cls.tmp.path
         cls.sink = h.RecordingSink()
+        # PostgreSQL first: the dead-man's clock starts with the notifier, and the control plane
+        # must be up and heartbeating well within deadman.after even on a busy machine.
+        cls.pg = h.Postgres(t)
         nt_token_file, _ = h.write_secret(t, "notifier.token")
         nt_grpc, nt_http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
         cls.procs.append(h.Process(t, "vigie-notifier", f"""
 grpc_listen: {nt_grpc}
 http_listen: {nt_http}
 client_token: {{file: {nt_token_file}}}
-deadman: {{after: 3s, watchdog_url: "{cls.sink.url}/ping/abc", watchdog_interval: 1s}}
+deadman: {{after: 6s, watchdog_url: "{cls.sink.url}/ping/abc", watchdog_interval: 1s}}
 receivers:
   - name: ops
     webhook_configs: [{{url: "{cls.sink.url}/hook"}}]
 """, health_url=f"http://{nt_http}/healthz"))
-        cls.pg = h.Postgres(t)
         admin_file, _ = h.write_secret(t, "admin.token")
         cp_grpc, cp_http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
         cls.cp = h.Process(t, "vigie-controlplane", f"""
@@ -55,7 +57,7 @@ notifier_heartbeat_interval: 1s
     def test_fires_when_the_control_plane_dies_and_resolves_when_it_returns(self):
         # Healthy: pings flow, nothing fires (well past deadman.after).
         h.wait_for(lambda: len(self.sink.matching("/ping/abc")) >= 3, 20, "watchdog pings")
-        time.sleep(4)
+        time.sleep(7)
         self.assertEqual(self.alerts("firing"), [])
         self.cp.kill()
         h.wait_for(lambda: self.alerts("firing"), 20, "VigieControlPlaneDown firing")

@@ -58,9 +58,8 @@ size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
 
 int CurlLoop() {
   const int n = absl::GetFlag(FLAGS_n);
-  const std::string body =
-      vigie::notifier::WebhookPayload(
-          vigie::notifier::Batch::Of(Notification("bench/loop", 1)), "bench", "");
+  const std::string body = vigie::notifier::WebhookPayload(
+      vigie::notifier::Batch::Of(Notification("bench/loop", 1)), "bench", "");
   curl_global_init(CURL_GLOBAL_DEFAULT);
   CURL* c = curl_easy_init();
   curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");

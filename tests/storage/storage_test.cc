@@ -7,16 +7,16 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
-#include <set>
-#include <thread>
 #include <pqxx/pqxx>
+#include <set>
 #include <string>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "controlplane/pg_store.h"
 #include "common/mutex.h"
+#include "controlplane/pg_store.h"
 #include "controlplane/sample_blocks.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -345,7 +345,8 @@ void AddToOutbox(const std::string& url, const std::string& key, const std::stri
   pqxx::connection c(url);
   pqxx::work w(c);
   w.exec_params0(
-      "INSERT INTO notification_outbox (idempotency_key, request, alert) VALUES ($1, $2::jsonb, $3)",
+      "INSERT INTO notification_outbox (idempotency_key, request, alert) VALUES ($1, $2::jsonb, "
+      "$3)",
       key,
       absl::StrCat(R"({"idempotencyKey": ")", key,
                    R"(", "notification": {"status": "STATUS_FIRING", "rule": "r"}})"),
@@ -363,9 +364,9 @@ TEST_F(StorageTest, OutboxKeepsOrderPerAlertOnlyAndHoldsNoTransactionDuringTheCa
     return store_->DispatchOutbox(10, absl::Minutes(1), [&](const OutboxEntry& e) {
       const std::string& key = e.request.idempotency_key();
       offered.push_back(key);
-      open_transactions =
-          Count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND state LIKE 'idle in transaction%'");
+      open_transactions = Count(
+          "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+          "AND state LIKE 'idle in transaction%'");
       if (refuse.count(key)) {
         return Store::DeliveryOutcome{false, "refused", absl::Milliseconds(300)};
       }
@@ -440,8 +441,9 @@ TEST_F(StorageTest, AgentsOfAReplicaThatStoppedAreMarkedDisconnected) {
   {
     pqxx::connection c(url_);
     pqxx::work w(c);
-    w.exec0("UPDATE controlplane_replicas SET last_seen = now() - interval '1 minute' "
-            "WHERE instance = 'alive'");
+    w.exec0(
+        "UPDATE controlplane_replicas SET last_seen = now() - interval '1 minute' "
+        "WHERE instance = 'alive'");
     w.commit();
   }
   marked = store_->ReplicaHeartbeat("other", absl::Seconds(30));
