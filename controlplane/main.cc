@@ -16,6 +16,7 @@
 #include "controlplane/options.h"
 #include "controlplane/pg_store.h"
 #include "controlplane/remote_write.h"
+#include "controlplane/rule_timer.h"
 #include "controlplane/tokens.h"
 #include "grpcpp/grpcpp.h"
 #include "prometheus/registry.h"
@@ -91,6 +92,10 @@ int main(int argc, char** argv) {
   cp::MaintainerOptions maintain;
   maintain.instance = gateway.instance();
   cp::Maintainer maintainer(maintain, store->get(), registry.get());
+  cp::RuleTimerOptions timer;
+  timer.generator_url = options->gateway.generator_url;
+  timer.on_transitions = [&dispatcher] { dispatcher.Wake(); };
+  cp::RuleTimer rule_timer(timer, options->rules, store->get(), registry.get());
   std::vector<std::unique_ptr<cp::RemoteWriter>> remote_writers;
   for (const cp::RemoteWriteOptions& w : options->remote_write) {
     remote_writers.push_back(std::make_unique<cp::RemoteWriter>(w, store->get(), registry.get()));
@@ -123,6 +128,7 @@ int main(int argc, char** argv) {
 
   dispatcher.Start();
   maintainer.Start();
+  rule_timer.Start();
   for (auto& w : remote_writers) w->Start();
   vigie::log::Info("control plane started",
                    {{"grpc", options->grpc.listen},
@@ -145,6 +151,7 @@ int main(int argc, char** argv) {
   tokens.Stop();
   pool.Stop();
   dispatcher.Stop();
+  rule_timer.Stop();
   maintainer.Stop();
   for (auto& w : remote_writers) w->Stop();
   http_server->reset();

@@ -30,6 +30,9 @@ namespace {
 
 using Labels = std::map<std::string, std::string>;
 
+void StoreTransitions(pqxx::work& w, const std::vector<Transition>& transitions,
+                      const std::string& generator_url);
+
 template <typename Map>
 std::string LabelsJson(const Map& labels) {
   nlohmann::json j = nlohmann::json::object();
@@ -217,6 +220,83 @@ absl::StatusOr<uint64_t> PgStore::RegisterAgent(const v1::Hello& hello,
   return committed;
 }
 
+absl::StatusOr<std::vector<Transition>> PgStore::EvaluateAbsence(const std::vector<Rule>& rules,
+                                                                 const std::string& generator_url) {
+  std::vector<Transition> out;
+  absl::Status s = Run("evaluate absence", [&](PgConnection& c) {
+    out.clear();
+    pqxx::work w(c);
+    // One replica at a time; the others find the lock taken and leave it to that one.
+    if (!w.exec1("SELECT pg_try_advisory_xact_lock(7400003)")[0].as<bool>()) return;
+    const int64_t now_ms =
+        w.exec1("SELECT (extract(epoch from now()) * 1000)::bigint")[0].as<int64_t>();
+    for (const Rule& r : rules) {
+      if (r.absent_for == absl::ZeroDuration()) continue;
+      const double window = absl::ToDoubleSeconds(r.absent_for);
+      std::set<std::string> firing;
+      for (const pqxx::row& a : w.exec_params(
+               "SELECT fingerprint FROM alerts WHERE rule = $1 AND state = 'firing'", r.name)) {
+        firing.insert(a[0].as<std::string>());
+      }
+      // Agents silent for absent_for, and the ones heard from since (or deleted) of those firing.
+      std::set<std::string> absent_now;
+      for (const pqxx::row& a : w.exec_params(
+               "SELECT agent_id, labels::text, (extract(epoch from last_seen) * 1000)::bigint "
+               "FROM agents WHERE last_seen < now() - make_interval(secs => $1)",
+               window)) {
+        std::map<std::string, std::string> agent_labels = ParseLabels(a[1].as<std::string>());
+        agent_labels["agent"] = a[0].as<std::string>();
+        bool match = true;
+        for (const auto& [k, v] : r.matchers) {
+          auto it = agent_labels.find(k);
+          match &= (it == agent_labels.end() ? "" : it->second) == v;
+        }
+        if (!match) continue;
+        Transition t;
+        t.kind = Transition::kFiring;
+        t.rule = r.name;
+        t.labels = r.labels;
+        t.labels["alertname"] = r.name;
+        t.labels["agent"] = a[0].as<std::string>();
+        t.fingerprint = Fingerprint(t.labels);
+        absent_now.insert(t.fingerprint);
+        if (firing.count(t.fingerprint)) continue;
+        t.annotations = r.annotations;
+        if (!t.annotations.count("summary")) {
+          t.annotations["summary"] =
+              absl::StrCat("Agent ", t.labels["agent"], " has sent nothing for ",
+                           absl::FormatDuration(r.absent_for));
+        }
+        t.severity = r.severity;
+        t.value = static_cast<double>(now_ms - a[2].as<int64_t>()) / 1000;  // seconds silent
+        t.starts_at_ms = now_ms;
+        out.push_back(std::move(t));
+      }
+      for (const pqxx::row& a :
+           w.exec_params("SELECT fingerprint, labels::text, annotations::text, severity, "
+                         "(extract(epoch from active_since) * 1000)::bigint FROM alerts "
+                         "WHERE rule = $1 AND state = 'firing'",
+                         r.name)) {
+        if (absent_now.count(a[0].as<std::string>())) continue;
+        Transition t;
+        t.kind = Transition::kResolved;
+        t.rule = r.name;
+        t.fingerprint = a[0].as<std::string>();
+        t.labels = ParseLabels(a[1].as<std::string>());
+        t.annotations = ParseLabels(a[2].as<std::string>());
+        t.severity = a[3].as<std::string>();
+        t.starts_at_ms = a[4].as<int64_t>();
+        t.ends_at_ms = now_ms;
+        out.push_back(std::move(t));
+      }
+    }
+    StoreTransitions(w, out, generator_url);
+    w.commit();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
 absl::StatusOr<int64_t> PgStore::ReplicaHeartbeat(const std::string& instance,
                                                   absl::Duration stale_after) {
   int64_t marked = 0;
@@ -328,6 +408,60 @@ std::string PgStore::PartitionKey(const char* parent, const char* period, int64_
 int64_t PgStore::RawCutoffMs(absl::Time now) const {
   return absl::ToUnixMillis(now - options_.retention_raw);
 }
+
+namespace {
+
+// Stores alert transitions in the caller's transaction: the alert row, its history event and
+// the outbox row the dispatcher hands to the notifier (one idempotency key for all three).
+void StoreTransitions(pqxx::work& w, const std::vector<Transition>& transitions,
+                      const std::string& generator_url) {
+  for (const Transition& t : transitions) {
+    const bool firing = t.kind == Transition::kFiring;
+    const std::string key = t.IdempotencyKey();
+    if (firing) {
+      w.exec_params0(
+          "INSERT INTO alerts (rule, fingerprint, labels, annotations, severity, state, value, "
+          "active_since) VALUES ($1, $2, $3::jsonb, $4::jsonb, $5, 'firing', $6, "
+          "$7::timestamptz) ON CONFLICT (rule, fingerprint) DO UPDATE SET "
+          "labels = excluded.labels, annotations = excluded.annotations, "
+          "severity = excluded.severity, state = 'firing', value = excluded.value, "
+          "active_since = excluded.active_since, resolved_at = NULL, acknowledged_by = ''",
+          t.rule, t.fingerprint, LabelsJson(t.labels), LabelsJson(t.annotations), t.severity,
+          t.value, PgTime(t.starts_at_ms));
+    } else {
+      w.exec_params0(
+          "UPDATE alerts SET state = 'resolved', value = $3, resolved_at = $4::timestamptz "
+          "WHERE rule = $1 AND fingerprint = $2",
+          t.rule, t.fingerprint, t.value, PgTime(t.ends_at_ms));
+    }
+    w.exec_params0(
+        "INSERT INTO alert_events (rule, fingerprint, status, value, at, idempotency_key) "
+        "VALUES ($1, $2, $3, $4, $5::timestamptz, $6) ON CONFLICT (idempotency_key) DO NOTHING",
+        t.rule, t.fingerprint, firing ? "firing" : "resolved", t.value,
+        PgTime(firing ? t.starts_at_ms : t.ends_at_ms), key);
+    v1::NotifyRequest req;
+    req.set_idempotency_key(key);
+    v1::Notification* n = req.mutable_notification();
+    n->set_status(firing ? v1::Notification::STATUS_FIRING : v1::Notification::STATUS_RESOLVED);
+    n->set_rule(t.rule);
+    n->set_fingerprint(t.fingerprint);
+    n->set_severity(t.severity);
+    for (const auto& [k, v] : t.labels) (*n->mutable_labels())[k] = v;
+    for (const auto& [k, v] : t.annotations) (*n->mutable_annotations())[k] = v;
+    n->set_value(t.value);
+    n->set_starts_at_ms(t.starts_at_ms);
+    n->set_ends_at_ms(t.ends_at_ms);
+    n->set_generator_url(generator_url);
+    std::string json;
+    (void)google::protobuf::util::MessageToJsonString(req, &json);
+    w.exec_params0(
+        "INSERT INTO notification_outbox (idempotency_key, request, alert) "
+        "VALUES ($1, $2::jsonb, $3) ON CONFLICT (idempotency_key) DO NOTHING",
+        key, json, absl::StrCat(t.rule, "/", t.fingerprint));
+  }
+}
+
+}  // namespace
 
 absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
                                              const std::vector<v1::AgentMessage>& messages,
@@ -502,50 +636,7 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
                        agent_id, e.service(), e.timestamp_ms(), kind);
       }
     }
-    for (const Transition& t : transitions) {
-      const bool firing = t.kind == Transition::kFiring;
-      const std::string key = t.IdempotencyKey();
-      if (firing) {
-        w.exec_params0(
-            "INSERT INTO alerts (rule, fingerprint, labels, annotations, severity, state, value, "
-            "active_since) VALUES ($1, $2, $3::jsonb, $4::jsonb, $5, 'firing', $6, "
-            "$7::timestamptz) ON CONFLICT (rule, fingerprint) DO UPDATE SET "
-            "labels = excluded.labels, annotations = excluded.annotations, "
-            "severity = excluded.severity, state = 'firing', value = excluded.value, "
-            "active_since = excluded.active_since, resolved_at = NULL, acknowledged_by = ''",
-            t.rule, t.fingerprint, LabelsJson(t.labels), LabelsJson(t.annotations), t.severity,
-            t.value, PgTime(t.starts_at_ms));
-      } else {
-        w.exec_params0(
-            "UPDATE alerts SET state = 'resolved', value = $3, resolved_at = $4::timestamptz "
-            "WHERE rule = $1 AND fingerprint = $2",
-            t.rule, t.fingerprint, t.value, PgTime(t.ends_at_ms));
-      }
-      w.exec_params0(
-          "INSERT INTO alert_events (rule, fingerprint, status, value, at, idempotency_key) "
-          "VALUES ($1, $2, $3, $4, $5::timestamptz, $6) ON CONFLICT (idempotency_key) DO NOTHING",
-          t.rule, t.fingerprint, firing ? "firing" : "resolved", t.value,
-          PgTime(firing ? t.starts_at_ms : t.ends_at_ms), key);
-      v1::NotifyRequest req;
-      req.set_idempotency_key(key);
-      v1::Notification* n = req.mutable_notification();
-      n->set_status(firing ? v1::Notification::STATUS_FIRING : v1::Notification::STATUS_RESOLVED);
-      n->set_rule(t.rule);
-      n->set_fingerprint(t.fingerprint);
-      n->set_severity(t.severity);
-      for (const auto& [k, v] : t.labels) (*n->mutable_labels())[k] = v;
-      for (const auto& [k, v] : t.annotations) (*n->mutable_annotations())[k] = v;
-      n->set_value(t.value);
-      n->set_starts_at_ms(t.starts_at_ms);
-      n->set_ends_at_ms(t.ends_at_ms);
-      n->set_generator_url(generator_url);
-      std::string json;
-      (void)google::protobuf::util::MessageToJsonString(req, &json);
-      w.exec_params0(
-          "INSERT INTO notification_outbox (idempotency_key, request, alert) "
-          "VALUES ($1, $2::jsonb, $3) ON CONFLICT (idempotency_key) DO NOTHING",
-          key, json, absl::StrCat(t.rule, "/", t.fingerprint));
-    }
+    StoreTransitions(w, transitions, generator_url);
     if (highest > committed) {
       w.exec_params0(
           "UPDATE agents SET committed_sequence = $2, last_seen = now() WHERE agent_id = $1",

@@ -108,6 +108,12 @@ class PgStore : public Store {
   // belongs to a replica not seen for `stale_after` (crashed, killed, or restarted under a new
   // instance): their `connected` flag would otherwise stay true. Returns how many it marked.
   absl::StatusOr<int64_t> ReplicaHeartbeat(const std::string& instance, absl::Duration stale_after);
+  // The agent-absent rules among `rules`, by the database's clock: fires for each matching
+  // agent not heard from (data or heartbeat: agents.last_seen) for absent_for, resolves those
+  // heard from again or deleted; stores the transitions with their outbox rows. Runs on one
+  // replica at a time (an advisory lock; the others return nothing). Returns the transitions.
+  absl::StatusOr<std::vector<Transition>> EvaluateAbsence(const std::vector<Rule>& rules,
+                                                          const std::string& generator_url);
   // Rolls complete 5-minute buckets up for up to `max_agents` agents (an hour of buckets each
   // at most), and redoes buckets that late samples landed in. Safe with several replicas.
   absl::StatusOr<RollupResult> RollUp(absl::Time now, int max_agents);

@@ -52,6 +52,27 @@ absl::StatusOr<Rule> RuleFromProto(const v1::Rule& p, const std::string& field) 
     return absl::InvalidArgumentError(absl::StrCat(
         field, ".name: \"", r.name, "\" must be 1-128 characters of A-Z a-z 0-9 . _ : -"));
   }
+  r.severity = p.severity().empty() ? "warning" : p.severity();
+  if (r.severity != "info" && r.severity != "warning" && r.severity != "critical") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".severity: must be info, warning or critical; got \"", p.severity(), "\""));
+  }
+  r.matchers.insert(p.matchers().begin(), p.matchers().end());
+  r.labels.insert(p.labels().begin(), p.labels().end());
+  r.annotations.insert(p.annotations().begin(), p.annotations().end());
+  if (!p.absent_for().empty()) {
+    VIGIE_ASSIGN_OR_RETURN(r.absent_for, ParseConfigDuration(absl::StrCat(field, ".absent_for"),
+                                                             p.absent_for(), absl::ZeroDuration()));
+    if (r.absent_for < absl::Seconds(1) || r.absent_for > absl::Hours(24 * 30)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".absent_for: \"", p.absent_for(), "\" must be between 1s and 30d"));
+    }
+    if (!p.metric().empty() || !p.op().empty() || !p.for_().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": an absent_for rule takes no metric, op or for"));
+    }
+    return r;
+  }
   r.metric = p.metric();
   if (!RE2::FullMatch(r.metric, kMetric)) {
     return absl::InvalidArgumentError(
@@ -68,14 +89,6 @@ absl::StatusOr<Rule> RuleFromProto(const v1::Rule& p, const std::string& field) 
   r.threshold = p.threshold();
   VIGIE_ASSIGN_OR_RETURN(r.for_duration, ParseConfigDuration(absl::StrCat(field, ".for"), p.for_(),
                                                              absl::ZeroDuration()));
-  r.severity = p.severity().empty() ? "warning" : p.severity();
-  if (r.severity != "info" && r.severity != "warning" && r.severity != "critical") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".severity: must be info, warning or critical; got \"", p.severity(), "\""));
-  }
-  r.matchers.insert(p.matchers().begin(), p.matchers().end());
-  r.labels.insert(p.labels().begin(), p.labels().end());
-  r.annotations.insert(p.annotations().begin(), p.annotations().end());
   return r;
 }
 
@@ -119,7 +132,9 @@ std::string Transition::IdempotencyKey() const {
 
 RuleEngine::RuleEngine(std::vector<Rule> rules, size_t max_active)
     : rules_(std::move(rules)), max_active_(max_active) {
-  for (size_t i = 0; i < rules_.size(); ++i) by_metric_[rules_[i].metric].push_back(i);
+  for (size_t i = 0; i < rules_.size(); ++i) {
+    if (rules_[i].absent_for == absl::ZeroDuration()) by_metric_[rules_[i].metric].push_back(i);
+  }
 }
 
 std::string RuleEngine::Key(const std::string& rule, const std::string& fingerprint) {
@@ -213,8 +228,13 @@ void RuleEngine::Apply(const Evaluation& ev) {
 }
 
 void RuleEngine::Restore(const std::vector<ActiveAlert>& active) {
+  std::set<std::string> absent_rules;
+  for (const Rule& r : rules_) {
+    if (r.absent_for != absl::ZeroDuration()) absent_rules.insert(r.name);
+  }
   MutexLock lock(&mu_);
   for (const ActiveAlert& a : active) {
+    if (absent_rules.count(a.rule)) continue;  // the absence timer owns those (in PostgreSQL)
     Evaluation::State st;
     st.phase = Evaluation::State::kFiring;
     st.since_ms = a.starts_at_ms;

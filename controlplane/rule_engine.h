@@ -30,6 +30,8 @@ struct Rule {
   std::string severity = "warning";
   std::map<std::string, std::string> labels;
   std::map<std::string, std::string> annotations;
+  // Non-zero: an agent-absent rule (metric, op and threshold unused).
+  absl::Duration absent_for = absl::ZeroDuration();
   v1::Rule proto;  // as configured, for the Admin API
 };
 

@@ -149,6 +149,36 @@ TEST(RuleEngineTest, ValidationNamesFieldAndValue) {
                                             HasSubstr("rules[1].name: \"r\" is used")));
 }
 
+TEST(RuleEngineTest, AbsentRulesAreValidatedAndNeverMatchSamples) {
+  v1::Rule p;
+  p.set_name("AgentDown");
+  p.set_absent_for("2m");
+  auto r = RuleFromProto(p, "rules[0]");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->absent_for, absl::Minutes(2));
+  p.set_metric("node_load1");
+  EXPECT_THAT(RuleFromProto(p, "rules[0]"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("rules[0]: an absent_for rule takes no metric, op or for")));
+  p.clear_metric();
+  p.set_absent_for("100ms");
+  EXPECT_THAT(RuleFromProto(p, "rules[0]"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("rules[0].absent_for: \"100ms\" must be between 1s and 30d")));
+  p.set_absent_for("soon");
+  EXPECT_THAT(RuleFromProto(p, "rules[0]"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rules[0].absent_for")));
+  // An absent rule is left to the timer: no sample, whatever its name, starts it.
+  p.set_absent_for("1s");
+  RuleEngine e({*RuleFromProto(p, "r")});
+  v1::MetricBatch b;
+  v1::Sample* s = b.add_samples();
+  s->set_name("");
+  s->set_value(1);
+  s->set_timestamp_ms(1000);
+  EXPECT_TRUE(e.Evaluate("web1", b).transitions.empty());
+}
+
 TEST(RuleEngineTest, FingerprintIsStableAndOrderIndependent) {
   EXPECT_EQ(Fingerprint({{"a", "1"}, {"b", "2"}}), Fingerprint({{"b", "2"}, {"a", "1"}}));
   EXPECT_NE(Fingerprint({{"a", "1b"}}), Fingerprint({{"a1", "b"}}));

@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "common/mutex.h"
 #include "controlplane/pg_store.h"
+#include "controlplane/rule_engine.h"
 #include "controlplane/sample_blocks.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -450,6 +451,55 @@ TEST_F(StorageTest, AgentsOfAReplicaThatStoppedAreMarkedDisconnected) {
   ASSERT_TRUE(marked.ok());
   EXPECT_EQ(*marked, 1);
   EXPECT_EQ(Count("SELECT count(*) FROM agents WHERE connected"), 0);
+}
+
+TEST_F(StorageTest, AbsentAgentsFireOnceAndResolveWhenHeardFromAgain) {
+  Register("web1");
+  Register("web2");
+  Register("db1");
+  auto exec = [&](const std::string& sql) {
+    pqxx::connection c(url_);
+    pqxx::work w(c);
+    w.exec0(sql);
+    w.commit();
+  };
+  exec("UPDATE agents SET labels = '{\"role\": \"web\"}' WHERE agent_id LIKE 'web%'");
+  exec("UPDATE agents SET last_seen = now() - interval '5 minutes' WHERE agent_id <> 'web1'");
+  v1::Rule p;
+  p.set_name("WebAgentDown");
+  p.set_absent_for("1m");
+  p.set_severity("critical");
+  (*p.mutable_matchers())["role"] = "web";
+  auto rule = RuleFromProto(p, "rules[0]");
+  ASSERT_TRUE(rule.ok()) << rule.status();
+  auto t = store_->EvaluateAbsence({*rule}, "http://vigie/");
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_EQ(t->size(), 1u) << "web2 only: web1 is alive, db1 does not match";
+  EXPECT_EQ((*t)[0].kind, Transition::kFiring);
+  EXPECT_EQ((*t)[0].labels.at("agent"), "web2");
+  EXPECT_EQ((*t)[0].annotations.at("summary"), "Agent web2 has sent nothing for 1m");
+  EXPECT_GE((*t)[0].value, 299);
+  EXPECT_EQ(Count("SELECT count(*) FROM notification_outbox WHERE alert LIKE 'WebAgentDown/%'"), 1);
+  t = store_->EvaluateAbsence({*rule}, "");
+  ASSERT_TRUE(t.ok());
+  EXPECT_TRUE(t->empty()) << "already firing: not again";
+  // Another replica holding the lock: this one evaluates nothing.
+  {
+    pqxx::connection other(url_);
+    pqxx::work w(other);
+    w.exec("SELECT pg_advisory_xact_lock(7400003)");
+    exec("UPDATE agents SET last_seen = now() WHERE agent_id = 'web2'");
+    auto locked = store_->EvaluateAbsence({*rule}, "");
+    ASSERT_TRUE(locked.ok());
+    EXPECT_TRUE(locked->empty());
+  }
+  t = store_->EvaluateAbsence({*rule}, "");
+  ASSERT_TRUE(t.ok());
+  ASSERT_EQ(t->size(), 1u);
+  EXPECT_EQ((*t)[0].kind, Transition::kResolved);
+  EXPECT_EQ(Count("SELECT count(*) FROM alerts WHERE rule = 'WebAgentDown' AND state = 'resolved'"),
+            1);
+  EXPECT_EQ(Count("SELECT count(*) FROM notification_outbox WHERE alert LIKE 'WebAgentDown/%'"), 2);
 }
 
 TEST_F(StorageTest, MigratesADatabaseMadeBySchemaVersion3) {
