@@ -76,6 +76,25 @@ TEST(ControlPlaneOptionsTest, ErrorsNameTheField) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rules[0].op")));
 }
 
+TEST(ControlPlaneOptionsTest, RulesWithHysteresisAndAbsenceFromYaml) {
+  auto o = FromYaml(
+      "database_url: x\nrules:\n"
+      "  - {name: hot, metric: temp, op: '>', threshold: 90, clear_threshold: 80, "
+      "clear_for: 1m}\n"
+      "  - {name: AgentDown, absent_for: 2m}\n");
+  ASSERT_THAT(o, IsOk());
+  ASSERT_EQ(o->rules.size(), 2u);
+  EXPECT_EQ(o->rules[0].clear_threshold, 80);
+  EXPECT_EQ(o->rules[0].clear_for, absl::Minutes(1));
+  EXPECT_EQ(o->rules[1].absent_for, absl::Minutes(2));
+  // Without clear_threshold the threshold clears, and 0 is a threshold like any other.
+  o = FromYaml(
+      "database_url: x\nrules:\n  - {name: z, metric: m, op: '<', threshold: 5, "
+      "clear_threshold: 0}\n");
+  EXPECT_THAT(o, StatusIs(absl::StatusCode::kInvalidArgument,
+                          HasSubstr("rules[0].clear_threshold: 0 must be on the good side")));
+}
+
 TEST(ControlPlaneOptionsTest, RetentionAndSeriesCache) {
   auto o = FromYaml("database_url: x\nretention: {raw: 30d, rollups: 2y}\n");
   EXPECT_THAT(o, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("retention.rollups")));

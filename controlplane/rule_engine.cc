@@ -1,5 +1,6 @@
 #include "controlplane/rule_engine.h"
 
+#include <cmath>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -89,6 +90,24 @@ absl::StatusOr<Rule> RuleFromProto(const v1::Rule& p, const std::string& field) 
   r.threshold = p.threshold();
   VIGIE_ASSIGN_OR_RETURN(r.for_duration, ParseConfigDuration(absl::StrCat(field, ".for"), p.for_(),
                                                              absl::ZeroDuration()));
+  r.clear_threshold = r.threshold;
+  if (p.has_clear_threshold()) {
+    r.clear_threshold = p.clear_threshold();
+    const bool above = r.op == Op::kGt || r.op == Op::kGe;
+    const bool below = r.op == Op::kLt || r.op == Op::kLe;
+    if (!above && !below) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".clear_threshold: only for >, >=, <, <=; op is \"", p.op(), "\""));
+    }
+    if (!std::isfinite(r.clear_threshold) || (above && r.clear_threshold > r.threshold) ||
+        (below && r.clear_threshold < r.threshold)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".clear_threshold: ", r.clear_threshold, " must be on the good side of threshold ",
+          r.threshold, " (", above ? "at or below" : "at or above", " it)"));
+    }
+  }
+  VIGIE_ASSIGN_OR_RETURN(r.clear_for, ParseConfigDuration(absl::StrCat(field, ".clear_for"),
+                                                          p.clear_for(), absl::ZeroDuration()));
   return r;
 }
 
@@ -168,7 +187,10 @@ RuleEngine::Evaluation RuleEngine::Evaluate(const std::string& agent_id,
         known = false;
       }
       const int64_t ts = s.timestamp_ms();
-      const bool holds = Holds(r.op, s.value(), r.threshold);
+      // Firing, the alert holds until the clear threshold is crossed (hysteresis).
+      const bool holds =
+          Holds(r.op, s.value(),
+                st.phase == Evaluation::State::kFiring ? r.clear_threshold : r.threshold);
       // Bounds memory: an upper estimate of the active alerts once this evaluation applies.
       if (!known && holds && state_.size() + ev.updates.size() >= max_active_) {
         ++refused_;
@@ -194,6 +216,7 @@ RuleEngine::Evaluation RuleEngine::Evaluate(const std::string& agent_id,
         ev.transitions.push_back(std::move(t));
       };
       if (holds) {
+        next.clearing_since_ms = 0;
         if (st.phase == Evaluation::State::kInactive) {
           next.phase = Evaluation::State::kPending;
           next.since_ms = ts;
@@ -203,8 +226,16 @@ RuleEngine::Evaluation RuleEngine::Evaluate(const std::string& agent_id,
           next.phase = Evaluation::State::kFiring;
           transition(Transition::kFiring);
         }
+      } else if (st.phase == Evaluation::State::kFiring) {
+        // Clearing: resolved once the clear condition has held for clear_for.
+        if (next.clearing_since_ms == 0) next.clearing_since_ms = ts;
+        if (absl::Milliseconds(ts - next.clearing_since_ms) >= r.clear_for) {
+          transition(Transition::kResolved);
+          next.phase = Evaluation::State::kInactive;
+          next.since_ms = 0;
+          next.clearing_since_ms = 0;
+        }
       } else {
-        if (st.phase == Evaluation::State::kFiring) transition(Transition::kResolved);
         next.phase = Evaluation::State::kInactive;
         next.since_ms = 0;
       }

@@ -30,6 +30,10 @@ struct Rule {
   std::string severity = "warning";
   std::map<std::string, std::string> labels;
   std::map<std::string, std::string> annotations;
+  // Hysteresis: while firing, the condition is checked against clear_threshold (the threshold
+  // itself when unset), and must be false for clear_for before the alert resolves.
+  double clear_threshold = 0;
+  absl::Duration clear_for = absl::ZeroDuration();
   // Non-zero: an agent-absent rule (metric, op and threshold unused).
   absl::Duration absent_for = absl::ZeroDuration();
   v1::Rule proto;  // as configured, for the Admin API
@@ -87,6 +91,8 @@ class RuleEngine {
     struct State {
       enum Phase { kInactive, kPending, kFiring } phase = kInactive;
       int64_t since_ms = 0;
+      // Firing, the clear condition true since this sample time (0: not clearing).
+      int64_t clearing_since_ms = 0;
       double value = 0;
       std::map<std::string, std::string> labels;
     };

@@ -1,5 +1,8 @@
 #include "controlplane/rule_engine.h"
 
+#include <cmath>
+#include <optional>
+
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -65,6 +68,105 @@ TEST(RuleEngineTest, FiresOnlyAfterForDurationThenResolves) {
   EXPECT_EQ(resolved[0].fingerprint, fired[0].fingerprint);
   EXPECT_NE(resolved[0].IdempotencyKey(), fired[0].IdempotencyKey());
   EXPECT_THAT(Feed(e, 500, 60'000), IsEmpty());
+}
+
+// A series fed sample by sample, and the transitions expected: 'F' firing, 'R' resolved.
+TEST(RuleEngineTest, HysteresisTable) {
+  struct Case {
+    const char* name;
+    const char* op;
+    double threshold;
+    std::optional<double> clear_threshold;
+    const char* clear_for;
+    std::vector<std::pair<int64_t, double>> samples;  // (seconds, value)
+    std::string expected;                             // one character per sample: '.', 'F', 'R'
+  } cases[] = {
+      {"without hysteresis a value around the threshold flaps",
+       ">",
+       90,
+       std::nullopt,
+       "",
+       {{0, 91}, {10, 89}, {20, 91}, {30, 89}},
+       "FRFR"},
+      {"a clear threshold holds it firing until the value is well back",
+       ">",
+       90,
+       80,
+       "",
+       {{0, 91}, {10, 89}, {20, 91}, {30, 85}, {40, 80}},
+       "F...R"},
+      {"clear_for: the value must stay back that long",
+       ">",
+       90,
+       80,
+       "30s",
+       {{0, 95}, {10, 70}, {20, 70}, {30, 85}, {40, 70}, {60, 70}, {70, 70}},
+       "F.....R"},
+      {"below-thresholds mirror it",
+       "<",
+       10,
+       20,
+       "",
+       {{0, 5}, {10, 15}, {20, 25}, {30, 5}},
+       "F.RF"},
+      {"at the clear threshold exactly, >= keeps holding",
+       ">=",
+       90,
+       80,
+       "",
+       {{0, 90}, {10, 80}, {20, 79.9}},
+       "F.R"},
+  };
+  for (const Case& c : cases) {
+    v1::Rule p;
+    p.set_name("r");
+    p.set_metric("m");
+    p.set_op(c.op);
+    p.set_threshold(c.threshold);
+    if (c.clear_threshold) p.set_clear_threshold(*c.clear_threshold);
+    p.set_clear_for(c.clear_for);
+    auto rule = RuleFromProto(p, "rules[0]");
+    ASSERT_TRUE(rule.ok()) << c.name << ": " << rule.status();
+    RuleEngine e({*rule});
+    std::string got;
+    for (const auto& [sec, value] : c.samples) {
+      v1::MetricBatch b;
+      v1::Sample* s = b.add_samples();
+      s->set_name("m");
+      s->set_value(value);
+      s->set_timestamp_ms(sec * 1000);
+      auto ev = e.Evaluate("web1", b);
+      e.Apply(ev);
+      got += ev.transitions.empty()                          ? '.'
+             : ev.transitions[0].kind == Transition::kFiring ? 'F'
+                                                             : 'R';
+    }
+    EXPECT_EQ(got, c.expected) << c.name;
+  }
+}
+
+TEST(RuleEngineTest, ClearThresholdMustBeOnTheGoodSide) {
+  v1::Rule p;
+  p.set_name("r");
+  p.set_metric("m");
+  p.set_op(">");
+  p.set_threshold(90);
+  p.set_clear_threshold(95);
+  EXPECT_THAT(RuleFromProto(p, "rules[1]"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("rules[1].clear_threshold: 95 must be on the good side of "
+                                 "threshold 90 (at or below it)")));
+  p.set_op("==");
+  EXPECT_THAT(RuleFromProto(p, "rules[1]"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("rules[1].clear_threshold: only for >, >=, <, <=")));
+  p.set_op(">");
+  p.set_clear_threshold(std::nan(""));
+  EXPECT_FALSE(RuleFromProto(p, "rules[1]").ok());
+  p.set_clear_threshold(80);
+  p.set_clear_for("later");
+  EXPECT_THAT(RuleFromProto(p, "rules[1]"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rules[1].clear_for")));
 }
 
 TEST(RuleEngineTest, RecoveryDuringPendingResetsTheClock) {
