@@ -1,11 +1,13 @@
 #include "controlplane/admin_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/agent_message.h"
 #include "common/grpc_security.h"
 #include "common/grpc_util.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "common/yaml_config.h"
+#include "nlohmann/json.hpp"
 
 namespace vigie::controlplane {
 
@@ -78,26 +80,212 @@ grpc::ServerUnaryReactor* AdminService::GetRule(grpc::CallbackServerContext* ctx
   return reactor;
 }
 
+namespace {
+
+// The caller's token id, for the audit log ("" if no authorizer ran).
+std::string Actor(grpc::CallbackServerContext* ctx) {
+  std::optional<Principal> who = PrincipalOf(*ctx);
+  return who ? who->token_id : "";
+}
+
+// Rule and fingerprint naming an alert: required, valid UTF-8, at most 256 bytes.
+absl::Status CheckAlertId(const std::string& rule, const std::string& fingerprint) {
+  for (const auto& [field, value] :
+       {std::pair<const char*, const std::string*>{"rule", &rule}, {"fingerprint", &fingerprint}}) {
+    if (value->empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
+    if (value->size() > 256 || !IsValidUtf8(*value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": at most 256 bytes of UTF-8, got ", QuoteForMessage(*value)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckText(const char* field, const std::string& value) {
+  if (value.size() > 1024 || !IsValidUtf8(value)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": at most 1024 bytes of UTF-8, got ", value.size(), " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+bool Matches(const google::protobuf::Map<std::string, std::string>& selector,
+             const google::protobuf::Map<std::string, std::string>& labels) {
+  for (const auto& [k, v] : selector) {
+    auto it = labels.find(k);
+    if (it == labels.end() || it->second != v) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void AdminService::AuditOrLog(const std::string& actor, const std::string& action,
+                              const std::string& target, const std::string& detail) {
+  // The change is made; an audit entry that cannot be written is logged instead.
+  absl::Status s = store_->Audit(actor, action, target, detail);
+  if (!s.ok()) {
+    log::Warn("audit entry not written",
+              {{"action", action}, {"target", target}, {"actor", actor}, {"error", s}});
+  }
+}
+
+grpc::ServerUnaryReactor* AdminService::Reply(grpc::CallbackServerContext* ctx,
+                                              const absl::Status& status) {
+  auto* r = ctx->DefaultReactor();
+  r->Finish(ToGrpcStatus(status));
+  return r;
+}
+
 grpc::ServerUnaryReactor* AdminService::ListAlerts(grpc::CallbackServerContext* ctx,
                                                    const v1::ListAlertsRequest* req,
                                                    v1::ListAlertsResponse* resp) {
-  if (req->state() == v1::ALERT_STATE_RESOLVED) {
-    return Defer(ctx, [this, resp]() -> absl::Status {
-      auto alerts = store_->ListAlerts(v1::ALERT_STATE_RESOLVED);
-      if (!alerts.ok()) return alerts.status();
-      for (auto& a : *alerts) *resp->add_alerts() = std::move(a);
-      return absl::OkStatus();
-    });
+  if (!v1::AlertState_IsValid(req->state())) {
+    return Reply(ctx, absl::InvalidArgumentError(
+                          absl::StrCat("state: unknown value ", static_cast<int>(req->state()))));
   }
-  // Pending and firing alerts live in the rule engine (pending ones are never stored).
-  for (v1::Alert& a : rules_->Snapshot()) {
-    if (req->state() == v1::ALERT_STATE_UNSPECIFIED || a.state() == req->state()) {
+  if (req->page_size() > 1000) {
+    return Reply(ctx, absl::InvalidArgumentError(
+                          absl::StrCat("page_size: at most 1000, got ", req->page_size())));
+  }
+  if (req->state() == v1::ALERT_STATE_PENDING) {
+    // Pending alerts live in the rule engine until they fire: one page, at most page_size.
+    const uint32_t page_size = req->page_size() == 0 ? 100 : req->page_size();
+    for (v1::Alert& a : rules_->Snapshot()) {
+      if (a.state() != v1::ALERT_STATE_PENDING) continue;
+      if (!req->severity().empty() && a.severity() != req->severity()) continue;
+      if (!Matches(req->label_selector(), a.labels())) continue;
+      if (static_cast<uint32_t>(resp->alerts_size()) >= page_size) break;
       *resp->add_alerts() = std::move(a);
     }
+    return Reply(ctx, absl::OkStatus());
   }
-  auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return Defer(ctx, [this, req, resp]() -> absl::Status {
+    v1::ListAlertsRequest stored = *req;
+    VIGIE_ASSIGN_OR_RETURN(v1::ListAlertsResponse page, store_->QueryAlerts(stored));
+    if (req->state() == v1::ALERT_STATE_UNSPECIFIED && req->page_token().empty()) {
+      // Pending ones first, then firing (from the database, with acknowledgements).
+      for (v1::Alert& a : rules_->Snapshot()) {
+        if (a.state() != v1::ALERT_STATE_PENDING) continue;
+        if (!req->severity().empty() && a.severity() != req->severity()) continue;
+        if (!Matches(req->label_selector(), a.labels())) continue;
+        *resp->add_alerts() = std::move(a);
+      }
+    }
+    for (v1::Alert& a : *page.mutable_alerts()) *resp->add_alerts() = std::move(a);
+    resp->set_next_page_token(page.next_page_token());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::GetAlert(grpc::CallbackServerContext* ctx,
+                                                 const v1::GetAlertRequest* req,
+                                                 v1::GetAlertResponse* resp) {
+  if (absl::Status s = CheckAlertId(req->rule(), req->fingerprint()); !s.ok()) {
+    return Reply(ctx, s);
+  }
+  return Defer(ctx, [this, req, resp]() -> absl::Status {
+    VIGIE_ASSIGN_OR_RETURN(*resp, store_->GetAlert(req->rule(), req->fingerprint()));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::AcknowledgeAlert(grpc::CallbackServerContext* ctx,
+                                                         const v1::AcknowledgeAlertRequest* req,
+                                                         v1::Alert* resp) {
+  Store::Acknowledgement ack;
+  ack.rule = req->rule();
+  ack.fingerprint = req->fingerprint();
+  ack.by = req->by().empty() ? Actor(ctx) : req->by();
+  ack.comment = req->comment();
+  absl::Status s = CheckAlertId(req->rule(), req->fingerprint());
+  if (s.ok()) s = CheckText("by", req->by());
+  if (s.ok()) s = CheckText("comment", req->comment());
+  if (s.ok()) {
+    absl::StatusOr<absl::Duration> expires =
+        ParseConfigDuration("expires_in", req->expires_in(), absl::ZeroDuration());
+    if (!expires.ok()) {
+      s = expires.status();
+    } else if (*expires > absl::Hours(24 * 366)) {
+      s = absl::InvalidArgumentError(
+          absl::StrCat("expires_in: at most 366d, got \"", req->expires_in(), "\""));
+    } else if (!req->expires_in().empty() && *expires < absl::Seconds(1)) {
+      s = absl::InvalidArgumentError(
+          absl::StrCat("expires_in: at least 1s, got \"", req->expires_in(), "\""));
+    } else {
+      ack.expires = *expires;
+    }
+  }
+  if (!s.ok()) return Reply(ctx, s);
+  return Defer(ctx, [this, ack, resp, actor = Actor(ctx)]() -> absl::Status {
+    VIGIE_ASSIGN_OR_RETURN(*resp, store_->Acknowledge(ack, actor));
+    log::Info("alert acknowledged",
+              {{"rule", ack.rule}, {"fingerprint", ack.fingerprint}, {"by", ack.by}});
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::UnacknowledgeAlert(grpc::CallbackServerContext* ctx,
+                                                           const v1::UnacknowledgeAlertRequest* req,
+                                                           v1::Alert* resp) {
+  if (absl::Status s = CheckAlertId(req->rule(), req->fingerprint()); !s.ok()) {
+    return Reply(ctx, s);
+  }
+  return Defer(ctx, [this, req, resp, actor = Actor(ctx)]() -> absl::Status {
+    VIGIE_ASSIGN_OR_RETURN(*resp, store_->Unacknowledge(req->rule(), req->fingerprint(), actor));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::CreateSilence(grpc::CallbackServerContext* ctx,
+                                                      const v1::CreateSilenceRequest* req,
+                                                      v1::Silence* resp) {
+  if (!req->silence().id().empty()) {
+    return Reply(ctx, absl::InvalidArgumentError(
+                          absl::StrCat("silence.id: assigned by the server; leave it empty (got ",
+                                       QuoteForMessage(req->silence().id()), ")")));
+  }
+  const std::string actor = Actor(ctx);
+  absl::StatusOr<Silence> silence = SilenceFromProto(req->silence(), absl::Now(), actor);
+  if (!silence.ok()) return Reply(ctx, silence.status());
+  return Defer(ctx, [this, silence = *silence, resp, actor]() -> absl::Status {
+    VIGIE_ASSIGN_OR_RETURN(*resp, store_->CreateSilence(silence, actor));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::ListSilences(grpc::CallbackServerContext* ctx,
+                                                     const v1::ListSilencesRequest* req,
+                                                     v1::ListSilencesResponse* resp) {
+  return Defer(ctx, [this, req, resp]() -> absl::Status {
+    VIGIE_ASSIGN_OR_RETURN(std::vector<v1::Silence> all,
+                           store_->ListSilences(req->include_expired()));
+    for (v1::Silence& s : all) *resp->add_silences() = std::move(s);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::DeleteSilence(grpc::CallbackServerContext* ctx,
+                                                      const v1::DeleteSilenceRequest* req,
+                                                      v1::DeleteSilenceResponse*) {
+  if (req->id().empty() || req->id().size() > 64 || !IsValidUtf8(req->id())) {
+    return Reply(ctx, absl::InvalidArgumentError(absl::StrCat("id: a silence id is required, got ",
+                                                              QuoteForMessage(req->id()))));
+  }
+  return Defer(ctx, [this, req, actor = Actor(ctx)]() -> absl::Status {
+    VIGIE_RETURN_IF_ERROR(store_->ExpireSilence(req->id(), actor));
+    log::Info("silence expired", {{"id", req->id()}, {"by", actor}});
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::ListAuditLog(grpc::CallbackServerContext* ctx,
+                                                     const v1::ListAuditLogRequest* req,
+                                                     v1::ListAuditLogResponse* resp) {
+  return Defer(ctx, [this, req, resp]() -> absl::Status {
+    VIGIE_ASSIGN_OR_RETURN(*resp, store_->ListAuditLog(*req));
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* AdminService::GetStatus(grpc::CallbackServerContext* ctx,
@@ -173,6 +361,11 @@ grpc::ServerUnaryReactor* AdminService::CreateToken(grpc::CallbackServerContext*
                            tokens_->Create(req->kind(), req->agent_id(), req->description(), by));
     ToProto(made.first, resp->mutable_token());
     resp->set_secret(made.second);
+    AuditOrLog(by, "CreateToken", made.first.id,
+               nlohmann::json{{"kind", TokenKindName(made.first.kind)},
+                              {"agent_id", made.first.agent_id},
+                              {"description", made.first.description}}
+                   .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     log::Info("token created", {{"id", made.first.id},
                                 {"kind", v1::TokenKind_Name(made.first.kind)},
                                 {"agent_id", made.first.agent_id},
@@ -201,6 +394,7 @@ grpc::ServerUnaryReactor* AdminService::RevokeToken(grpc::CallbackServerContext*
     VIGIE_ASSIGN_OR_RETURN(TokenRecord t, tokens_->Revoke(req->id()));
     ToProto(t, resp);
     log::Info("token revoked", {{"id", t.id}, {"revoked_by", by}});
+    AuditOrLog(by, "RevokeToken", t.id, "{}");
     return absl::OkStatus();
   });
 }

@@ -30,6 +30,27 @@ class AdminService : public v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* ListAlerts(grpc::CallbackServerContext* ctx,
                                        const v1::ListAlertsRequest* req,
                                        v1::ListAlertsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetAlert(grpc::CallbackServerContext* ctx,
+                                     const v1::GetAlertRequest* req,
+                                     v1::GetAlertResponse* resp) override;
+  grpc::ServerUnaryReactor* AcknowledgeAlert(grpc::CallbackServerContext* ctx,
+                                             const v1::AcknowledgeAlertRequest* req,
+                                             v1::Alert* resp) override;
+  grpc::ServerUnaryReactor* UnacknowledgeAlert(grpc::CallbackServerContext* ctx,
+                                               const v1::UnacknowledgeAlertRequest* req,
+                                               v1::Alert* resp) override;
+  grpc::ServerUnaryReactor* CreateSilence(grpc::CallbackServerContext* ctx,
+                                          const v1::CreateSilenceRequest* req,
+                                          v1::Silence* resp) override;
+  grpc::ServerUnaryReactor* ListSilences(grpc::CallbackServerContext* ctx,
+                                         const v1::ListSilencesRequest* req,
+                                         v1::ListSilencesResponse* resp) override;
+  grpc::ServerUnaryReactor* DeleteSilence(grpc::CallbackServerContext* ctx,
+                                          const v1::DeleteSilenceRequest* req,
+                                          v1::DeleteSilenceResponse* resp) override;
+  grpc::ServerUnaryReactor* ListAuditLog(grpc::CallbackServerContext* ctx,
+                                         const v1::ListAuditLogRequest* req,
+                                         v1::ListAuditLogResponse* resp) override;
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
                                       const v1::GetStatusRequest* req,
                                       v1::StatusSummary* resp) override;
@@ -50,6 +71,11 @@ class AdminService : public v1::Admin::CallbackService {
   // Runs `fn` on the pool and finishes the call with its status.
   grpc::ServerUnaryReactor* Defer(grpc::CallbackServerContext* ctx,
                                   std::function<absl::Status()> fn);
+  void AuditOrLog(const std::string& actor, const std::string& action, const std::string& target,
+                  const std::string& detail);
+  // Finishes the call at once with `status` (validation failures).
+  static grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx,
+                                         const absl::Status& status);
 
   Store* const store_;
   RuleEngine* const rules_;

@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   store_options.retention_rollups = options->retention_rollups;
   store_options.series_cache_bytes = options->series_cache_bytes;
   store_options.max_series_per_agent = options->max_series_per_agent;
+  store_options.generator_url = options->gateway.generator_url;
   absl::StatusOr<std::unique_ptr<cp::PgStore>> store = cp::PgStore::Open(store_options);
   if (!store.ok()) {
     vigie::log::Error("cannot open the database", {{"error", store.status()}});

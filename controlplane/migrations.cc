@@ -292,6 +292,49 @@ CREATE TABLE controlplane_replicas (
   last_seen   timestamptz NOT NULL
 );
 )sql"},
+      {8, "alert lifecycle: what was notified, acknowledgements, silences, the audit log",
+       R"sql(
+-- kind: 'absent' for agent-absent alerts (they hold back the other alerts of their agent).
+-- notified: the last status handed to the outbox ('' = this firing is held back, never sent);
+-- suppressed_by: why it is held ("silence <id>", "host down: <agent>"), or, for a notified
+-- firing alert, the silence its last notification said it was under.
+ALTER TABLE alerts ADD COLUMN kind text NOT NULL DEFAULT 'threshold';
+ALTER TABLE alerts ADD COLUMN notified text NOT NULL DEFAULT '';
+ALTER TABLE alerts ADD COLUMN suppressed_by text NOT NULL DEFAULT '';
+ALTER TABLE alerts ADD COLUMN ack_comment text NOT NULL DEFAULT '';
+ALTER TABLE alerts ADD COLUMN acknowledged_at timestamptz;
+ALTER TABLE alerts ADD COLUMN ack_expires_at timestamptz;
+UPDATE alerts SET notified = state;
+CREATE INDEX alerts_firing ON alerts (rule, fingerprint) WHERE state = 'firing';
+ALTER TABLE alert_events ADD COLUMN by text NOT NULL DEFAULT '';
+CREATE INDEX alert_events_alert ON alert_events (rule, fingerprint, id);
+
+-- A one-off silence is active in [starts_at, ends_at); a recurring one in every
+-- [starts_at + k * repeat_every, ends_at + k * repeat_every) that starts before repeat_until.
+-- ended_at: when its last window ends (NULL: never), for the purge; expiring sets it to now.
+CREATE TABLE silences (
+  id            text PRIMARY KEY,
+  matchers      jsonb NOT NULL,
+  starts_at     timestamptz NOT NULL,
+  ends_at       timestamptz NOT NULL,
+  repeat_every  interval,
+  repeat_until  timestamptz,
+  created_by    text NOT NULL,
+  comment       text NOT NULL DEFAULT '',
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  ended_at      timestamptz
+);
+
+CREATE TABLE audit_log (
+  id      bigserial PRIMARY KEY,
+  at      timestamptz NOT NULL DEFAULT now(),
+  actor   text NOT NULL,
+  action  text NOT NULL,
+  target  text NOT NULL DEFAULT '',
+  detail  jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_log_at ON audit_log (at);
+)sql"},
   };
   return *migrations;
 }

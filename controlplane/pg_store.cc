@@ -15,44 +15,20 @@
 #include "common/log.h"
 #include "common/mutex.h"
 #include "common/status.h"
+#include "controlplane/pg_internal.h"
 #include "controlplane/sample_blocks.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
 
 namespace vigie::controlplane {
 
-class PgConnection : public pqxx::connection {
- public:
-  using pqxx::connection::connection;
-};
-
 namespace {
 
-using Labels = std::map<std::string, std::string>;
-
-void StoreTransitions(pqxx::work& w, const std::vector<Transition>& transitions,
-                      const std::string& generator_url);
-
-template <typename Map>
-std::string LabelsJson(const Map& labels) {
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [k, v] : labels) j[k] = v;
-  return j.dump();
-}
-
-Labels ParseLabels(const std::string& json) {
-  Labels out;
-  nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return out;
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    out[it.key()] = it->is_string() ? it->get<std::string>() : it->dump();
-  }
-  return out;
-}
-
-std::string PgTime(int64_t ms) {
-  return absl::FormatTime("%Y-%m-%d %H:%M:%E3S+00", absl::FromUnixMillis(ms), absl::UTCTimeZone());
-}
+using pg::Labels;
+using pg::LabelsJson;
+using pg::ParseLabels;
+using pg::PgTime;
+using pg::StoreTransitions;
 
 const char* CheckStatusName(v1::CheckStatus s) {
   switch (s) {
@@ -254,6 +230,7 @@ absl::StatusOr<std::vector<Transition>> PgStore::EvaluateAbsence(const std::vect
         if (!match) continue;
         Transition t;
         t.kind = Transition::kFiring;
+        t.agent_absent = true;
         t.rule = r.name;
         t.labels = r.labels;
         t.labels["alertname"] = r.name;
@@ -280,6 +257,7 @@ absl::StatusOr<std::vector<Transition>> PgStore::EvaluateAbsence(const std::vect
         if (absent_now.count(a[0].as<std::string>())) continue;
         Transition t;
         t.kind = Transition::kResolved;
+        t.agent_absent = true;
         t.rule = r.name;
         t.fingerprint = a[0].as<std::string>();
         t.labels = ParseLabels(a[1].as<std::string>());
@@ -408,60 +386,6 @@ std::string PgStore::PartitionKey(const char* parent, const char* period, int64_
 int64_t PgStore::RawCutoffMs(absl::Time now) const {
   return absl::ToUnixMillis(now - options_.retention_raw);
 }
-
-namespace {
-
-// Stores alert transitions in the caller's transaction: the alert row, its history event and
-// the outbox row the dispatcher hands to the notifier (one idempotency key for all three).
-void StoreTransitions(pqxx::work& w, const std::vector<Transition>& transitions,
-                      const std::string& generator_url) {
-  for (const Transition& t : transitions) {
-    const bool firing = t.kind == Transition::kFiring;
-    const std::string key = t.IdempotencyKey();
-    if (firing) {
-      w.exec_params0(
-          "INSERT INTO alerts (rule, fingerprint, labels, annotations, severity, state, value, "
-          "active_since) VALUES ($1, $2, $3::jsonb, $4::jsonb, $5, 'firing', $6, "
-          "$7::timestamptz) ON CONFLICT (rule, fingerprint) DO UPDATE SET "
-          "labels = excluded.labels, annotations = excluded.annotations, "
-          "severity = excluded.severity, state = 'firing', value = excluded.value, "
-          "active_since = excluded.active_since, resolved_at = NULL, acknowledged_by = ''",
-          t.rule, t.fingerprint, LabelsJson(t.labels), LabelsJson(t.annotations), t.severity,
-          t.value, PgTime(t.starts_at_ms));
-    } else {
-      w.exec_params0(
-          "UPDATE alerts SET state = 'resolved', value = $3, resolved_at = $4::timestamptz "
-          "WHERE rule = $1 AND fingerprint = $2",
-          t.rule, t.fingerprint, t.value, PgTime(t.ends_at_ms));
-    }
-    w.exec_params0(
-        "INSERT INTO alert_events (rule, fingerprint, status, value, at, idempotency_key) "
-        "VALUES ($1, $2, $3, $4, $5::timestamptz, $6) ON CONFLICT (idempotency_key) DO NOTHING",
-        t.rule, t.fingerprint, firing ? "firing" : "resolved", t.value,
-        PgTime(firing ? t.starts_at_ms : t.ends_at_ms), key);
-    v1::NotifyRequest req;
-    req.set_idempotency_key(key);
-    v1::Notification* n = req.mutable_notification();
-    n->set_status(firing ? v1::Notification::STATUS_FIRING : v1::Notification::STATUS_RESOLVED);
-    n->set_rule(t.rule);
-    n->set_fingerprint(t.fingerprint);
-    n->set_severity(t.severity);
-    for (const auto& [k, v] : t.labels) (*n->mutable_labels())[k] = v;
-    for (const auto& [k, v] : t.annotations) (*n->mutable_annotations())[k] = v;
-    n->set_value(t.value);
-    n->set_starts_at_ms(t.starts_at_ms);
-    n->set_ends_at_ms(t.ends_at_ms);
-    n->set_generator_url(generator_url);
-    std::string json;
-    (void)google::protobuf::util::MessageToJsonString(req, &json);
-    w.exec_params0(
-        "INSERT INTO notification_outbox (idempotency_key, request, alert) "
-        "VALUES ($1, $2::jsonb, $3) ON CONFLICT (idempotency_key) DO NOTHING",
-        key, json, absl::StrCat(t.rule, "/", t.fingerprint));
-  }
-}
-
-}  // namespace
 
 absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
                                              const std::vector<v1::AgentMessage>& messages,
@@ -1087,6 +1011,19 @@ absl::StatusOr<MaintenanceResult> PgStore::Maintain(absl::Time now) {
     result.events_deleted =
         w.exec_params0(
              "DELETE FROM alert_events WHERE id IN (SELECT id FROM alert_events "
+             "WHERE at < timestamptz '1970-01-01 00:00:00+00' + "
+             "$1::integer * interval '1 day' LIMIT 100000)",
+             rollup_days)
+            .affected_rows();
+    // Silences that ended and the audit log: as long as alert history.
+    result.events_deleted +=
+        w.exec_params0(
+             "DELETE FROM silences WHERE ended_at < timestamptz '1970-01-01 00:00:00+00' "
+             "+ $1::integer * interval '1 day'",
+             rollup_days)
+            .affected_rows() +
+        w.exec_params0(
+             "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log "
              "WHERE at < timestamptz '1970-01-01 00:00:00+00' + "
              "$1::integer * interval '1 day' LIMIT 100000)",
              rollup_days)

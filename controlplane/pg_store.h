@@ -34,6 +34,8 @@ struct PgStoreOptions {
   size_t series_cache_bytes = 64 << 20;
   // Series one agent may have; samples of further new series are not stored (counted).
   size_t max_series_per_agent = 50000;
+  // The link notifications carry back to the control plane.
+  std::string generator_url;
 };
 
 struct MaintenanceResult {
@@ -97,6 +99,27 @@ class PgStore : public Store {
   absl::StatusOr<std::vector<TokenRecord>> ListTokens() override;
   absl::StatusOr<TokenRecord> RevokeToken(const std::string& id) override;
   absl::Status UpsertBootstrapToken(const TokenRecord& token) override;
+  absl::StatusOr<v1::ListAlertsResponse> QueryAlerts(const v1::ListAlertsRequest& request) override;
+  absl::StatusOr<v1::GetAlertResponse> GetAlert(const std::string& rule,
+                                                const std::string& fingerprint) override;
+  absl::StatusOr<v1::Alert> Acknowledge(const Acknowledgement& ack,
+                                        const std::string& actor) override;
+  absl::StatusOr<v1::Alert> Unacknowledge(const std::string& rule, const std::string& fingerprint,
+                                          const std::string& actor) override;
+  absl::StatusOr<v1::Silence> CreateSilence(const Silence& silence,
+                                            const std::string& actor) override;
+  absl::StatusOr<std::vector<v1::Silence>> ListSilences(bool include_expired) override;
+  absl::Status ExpireSilence(const std::string& id, const std::string& actor) override;
+  absl::Status Audit(const std::string& actor, const std::string& action, const std::string& target,
+                     const std::string& detail) override;
+  absl::StatusOr<v1::ListAuditLogResponse> ListAuditLog(
+      const v1::ListAuditLogRequest& request) override;
+
+  // By the database's clock, on one replica at a time (an advisory lock; the others return 0):
+  // notifies what the control plane held back and may send now (a firing whose silence ended
+  // or whose agent is back), what a silence came to cover or stopped covering, and alerts
+  // whose acknowledgement expired. Returns how many notifications it queued.
+  absl::StatusOr<int> ReconcileNotifications();
 
   // The schema version after migrations.
   int schema_version() const { return schema_version_; }
@@ -153,6 +176,11 @@ class PgStore : public Store {
   int64_t FindOrCreateLayout(pqxx::transaction_base& w, const std::string& agent_id,
                              const std::vector<int64_t>& ids);
   absl::StatusOr<RollupResult> RollUpAgent(const std::string& agent, int64_t upto);
+  // Acknowledge (ack set) or Unacknowledge (null).
+  absl::StatusOr<v1::Alert> ChangeAcknowledgement(const Acknowledgement* ack,
+                                                  const std::string& rule,
+                                                  const std::string& fingerprint,
+                                                  const std::string& actor);
 
   const PgStoreOptions options_;
   int schema_version_ = 0;

@@ -57,6 +57,8 @@ struct Transition {
   double value = 0;
   int64_t starts_at_ms = 0;
   int64_t ends_at_ms = 0;  // resolved only
+  // An agent-absent alert: while it fires, new alerts of its agent are held back.
+  bool agent_absent = false;
 
   // Stable across retries and restarts: rule/fingerprint/starts_at_ms/firing|resolved.
   std::string IdempotencyKey() const;

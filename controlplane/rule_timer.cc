@@ -17,7 +17,20 @@ RuleTimer::RuleTimer(RuleTimerOptions options, std::vector<Rule> rules, PgStore*
                   .Name("vigie_controlplane_absence_errors_total")
                   .Help("Absence evaluations that failed (retried at the next tick).")
                   .Register(*registry)
-                  .Add({})) {
+                  .Add({})),
+      reconciled_(prometheus::BuildCounter()
+                      .Name("vigie_controlplane_notifications_released_total")
+                      .Help("Notifications queued by the timer: firings held back by a silence "
+                            "or an agent down that ended, silences that came to cover or stopped "
+                            "covering a notified alert, acknowledgements that expired.")
+                      .Register(*registry)
+                      .Add({})),
+      reconcile_errors_(prometheus::BuildCounter()
+                            .Name("vigie_controlplane_reconcile_errors_total")
+                            .Help("Reconciliations of held notifications that failed (retried "
+                                  "at the next tick).")
+                            .Register(*registry)
+                            .Add({})) {
   for (Rule& r : rules) {
     if (r.absent_for != absl::ZeroDuration()) rules_.push_back(std::move(r));
   }
@@ -27,21 +40,34 @@ RuleTimer::RuleTimer(RuleTimerOptions options, std::vector<Rule> rules, PgStore*
 RuleTimer::~RuleTimer() { Stop(); }
 
 void RuleTimer::Run() {
-  if (rules_.empty()) return;
   do {
-    auto t = store_->EvaluateAbsence(rules_, options_.generator_url);
-    if (!t.ok()) {
-      errors_.Increment();
-      log::Warn("absence evaluation failed; retrying", {{"error", t.status()}});
-      continue;
+    bool queued = false;
+    if (!rules_.empty()) {
+      auto t = store_->EvaluateAbsence(rules_, options_.generator_url);
+      if (!t.ok()) {
+        errors_.Increment();
+        log::Warn("absence evaluation failed; retrying", {{"error", t.status()}});
+      } else {
+        for (const Transition& x : *t) {
+          const bool firing = x.kind == Transition::kFiring;
+          transitions_.Add({{"status", firing ? "firing" : "resolved"}}).Increment();
+          log::Info(
+              firing ? "agent absent" : "agent back",
+              {{"rule", x.rule}, {"agent", x.labels.count("agent") ? x.labels.at("agent") : ""}});
+        }
+        queued = !t->empty();
+      }
     }
-    for (const Transition& x : *t) {
-      const bool firing = x.kind == Transition::kFiring;
-      transitions_.Add({{"status", firing ? "firing" : "resolved"}}).Increment();
-      log::Info(firing ? "agent absent" : "agent back",
-                {{"rule", x.rule}, {"agent", x.labels.count("agent") ? x.labels.at("agent") : ""}});
+    // What was held back (silences, an agent down) or an acknowledgement that expired.
+    absl::StatusOr<int> sent = store_->ReconcileNotifications();
+    if (!sent.ok()) {
+      reconcile_errors_.Increment();
+      log::Warn("reconciling notifications failed; retrying", {{"error", sent.status()}});
+    } else if (*sent > 0) {
+      reconciled_.Increment(*sent);
+      queued = true;
     }
-    if (!t->empty() && options_.on_transitions) options_.on_transitions();
+    if (queued && options_.on_transitions) options_.on_transitions();
   } while (WaitFor(options_.interval));
 }
 

@@ -1,5 +1,6 @@
-// The clock-driven side of rule evaluation: what no sample can trigger (an agent that stopped
-// sending anything) is evaluated on a timer. Today: agent-absent rules (Rule.absent_for).
+// The clock-driven side of rule evaluation: what no sample can trigger is evaluated on a
+// timer. Today: agent-absent rules (Rule.absent_for), and notifications whose time came
+// (a silence or an agent down that held them back ended, an acknowledgement expired).
 #ifndef VIGIE_CONTROLPLANE_RULE_TIMER_H_
 #define VIGIE_CONTROLPLANE_RULE_TIMER_H_
 
@@ -38,6 +39,8 @@ class RuleTimer : public Runnable {
   PgStore* const store_;
   prometheus::Family<prometheus::Counter>& transitions_;
   prometheus::Counter& errors_;
+  prometheus::Counter& reconciled_;
+  prometheus::Counter& reconcile_errors_;
 };
 
 }  // namespace vigie::controlplane

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "controlplane/rule_engine.h"
+#include "controlplane/silences.h"
 #include "vigie/v1/admin.pb.h"
 #include "vigie/v1/agent.pb.h"
 #include "vigie/v1/notifier.pb.h"
@@ -72,6 +73,9 @@ inline v1::TokenKind TokenKindFromName(absl::string_view name) {
   }
   return v1::TOKEN_KIND_UNSPECIFIED;
 }
+
+// Silences not yet ended, at most.
+inline constexpr size_t kMaxSilences = 10000;
 
 struct OutboxEntry {
   int64_t id = 0;
@@ -142,6 +146,68 @@ class Store {
   virtual absl::StatusOr<TokenRecord> RevokeToken(const std::string& id) = 0;
   // Inserts or replaces the token with `token.id`, valid again if it had been revoked.
   virtual absl::Status UpsertBootstrapToken(const TokenRecord& token) = 0;
+
+  // Alert lifecycle (PgStore; the defaults answer kUnimplemented). Every change is written to
+  // the audit log in its own transaction, with `actor` (the caller's token id).
+  //
+  // Firing and resolved alerts: `request` filters by state (unspecified: firing), severity
+  // and labels; pages of page_size (default 100, at most 1000), newest first.
+  virtual absl::StatusOr<v1::ListAlertsResponse> QueryAlerts(const v1::ListAlertsRequest& request) {
+    (void)request;
+    return absl::UnimplementedError("QueryAlerts");
+  }
+  // kNotFound for an unknown alert.
+  virtual absl::StatusOr<v1::GetAlertResponse> GetAlert(const std::string& rule,
+                                                        const std::string& fingerprint) {
+    (void)rule, (void)fingerprint;
+    return absl::UnimplementedError("GetAlert");
+  }
+  // Acknowledges a firing alert (kFailedPrecondition if it is resolved), replacing an earlier
+  // acknowledgement; `expires` zero = until it resolves. Unacknowledge: kFailedPrecondition if
+  // it is not acknowledged. Either change is notified (a firing notification with the new
+  // acknowledgement) if the alert's firing was.
+  struct Acknowledgement {
+    std::string rule, fingerprint, by, comment;
+    absl::Duration expires = absl::ZeroDuration();
+  };
+  virtual absl::StatusOr<v1::Alert> Acknowledge(const Acknowledgement& ack,
+                                                const std::string& actor) {
+    (void)ack, (void)actor;
+    return absl::UnimplementedError("Acknowledge");
+  }
+  virtual absl::StatusOr<v1::Alert> Unacknowledge(const std::string& rule,
+                                                  const std::string& fingerprint,
+                                                  const std::string& actor) {
+    (void)rule, (void)fingerprint, (void)actor;
+    return absl::UnimplementedError("Unacknowledge");
+  }
+  // Silences (validated by SilenceFromProto). Create assigns the id; kResourceExhausted beyond
+  // kMaxSilences not yet ended. Expire ends it now: kNotFound, or kFailedPrecondition if it
+  // has ended already.
+  virtual absl::StatusOr<v1::Silence> CreateSilence(const Silence& silence,
+                                                    const std::string& actor) {
+    (void)silence, (void)actor;
+    return absl::UnimplementedError("CreateSilence");
+  }
+  virtual absl::StatusOr<std::vector<v1::Silence>> ListSilences(bool include_expired) {
+    (void)include_expired;
+    return absl::UnimplementedError("ListSilences");
+  }
+  virtual absl::Status ExpireSilence(const std::string& id, const std::string& actor) {
+    (void)id, (void)actor;
+    return absl::UnimplementedError("ExpireSilence");
+  }
+  // Appends to the audit log; `detail` is a JSON object.
+  virtual absl::Status Audit(const std::string& actor, const std::string& action,
+                             const std::string& target, const std::string& detail) {
+    (void)actor, (void)action, (void)target, (void)detail;
+    return absl::UnimplementedError("Audit");
+  }
+  virtual absl::StatusOr<v1::ListAuditLogResponse> ListAuditLog(
+      const v1::ListAuditLogRequest& request) {
+    (void)request;
+    return absl::UnimplementedError("ListAuditLog");
+  }
 };
 
 }  // namespace vigie::controlplane

@@ -42,6 +42,11 @@ absl::Time NextMinute(absl::Time t) {
 
 }  // namespace
 
+bool Grouper::Entry::Repeatable() const {
+  return IsFiring(latest) && notified && latest.notification().acknowledged_by().empty() &&
+         latest.notification().silenced_by().empty();
+}
+
 std::pair<std::string, std::map<std::string, std::string>> GroupOf(const RoutePolicy& policy,
                                                                    const v1::Notification& n) {
   std::map<std::string, std::string> labels;
@@ -126,7 +131,7 @@ void Grouper::Reschedule(const std::string& key, Group& g, absl::Time now) {
   bool changed = false, firing = false;
   for (const auto& [id, e] : g.alerts) {
     changed |= e.pending != nullptr;
-    firing |= IsFiring(e.latest) && e.notified;
+    firing |= e.Repeatable();
   }
   absl::Time at = absl::InfiniteFuture();
   if (changed) {
@@ -148,7 +153,7 @@ std::vector<Grouper::Flush> Grouper::Due(absl::Time now) {
     bool changed = false, firing = false;
     for (const auto& [id, e] : g.alerts) {
       changed |= e.pending != nullptr;
-      firing |= IsFiring(e.latest) && e.notified;
+      firing |= e.Repeatable();
     }
     const Grouping& grouping = g.policy->grouping;
     const bool repeat = !changed && firing && grouping.repeat > absl::ZeroDuration() &&

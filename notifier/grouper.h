@@ -8,7 +8,8 @@
 //    that joined meanwhile.
 //  - Changes after a message (a new alert, a resolve) go out group_interval after it.
 //  - With no change, a group with firing alerts is sent again repeat_interval after its last
-//    message.
+//    message; alerts acknowledged or silenced (Notification.acknowledged_by, silenced_by) do not
+//    count: a group whose firing alerts are all acknowledged is not repeated.
 //  - A change of an alert that replaces a change not yet sent supersedes it (one message says
 //    the latest). An alert that fires and resolves before its firing was sent is not sent at
 //    all: nobody needs to hear about a problem that fixed itself within group_wait.
@@ -81,6 +82,8 @@ class Grouper {
     Token pending;            // the change not yet sent, if any
     bool notified = false;    // its firing was sent (or may have been)
     bool fired_here = false;  // a firing of it reached this group
+    // Firing, its firing sent, and neither acknowledged nor silenced: repeat_interval applies.
+    bool Repeatable() const;
   };
   struct Group {
     const RoutePolicy* policy = nullptr;

@@ -554,6 +554,282 @@ TEST_F(StorageTest, MigratesADatabaseMadeBySchemaVersion3) {
   EXPECT_EQ(Query("old", "m", "a").back().second, 42);
 }
 
+// ---- Alert lifecycle: what is notified, and when (silences, agent down, acknowledgements).
+
+Transition Fire(const std::string& agent, const std::string& rule = "HighCpu") {
+  Transition t;
+  t.kind = Transition::kFiring;
+  t.rule = rule;
+  t.labels = {{"alertname", rule}, {"agent", agent}};
+  t.fingerprint = Fingerprint(t.labels);
+  t.severity = "warning";
+  t.value = 95;
+  t.starts_at_ms = kNow;
+  return t;
+}
+Transition Resolve(Transition t) {
+  t.kind = Transition::kResolved;
+  t.ends_at_ms = kNow + 1000;
+  return t;
+}
+
+class LifecycleTest : public StorageTest {
+ protected:
+  void Store(const Transition& t) {
+    auto r = store_->Ingest(t.labels.at("agent"), {}, {t}, "");
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+  // The outbox's notifications of `t`'s alert, in order: "<status>[ ack=<by>][ silenced=<id>]".
+  std::vector<std::string> Sent(const Transition& t) {
+    std::vector<std::string> out;
+    pqxx::connection c(url_);
+    pqxx::read_transaction r(c);
+    for (const pqxx::row& row : r.exec_params(
+             "SELECT request->'notification'->>'status', "
+             "coalesce(request->'notification'->>'acknowledgedBy', ''), "
+             "coalesce(request->'notification'->>'silencedBy', '') FROM notification_outbox "
+             "WHERE alert = $1 ORDER BY id",
+             t.rule + "/" + t.fingerprint)) {
+      std::string s = row[0].as<std::string>() == "STATUS_FIRING" ? "firing" : "resolved";
+      if (!row[1].as<std::string>().empty()) s += " ack=" + row[1].as<std::string>();
+      if (!row[2].as<std::string>().empty()) s += " silenced";
+      out.push_back(s);
+    }
+    return out;
+  }
+  std::string Silence(const std::string& agent) {
+    v1::Silence p;
+    (*p.mutable_matchers())["agent"] = agent;
+    p.set_ends_at_unix(kNow / 1000 + 3600);
+    p.set_comment("maintenance");
+    auto silence = SilenceFromProto(p, absl::Now(), "tok1");
+    EXPECT_TRUE(silence.ok()) << silence.status();
+    auto made = store_->CreateSilence(*silence, "tok1");
+    EXPECT_TRUE(made.ok()) << made.status();
+    return made.ok() ? made->id() : "";
+  }
+  int Reconcile() {
+    auto r = store_->ReconcileNotifications();
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : -1;
+  }
+  v1::Alert Get(const Transition& t) {
+    auto a = store_->GetAlert(t.rule, t.fingerprint);
+    EXPECT_TRUE(a.ok()) << a.status();
+    return a.ok() ? a->alert() : v1::Alert();
+  }
+};
+
+TEST_F(LifecycleTest, ASilencedFiringIsHeldAndSentWhenTheSilenceEnds) {
+  Register("web1");
+  const std::string id = Silence("web1");
+  const Transition t = Fire("web1");
+  Store(t);
+  EXPECT_THAT(Sent(t), IsEmpty());
+  EXPECT_EQ(Get(t).suppressed_by(), "silence " + id);
+  EXPECT_EQ(Reconcile(), 0) << "still silenced";
+  ASSERT_TRUE(store_->ExpireSilence(id, "tok1").ok());
+  EXPECT_EQ(store_->ExpireSilence(id, "tok1").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->ExpireSilence("nope", "tok1").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Reconcile(), 1);
+  EXPECT_EQ(Reconcile(), 0) << "once";
+  EXPECT_THAT(Sent(t), ElementsAre("firing"));
+  EXPECT_EQ(Get(t).suppressed_by(), "");
+  EXPECT_EQ(Count("SELECT count(*) FROM notification_outbox WHERE idempotency_key = '" +
+                  t.IdempotencyKey() + "'"),
+            1)
+      << "sent under the firing's own key";
+  Store(Resolve(t));
+  EXPECT_THAT(Sent(t), ElementsAre("firing", "resolved"));
+}
+
+TEST_F(LifecycleTest, AFiringHeldAllAlongAndResolvedIsNeverSent) {
+  Register("web1");
+  Silence("web1");
+  const Transition t = Fire("web1");
+  Store(t);
+  Store(Resolve(t));
+  EXPECT_EQ(Reconcile(), 0);
+  EXPECT_THAT(Sent(t), IsEmpty());
+  auto got = store_->GetAlert(t.rule, t.fingerprint);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->alert().state(), v1::ALERT_STATE_RESOLVED);
+  ASSERT_EQ(got->history_size(), 2) << "the history keeps both";
+  EXPECT_EQ(got->history(0).status(), "resolved");
+}
+
+TEST_F(LifecycleTest, ASilenceOverANotifiedAlertIsSaidOnceAndItsEndToo) {
+  Register("web1");
+  const Transition t = Fire("web1");
+  Store(t);
+  const std::string id = Silence("web1");
+  EXPECT_EQ(Reconcile(), 1);
+  EXPECT_EQ(Reconcile(), 0);
+  EXPECT_THAT(Sent(t), ElementsAre("firing", "firing silenced"));
+  ASSERT_TRUE(store_->ExpireSilence(id, "tok1").ok());
+  EXPECT_EQ(Reconcile(), 1);
+  EXPECT_THAT(Sent(t), ElementsAre("firing", "firing silenced", "firing"));
+  // A resolve during a silence is sent: the receiver heard of the firing.
+  Silence("web1");
+  Reconcile();
+  Store(Resolve(t));
+  EXPECT_EQ(Sent(t).back(), "resolved");
+}
+
+TEST_F(LifecycleTest, AnAgentDownHoldsItsOtherAlertsUntilItIsBack) {
+  Register("web2");
+  auto exec = [&](const std::string& sql) {
+    pqxx::connection c(url_);
+    pqxx::work w(c);
+    w.exec0(sql);
+    w.commit();
+  };
+  exec("UPDATE agents SET last_seen = now() - interval '5 minutes' WHERE agent_id = 'web2'");
+  v1::Rule p;
+  p.set_name("AgentDown");
+  p.set_absent_for("1m");
+  auto rule = RuleFromProto(p, "rules[0]");
+  ASSERT_TRUE(rule.ok()) << rule.status();
+  auto down = store_->EvaluateAbsence({*rule}, "");
+  ASSERT_TRUE(down.ok() && down->size() == 1);
+  const Transition cpu = Fire("web2"), disk = Fire("web2", "DiskFull");
+  Store(cpu);
+  Store(disk);
+  EXPECT_THAT(Sent(cpu), IsEmpty());
+  EXPECT_THAT(Sent(disk), IsEmpty());
+  EXPECT_EQ(Get(cpu).suppressed_by(), "host down: web2");
+  EXPECT_THAT(Sent((*down)[0]), ElementsAre("firing")) << "one notification: the host is down";
+  EXPECT_EQ(Reconcile(), 0);
+  // Back: the disk alert resolved meanwhile (never sent), the CPU alert still fires.
+  Store(Resolve(disk));
+  exec("UPDATE agents SET last_seen = now() WHERE agent_id = 'web2'");
+  auto back = store_->EvaluateAbsence({*rule}, "");
+  ASSERT_TRUE(back.ok() && back->size() == 1);
+  EXPECT_EQ(Reconcile(), 1);
+  EXPECT_THAT(Sent(cpu), ElementsAre("firing"));
+  EXPECT_THAT(Sent(disk), IsEmpty());
+  EXPECT_THAT(Sent((*down)[0]), ElementsAre("firing", "resolved"));
+}
+
+TEST_F(LifecycleTest, AcknowledgementsAreNotifiedExpireAndAreAudited) {
+  Register("web1");
+  const Transition t = Fire("web1");
+  Store::Acknowledgement ack{t.rule, t.fingerprint, "alice", "looking", absl::Seconds(1)};
+  EXPECT_EQ(store_->Acknowledge(Store::Acknowledgement{"HighCpu", "0000", "a", "", {}}, "tok1")
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
+  Store(t);
+  EXPECT_EQ(store_->Unacknowledge(t.rule, t.fingerprint, "tok1").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  auto acked = store_->Acknowledge(ack, "tok1");
+  ASSERT_TRUE(acked.ok()) << acked.status();
+  EXPECT_EQ(acked->acknowledged_by(), "alice");
+  EXPECT_EQ(acked->acknowledgement_comment(), "looking");
+  EXPECT_GT(acked->acknowledgement_expires_at_unix(), 0);
+  EXPECT_THAT(Sent(t), ElementsAre("firing", "firing ack=alice"));
+  EXPECT_EQ(Reconcile(), 0) << "not expired yet";
+  absl::SleepFor(absl::Milliseconds(1100));
+  EXPECT_EQ(Reconcile(), 1);
+  EXPECT_THAT(Sent(t), ElementsAre("firing", "firing ack=alice", "firing"))
+      << "expired: notified again, unacknowledged";
+  EXPECT_EQ(Get(t).acknowledged_by(), "");
+  // Acknowledged until resolved, then unacknowledged by hand.
+  ack.expires = absl::ZeroDuration();
+  ASSERT_TRUE(store_->Acknowledge(ack, "tok1").ok());
+  ASSERT_TRUE(store_->Unacknowledge(t.rule, t.fingerprint, "tok2").ok());
+  EXPECT_THAT(Sent(t),
+              ElementsAre("firing", "firing ack=alice", "firing", "firing ack=alice", "firing"));
+  Store(Resolve(t));
+  EXPECT_EQ(store_->Acknowledge(ack, "tok1").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  auto history = store_->GetAlert(t.rule, t.fingerprint);
+  ASSERT_TRUE(history.ok());
+  std::vector<std::string> statuses;
+  for (const auto& e : history->history()) statuses.push_back(e.status());
+  EXPECT_THAT(statuses, ElementsAre("resolved", "unacknowledged", "acknowledged",
+                                    "acknowledgement expired", "acknowledged", "firing"));
+  // The audit log: who did what, newest first, in pages.
+  v1::ListAuditLogRequest req;
+  req.set_page_size(2);
+  auto page = store_->ListAuditLog(req);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->entries_size(), 2);
+  EXPECT_EQ(page->entries(0).action(), "UnacknowledgeAlert");
+  EXPECT_EQ(page->entries(0).actor(), "tok2");
+  EXPECT_EQ(page->entries(1).action(), "AcknowledgeAlert");
+  req.set_page_token(page->next_page_token());
+  page = store_->ListAuditLog(req);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->entries_size(), 2);
+  EXPECT_EQ(page->entries(0).action(), "AcknowledgementExpired");
+  EXPECT_EQ(page->entries(0).actor(), "system");
+  EXPECT_EQ(page->entries(1).action(), "AcknowledgeAlert");
+  EXPECT_THAT(page->entries(1).detail(), ::testing::HasSubstr("\"by\": \"alice\""));
+  EXPECT_TRUE(page->next_page_token().empty());
+  req.set_page_token("x");
+  EXPECT_EQ(store_->ListAuditLog(req).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(LifecycleTest, ListAlertsFiltersAndPages) {
+  Register("web1");
+  Register("web2");
+  Transition a = Fire("web1"), b = Fire("web2"), c = Fire("web2", "DiskFull");
+  c.severity = "critical";
+  Store(a);
+  Store(b);
+  Store(c);
+  Store(Resolve(a));
+  v1::ListAlertsRequest req;
+  auto r = store_->QueryAlerts(req);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->alerts_size(), 2) << "firing by default";
+  req.set_severity("critical");
+  r = store_->QueryAlerts(req);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->alerts_size(), 1);
+  EXPECT_EQ(r->alerts(0).rule(), "DiskFull");
+  req.clear_severity();
+  (*req.mutable_label_selector())["agent"] = "web2";
+  req.set_page_size(1);
+  r = store_->QueryAlerts(req);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->alerts_size(), 1);
+  ASSERT_FALSE(r->next_page_token().empty());
+  req.set_page_token(r->next_page_token());
+  r = store_->QueryAlerts(req);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->alerts_size(), 1);
+  EXPECT_TRUE(r->next_page_token().empty());
+  req.Clear();
+  req.set_state(v1::ALERT_STATE_RESOLVED);
+  r = store_->QueryAlerts(req);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->alerts_size(), 1);
+  EXPECT_EQ(r->alerts(0).labels().at("agent"), "web1");
+}
+
+TEST_F(LifecycleTest, SilencesAreListedAndBounded) {
+  const std::string id = Silence("web1");
+  auto live = store_->ListSilences(false);
+  ASSERT_TRUE(live.ok()) << live.status();
+  ASSERT_EQ(live->size(), 1u);
+  EXPECT_EQ((*live)[0].id(), id);
+  EXPECT_TRUE((*live)[0].active());
+  EXPECT_EQ((*live)[0].comment(), "maintenance");
+  ASSERT_TRUE(store_->ExpireSilence(id, "tok1").ok());
+  live = store_->ListSilences(false);
+  ASSERT_TRUE(live.ok());
+  EXPECT_TRUE(live->empty());
+  auto all = store_->ListSilences(true);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_FALSE((*all)[0].active());
+  EXPECT_EQ(Count("SELECT count(*) FROM audit_log WHERE action IN ('CreateSilence', "
+                  "'ExpireSilence')"),
+            2);
+}
+
 }  // namespace
 }  // namespace vigie::controlplane
 
