@@ -60,6 +60,26 @@ TEST(TemplateTest, FieldsSectionsAndEscaping) {
   EXPECT_EQ(T("{{summary}}")->Render(Alert()), "Disque presque plein — été 🔥");
 }
 
+TEST(TemplateTest, AcknowledgementAndSilenceAreShownByTheDefaultTemplates) {
+  v1::NotifyRequest r = Alert();
+  r.mutable_notification()->set_acknowledged_by("alice");
+  r.mutable_notification()->set_acknowledgement_comment("replacing the disk");
+  EXPECT_EQ(T("{{#acknowledged_by}}ack {{acknowledged_by}}: {{acknowledgement_comment}}"
+              "{{/acknowledged_by}}")
+                ->Render(r),
+            "ack alice: replacing the disk");
+  EXPECT_THAT(T(kDefaultEmailText)->Render(r),
+              ::testing::HasSubstr("Acknowledged by alice: replacing the disk\n"));
+  EXPECT_THAT(T(kDefaultSmsText)->Render(r), ::testing::HasSubstr("[ack: alice]"));
+  EXPECT_THAT(T(kDefaultSlackText)->Render(r), ::testing::HasSubstr("Acknowledged by alice"));
+  EXPECT_THAT(T(kDefaultEmailText)->Render(Alert()),
+              ::testing::Not(::testing::HasSubstr("Acknowledged")));
+  r.mutable_notification()->clear_acknowledged_by();
+  r.mutable_notification()->set_silenced_by("silence 0123456789abcdef");
+  EXPECT_THAT(T(kDefaultEmailText)->Render(r),
+              ::testing::HasSubstr("Silenced (silence 0123456789abcdef)"));
+}
+
 TEST(TemplateTest, ABadTemplateIsRefusedWithItsPosition) {
   auto t = Template::Parse("receivers[0].email_configs[0].subject", "ok {{#firing}} no end");
   EXPECT_FALSE(t.ok());

@@ -138,6 +138,45 @@ TEST(GrouperTest, AGroupStillFiringIsRepeatedAfterRepeatInterval) {
   EXPECT_EQ(g.NextDue(), kT0 + absl::Seconds(30) + absl::Hours(8));
 }
 
+TEST(GrouperTest, AcknowledgedOrSilencedAlertsAreNotRepeatedUntilThatEnds) {
+  const RoutePolicy p = ByAlertname();
+  Grouper g(100);
+  g.Add(p, Alert("k1", "DiskFull", "a"), kT0);
+  auto first = g.Due(kT0 + absl::Seconds(30));
+  ASSERT_THAT(first, SizeIs(1));
+  g.Done(first[0].group, kT0 + absl::Seconds(31));
+  // Acknowledged: one message says so, then no repeat.
+  Grouper::Token ack = Alert("k1/ack", "DiskFull", "a");
+  ack->request.mutable_notification()->set_acknowledged_by("alice");
+  g.Add(p, ack, kT0 + absl::Minutes(10));
+  auto acked = g.Due(kT0 + absl::Minutes(10));
+  ASSERT_THAT(acked, SizeIs(1));
+  ASSERT_TRUE(acked[0].batch);
+  EXPECT_EQ(acked[0].batch->alerts[0].notification().acknowledged_by(), "alice");
+  g.Done(acked[0].group, kT0 + absl::Minutes(10));
+  EXPECT_EQ(g.NextDue(), absl::InfiniteFuture()) << "nothing to repeat";
+  EXPECT_THAT(g.Due(kT0 + absl::Hours(9)), IsEmpty());
+  // Another alert of the group fires: the group repeats for it alone, listing both.
+  g.Add(p, Alert("k2", "DiskFull", "b"), kT0 + absl::Hours(9));
+  auto second = g.Due(kT0 + absl::Hours(9));
+  ASSERT_THAT(second, SizeIs(1));
+  g.Done(second[0].group, kT0 + absl::Hours(9));
+  EXPECT_EQ(g.NextDue(), kT0 + absl::Hours(13));
+  // Silenced too: no repeat; the silence ends (a firing without it): repeats resume.
+  Grouper::Token silenced = Alert("k2/s", "DiskFull", "b");
+  silenced->request.mutable_notification()->set_silenced_by("silence 0123");
+  g.Add(p, silenced, kT0 + absl::Hours(10));
+  auto s = g.Due(kT0 + absl::Hours(10));
+  ASSERT_THAT(s, SizeIs(1));
+  g.Done(s[0].group, kT0 + absl::Hours(10));
+  EXPECT_EQ(g.NextDue(), absl::InfiniteFuture());
+  g.Add(p, Alert("k2/u", "DiskFull", "b"), kT0 + absl::Hours(11));
+  auto u = g.Due(kT0 + absl::Hours(11));
+  ASSERT_THAT(u, SizeIs(1));
+  g.Done(u[0].group, kT0 + absl::Hours(11));
+  EXPECT_EQ(g.NextDue(), kT0 + absl::Hours(15));
+}
+
 TEST(GrouperTest, AnAlertThatResolvesBeforeItsFiringIsSentIsNeverSent) {
   const RoutePolicy p = ByAlertname();
   Grouper g(100);

@@ -14,10 +14,14 @@ const char kDefaultSlackTitle[] =
     "{{#grouped}} (+{{others}} more){{/grouped}}";
 const char kDefaultSlackText[] =
     "{{^grouped}}{{#description}}{{description}}\n{{/description}}Value {{value}} since "
-    "{{starts_at}}{{#resolved}}, resolved {{ends_at}}{{/resolved}}{{/grouped}}"
+    "{{starts_at}}{{#resolved}}, resolved {{ends_at}}{{/resolved}}"
+    "{{#acknowledged_by}}\nAcknowledged by {{acknowledged_by}}{{#acknowledgement_comment}}: "
+    "{{acknowledgement_comment}}{{/acknowledgement_comment}}{{/acknowledged_by}}"
+    "{{#silenced_by}}\nSilenced ({{silenced_by}}){{/silenced_by}}{{/grouped}}"
     "{{#grouped}}{{#alerts}}\u2022 [{{STATUS}}] {{summary}}{{#labels.instance}} on "
     "{{labels.instance}}{{/labels.instance}}{{#labels.agent}} on {{labels.agent}}"
-    "{{/labels.agent}} ({{value}})\n{{/alerts}}{{/grouped}}";
+    "{{/labels.agent}} ({{value}}){{#acknowledged_by}}, acknowledged by {{acknowledged_by}}"
+    "{{/acknowledged_by}}{{#silenced_by}}, silenced{{/silenced_by}}\n{{/alerts}}{{/grouped}}";
 
 namespace {
 

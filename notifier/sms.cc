@@ -8,7 +8,8 @@ namespace vigie::notifier {
 const char kDefaultSmsText[] =
     "{{STATUS}} {{alertname}}{{#labels.instance}} on {{labels.instance}}{{/labels.instance}}"
     "{{#labels.agent}} on {{labels.agent}}{{/labels.agent}}: {{summary}} ({{value}})"
-    "{{#grouped}} (+{{others}} more){{/grouped}}";
+    "{{#grouped}} (+{{others}} more){{/grouped}}{{#acknowledged_by}} [ack: {{acknowledged_by}}]"
+    "{{/acknowledged_by}}";
 const char kFreeMobileUrl[] = "https://smsapi.free-mobile.fr/sendmsg";
 const char kTwilioUrl[] = "https://api.twilio.com";
 

@@ -54,6 +54,18 @@ mu::data AlertContext(const v1::NotifyRequest& r) {
   d.set("ends_at", resolved ? Rfc3339Ms(n.ends_at_ms()) : "");
   d.set("generator_url", n.generator_url());
   d.set("idempotency_key", r.idempotency_key());
+  // Empty: false, so that {{#acknowledged_by}}...{{/acknowledged_by}} is skipped (an empty
+  // string would be true), and an alert of a group does not show the first alert's.
+  auto optional = [&d, resolved](const char* name, const std::string& value) {
+    if (resolved || value.empty()) {
+      d.set(name, mu::data(false));
+    } else {
+      d.set(name, value);
+    }
+  };
+  optional("acknowledged_by", n.acknowledged_by());
+  optional("acknowledgement_comment", n.acknowledgement_comment());
+  optional("silenced_by", n.silenced_by());
   AddMap(n.labels(), "labels", "label_list", &d);
   AddMap(n.annotations(), "annotations", "annotation_list", &d);
   return d;

@@ -6,7 +6,9 @@
 // Fields (every value a string): status ("firing" or "resolved"), STATUS (upper case), rule,
 // alertname, severity, fingerprint, value, summary (annotation "summary", else the rule),
 // description (annotation "description"), starts_at, ends_at (RFC 3339, UTC; ends_at empty while
-// firing), generator_url, idempotency_key; labels.<name> and annotations.<name>; label_list
+// firing), generator_url, idempotency_key, acknowledged_by and acknowledgement_comment (who
+// acknowledged a firing alert, empty otherwise), silenced_by (the silence a firing alert is
+// now under, "silence <id>"; empty otherwise); labels.<name> and annotations.<name>; label_list
 // and annotation_list (sections of {name, value}); firing and resolved (booleans, for
 // {{#firing}}...{{/firing}}).
 //

@@ -49,6 +49,12 @@ std::string WebhookPayload(const Batch& batch, const std::string& receiver,
         // Vigie's own: each alert keeps its key, to deduplicate on.
         {"idempotencyKey", r.idempotency_key()},
     });
+    // Vigie's own too: who acknowledged it, the silence it is under (firing alerts only).
+    if (!n.acknowledged_by().empty()) {
+      alerts.back()["acknowledgedBy"] = n.acknowledged_by();
+      alerts.back()["acknowledgementComment"] = n.acknowledgement_comment();
+    }
+    if (!n.silenced_by().empty()) alerts.back()["silencedBy"] = n.silenced_by();
     auto intersect = [&](std::map<std::string, std::string>& common,
                          const std::map<std::string, std::string>& mine) {
       if (first) {
