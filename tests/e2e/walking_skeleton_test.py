@@ -134,7 +134,7 @@ reconnect_backoff: {{initial: 100ms, max: 500ms}}
                              token=self.admin_token)
         self.assertEqual(code, 5 << 3, err)  # NOT_FOUND
         self.assertIn("nobody", err)
-        code, _, err = h.buf("-d", "{}", f"http://{self.cp_grpc}/vigie.v1.Admin/ListSilences",
+        code, _, err = h.buf("-d", "{}", f"http://{self.cp_grpc}/vigie.v1.Admin/DeleteRule",
                                token=self.admin_token)
         self.assertEqual(code, 12 << 3, err)  # UNIMPLEMENTED until its issue lands
 
