@@ -1,4 +1,5 @@
 // vigie-controlplane: agent gateway, storage, rules, outbox dispatch and the Admin API.
+#include <iostream>
 #include <memory>
 
 #include "absl/flags/flag.h"
@@ -26,7 +27,26 @@ ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error.");
 
 namespace cp = vigie::controlplane;
 
+// `vigie-controlplane check-rules FILE...`: validates rule files without starting anything.
+// Exit 0 when every file is valid, 1 otherwise (each error on stderr).
+int CheckRules(int argc, char** argv) {
+  if (argc < 3) vigie::ExitUsage("usage: vigie-controlplane check-rules FILE...");
+  int failed = 0;
+  for (int i = 2; i < argc; ++i) {
+    absl::StatusOr<std::vector<cp::Rule>> rules = cp::LoadRulesFile(argv[i]);
+    if (!rules.ok()) {
+      std::cerr << rules.status().message() << "\n";
+      ++failed;
+      continue;
+    }
+    std::cout << argv[i] << ": " << rules->size() << " rule" << (rules->size() == 1 ? "" : "s")
+              << " valid\n";
+  }
+  return failed == 0 ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "check-rules") return CheckRules(argc, argv);
   vigie::BlockTerminationSignals();
   vigie::ParseFlagsOrExit(argc, argv, "vigie-controlplane --config=controlplane.yaml");
   vigie::SetLogLevelOrExit(absl::GetFlag(FLAGS_log_level));

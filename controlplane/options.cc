@@ -190,4 +190,14 @@ absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::Cont
   return o;
 }
 
+absl::StatusOr<std::vector<Rule>> LoadRulesFile(const std::string& path) {
+  v1::ControlPlaneConfig config;
+  VIGIE_RETURN_IF_ERROR(LoadYamlConfigFile(path, &config));
+  absl::StatusOr<std::vector<Rule>> rules = RulesFromProto(config.rules());
+  if (!rules.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", rules.status().message()));
+  }
+  return rules;
+}
+
 }  // namespace vigie::controlplane

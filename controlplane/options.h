@@ -41,6 +41,11 @@ struct ControlPlaneOptions {
 // Errors are InvalidArgument naming the field and the value.
 absl::StatusOr<ControlPlaneOptions> ControlPlaneOptionsFromConfig(const v1::ControlPlaneConfig& c);
 
+// `vigie-controlplane check-rules FILE`: the rules of a YAML file (the control plane's config,
+// or a file with only `rules:`), validated as at start-up. Errors start with the path and name
+// the field and the value, e.g. `rules.yaml: rules[2].op: unknown operator "=>"`.
+absl::StatusOr<std::vector<Rule>> LoadRulesFile(const std::string& path);
+
 }  // namespace vigie::controlplane
 
 #endif  // VIGIE_CONTROLPLANE_OPTIONS_H_

@@ -1,5 +1,7 @@
 #include "controlplane/options.h"
 
+#include <fstream>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_matchers.h"
 #include "common/yaml_config.h"
@@ -74,6 +76,26 @@ TEST(ControlPlaneOptionsTest, ErrorsNameTheField) {
                        HasSubstr("notify_backoff.multiplier: must be >= 1, got 0.5")));
   EXPECT_THAT(FromYaml("database_url: x\nrules:\n  - {name: a, metric: m, op: '>>'}\n"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rules[0].op")));
+}
+
+TEST(ControlPlaneOptionsTest, CheckRulesReadsARulesFileAndNamesThePathAndField) {
+  const std::string dir = ::testing::TempDir();
+  const std::string good = dir + "/good-rules.yaml", bad = dir + "/bad-rules.yaml";
+  {
+    std::ofstream f(good);
+    f << "rules:\n  - {name: HighLoad, metric: node_load1, op: '>', threshold: 4, for: 5m}\n"
+         "  - {name: Down, absent_for: 2m}\n";
+    std::ofstream g(bad);
+    g << "rules:\n  - {name: A, metric: m, op: '>', threshold: 1}\n"
+         "  - {name: B, metric: m, op: '=>', threshold: 1}\n";
+  }
+  absl::StatusOr<std::vector<Rule>> rules = LoadRulesFile(good);
+  ASSERT_THAT(rules.status(), IsOk());
+  EXPECT_EQ(rules->size(), 2u);
+  EXPECT_THAT(LoadRulesFile(bad).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(bad + ": rules[1].op")));
+  EXPECT_THAT(LoadRulesFile(dir + "/missing.yaml").status(),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.yaml")));
 }
 
 TEST(ControlPlaneOptionsTest, RulesWithHysteresisAndAbsenceFromYaml) {

@@ -241,6 +241,15 @@ reconnect_backoff: {{initial: 100ms, max: 500ms}}
         self.assertEqual(r.returncode, 2)
         self.assertIn('rules[0].op: must be one of', r.stderr)
         self.assertIn('"=>"', r.stderr)
+        # check-rules: the same validation, without starting anything.
+        good = os.path.join(self.tmp.path, "rules.yaml")
+        with open(good, "w") as f:
+            f.write("rules:\n  - {name: x, metric: m, op: '>', threshold: 1, for: 1m}\n")
+        r = subprocess.run([os.path.join(h.BIN, "vigie-controlplane"), "check-rules", good, bad],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"{good}: 1 rule valid", r.stdout)
+        self.assertIn(f"{bad}: rules[0].op: must be one of", r.stderr)
         r = subprocess.run([os.path.join(h.BIN, "vigie-agent"), "--no_such_flag=1"],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 2)
