@@ -598,7 +598,10 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     for (const v1::AgentMessage& m : durable) {
       if (m.has_metrics()) all.mutable_samples()->MergeFrom(m.metrics().samples());
     }
+    const absl::Time eval_start = absl::Now();
     RuleEngine::Evaluation ev = gw_->rules_->Evaluate(agent_id_, all);
+    gw_->evaluation_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - eval_start));
+    gw_->samples_evaluated_.Increment(static_cast<double>(all.samples_size()));
     const absl::Time start = absl::Now();
     absl::StatusOr<IngestResult> r =
         gw_->store_->Ingest(agent_id_, durable, ev.transitions, gw_->options_.generator_url);
@@ -611,6 +614,7 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     }
     gw_->rules_->Apply(ev);
     gw_->alerts_refused_.Set(static_cast<double>(gw_->rules_->refused()));
+    gw_->rule_state_.Set(static_cast<double>(gw_->rules_->active()));
     committed_ = r->committed_sequence;
     gw_->samples_committed_.Increment(static_cast<double>(r->samples_written));
     gw_->samples_expired_.Increment(static_cast<double>(r->samples_expired));
@@ -841,6 +845,24 @@ Gateway::Gateway(GatewayOptions options, Store* store, RuleEngine* rules, Worker
               .Register(*registry)
               .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025,
                                                                0.05, 0.1, 0.25, 0.5, 1, 2.5})),
+      evaluation_seconds_(
+          prometheus::BuildHistogram()
+              .Name("vigie_controlplane_rule_evaluation_seconds")
+              .Help("Time to evaluate the rules against one commit's samples (before storing).")
+              .Register(*registry)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.00001, 0.0001, 0.00025, 0.0005,
+                                                               0.001, 0.0025, 0.005, 0.01, 0.05})),
+      samples_evaluated_(prometheus::BuildCounter()
+                             .Name("vigie_controlplane_samples_evaluated_total")
+                             .Help("Samples evaluated against the threshold rules.")
+                             .Register(*registry)
+                             .Add({})),
+      rule_state_(prometheus::BuildGauge()
+                      .Name("vigie_controlplane_rule_state_alerts")
+                      .Help("Alerts pending or firing in this replica's rule engine (its state's "
+                            "size; bounded by the engine's max_active).")
+                      .Register(*registry)
+                      .Add({})),
       alerts_refused_(prometheus::BuildGauge()
                           .Name("vigie_controlplane_alerts_refused")
                           .Help("Alerts not started because the rule engine's bound on active "

@@ -118,6 +118,9 @@ class Gateway : public v1::AgentGateway::WithRawCallbackMethod_Connect<v1::Agent
   prometheus::Family<prometheus::Counter>& refused_;
   prometheus::Counter& transitions_;
   prometheus::Histogram& commit_seconds_;
+  prometheus::Histogram& evaluation_seconds_;
+  prometheus::Counter& samples_evaluated_;
+  prometheus::Gauge& rule_state_;
   prometheus::Gauge& alerts_refused_;
 
   prometheus::Gauge& inflight_gauge_;

@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
   cp::RuleTimerOptions timer;
   timer.generator_url = options->gateway.generator_url;
   timer.on_transitions = [&dispatcher] { dispatcher.Wake(); };
-  cp::RuleTimer rule_timer(timer, options->rules, store->get(), registry.get());
+  cp::RuleTimer rule_timer(timer, options->rules, store->get(), &rules, registry.get());
   std::vector<std::unique_ptr<cp::RemoteWriter>> remote_writers;
   for (const cp::RemoteWriteOptions& w : options->remote_write) {
     remote_writers.push_back(std::make_unique<cp::RemoteWriter>(w, store->get(), registry.get()));

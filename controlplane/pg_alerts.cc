@@ -607,4 +607,20 @@ absl::StatusOr<v1::ListAuditLogResponse> PgStore::ListAuditLog(const v1::ListAud
   return out;
 }
 
+absl::StatusOr<std::map<std::string, PgStore::FiringCount>> PgStore::CountFiringAlerts() {
+  std::map<std::string, FiringCount> out;
+  absl::Status s = Run("count alerts", [&](PgConnection& c) {
+    out.clear();
+    pqxx::read_transaction t(c);
+    for (const pqxx::row& r :
+         t.exec("SELECT severity, count(*), count(*) FILTER (WHERE notified = ''), "
+                "count(*) FILTER (WHERE acknowledged_by <> '') FROM alerts "
+                "WHERE state = 'firing' GROUP BY severity")) {
+      out[r[0].as<std::string>()] = {r[1].as<int64_t>(), r[2].as<int64_t>(), r[3].as<int64_t>()};
+    }
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
 }  // namespace vigie::controlplane

@@ -120,6 +120,11 @@ class PgStore : public Store {
   // or whose agent is back), what a silence came to cover or stopped covering, and alerts
   // whose acknowledgement expired. Returns how many notifications it queued.
   absl::StatusOr<int> ReconcileNotifications();
+  // Firing alerts by severity: all of them, those held back, those acknowledged.
+  struct FiringCount {
+    int64_t firing = 0, held = 0, acknowledged = 0;
+  };
+  absl::StatusOr<std::map<std::string, FiringCount>> CountFiringAlerts();
 
   // The schema version after migrations.
   int schema_version() const { return schema_version_; }

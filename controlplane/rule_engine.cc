@@ -280,6 +280,24 @@ uint64_t RuleEngine::refused() const {
   return refused_;
 }
 
+size_t RuleEngine::active() const {
+  MutexLock lock(&mu_);
+  return state_.size();
+}
+
+std::map<std::string, size_t> RuleEngine::PendingBySeverity() const {
+  std::map<std::string, const std::string*> severity;  // by rule name
+  for (const Rule& r : rules_) severity[r.name] = &r.severity;
+  std::map<std::string, size_t> out;
+  MutexLock lock(&mu_);
+  for (const auto& [key, st] : state_) {
+    if (st.phase != Evaluation::State::kPending) continue;
+    auto it = severity.find(key.substr(0, key.find('\x1f')));
+    if (it != severity.end()) ++out[*it->second];
+  }
+  return out;
+}
+
 std::vector<v1::Alert> RuleEngine::Snapshot() const {
   std::vector<v1::Alert> out;
   MutexLock lock(&mu_);

@@ -113,6 +113,10 @@ class RuleEngine {
   std::vector<v1::Alert> Snapshot() const;
   // Alerts not started because max_active were already active.
   uint64_t refused() const;
+  // Alerts pending or firing in memory (the rule state's size, bounded by max_active).
+  size_t active() const;
+  // Pending alerts by their rule's severity.
+  std::map<std::string, size_t> PendingBySeverity() const;
 
  private:
   static std::string Key(const std::string& rule, const std::string& fingerprint);

@@ -1,14 +1,23 @@
 #include "controlplane/rule_timer.h"
 
+#include <set>
+
 #include "common/log.h"
 
 namespace vigie::controlplane {
 
 RuleTimer::RuleTimer(RuleTimerOptions options, std::vector<Rule> rules, PgStore* store,
-                     prometheus::Registry* registry)
+                     const RuleEngine* engine, prometheus::Registry* registry)
     : Runnable("rule-timer"),
       options_(std::move(options)),
       store_(store),
+      engine_(engine),
+      alerts_(prometheus::BuildGauge()
+                  .Name("vigie_controlplane_alerts")
+                  .Help("Alerts by state and severity: pending (this replica's rule engine), "
+                        "firing, held (firing, notification held back by a silence or an agent "
+                        "down) and acknowledged (firing) from the database, every 5 s.")
+                  .Register(*registry)),
       transitions_(prometheus::BuildCounter()
                        .Name("vigie_controlplane_absence_transitions_total")
                        .Help("Agent-absent alerts fired and resolved by this replica's timer.")
@@ -39,6 +48,24 @@ RuleTimer::RuleTimer(RuleTimerOptions options, std::vector<Rule> rules, PgStore*
 
 RuleTimer::~RuleTimer() { Stop(); }
 
+void RuleTimer::CountAlerts() {
+  absl::StatusOr<std::map<std::string, PgStore::FiringCount>> firing = store_->CountFiringAlerts();
+  if (!firing.ok()) return;  // the gauges keep their last values; the next tick retries
+  std::map<std::string, size_t> pending;
+  if (engine_ != nullptr) pending = engine_->PendingBySeverity();
+  std::set<std::string> severities = {"info", "warning", "critical"};
+  for (const auto& [s, n] : *firing) severities.insert(s);
+  for (const std::string& s : severities) {
+    const PgStore::FiringCount c = firing->count(s) ? firing->at(s) : PgStore::FiringCount{};
+    alerts_.Add({{"state", "pending"}, {"severity", s}})
+        .Set(static_cast<double>(pending.count(s) ? pending.at(s) : 0));
+    alerts_.Add({{"state", "firing"}, {"severity", s}}).Set(static_cast<double>(c.firing));
+    alerts_.Add({{"state", "held"}, {"severity", s}}).Set(static_cast<double>(c.held));
+    alerts_.Add({{"state", "acknowledged"}, {"severity", s}})
+        .Set(static_cast<double>(c.acknowledged));
+  }
+}
+
 void RuleTimer::Run() {
   do {
     bool queued = false;
@@ -68,6 +95,7 @@ void RuleTimer::Run() {
       queued = true;
     }
     if (queued && options_.on_transitions) options_.on_transitions();
+    CountAlerts();
   } while (WaitFor(options_.interval));
 }
 

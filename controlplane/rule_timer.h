@@ -12,6 +12,7 @@
 #include "controlplane/pg_store.h"
 #include "controlplane/rule_engine.h"
 #include "prometheus/counter.h"
+#include "prometheus/gauge.h"
 #include "prometheus/registry.h"
 
 namespace vigie::controlplane {
@@ -26,8 +27,9 @@ struct RuleTimerOptions {
 
 class RuleTimer : public Runnable {
  public:
+  // `engine` (may be null) gives the pending alerts for vigie_controlplane_alerts.
   RuleTimer(RuleTimerOptions options, std::vector<Rule> rules, PgStore* store,
-            prometheus::Registry* registry);
+            const RuleEngine* engine, prometheus::Registry* registry);
   ~RuleTimer() override;
 
  protected:
@@ -37,6 +39,10 @@ class RuleTimer : public Runnable {
   const RuleTimerOptions options_;
   std::vector<Rule> rules_;  // the agent-absent ones
   PgStore* const store_;
+  const RuleEngine* const engine_;
+  // Publishes alerts by state and severity.
+  void CountAlerts();
+  prometheus::Family<prometheus::Gauge>& alerts_;
   prometheus::Family<prometheus::Counter>& transitions_;
   prometheus::Counter& errors_;
   prometheus::Counter& reconciled_;

@@ -37,10 +37,10 @@ receivers:
     webhook_configs: [{{url: "{cls.sink.url}/hook"}}]
 """, health_url=f"http://{nt_http}/healthz"))
         admin_file, cls.admin = h.write_secret(t, "admin.token")
-        cls.cp_grpc, cp_http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
+        cls.cp_grpc, cls.cp_http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
         cls.procs.append(h.Process(t, "vigie-controlplane", f"""
 grpc_listen: {cls.cp_grpc}
-http_listen: {cp_http}
+http_listen: {cls.cp_http}
 database_url_from: {{file: {cls.pg.url_file}}}
 bootstrap_admin_token: {{file: {admin_file}}}
 notifier: {nt_grpc}
@@ -53,7 +53,7 @@ rules:
     op: ">"
     threshold: 100
     severity: critical
-""", health_url=f"http://{cp_http}/healthz"))
+""", health_url=f"http://{cls.cp_http}/healthz"))
         cls.viewer = h.create_token(cls.cp_grpc, cls.admin, "TOKEN_KIND_VIEWER")
         ag_file, _ = h.write_secret(t, "agent.token", h.create_token(
             cls.cp_grpc, cls.admin, "TOKEN_KIND_AGENT", AGENT_ID))
@@ -129,6 +129,14 @@ textfile_directory: {cls.textfile}
         self.assertEqual(got["alert"].get("acknowledgedBy", ""), "")
         self.assertEqual([e["status"] for e in got["history"]],
                          ["acknowledgement expired", "acknowledged", "firing"])
+
+        # The metrics say the same: one critical alert firing, none held or acknowledged.
+        m = h.parse_metrics(h.http_get(f"http://{self.cp_http}/metrics"))
+        self.assertEqual(m['vigie_controlplane_alerts{severity="critical",state="firing"}'], 1)
+        self.assertEqual(m['vigie_controlplane_alerts{severity="critical",state="held"}'], 0)
+        self.assertGreaterEqual(m["vigie_controlplane_notifications_released_total"], 2)
+        self.assertGreater(m["vigie_controlplane_samples_evaluated_total"], 0)
+        self.assertEqual(m["vigie_controlplane_rule_state_alerts"], 1)
 
         # Resolved: the resolve arrives; a resolved alert cannot be acknowledged.
         self.write_textfile(1)
