@@ -603,8 +603,8 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     gw_->evaluation_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - eval_start));
     gw_->samples_evaluated_.Increment(static_cast<double>(all.samples_size()));
     const absl::Time start = absl::Now();
-    absl::StatusOr<IngestResult> r =
-        gw_->store_->Ingest(agent_id_, durable, ev.transitions, gw_->options_.generator_url);
+    absl::StatusOr<IngestResult> r = gw_->store_->Ingest(agent_id_, durable, ev.transitions,
+                                                         ev.pending, gw_->options_.generator_url);
     gw_->commit_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - start));
     if (!r.ok()) {
       gw_->ingest_errors_.Increment();

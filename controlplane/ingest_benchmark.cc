@@ -158,7 +158,7 @@ void BM_Ingest(benchmark::State& state) {
       registered = true;
     }
     std::vector<v1::AgentMessage> messages{Batch(n, ++seq, ts += 15000)};
-    auto r = store->Ingest(hello.agent_id(), messages, {}, "");
+    auto r = store->Ingest(hello.agent_id(), messages, {}, {}, "");
     if (!r.ok()) {
       state.SkipWithError(std::string(r.status().message()).c_str());
       break;

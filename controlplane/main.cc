@@ -93,6 +93,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   rules.Restore(*firing);
+  absl::StatusOr<std::vector<cp::PendingChange>> pending = (*store)->LoadPendingAlerts();
+  if (!pending.ok()) {
+    vigie::log::Error("cannot load pending alerts", {{"error", pending.status()}});
+    return 1;
+  }
+  rules.RestorePending(*pending);
 
   vigie::WorkerPool pool("storage", options->storage_workers, /*max_queue=*/1024);
   cp::DispatcherOptions dispatch;

@@ -335,6 +335,16 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_at ON audit_log (at);
 )sql"},
+      {9, "pending alerts, so a restart resumes their `for`", R"sql(
+CREATE TABLE rule_pending (
+  rule         text NOT NULL,
+  fingerprint  text NOT NULL,
+  labels       jsonb NOT NULL,
+  since        timestamptz NOT NULL,
+  value        double precision NOT NULL,
+  PRIMARY KEY (rule, fingerprint)
+);
+)sql"},
   };
   return *migrations;
 }

@@ -255,7 +255,38 @@ void StoreTransitions(pqxx::transaction_base& w, const std::vector<Transition>& 
   }
 }
 
+void StorePending(pqxx::transaction_base& w, const std::vector<PendingChange>& pending) {
+  for (const PendingChange& p : pending) {
+    if (p.since_ms == 0) {
+      w.exec_params0("DELETE FROM rule_pending WHERE rule = $1 AND fingerprint = $2", p.rule,
+                     p.fingerprint);
+    } else {
+      w.exec_params0(
+          "INSERT INTO rule_pending (rule, fingerprint, labels, since, value) "
+          "VALUES ($1, $2, $3::jsonb, $4::timestamptz, $5) ON CONFLICT (rule, fingerprint) DO "
+          "UPDATE SET labels = excluded.labels, since = excluded.since, value = excluded.value",
+          p.rule, p.fingerprint, LabelsJson(p.labels), PgTime(p.since_ms), p.value);
+    }
+  }
+}
+
 }  // namespace pg
+
+absl::StatusOr<std::vector<PendingChange>> PgStore::LoadPendingAlerts() {
+  std::vector<PendingChange> out;
+  absl::Status s = Run("load pending alerts", [&](PgConnection& c) {
+    out.clear();
+    pqxx::read_transaction t(c);
+    for (const pqxx::row& r :
+         t.exec("SELECT rule, fingerprint, labels::text, "
+                "(extract(epoch from since) * 1000)::bigint, value FROM rule_pending")) {
+      out.push_back({r[0].as<std::string>(), r[1].as<std::string>(),
+                     ParseLabels(r[2].as<std::string>()), r[3].as<int64_t>(), r[4].as<double>()});
+    }
+  });
+  if (!s.ok()) return s;
+  return out;
+}
 
 absl::StatusOr<int> PgStore::ReconcileNotifications() {
   int sent = 0;

@@ -45,6 +45,9 @@ int64_t NowMs(pqxx::transaction_base& w);
 void StoreTransitions(pqxx::transaction_base& w, const std::vector<Transition>& transitions,
                       const std::string& generator_url);
 
+// Records pending alerts that started (upsert) or ended (delete) in the caller's transaction.
+void StorePending(pqxx::transaction_base& w, const std::vector<PendingChange>& pending);
+
 // Appends to the audit log in the caller's transaction.
 void WriteAudit(pqxx::transaction_base& w, const std::string& actor, const std::string& action,
                 const std::string& target, const std::string& detail_json);

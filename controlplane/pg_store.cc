@@ -390,6 +390,7 @@ int64_t PgStore::RawCutoffMs(absl::Time now) const {
 absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
                                              const std::vector<v1::AgentMessage>& messages,
                                              const std::vector<Transition>& transitions,
+                                             const std::vector<PendingChange>& pending,
                                              const std::string& generator_url) {
   // Outside the transaction (kept across its retries): blocks, and the partitions they need.
   // Blocks older than the raw retention are not stored (their partition is gone or going).
@@ -561,6 +562,7 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
       }
     }
     StoreTransitions(w, transitions, generator_url);
+    pg::StorePending(w, pending);
     if (highest > committed) {
       w.exec_params0(
           "UPDATE agents SET committed_sequence = $2, last_seen = now() WHERE agent_id = $1",
@@ -1015,6 +1017,11 @@ absl::StatusOr<MaintenanceResult> PgStore::Maintain(absl::Time now) {
              "$1::integer * interval '1 day' LIMIT 100000)",
              rollup_days)
             .affected_rows();
+    // Pending alerts of series that stopped reporting are forgotten after the raw retention.
+    w.exec_params0(
+        "DELETE FROM rule_pending WHERE since < timestamptz '1970-01-01 00:00:00+00' + "
+        "$1::integer * interval '1 day'",
+        raw_days);
     // Silences that ended and the audit log: as long as alert history.
     result.events_deleted +=
         w.exec_params0(

@@ -83,10 +83,12 @@ class PgStore : public Store {
   absl::StatusOr<IngestResult> Ingest(const std::string& agent_id,
                                       const std::vector<v1::AgentMessage>& messages,
                                       const std::vector<Transition>& transitions,
+                                      const std::vector<PendingChange>& pending,
                                       const std::string& generator_url) override;
   absl::StatusOr<std::vector<v1::Agent>> ListAgents() override;
   absl::StatusOr<v1::Agent> GetAgent(const std::string& agent_id) override;
   absl::StatusOr<std::vector<ActiveAlert>> LoadFiringAlerts() override;
+  absl::StatusOr<std::vector<PendingChange>> LoadPendingAlerts() override;
   absl::StatusOr<std::vector<v1::Alert>> ListAlerts(v1::AlertState state) override;
   absl::StatusOr<v1::QuerySamplesResponse> QuerySamples(const v1::QuerySamplesRequest& request,
                                                         absl::Duration range,

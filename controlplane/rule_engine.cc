@@ -244,6 +244,23 @@ RuleEngine::Evaluation RuleEngine::Evaluate(const std::string& agent_id,
       }
     }
   }
+  // Pending alerts that start or end, against the committed state.
+  for (const auto& [key, next] : ev.updates) {
+    auto c = state_.find(key);
+    const bool was = c != state_.end() && c->second.phase == Evaluation::State::kPending;
+    const bool is = next.phase == Evaluation::State::kPending;
+    if (!was && !is) continue;
+    if (was && is && c->second.since_ms == next.since_ms) continue;
+    PendingChange p;
+    p.rule = key.substr(0, key.find('\x1f'));
+    p.fingerprint = key.substr(key.find('\x1f') + 1);
+    if (is) {
+      p.labels = next.labels;
+      p.since_ms = next.since_ms;
+      p.value = next.value;
+    }
+    ev.pending.push_back(std::move(p));
+  }
   return ev;
 }
 
@@ -272,6 +289,23 @@ void RuleEngine::Restore(const std::vector<ActiveAlert>& active) {
     st.value = a.value;
     st.labels = a.labels;
     state_[Key(a.rule, a.fingerprint)] = st;
+  }
+}
+
+void RuleEngine::RestorePending(const std::vector<PendingChange>& pending) {
+  std::set<std::string> threshold_rules;
+  for (const Rule& r : rules_) {
+    if (r.absent_for == absl::ZeroDuration()) threshold_rules.insert(r.name);
+  }
+  MutexLock lock(&mu_);
+  for (const PendingChange& p : pending) {
+    if (p.since_ms == 0 || !threshold_rules.count(p.rule) || state_.size() >= max_active_) continue;
+    Evaluation::State st;
+    st.phase = Evaluation::State::kPending;
+    st.since_ms = p.since_ms;
+    st.value = p.value;
+    st.labels = p.labels;
+    state_.emplace(Key(p.rule, p.fingerprint), st);  // a firing one already restored wins
   }
 }
 

@@ -64,6 +64,16 @@ struct Transition {
   std::string IdempotencyKey() const;
 };
 
+// A pending alert that started (since_ms > 0) or ended (since_ms 0: it fired or was cancelled).
+// Stored with the samples that caused it, so a restarted control plane resumes its `for`.
+struct PendingChange {
+  std::string rule;
+  std::string fingerprint;
+  std::map<std::string, std::string> labels;
+  int64_t since_ms = 0;
+  double value = 0;
+};
+
 // An alert that is firing, as loaded from storage at start-up.
 struct ActiveAlert {
   std::string rule;
@@ -99,6 +109,8 @@ class RuleEngine {
       std::map<std::string, std::string> labels;
     };
     std::map<std::string, State> updates;
+    // Pending alerts started or ended by this evaluation, to store.
+    std::vector<PendingChange> pending;
   };
 
   // `agent_id` becomes the "agent" label of every series.
@@ -107,6 +119,8 @@ class RuleEngine {
 
   // Marks alerts firing, e.g. those stored before a restart.
   void Restore(const std::vector<ActiveAlert>& active);
+  // Marks alerts pending since their stored time (those of unknown rules are skipped).
+  void RestorePending(const std::vector<PendingChange>& pending);
 
   const std::vector<Rule>& rules() const { return rules_; }
   // Alerts currently pending or firing.

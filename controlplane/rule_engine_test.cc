@@ -215,6 +215,37 @@ TEST(RuleEngineTest, RestoredFiringAlertResolvesWithoutFiringAgain) {
   EXPECT_EQ(resolved[0].kind, Transition::kResolved);
 }
 
+TEST(RuleEngineTest, PendingChangesAreReportedAndARestartResumesTheForClock) {
+  RuleEngine e({DiskRule("30s")});
+  auto ev = e.Evaluate("web1", Batch(50, 1'000));
+  ASSERT_THAT(ev.pending, SizeIs(1));
+  EXPECT_EQ(ev.pending[0].since_ms, 1'000) << "started";
+  EXPECT_EQ(ev.pending[0].rule, "disk_low");
+  e.Apply(ev);
+  ev = e.Evaluate("web1", Batch(45, 10'000));
+  EXPECT_THAT(ev.pending, IsEmpty()) << "still pending since 1s: nothing to store";
+  e.Apply(ev);
+  // What the store kept of it.
+  const std::map<std::string, std::string> labels = {
+      {"agent", "web1"}, {"alertname", "disk_low"}, {"mountpoint", "/"}};
+  const std::vector<PendingChange> stored = {{"disk_low", Fingerprint(labels), labels, 1'000, 45}};
+  // A new process: the clock resumes from 1s, so the alert fires at 31s, not 30s later.
+  RuleEngine restarted({DiskRule("30s")});
+  restarted.RestorePending(stored);
+  restarted.RestorePending({{"gone_rule", "x", {}, 5'000, 1}});
+  EXPECT_EQ(restarted.active(), 1u) << "a rule that no longer exists is skipped";
+  EXPECT_EQ(restarted.PendingBySeverity().at("critical"), 1u);
+  auto fired = restarted.Evaluate("web1", Batch(40, 31'000));
+  ASSERT_THAT(fired.transitions, SizeIs(1));
+  EXPECT_EQ(fired.transitions[0].starts_at_ms, 1'000);
+  ASSERT_THAT(fired.pending, SizeIs(1));
+  EXPECT_EQ(fired.pending[0].since_ms, 0) << "fired: no longer pending";
+  // Cancelled: ended too.
+  auto cancelled = e.Evaluate("web1", Batch(500, 12'000));
+  ASSERT_THAT(cancelled.pending, SizeIs(1));
+  EXPECT_EQ(cancelled.pending[0].since_ms, 0);
+}
+
 TEST(RuleEngineTest, ActiveAlertsAreBounded) {
   RuleEngine e({DiskRule("")}, /*max_active=*/2);
   for (const char* agent : {"a", "b", "c", "d"}) e.Apply(e.Evaluate(agent, Batch(1, 0)));

@@ -101,17 +101,22 @@ class Store {
 
   // In one transaction: writes the durable messages whose sequence is above the agent's
   // committed one (others are counted as duplicates and skipped), the alert transitions with
-  // their outbox rows, and the new committed sequence (the highest sequence in `messages`).
-  // `messages` are in increasing sequence order.
+  // their outbox rows, the pending alerts that started or ended, and the new committed
+  // sequence (the highest sequence in `messages`). `messages` are in increasing sequence order.
   virtual absl::StatusOr<IngestResult> Ingest(const std::string& agent_id,
                                               const std::vector<v1::AgentMessage>& messages,
                                               const std::vector<Transition>& transitions,
+                                              const std::vector<PendingChange>& pending,
                                               const std::string& generator_url) = 0;
 
   virtual absl::StatusOr<std::vector<v1::Agent>> ListAgents() = 0;
   // kNotFound if there is no such agent.
   virtual absl::StatusOr<v1::Agent> GetAgent(const std::string& agent_id) = 0;
   virtual absl::StatusOr<std::vector<ActiveAlert>> LoadFiringAlerts() = 0;
+  // Pending alerts as stored by Ingest (for RuleEngine::RestorePending at start-up).
+  virtual absl::StatusOr<std::vector<PendingChange>> LoadPendingAlerts() {
+    return std::vector<PendingChange>{};
+  }
   virtual absl::StatusOr<std::vector<v1::Alert>> ListAlerts(v1::AlertState state) = 0;
   virtual absl::StatusOr<v1::QuerySamplesResponse> QuerySamples(
       const v1::QuerySamplesRequest& request, absl::Duration range, uint32_t limit) = 0;

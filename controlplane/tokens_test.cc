@@ -20,7 +20,9 @@ class TokenStore : public Store {
   }
   absl::Status TouchAgent(const std::string&) override { return absl::OkStatus(); }
   absl::StatusOr<IngestResult> Ingest(const std::string&, const std::vector<v1::AgentMessage>&,
-                                      const std::vector<Transition>&, const std::string&) override {
+                                      const std::vector<Transition>&,
+                                      const std::vector<PendingChange>&,
+                                      const std::string&) override {
     return IngestResult{};
   }
   absl::StatusOr<std::vector<v1::Agent>> ListAgents() override { return std::vector<v1::Agent>{}; }

@@ -111,7 +111,7 @@ class StorageTest : public ::testing::Test {
     ASSERT_TRUE(store_->RegisterAgent(h, "c1").ok());
   }
   IngestResult Ingest(const std::string& agent, const std::vector<v1::AgentMessage>& m) {
-    auto r = store_->Ingest(agent, m, {}, "");
+    auto r = store_->Ingest(agent, m, {}, {}, "");
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : IngestResult{};
   }
@@ -576,7 +576,7 @@ Transition Resolve(Transition t) {
 class LifecycleTest : public StorageTest {
  protected:
   void Store(const Transition& t) {
-    auto r = store_->Ingest(t.labels.at("agent"), {}, {t}, "");
+    auto r = store_->Ingest(t.labels.at("agent"), {}, {t}, {}, "");
     ASSERT_TRUE(r.ok()) << r.status();
   }
   // The outbox's notifications of `t`'s alert, in order: "<status>[ ack=<by>][ silenced=<id>]".
