@@ -11,6 +11,25 @@
 
 namespace vigie::controlplane {
 
+namespace {
+
+// The caller's token id, for the audit log ("" if no authorizer ran).
+std::string Actor(grpc::CallbackServerContext* ctx) {
+  std::optional<Principal> who = PrincipalOf(*ctx);
+  return who ? who->token_id : "";
+}
+
+bool Matches(const google::protobuf::Map<std::string, std::string>& selector,
+             const google::protobuf::Map<std::string, std::string>& labels) {
+  for (const auto& [k, v] : selector) {
+    auto it = labels.find(k);
+    if (it == labels.end() || it->second != v) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 grpc::ServerUnaryReactor* AdminService::Defer(grpc::CallbackServerContext* ctx,
                                               std::function<absl::Status()> fn) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -26,17 +45,40 @@ grpc::ServerUnaryReactor* AdminService::Defer(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* AdminService::ListAgents(grpc::CallbackServerContext* ctx,
                                                    const v1::ListAgentsRequest* req,
                                                    v1::ListAgentsResponse* resp) {
+  if (req->page_size() > 1000) {
+    return Reply(ctx, absl::InvalidArgumentError(
+                          absl::StrCat("page_size: at most 1000, got ", req->page_size())));
+  }
   return Defer(ctx, [this, req, resp]() -> absl::Status {
-    absl::StatusOr<std::vector<v1::Agent>> agents = store_->ListAgents();
+    absl::StatusOr<std::vector<v1::Agent>> agents = store_->ListAgents();  // by agent_id
     if (!agents.ok()) return agents.status();
+    const uint32_t page_size = req->page_size() == 0 ? 1000 : req->page_size();
     for (v1::Agent& a : *agents) {
-      bool match = true;
-      for (const auto& [k, v] : req->label_selector()) {
-        auto it = a.labels().find(k);
-        if (it == a.labels().end() || it->second != v) match = false;
+      if (!req->page_token().empty() && a.agent_id() <= req->page_token()) continue;
+      if (req->has_connected() && a.connected() != req->connected()) continue;
+      if (!Matches(req->label_selector(), a.labels())) continue;
+      if (static_cast<uint32_t>(resp->agents_size()) == page_size) {
+        resp->set_next_page_token(resp->agents(resp->agents_size() - 1).agent_id());
+        break;
       }
-      if (match) *resp->add_agents() = std::move(a);
+      *resp->add_agents() = std::move(a);
     }
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::DeleteAgent(grpc::CallbackServerContext* ctx,
+                                                    const v1::DeleteAgentRequest* req,
+                                                    v1::DeleteAgentResponse* resp) {
+  if (req->agent_id().empty() || req->agent_id().size() > 128 || !IsValidUtf8(req->agent_id())) {
+    return Reply(
+        ctx, absl::InvalidArgumentError(absl::StrCat("agent_id: required, at most 128 bytes, got ",
+                                                     QuoteForMessage(req->agent_id()))));
+  }
+  return Defer(ctx, [this, req, resp, actor = Actor(ctx)]() -> absl::Status {
+    VIGIE_ASSIGN_OR_RETURN(int resolved, store_->DeleteAgent(req->agent_id(), actor));
+    resp->set_alerts_resolved(static_cast<uint32_t>(resolved));
+    log::Info("agent deleted", {{"agent", req->agent_id()}, {"by", actor}});
     return absl::OkStatus();
   });
 }
@@ -82,12 +124,6 @@ grpc::ServerUnaryReactor* AdminService::GetRule(grpc::CallbackServerContext* ctx
 
 namespace {
 
-// The caller's token id, for the audit log ("" if no authorizer ran).
-std::string Actor(grpc::CallbackServerContext* ctx) {
-  std::optional<Principal> who = PrincipalOf(*ctx);
-  return who ? who->token_id : "";
-}
-
 // Rule and fingerprint naming an alert: required, valid UTF-8, at most 256 bytes.
 absl::Status CheckAlertId(const std::string& rule, const std::string& fingerprint) {
   for (const auto& [field, value] :
@@ -107,15 +143,6 @@ absl::Status CheckText(const char* field, const std::string& value) {
         absl::StrCat(field, ": at most 1024 bytes of UTF-8, got ", value.size(), " bytes"));
   }
   return absl::OkStatus();
-}
-
-bool Matches(const google::protobuf::Map<std::string, std::string>& selector,
-             const google::protobuf::Map<std::string, std::string>& labels) {
-  for (const auto& [k, v] : selector) {
-    auto it = labels.find(k);
-    if (it == labels.end() || it->second != v) return false;
-  }
-  return true;
 }
 
 }  // namespace

@@ -22,6 +22,9 @@ class AdminService : public v1::Admin::CallbackService {
                                        v1::ListAgentsResponse* resp) override;
   grpc::ServerUnaryReactor* GetAgent(grpc::CallbackServerContext* ctx,
                                      const v1::GetAgentRequest* req, v1::Agent* resp) override;
+  grpc::ServerUnaryReactor* DeleteAgent(grpc::CallbackServerContext* ctx,
+                                        const v1::DeleteAgentRequest* req,
+                                        v1::DeleteAgentResponse* resp) override;
   grpc::ServerUnaryReactor* ListRules(grpc::CallbackServerContext* ctx,
                                       const v1::ListRulesRequest* req,
                                       v1::ListRulesResponse* resp) override;

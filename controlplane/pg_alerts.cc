@@ -654,4 +654,58 @@ absl::StatusOr<std::map<std::string, PgStore::FiringCount>> PgStore::CountFiring
   return out;
 }
 
+absl::StatusOr<int> PgStore::DeleteAgent(const std::string& agent_id, const std::string& actor) {
+  int resolved = 0;
+  absl::Status refused;
+  absl::Status s = Run("delete agent", [&](PgConnection& c) {
+    resolved = 0;
+    refused = absl::OkStatus();
+    pqxx::work w(c);
+    pqxx::result a =
+        w.exec_params("SELECT connected FROM agents WHERE agent_id = $1 FOR UPDATE", agent_id);
+    if (a.empty()) {
+      refused = absl::NotFoundError(absl::StrCat("agent_id: no agent \"", agent_id, "\""));
+      return;
+    }
+    if (a[0][0].as<bool>()) {
+      refused = absl::FailedPreconditionError(
+          absl::StrCat("agent \"", agent_id,
+                       "\" is connected; stop it or revoke its token (RevokeToken) first"));
+      return;
+    }
+    // Its firing threshold alerts resolve now (absence alerts resolve on the timer's next tick,
+    // as for any agent that is gone).
+    const int64_t now_ms = NowMs(w);
+    std::vector<Transition> out;
+    for (const pqxx::row& r :
+         w.exec_params(absl::StrCat("SELECT ", kAlertColumns,
+                                    " FROM alerts WHERE state = 'firing' AND kind <> 'absent' "
+                                    "AND labels->>'agent' = $1 FOR UPDATE"),
+                       agent_id)) {
+      AlertRow row = AlertFromRow(r);
+      row.t.kind = Transition::kResolved;
+      row.t.ends_at_ms = now_ms;
+      out.push_back(std::move(row.t));
+    }
+    pg::StoreTransitions(w, out, options_.generator_url);
+    resolved = static_cast<int>(out.size());
+    w.exec_params0("DELETE FROM rule_pending WHERE labels->>'agent' = $1", agent_id);
+    w.exec_params0("DELETE FROM sample_blocks WHERE agent_id = $1", agent_id);
+    w.exec_params0("DELETE FROM sample_rollups WHERE agent_id = $1", agent_id);
+    w.exec_params0("DELETE FROM rollup_dirty WHERE agent_id = $1", agent_id);
+    w.exec_params0("DELETE FROM check_results WHERE agent_id = $1", agent_id);
+    w.exec_params0("DELETE FROM check_daily WHERE agent_id = $1", agent_id);
+    w.exec_params0("DELETE FROM service_events WHERE agent_id = $1", agent_id);
+    w.exec_params0("DELETE FROM service_daily WHERE agent_id = $1", agent_id);
+    // Series, layouts and remote-write cursors go with it (ON DELETE CASCADE).
+    w.exec_params0("DELETE FROM agents WHERE agent_id = $1", agent_id);
+    WriteAudit(w, actor, "DeleteAgent", agent_id, Json({{"alerts_resolved", resolved}}));
+    w.commit();
+  });
+  if (!s.ok()) return s;
+  if (!refused.ok()) return refused;
+  (void)series_cache_.Take(agent_id);  // its series ids are gone
+  return resolved;
+}
+
 }  // namespace vigie::controlplane

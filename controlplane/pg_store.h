@@ -112,6 +112,7 @@ class PgStore : public Store {
                                             const std::string& actor) override;
   absl::StatusOr<std::vector<v1::Silence>> ListSilences(bool include_expired) override;
   absl::Status ExpireSilence(const std::string& id, const std::string& actor) override;
+  absl::StatusOr<int> DeleteAgent(const std::string& agent_id, const std::string& actor) override;
   absl::Status Audit(const std::string& actor, const std::string& action, const std::string& target,
                      const std::string& detail) override;
   absl::StatusOr<v1::ListAuditLogResponse> ListAuditLog(

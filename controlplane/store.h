@@ -202,6 +202,12 @@ class Store {
     (void)id, (void)actor;
     return absl::UnimplementedError("ExpireSilence");
   }
+  // Deletes a disconnected agent and its data, resolving its firing alerts; returns how many.
+  // kNotFound, or kFailedPrecondition while it is connected.
+  virtual absl::StatusOr<int> DeleteAgent(const std::string& agent_id, const std::string& actor) {
+    (void)agent_id, (void)actor;
+    return absl::UnimplementedError("DeleteAgent");
+  }
   // Appends to the audit log; `detail` is a JSON object.
   virtual absl::Status Audit(const std::string& actor, const std::string& action,
                              const std::string& target, const std::string& detail) {

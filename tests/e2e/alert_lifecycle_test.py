@@ -187,6 +187,16 @@ textfile_directory: {cls.textfile}
         self.assertIn("page_size", err["message"])
         err = self.admin_call("DeleteSilence", {"id": "nope"}, expect_ok=False)
         self.assertEqual(err["code"], "not_found", err)
+        # Agents: a connected one cannot be deleted; filters and pages.
+        err = self.admin_call("DeleteAgent", {"agentId": AGENT_ID}, expect_ok=False)
+        self.assertEqual(err["code"], "failed_precondition", err)
+        err = self.admin_call("DeleteAgent", {"agentId": "nobody"}, expect_ok=False)
+        self.assertEqual(err["code"], "not_found", err)
+        err = self.admin_call("ListAgents", {"pageSize": 5000}, expect_ok=False)
+        self.assertIn("page_size", err["message"])
+        got = self.admin_call("ListAgents", {"connected": True, "pageSize": 1})
+        self.assertEqual([a["agentId"] for a in got["agents"]], [AGENT_ID])
+        self.assertEqual(self.admin_call("ListAgents", {"connected": False}), {})
         # A viewer reads but does not change.
         err = self.admin_call("CreateSilence", {"silence": {
             "matchers": {"agent": "x"}, "endsAtUnix": now + 60}}, token=self.viewer,

@@ -830,6 +830,27 @@ TEST_F(LifecycleTest, SilencesAreListedAndBounded) {
             2);
 }
 
+TEST_F(LifecycleTest, DeletingAnAgentResolvesItsAlertsAndForgetsItsData) {
+  Register("web1");
+  Ingest("web1", {Batch(1, {MakeSample("m", "a", 1.0, kNow)})});
+  const Transition t = Fire("web1");
+  Store(t);
+  EXPECT_EQ(store_->DeleteAgent("web1", "tok1").status().code(),
+            absl::StatusCode::kFailedPrecondition)
+      << "connected";
+  ASSERT_TRUE(store_->MarkDisconnected("web1", "c1").ok());
+  auto resolved = store_->DeleteAgent("web1", "tok1");
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(*resolved, 1);
+  EXPECT_THAT(Sent(t), ElementsAre("firing", "resolved"));
+  EXPECT_EQ(store_->DeleteAgent("web1", "tok1").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Count("SELECT count(*) FROM sample_blocks WHERE agent_id = 'web1'"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM series WHERE agent_id = 'web1'"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM audit_log WHERE action = 'DeleteAgent' "
+                  "AND target = 'web1' AND actor = 'tok1'"),
+            1);
+}
+
 }  // namespace
 }  // namespace vigie::controlplane
 
