@@ -238,14 +238,14 @@ absl::StatusOr<std::vector<Transition>> PgStore::EvaluateAbsence(const std::vect
         t.fingerprint = Fingerprint(t.labels);
         absent_now.insert(t.fingerprint);
         if (firing.count(t.fingerprint)) continue;
-        t.annotations = r.annotations;
+        t.value = static_cast<double>(now_ms - a[2].as<int64_t>()) / 1000;  // seconds silent
+        t.annotations = RenderAnnotations(r, t.labels, t.value);
         if (!t.annotations.count("summary")) {
           t.annotations["summary"] =
               absl::StrCat("Agent ", t.labels["agent"], " has sent nothing for ",
                            absl::FormatDuration(r.absent_for));
         }
         t.severity = r.severity;
-        t.value = static_cast<double>(now_ms - a[2].as<int64_t>()) / 1000;  // seconds silent
         t.starts_at_ms = now_ms;
         out.push_back(std::move(t));
       }

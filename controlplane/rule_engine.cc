@@ -8,10 +8,30 @@
 #include "common/mutex.h"
 #include "common/status.h"
 #include "common/yaml_config.h"
+#include "kainjow/mustache.hpp"
 #include "re2/re2.h"
 
 namespace vigie::controlplane {
+
+struct AnnotationTemplates {
+  Mutex mu;  // kainjow renders through non-const members
+  std::map<std::string, std::unique_ptr<kainjow::mustache::mustache>> by_name ABSL_GUARDED_BY(mu);
+};
+
 namespace {
+
+kainjow::mustache::data TemplateData(const Rule& r,
+                                     const std::map<std::string, std::string>& labels,
+                                     double value) {
+  kainjow::mustache::data d;
+  d.set("value", absl::StrCat(value));
+  d.set("rule", r.name);
+  d.set("severity", r.severity);
+  kainjow::mustache::data l;
+  for (const auto& [k, v] : labels) l.set(k, v);
+  d.set("labels", l);
+  return d;
+}
 
 bool Holds(Op op, double v, double t) {
   switch (op) {
@@ -43,6 +63,16 @@ bool Matches(const Rule& r, const v1::Sample& s) {
 
 }  // namespace
 
+std::map<std::string, std::string> RenderAnnotations(
+    const Rule& rule, const std::map<std::string, std::string>& labels, double value) {
+  if (!rule.templates) return rule.annotations;
+  std::map<std::string, std::string> out = rule.annotations;
+  const kainjow::mustache::data data = TemplateData(rule, labels, value);
+  MutexLock lock(&rule.templates->mu);
+  for (auto& [name, tmpl] : rule.templates->by_name) out[name] = tmpl->render(data);
+  return out;
+}
+
 absl::StatusOr<Rule> RuleFromProto(const v1::Rule& p, const std::string& field) {
   static const RE2 kName("[A-Za-z0-9._:-]{1,128}");
   static const RE2 kMetric("[a-zA-Z_:][a-zA-Z0-9_:]*");
@@ -61,6 +91,22 @@ absl::StatusOr<Rule> RuleFromProto(const v1::Rule& p, const std::string& field) 
   r.matchers.insert(p.matchers().begin(), p.matchers().end());
   r.labels.insert(p.labels().begin(), p.labels().end());
   r.annotations.insert(p.annotations().begin(), p.annotations().end());
+  for (const auto& [name, text] : r.annotations) {
+    if (text.find("{{") == std::string::npos) continue;
+    const std::string where = absl::StrCat(field, ".annotations.", name);
+    auto tmpl = std::make_unique<kainjow::mustache::mustache>(text);
+    if (tmpl->is_valid()) {
+      tmpl->set_custom_escape([](const std::string& s) { return s; });
+      // Once with sample data: what fails at run time fails here instead.
+      (void)tmpl->render(TemplateData(r, {{"agent", "web1"}}, 1.5));
+    }
+    if (!tmpl->is_valid()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": ", tmpl->error_message()));
+    }
+    if (!r.templates) r.templates = std::make_shared<AnnotationTemplates>();
+    MutexLock lock(&r.templates->mu);
+    r.templates->by_name[name] = std::move(tmpl);
+  }
   if (!p.absent_for().empty()) {
     VIGIE_ASSIGN_OR_RETURN(r.absent_for, ParseConfigDuration(absl::StrCat(field, ".absent_for"),
                                                              p.absent_for(), absl::ZeroDuration()));
@@ -205,7 +251,7 @@ RuleEngine::Evaluation RuleEngine::Evaluate(const std::string& agent_id,
         t.rule = r.name;
         t.fingerprint = fp;
         t.labels = labels;
-        t.annotations = r.annotations;
+        t.annotations = RenderAnnotations(r, labels, s.value());
         t.severity = r.severity;
         t.value = s.value();
         t.starts_at_ms = next.since_ms;

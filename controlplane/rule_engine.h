@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -19,6 +20,8 @@
 namespace vigie::controlplane {
 
 enum class Op { kGt, kGe, kLt, kLe, kEq, kNe };
+
+struct AnnotationTemplates;  // the rule's parsed {{...}} annotations (rule_engine.cc)
 
 struct Rule {
   std::string name;
@@ -37,7 +40,14 @@ struct Rule {
   // Non-zero: an agent-absent rule (metric, op and threshold unused).
   absl::Duration absent_for = absl::ZeroDuration();
   v1::Rule proto;  // as configured, for the Admin API
+  // Annotations holding "{{": Mustache templates, parsed once (null when there are none).
+  std::shared_ptr<AnnotationTemplates> templates;
 };
+
+// The rule's annotations for one alert: templates filled in from `labels` and `value`
+// ({{value}}, {{labels.<name>}}, {{rule}}, {{severity}}), the others as they are. Thread-safe.
+std::map<std::string, std::string> RenderAnnotations(
+    const Rule& rule, const std::map<std::string, std::string>& labels, double value);
 
 // Validates a configured rule; errors name `field` (e.g. "rules[2].op") and the value.
 absl::StatusOr<Rule> RuleFromProto(const v1::Rule& proto, const std::string& field);

@@ -246,6 +246,34 @@ TEST(RuleEngineTest, PendingChangesAreReportedAndARestartResumesTheForClock) {
   EXPECT_EQ(cancelled.pending[0].since_ms, 0);
 }
 
+TEST(RuleEngineTest, AnnotationTemplatesAreFilledFromLabelsAndValue) {
+  v1::Rule p;
+  p.set_name("disk_low");
+  p.set_metric("node_filesystem_avail_bytes");
+  p.set_op("<");
+  p.set_threshold(100);
+  (*p.mutable_annotations())["summary"] =
+      "{{labels.mountpoint}} on {{labels.agent}}: {{value}} bytes left ({{severity}})";
+  (*p.mutable_annotations())["runbook"] = "https://wiki/disk";       // plain: as it is
+  (*p.mutable_annotations())["html"] = "{{labels.mountpoint}} <b>";  // no HTML escaping
+  auto r = RuleFromProto(p, "rules[0]");
+  ASSERT_TRUE(r.ok()) << r.status();
+  RuleEngine e({*r});
+  auto fired = Feed(e, 42.5, 1'000);
+  ASSERT_THAT(fired, SizeIs(1));
+  EXPECT_EQ(fired[0].annotations.at("summary"), "/ on web1: 42.5 bytes left (warning)");
+  EXPECT_EQ(fired[0].annotations.at("runbook"), "https://wiki/disk");
+  EXPECT_EQ(fired[0].annotations.at("html"), "/ <b>");
+  auto resolved = Feed(e, 500, 2'000);
+  ASSERT_THAT(resolved, SizeIs(1));
+  EXPECT_EQ(resolved[0].annotations.at("summary"), "/ on web1: 500 bytes left (warning)")
+      << "the value at the resolve";
+  (*p.mutable_annotations())["summary"] = "{{#labels}}unclosed";
+  EXPECT_THAT(
+      RuleFromProto(p, "rules[3]").status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rules[3].annotations.summary: ")));
+}
+
 TEST(RuleEngineTest, ActiveAlertsAreBounded) {
   RuleEngine e({DiskRule("")}, /*max_active=*/2);
   for (const char* agent : {"a", "b", "c", "d"}) e.Apply(e.Evaluate(agent, Batch(1, 0)));
