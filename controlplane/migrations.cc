@@ -345,6 +345,11 @@ CREATE TABLE rule_pending (
   PRIMARY KEY (rule, fingerprint)
 );
 )sql"},
+      {10, "flap hold: each alert's rule settings, to know when it has settled", R"sql(
+ALTER TABLE alerts ADD COLUMN flap_threshold integer NOT NULL DEFAULT 0;
+ALTER TABLE alerts ADD COLUMN flap_window_ms bigint NOT NULL DEFAULT 0;
+CREATE INDEX alerts_flapping ON alerts (rule, fingerprint) WHERE suppressed_by = 'flapping';
+)sql"},
   };
   return *migrations;
 }

@@ -206,6 +206,9 @@ void AddEvent(pqxx::transaction_base& w, const Transition& t, const std::string&
       t.rule, t.fingerprint, status, value, PgTime(at_ms), key, by);
 }
 
+// suppressed_by of a flapping alert (also its notification's silenced_by).
+constexpr char kFlapping[] = "flapping";
+
 std::string Json(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
@@ -222,33 +225,66 @@ void StoreTransitions(pqxx::transaction_base& w, const std::vector<Transition>& 
   for (const Transition& t : transitions) {
     const std::string key = t.IdempotencyKey();
     if (t.kind == Transition::kFiring) {
-      const std::string held = HeldBy(w, t, silences, now_ms);
+      std::string held = HeldBy(w, t, silences, now_ms);
+      std::string notified = held.empty() ? "firing" : "";
+      // Flap hold: the Nth change within the window marks the alert flapping; one
+      // notification says so (silenced_by "flapping") and later changes wait until it settles.
+      bool flap_notice = false;
+      if (t.flap_threshold > 0) {
+        pqxx::result prev = w.exec_params(
+            "SELECT suppressed_by, notified FROM alerts WHERE rule = $1 AND fingerprint = $2 "
+            "FOR UPDATE",
+            t.rule, t.fingerprint);
+        if (!prev.empty() && prev[0][0].as<std::string>() == kFlapping) {
+          held = kFlapping;
+          notified = prev[0][1].as<std::string>();
+        } else if (held.empty()) {
+          const int64_t changes =
+              w.exec_params1(
+                   "SELECT count(*) FROM alert_events WHERE rule = $1 AND fingerprint = $2 AND "
+                   "status IN ('firing', 'resolved') AND at > $3::timestamptz",
+                   t.rule, t.fingerprint, PgTime(now_ms - t.flap_window_ms))[0]
+                  .as<int64_t>();
+          if (changes + 1 >= t.flap_threshold) {
+            held = kFlapping;
+            notified = "firing";
+            flap_notice = true;
+          }
+        }
+      }
       w.exec_params0(
           "INSERT INTO alerts (rule, fingerprint, labels, annotations, severity, state, value, "
-          "active_since, kind, notified, suppressed_by) VALUES ($1, $2, $3::jsonb, $4::jsonb, $5, "
-          "'firing', $6, $7::timestamptz, $8, $9, $10) ON CONFLICT (rule, fingerprint) DO UPDATE "
+          "active_since, kind, notified, suppressed_by, flap_threshold, flap_window_ms) VALUES "
+          "($1, $2, $3::jsonb, $4::jsonb, $5, 'firing', $6, $7::timestamptz, $8, $9, $10, $11, "
+          "$12) ON CONFLICT (rule, fingerprint) DO UPDATE "
           "SET labels = excluded.labels, annotations = excluded.annotations, "
           "severity = excluded.severity, state = 'firing', value = excluded.value, "
           "active_since = excluded.active_since, resolved_at = NULL, kind = excluded.kind, "
           "notified = excluded.notified, suppressed_by = excluded.suppressed_by, "
+          "flap_threshold = excluded.flap_threshold, flap_window_ms = excluded.flap_window_ms, "
           "acknowledged_by = '', ack_comment = '', acknowledged_at = NULL, ack_expires_at = NULL",
           t.rule, t.fingerprint, LabelsJson(t.labels), LabelsJson(t.annotations), t.severity,
-          t.value, PgTime(t.starts_at_ms), t.agent_absent ? "absent" : "threshold",
-          held.empty() ? "firing" : "", held);
+          t.value, PgTime(t.starts_at_ms), t.agent_absent ? "absent" : "threshold", notified, held,
+          t.flap_threshold, t.flap_window_ms);
       AddEvent(w, t, "firing", t.value, t.starts_at_ms, key, "");
       if (held.empty()) Enqueue(w, t, key, "", "", "", generator_url);
+      if (flap_notice) Enqueue(w, t, key, "", "", kFlapping, generator_url);
     } else {
       // A resolve is sent when its firing was: never lost, and nobody hears of a problem that
       // was held back all along.
+      // A flapping alert's resolve waits until it settles.
       pqxx::result r = w.exec_params(
-          "SELECT notified FROM alerts WHERE rule = $1 AND fingerprint = $2 FOR UPDATE", t.rule,
-          t.fingerprint);
-      const bool send = r.empty() || r[0][0].as<std::string>() == "firing";
+          "SELECT notified, suppressed_by FROM alerts WHERE rule = $1 AND fingerprint = $2 "
+          "FOR UPDATE",
+          t.rule, t.fingerprint);
+      const bool flapping = !r.empty() && r[0][1].as<std::string>() == kFlapping;
+      const bool send = r.empty() || (r[0][0].as<std::string>() == "firing" && !flapping);
       w.exec_params0(
           "UPDATE alerts SET state = 'resolved', value = $3, resolved_at = $4::timestamptz, "
-          "suppressed_by = '', notified = CASE WHEN $5 THEN 'resolved' ELSE notified END "
+          "suppressed_by = CASE WHEN $6 THEN suppressed_by ELSE '' END, "
+          "notified = CASE WHEN $5 THEN 'resolved' ELSE notified END "
           "WHERE rule = $1 AND fingerprint = $2",
-          t.rule, t.fingerprint, t.value, PgTime(t.ends_at_ms), send);
+          t.rule, t.fingerprint, t.value, PgTime(t.ends_at_ms), send, flapping);
       AddEvent(w, t, "resolved", t.value, t.ends_at_ms, key, "");
       if (send) Enqueue(w, t, key, "", "", "", generator_url);
     }
@@ -321,6 +357,7 @@ absl::StatusOr<int> PgStore::ReconcileNotifications() {
     for (const pqxx::row& r :
          w.exec_params(absl::StrCat("SELECT ", kAlertColumns,
                                     " FROM alerts WHERE state = 'firing' AND "
+                                    "suppressed_by <> 'flapping' AND "
                                     "(notified = '' OR suppressed_by <> '' OR $1) FOR UPDATE"),
                        !silences.empty())) {
       AlertRow a = AlertFromRow(r);
@@ -352,6 +389,32 @@ absl::StatusOr<int> PgStore::ReconcileNotifications() {
         w.exec_params0("UPDATE alerts SET suppressed_by = $3 WHERE rule = $1 AND fingerprint = $2",
                        a.t.rule, a.t.fingerprint, want);
       }
+    }
+    // Flapping alerts that have not changed for their flap window: their state now is sent.
+    for (const pqxx::row& r : w.exec(absl::StrCat(
+             "SELECT ", kAlertColumns,
+             ", flap_window_ms, coalesce((SELECT (extract(epoch from max(e.at)) * 1000)::bigint "
+             "FROM alert_events e WHERE e.rule = alerts.rule AND e.fingerprint = "
+             "alerts.fingerprint AND e.status IN ('firing', 'resolved')), 0) "
+             "FROM alerts WHERE suppressed_by = 'flapping' FOR UPDATE"))) {
+      AlertRow a = AlertFromRow(r);
+      if (now_ms - r[17].as<int64_t>() < r[16].as<int64_t>()) continue;  // still changing
+      const std::string key = absl::StrCat(a.t.IdempotencyKey(), "/settled-", now_ms);
+      std::string notified = a.notified;
+      if (a.firing()) {
+        Enqueue(w, a.t, key, a.acknowledged_by, a.ack_comment, "", options_.generator_url);
+        notified = "firing";
+        ++sent;
+      } else if (a.notified == "firing") {
+        Enqueue(w, a.t, key, "", "", "", options_.generator_url);
+        notified = "resolved";
+        ++sent;
+      }
+      AddEvent(w, a.t, "settled", a.t.value, now_ms, key, "");
+      w.exec_params0(
+          "UPDATE alerts SET suppressed_by = '', notified = $3 WHERE rule = $1 AND fingerprint = "
+          "$2",
+          a.t.rule, a.t.fingerprint, notified);
     }
     w.commit();
   });

@@ -154,6 +154,22 @@ absl::StatusOr<Rule> RuleFromProto(const v1::Rule& p, const std::string& field) 
   }
   VIGIE_ASSIGN_OR_RETURN(r.clear_for, ParseConfigDuration(absl::StrCat(field, ".clear_for"),
                                                           p.clear_for(), absl::ZeroDuration()));
+  if (p.flap_threshold() != 0 || !p.flap_window().empty()) {
+    if (p.flap_threshold() < 2 || p.flap_threshold() > 100) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".flap_threshold: between 2 and 100 (with flap_window), got ",
+                       p.flap_threshold()));
+    }
+    VIGIE_ASSIGN_OR_RETURN(r.flap_window,
+                           ParseConfigDuration(absl::StrCat(field, ".flap_window"), p.flap_window(),
+                                               absl::ZeroDuration()));
+    if (r.flap_window < absl::Seconds(1) || r.flap_window > absl::Hours(24)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".flap_window: between 1s and 24h (with flap_threshold), got \"",
+                       p.flap_window(), "\""));
+    }
+    r.flap_threshold = static_cast<int>(p.flap_threshold());
+  }
   return r;
 }
 
@@ -253,6 +269,8 @@ RuleEngine::Evaluation RuleEngine::Evaluate(const std::string& agent_id,
         t.labels = labels;
         t.annotations = RenderAnnotations(r, labels, s.value());
         t.severity = r.severity;
+        t.flap_threshold = r.flap_threshold;
+        t.flap_window_ms = absl::ToInt64Milliseconds(r.flap_window);
         t.value = s.value();
         t.starts_at_ms = next.since_ms;
         if (kind == Transition::kResolved) {

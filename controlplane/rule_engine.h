@@ -37,6 +37,9 @@ struct Rule {
   // itself when unset), and must be false for clear_for before the alert resolves.
   double clear_threshold = 0;
   absl::Duration clear_for = absl::ZeroDuration();
+  // Flap hold (0: none): flap_threshold changes within flap_window mark the alert flapping.
+  int flap_threshold = 0;
+  absl::Duration flap_window = absl::ZeroDuration();
   // Non-zero: an agent-absent rule (metric, op and threshold unused).
   absl::Duration absent_for = absl::ZeroDuration();
   v1::Rule proto;  // as configured, for the Admin API
@@ -69,6 +72,9 @@ struct Transition {
   int64_t ends_at_ms = 0;  // resolved only
   // An agent-absent alert: while it fires, new alerts of its agent are held back.
   bool agent_absent = false;
+  // The rule's flap hold (0: none).
+  int flap_threshold = 0;
+  int64_t flap_window_ms = 0;
 
   // Stable across retries and restarts: rule/fingerprint/starts_at_ms/firing|resolved.
   std::string IdempotencyKey() const;

@@ -274,6 +274,35 @@ TEST(RuleEngineTest, AnnotationTemplatesAreFilledFromLabelsAndValue) {
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rules[3].annotations.summary: ")));
 }
 
+TEST(RuleEngineTest, FlapHoldIsValidatedAndCarriedOnTransitions) {
+  v1::Rule p = DiskRule("").proto;
+  p.set_flap_threshold(4);
+  p.set_flap_window("30m");
+  auto r = RuleFromProto(p, "rules[0]");
+  ASSERT_TRUE(r.ok()) << r.status();
+  RuleEngine e({*r});
+  auto fired = Feed(e, 50, 1'000);
+  ASSERT_THAT(fired, SizeIs(1));
+  EXPECT_EQ(fired[0].flap_threshold, 4);
+  EXPECT_EQ(fired[0].flap_window_ms, 30 * 60 * 1000);
+  struct Case {
+    uint32_t threshold;
+    std::string window, error;
+  } cases[] = {{1, "30m", "rules[0].flap_threshold: between 2 and 100"},
+               {101, "30m", "got 101"},
+               {0, "30m", "rules[0].flap_threshold"},
+               {3, "", "rules[0].flap_window: between 1s and 24h"},
+               {3, "2d", "got \"2d\""},
+               {3, "soon", "rules[0].flap_window"}};
+  for (const Case& c : cases) {
+    p.set_flap_threshold(c.threshold);
+    p.set_flap_window(c.window);
+    EXPECT_THAT(RuleFromProto(p, "rules[0]").status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.error)))
+        << c.threshold << " " << c.window;
+  }
+}
+
 TEST(RuleEngineTest, ActiveAlertsAreBounded) {
   RuleEngine e({DiskRule("")}, /*max_active=*/2);
   for (const char* agent : {"a", "b", "c", "d"}) e.Apply(e.Evaluate(agent, Batch(1, 0)));

@@ -851,6 +851,46 @@ TEST_F(LifecycleTest, DeletingAnAgentResolvesItsAlertsAndForgetsItsData) {
             1);
 }
 
+TEST_F(LifecycleTest, AFlappingAlertIsSaidOnceThenHeldUntilItSettles) {
+  Register("web1");
+  Transition t = Fire("web1");
+  t.flap_threshold = 3;
+  t.flap_window_ms = 3600 * 1000;
+  auto at = [&](int64_t offset_ms) {
+    Transition x = t;
+    x.starts_at_ms = kNow + offset_ms;
+    return x;
+  };
+  auto resolve = [&](int64_t start_ms, int64_t end_ms) {
+    Transition x = at(start_ms);
+    x.kind = Transition::kResolved;
+    x.ends_at_ms = kNow + end_ms;
+    return x;
+  };
+  Store(at(0));                // change 1: sent
+  Store(resolve(0, 1000));     // change 2: sent
+  Store(at(2000));             // change 3: flapping, said once
+  Store(resolve(2000, 3000));  // held
+  Store(at(4000));             // held
+  EXPECT_THAT(Sent(t), ElementsAre("firing", "resolved", "firing silenced"))
+      << "the third change is said once, as flapping";
+  EXPECT_EQ(Get(t).suppressed_by(), "flapping");
+  EXPECT_EQ(Reconcile(), 0) << "still within its window";
+  // An hour without change: settled, and its state then (firing) is sent.
+  {
+    pqxx::connection c(url_);
+    pqxx::work w(c);
+    w.exec0("UPDATE alert_events SET at = at - interval '2 hours'");
+    w.commit();
+  }
+  EXPECT_EQ(Reconcile(), 1);
+  EXPECT_EQ(Reconcile(), 0);
+  EXPECT_THAT(Sent(t), ElementsAre("firing", "resolved", "firing silenced", "firing"));
+  EXPECT_EQ(Get(t).suppressed_by(), "");
+  Store(resolve(4000, 5000));  // the changes in the window are old: not flapping, sent
+  EXPECT_EQ(Sent(t).back(), "resolved");
+}
+
 }  // namespace
 }  // namespace vigie::controlplane
 
