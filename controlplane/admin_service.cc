@@ -175,29 +175,24 @@ grpc::ServerUnaryReactor* AdminService::ListAlerts(grpc::CallbackServerContext* 
     return Reply(ctx, absl::InvalidArgumentError(
                           absl::StrCat("page_size: at most 1000, got ", req->page_size())));
   }
-  if (req->state() == v1::ALERT_STATE_PENDING) {
-    // Pending alerts live in the rule engine until they fire: one page, at most page_size.
-    const uint32_t page_size = req->page_size() == 0 ? 100 : req->page_size();
+  // Pending alerts live in the rule engine until they fire, matching the request's filters.
+  auto add_pending = [this, req, resp](size_t limit) {
     for (v1::Alert& a : rules_->Snapshot()) {
+      if (static_cast<size_t>(resp->alerts_size()) >= limit) break;
       if (a.state() != v1::ALERT_STATE_PENDING) continue;
       if (!req->severity().empty() && a.severity() != req->severity()) continue;
       if (!Matches(req->label_selector(), a.labels())) continue;
-      if (static_cast<uint32_t>(resp->alerts_size()) >= page_size) break;
       *resp->add_alerts() = std::move(a);
     }
+  };
+  if (req->state() == v1::ALERT_STATE_PENDING) {  // one page, at most page_size
+    add_pending(req->page_size() == 0 ? 100 : req->page_size());
     return Reply(ctx, absl::OkStatus());
   }
-  return Defer(ctx, [this, req, resp]() -> absl::Status {
-    v1::ListAlertsRequest stored = *req;
-    VIGIE_ASSIGN_OR_RETURN(v1::ListAlertsResponse page, store_->QueryAlerts(stored));
+  return Defer(ctx, [req, resp, this, add_pending]() -> absl::Status {
+    VIGIE_ASSIGN_OR_RETURN(v1::ListAlertsResponse page, store_->QueryAlerts(*req));
     if (req->state() == v1::ALERT_STATE_UNSPECIFIED && req->page_token().empty()) {
-      // Pending ones first, then firing (from the database, with acknowledgements).
-      for (v1::Alert& a : rules_->Snapshot()) {
-        if (a.state() != v1::ALERT_STATE_PENDING) continue;
-        if (!req->severity().empty() && a.severity() != req->severity()) continue;
-        if (!Matches(req->label_selector(), a.labels())) continue;
-        *resp->add_alerts() = std::move(a);
-      }
+      add_pending(SIZE_MAX);  // pending first, then firing (from the database)
     }
     for (v1::Alert& a : *page.mutable_alerts()) *resp->add_alerts() = std::move(a);
     resp->set_next_page_token(page.next_page_token());

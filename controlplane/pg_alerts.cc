@@ -2,6 +2,7 @@
 // agent down, acknowledgements), the clock-driven reconciliation of held notifications, and
 // the Admin API's alerts, silences and audit log.
 #include <optional>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -151,21 +152,36 @@ std::optional<AlertRow> LockAlert(pqxx::transaction_base& w, const std::string& 
   return AlertFromRow(r[0]);
 }
 
-// Why a firing alert's notification is held back at `now_ms`: a matching silence or, except
-// for agent-absent alerts themselves, its agent reported absent. "" when it is not.
-std::string HeldBy(pqxx::transaction_base& w, const Transition& t,
-                   const std::vector<Silence>& silences, int64_t now_ms) {
-  if (const Silence* s = SilencedBy(silences, t.labels, now_ms)) return "silence " + s->id;
-  auto agent = t.labels.find("agent");
-  if (!t.agent_absent && agent != t.labels.end() &&
-      !w.exec_params("SELECT 1 FROM alerts WHERE kind = 'absent' AND state = 'firing' "
-                     "AND labels->>'agent' = $1 LIMIT 1",
-                     agent->second)
-           .empty()) {
-    return "host down: " + agent->second;
+// What holds notifications back, read once per transaction: the database's clock, the live
+// silences and the agents an agent-absent alert fires for.
+struct Holds {
+  int64_t now_ms = 0;
+  std::vector<Silence> silences;
+  std::set<std::string> down_agents;
+
+  static Holds Load(pqxx::transaction_base& w) {
+    Holds h;
+    h.now_ms = NowMs(w);
+    h.silences = LoadSilences(w, false);
+    for (const pqxx::row& r :
+         w.exec("SELECT DISTINCT labels->>'agent' FROM alerts WHERE kind = 'absent' "
+                "AND state = 'firing' AND labels ? 'agent'")) {
+      h.down_agents.insert(r[0].as<std::string>());
+    }
+    return h;
   }
-  return "";
-}
+
+  // Why a firing alert's notification is held back: a matching silence or, except for
+  // agent-absent alerts themselves, its agent reported absent. "" when it is not.
+  std::string Of(const Transition& t) const {
+    if (const Silence* s = SilencedBy(silences, t.labels, now_ms)) return "silence " + s->id;
+    auto agent = t.labels.find("agent");
+    if (!t.agent_absent && agent != t.labels.end() && down_agents.count(agent->second)) {
+      return "host down: " + agent->second;
+    }
+    return "";
+  }
+};
 
 // Queues the notification of `t` (firing or resolved) under `key`.
 void Enqueue(pqxx::transaction_base& w, const Transition& t, const std::string& key,
@@ -220,12 +236,12 @@ namespace pg {
 void StoreTransitions(pqxx::transaction_base& w, const std::vector<Transition>& transitions,
                       const std::string& generator_url) {
   if (transitions.empty()) return;
-  const int64_t now_ms = NowMs(w);
-  const std::vector<Silence> silences = LoadSilences(w, false);
+  const Holds holds = Holds::Load(w);
+  const int64_t now_ms = holds.now_ms;
   for (const Transition& t : transitions) {
     const std::string key = t.IdempotencyKey();
     if (t.kind == Transition::kFiring) {
-      std::string held = HeldBy(w, t, silences, now_ms);
+      std::string held = holds.Of(t);
       std::string notified = held.empty() ? "firing" : "";
       // Flap hold: the Nth change within the window marks the alert flapping; one
       // notification says so (silenced_by "flapping") and later changes wait until it settles.
@@ -330,8 +346,8 @@ absl::StatusOr<int> PgStore::ReconcileNotifications() {
     sent = 0;
     pqxx::work w(c);
     if (!w.exec1("SELECT pg_try_advisory_xact_lock(7400004)")[0].as<bool>()) return;
-    const int64_t now_ms = NowMs(w);
-    const std::vector<Silence> silences = LoadSilences(w, false);
+    const Holds holds = Holds::Load(w);
+    const int64_t now_ms = holds.now_ms;
     // Acknowledgements that expired: the alert is notified again.
     for (const pqxx::row& r :
          w.exec(absl::StrCat("SELECT ", kAlertColumns,
@@ -359,11 +375,11 @@ absl::StatusOr<int> PgStore::ReconcileNotifications() {
                                     " FROM alerts WHERE state = 'firing' AND "
                                     "suppressed_by <> 'flapping' AND "
                                     "(notified = '' OR suppressed_by <> '' OR $1) FOR UPDATE"),
-                       !silences.empty())) {
+                       !holds.silences.empty())) {
       AlertRow a = AlertFromRow(r);
       std::string want;
       if (a.notified.empty()) {
-        want = HeldBy(w, a.t, silences, now_ms);
+        want = holds.Of(a.t);
         if (want.empty()) {
           Enqueue(w, a.t, a.t.IdempotencyKey(), a.acknowledged_by, a.ack_comment, "",
                   options_.generator_url);
@@ -375,13 +391,12 @@ absl::StatusOr<int> PgStore::ReconcileNotifications() {
           continue;
         }
       } else {
-        const Silence* silence = SilencedBy(silences, a.t.labels, now_ms);
+        const Silence* silence = SilencedBy(holds.silences, a.t.labels, now_ms);
         want = silence ? "silence " + silence->id : "";
         if (want != a.suppressed_by) {
-          Enqueue(w, a.t, absl::StrCat(a.t.IdempotencyKey(), "/silence-", now_ms),
-                  a.acknowledged_by, a.ack_comment, want, options_.generator_url);
-          AddEvent(w, a.t, want.empty() ? "unsilenced" : "silenced", a.t.value, now_ms,
-                   absl::StrCat(a.t.IdempotencyKey(), "/silence-", now_ms), "");
+          const std::string key = absl::StrCat(a.t.IdempotencyKey(), "/silence-", now_ms);
+          Enqueue(w, a.t, key, a.acknowledged_by, a.ack_comment, want, options_.generator_url);
+          AddEvent(w, a.t, want.empty() ? "unsilenced" : "silenced", a.t.value, now_ms, key, "");
           ++sent;
         }
       }
@@ -579,16 +594,7 @@ absl::StatusOr<v1::Silence> PgStore::CreateSilence(const Silence& silence,
                                                     "some first"));
       return;
     }
-    // When its last window ends (never, for a recurring one without repeat_until).
-    std::optional<int64_t> ended_ms;
-    if (stored.repeat_every_ms == 0) {
-      ended_ms = stored.ends_ms;
-    } else if (stored.repeat_until_ms != 0) {
-      const int64_t last_k =
-          (stored.repeat_until_ms - 1 - stored.starts_ms) / stored.repeat_every_ms;
-      ended_ms =
-          stored.starts_ms + last_k * stored.repeat_every_ms + (stored.ends_ms - stored.starts_ms);
-    }
+    const std::optional<int64_t> ended_ms = stored.LastEndMs();
     pqxx::row r = w.exec_params1(
         "INSERT INTO silences (id, matchers, starts_at, ends_at, repeat_every, repeat_until, "
         "created_by, comment, ended_at) VALUES ($1, $2::jsonb, $3::timestamptz, $4::timestamptz, "

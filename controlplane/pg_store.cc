@@ -747,39 +747,6 @@ absl::StatusOr<std::vector<ActiveAlert>> PgStore::LoadFiringAlerts() {
   return out;
 }
 
-absl::StatusOr<std::vector<v1::Alert>> PgStore::ListAlerts(v1::AlertState state) {
-  std::vector<v1::Alert> out;
-  const char* filter = state == v1::ALERT_STATE_RESOLVED ? "resolved" : "firing";
-  absl::Status s = Run("list alerts", [&](pqxx::connection& c) {
-    out.clear();
-    pqxx::read_transaction t(c);
-    for (const pqxx::row& r : t.exec_params(
-             "SELECT rule, fingerprint, labels::text, annotations::text, state, severity, value, "
-             "extract(epoch from active_since)::bigint, "
-             "coalesce(extract(epoch from resolved_at)::bigint, 0), acknowledged_by "
-             "FROM alerts WHERE state = $1 ORDER BY active_since DESC LIMIT 1000",
-             filter)) {
-      v1::Alert a;
-      a.set_rule(r[0].as<std::string>());
-      a.set_fingerprint(r[1].as<std::string>());
-      for (const auto& [k, v] : ParseLabels(r[2].as<std::string>())) (*a.mutable_labels())[k] = v;
-      for (const auto& [k, v] : ParseLabels(r[3].as<std::string>())) {
-        (*a.mutable_annotations())[k] = v;
-      }
-      a.set_state(r[4].as<std::string>() == "firing" ? v1::ALERT_STATE_FIRING
-                                                     : v1::ALERT_STATE_RESOLVED);
-      a.set_severity(r[5].as<std::string>());
-      a.set_value(r[6].as<double>());
-      a.set_active_since_unix(r[7].as<int64_t>());
-      a.set_resolved_at_unix(r[8].as<int64_t>());
-      a.set_acknowledged_by(r[9].as<std::string>());
-      out.push_back(std::move(a));
-    }
-  });
-  if (!s.ok()) return s;
-  return out;
-}
-
 absl::StatusOr<v1::QuerySamplesResponse> PgStore::QuerySamples(const v1::QuerySamplesRequest& req,
                                                                absl::Duration range,
                                                                uint32_t limit) {

@@ -89,7 +89,6 @@ class PgStore : public Store {
   absl::StatusOr<v1::Agent> GetAgent(const std::string& agent_id) override;
   absl::StatusOr<std::vector<ActiveAlert>> LoadFiringAlerts() override;
   absl::StatusOr<std::vector<PendingChange>> LoadPendingAlerts() override;
-  absl::StatusOr<std::vector<v1::Alert>> ListAlerts(v1::AlertState state) override;
   absl::StatusOr<v1::QuerySamplesResponse> QuerySamples(const v1::QuerySamplesRequest& request,
                                                         absl::Duration range,
                                                         uint32_t limit) override;

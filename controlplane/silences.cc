@@ -43,12 +43,17 @@ bool Silence::ActiveAt(int64_t now_ms) const {
   return now_ms < start + (ends_ms - starts_ms);
 }
 
-bool Silence::EndedBy(int64_t now_ms) const {
-  if (repeat_every_ms <= 0) return now_ms >= ends_ms;
-  if (repeat_until_ms == 0) return false;
+std::optional<int64_t> Silence::LastEndMs() const {
+  if (repeat_every_ms <= 0) return ends_ms;
+  if (repeat_until_ms == 0) return std::nullopt;
   // The last window starts before repeat_until.
   const int64_t last_k = (repeat_until_ms - 1 - starts_ms) / repeat_every_ms;
-  return now_ms >= starts_ms + last_k * repeat_every_ms + (ends_ms - starts_ms);
+  return starts_ms + last_k * repeat_every_ms + (ends_ms - starts_ms);
+}
+
+bool Silence::EndedBy(int64_t now_ms) const {
+  const std::optional<int64_t> last = LastEndMs();
+  return last && now_ms >= *last;
 }
 
 absl::StatusOr<Silence> SilenceFromProto(const v1::Silence& proto, absl::Time now,

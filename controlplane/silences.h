@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,8 @@ struct Silence {
 
   bool Matches(const std::map<std::string, std::string>& labels) const;
   bool ActiveAt(int64_t now_ms) const;
+  // When its last window ends; nullopt for a recurring silence without repeat_until.
+  std::optional<int64_t> LastEndMs() const;
   // True once no window is active at or after `now_ms` (it can be purged later).
   bool EndedBy(int64_t now_ms) const;
 };

@@ -117,7 +117,6 @@ class Store {
   virtual absl::StatusOr<std::vector<PendingChange>> LoadPendingAlerts() {
     return std::vector<PendingChange>{};
   }
-  virtual absl::StatusOr<std::vector<v1::Alert>> ListAlerts(v1::AlertState state) = 0;
   virtual absl::StatusOr<v1::QuerySamplesResponse> QuerySamples(
       const v1::QuerySamplesRequest& request, absl::Duration range, uint32_t limit) = 0;
 

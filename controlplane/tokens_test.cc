@@ -30,9 +30,6 @@ class TokenStore : public Store {
   absl::StatusOr<std::vector<ActiveAlert>> LoadFiringAlerts() override {
     return std::vector<ActiveAlert>{};
   }
-  absl::StatusOr<std::vector<v1::Alert>> ListAlerts(v1::AlertState) override {
-    return std::vector<v1::Alert>{};
-  }
   absl::StatusOr<v1::QuerySamplesResponse> QuerySamples(const v1::QuerySamplesRequest&,
                                                         absl::Duration, uint32_t) override {
     return v1::QuerySamplesResponse{};

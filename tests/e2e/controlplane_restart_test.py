@@ -26,16 +26,8 @@ class ControlPlaneRestartTest(h.SystemTestCase):
         cls.textfile = os.path.join(t, "textfile")
         os.mkdir(cls.textfile)
         cls.write_textfile(1)
-        nt_token_file, _ = h.write_secret(t, "notifier.token")
-        nt_grpc, nt_http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
-        cls.procs.append(h.Process(t, "vigie-notifier", f"""
-grpc_listen: {nt_grpc}
-http_listen: {nt_http}
-client_token: {{file: {nt_token_file}}}
-receivers:
-  - name: ops
-    webhook_configs: [{{url: "{cls.sink.url}/hook"}}]
-""", health_url=f"http://{nt_http}/healthz"))
+        notifier, nt_grpc, nt_token_file = h.webhook_notifier(t, cls.sink)
+        cls.procs.append(notifier)
         admin_file, cls.admin = h.write_secret(t, "admin.token")
         cls.cp_grpc, cp_http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
         cls.cp = h.Process(t, "vigie-controlplane", f"""
@@ -71,10 +63,7 @@ reconnect_backoff: {{initial: 100ms, max: 500ms}}
 
     @classmethod
     def write_textfile(cls, value):
-        tmp = os.path.join(cls.textfile, ".demo.prom.tmp")
-        with open(tmp, "w") as f:
-            f.write(f"# TYPE demo_value gauge\ndemo_value {value}\n")
-        os.rename(tmp, os.path.join(cls.textfile, "demo.prom"))
+        h.write_textfile(cls.textfile, value)
 
     def alerts(self, state):
         code, out, err = h.buf("-d", json.dumps({"state": state}),
@@ -84,12 +73,7 @@ reconnect_backoff: {{initial: 100ms, max: 500ms}}
         return [a for a in json.loads(out or "{}").get("alerts", []) if a["rule"] == "Hot"]
 
     def hot(self):
-        out = []
-        for _, _, _, body in self.sink.matching("/hook"):
-            for a in json.loads(body)["alerts"]:
-                if a["labels"].get("alertname") == "Hot":
-                    out.append(a)
-        return out
+        return h.webhook_alerts(self.sink, "Hot")
 
     def test_restart_while_pending_then_crash_while_firing(self):
         self.write_textfile(500)

@@ -20,16 +20,8 @@ class TwoReplicasTest(h.SystemTestCase):
         t = cls.tmp.path
         cls.sink = h.RecordingSink()
         cls.pg = h.Postgres(t)
-        nt_token_file, _ = h.write_secret(t, "notifier.token")
-        nt_grpc, nt_http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
-        cls.procs.append(h.Process(t, "vigie-notifier", f"""
-grpc_listen: {nt_grpc}
-http_listen: {nt_http}
-client_token: {{file: {nt_token_file}}}
-receivers:
-  - name: ops
-    webhook_configs: [{{url: "{cls.sink.url}/hook"}}]
-""", health_url=f"http://{nt_http}/healthz"))
+        notifier, nt_grpc, nt_token_file = h.webhook_notifier(t, cls.sink)
+        cls.procs.append(notifier)
         admin_file, cls.admin = h.write_secret(t, "admin.token")
         cls.cps = []
         for i in range(2):
@@ -74,18 +66,11 @@ textfile_directory: {d}
 
     @classmethod
     def write_textfile(cls, agent, value):
-        tmp = os.path.join(cls.textfiles[agent], ".demo.prom.tmp")
-        with open(tmp, "w") as f:
-            f.write(f"# TYPE demo_value gauge\ndemo_value {value}\n")
-        os.rename(tmp, os.path.join(cls.textfiles[agent], "demo.prom"))
+        h.write_textfile(cls.textfiles[agent], value)
 
     def received(self, alertname):
-        out = []
-        for _, _, _, body in self.sink.matching("/hook"):
-            for a in json.loads(body)["alerts"]:
-                if a["labels"].get("alertname") == alertname:
-                    out.append((a["labels"]["agent"], a["status"]))
-        return sorted(out)
+        return sorted((a["labels"]["agent"], a["status"])
+                      for a in h.webhook_alerts(self.sink, alertname))
 
     def test_each_transition_once_and_one_host_down(self):
         # A silence through replica 0 holds b1's alert, which replica 1 stores.

@@ -275,6 +275,39 @@ def create_token(addr, admin_token, kind, agent_id="", cacert=None):
     return json.loads(out)["secret"]
 
 
+def webhook_notifier(tmp, sink):
+    """Starts a notifier with one receiver, "ops", posting to `sink`'s /hook; returns
+    (process, gRPC address, client token file)."""
+    token_file, _ = write_secret(tmp, "notifier.token")
+    grpc, http = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    proc = Process(tmp, "vigie-notifier", f"""
+grpc_listen: {grpc}
+http_listen: {http}
+client_token: {{file: {token_file}}}
+receivers:
+  - name: ops
+    webhook_configs: [{{url: "{sink.url}/hook"}}]
+""", health_url=f"http://{http}/healthz")
+    return proc, grpc, token_file
+
+
+def write_textfile(directory, value, metric="demo_value"):
+    """Writes `metric value` for an agent's textfile collector, atomically (as cron jobs
+    should)."""
+    tmp = os.path.join(directory, ".demo.prom.tmp")
+    with open(tmp, "w") as f:
+        f.write(f"# TYPE {metric} gauge\n{metric} {value}\n")
+    os.rename(tmp, os.path.join(directory, "demo.prom"))
+
+
+def webhook_alerts(sink, alertname):
+    """Every alert named `alertname` the sink received at /hook, in arrival order."""
+    out = []
+    for _, _, _, body in sink.matching("/hook"):
+        out += [a for a in json.loads(body)["alerts"] if a["labels"].get("alertname") == alertname]
+    return out
+
+
 class Pki:
     """A private CA with certificates made by the openssl CLI: server (SANs as given),
     client (signed by the CA) and rogue (signed by another CA)."""

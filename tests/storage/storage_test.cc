@@ -828,6 +828,23 @@ TEST_F(LifecycleTest, SilencesAreListedAndBounded) {
   EXPECT_EQ(Count("SELECT count(*) FROM audit_log WHERE action IN ('CreateSilence', "
                   "'ExpireSilence')"),
             2);
+  // At most kMaxSilences live: one more is refused, naming the bound.
+  {
+    pqxx::connection c(url_);
+    pqxx::work w(c);
+    w.exec_params0(
+        "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by) "
+        "SELECT 'bulk' || i, '{\"agent\": \"x\"}', now(), now() + interval '1 hour', 't' "
+        "FROM generate_series(1, $1) i",
+        static_cast<int64_t>(kMaxSilences));
+    w.commit();
+  }
+  v1::Silence p;
+  (*p.mutable_matchers())["agent"] = "y";
+  p.set_ends_at_unix(kNow / 1000 + 60);
+  auto one_more = store_->CreateSilence(*SilenceFromProto(p, absl::Now(), "tok1"), "tok1");
+  EXPECT_EQ(one_more.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(one_more.status().message()), ::testing::HasSubstr("at most 10000"));
 }
 
 TEST_F(LifecycleTest, DeletingAnAgentResolvesItsAlertsAndForgetsItsData) {
