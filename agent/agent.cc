@@ -123,6 +123,12 @@ absl::StatusOr<AgentOptions> AgentOptionsFromConfig(const v1::AgentConfig& c) {
     return absl::InvalidArgumentError(absl::StrCat(
         "spool.fsync: must be \"always\" or \"never\", got \"", c.spool().fsync(), "\""));
   }
+  VIGIE_ASSIGN_OR_RETURN(o.checks, checks::CheckSpecsFromConfig(c.checks()));
+  if (c.max_concurrent_checks() != 0) o.max_concurrent_checks = c.max_concurrent_checks();
+  if (o.max_concurrent_checks > 10000) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_concurrent_checks: at most 10000, got ", c.max_concurrent_checks()));
+  }
   VIGIE_ASSIGN_OR_RETURN(
       o.reconnect_backoff,
       BackoffFromConfig("reconnect_backoff", c.reconnect_backoff(), o.reconnect_backoff));
@@ -263,12 +269,63 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
   };
   so.on_welcome = [this](const v1::Welcome& w) { OnWelcome(w); };
   so.on_reject = [this](const v1::Reject& r, bool held) { OnReject(r, held); };
+  so.on_command = [this](const v1::Command& c) { OnCommand(c); };
   so.heartbeat_interval = [this] { return heartbeat_interval(); };
   so.make_heartbeat = [this] { return MakeHeartbeat(); };
   client_ = std::make_unique<StreamClient>(std::move(so), &outbox_);
+
+  if (!options_.checks.empty()) {
+    checks::CheckLoopOptions co;
+    co.checks = options_.checks;
+    co.max_concurrent = options_.max_concurrent_checks;
+    co.hostname = options_.hostname;
+    co.on_results = [this](std::vector<v1::CheckResult> r) { SendCheckResults(std::move(r)); };
+    checks_ = std::make_unique<checks::CheckLoop>(std::move(co), registry);
+    if (absl::Status s = checks_->Init(); !s.ok()) {
+      log::Error("service checks cannot run", {{"error", s}});
+      checks_.reset();
+    }
+  }
 }
 
-Agent::~Agent() { Stop(); }
+Agent::~Agent() {
+  Stop();
+  if (checks_) checks_->Stop();
+}
+
+void Agent::SendCheckResults(std::vector<v1::CheckResult> results) {
+  const SendLimits limits = outbox_.limits();
+  v1::AgentMessage m;
+  size_t bytes = 0;
+  auto flush = [&] {
+    if (m.checks().results_size() == 0) return;
+    outbox_.Add(std::move(m));
+    m = v1::AgentMessage();
+    bytes = 0;
+  };
+  for (v1::CheckResult& r : results) {
+    const size_t size = r.ByteSizeLong() + 8;  // with its tag and length
+    if (static_cast<size_t>(m.checks().results_size()) >= limits.max_samples_per_batch ||
+        bytes + size + 16 > limits.max_message_bytes) {
+      flush();
+    }
+    bytes += size;
+    *m.mutable_checks()->add_results() = std::move(r);
+  }
+  flush();
+  client_->Kick();
+  UpdateGauges();
+}
+
+void Agent::OnCommand(const v1::Command& c) {
+  if (c.has_run_check()) {
+    absl::Status s = checks_ ? checks_->RunNow(c.run_check().name())
+                             : absl::NotFoundError("this agent has no checks");
+    log::Info("run check now", {{"id", c.id()}, {"check", c.run_check().name()}, {"result", s}});
+    return;
+  }
+  log::Info("command received (not supported in this version)", {{"id", c.id()}});
+}
 
 void Agent::CollectOnce(const std::string& only) {
   const absl::Time start = absl::Now();
@@ -310,6 +367,19 @@ void Agent::CollectOnce(const std::string& only) {
       samples.push_back(std::move(s));
     }
     snapshot->info.merge(r.collection.info);
+  }
+  if (checks_ && only.empty()) {
+    // The checks' latest results, as metrics (probe_success, ...), go in the same batches.
+    Collection probes;
+    checks_->AppendMetrics(now_ms, &probes);
+    for (v1::Sample& s : probes.samples) {
+      if (!ValidateSample(s, sample_limits, "sample").ok()) {
+        samples_dropped_.Add({{"collector", "checks"}, {"reason", "invalid"}}).Increment();
+        continue;
+      }
+      samples.push_back(std::move(s));
+    }
+    snapshot->info.merge(probes.info);
   }
   for (v1::Sample& s : scrape.samples) samples.push_back(std::move(s));
   snapshot->info.merge(scrape.info);
@@ -403,6 +473,7 @@ void Agent::UpdateGauges() {
 }
 
 void Agent::Run() {
+  if (checks_) checks_->Start();
   // Wall-clock pacing on the real clock: the loop sleeps, so it does not use the injected one.
   absl::Time next_collect = absl::Now();
   bool textfile_changed = false;
@@ -433,6 +504,7 @@ void Agent::Run() {
       });
     }
   }
+  if (checks_) checks_->Stop();
 }
 
 }  // namespace vigie::agent

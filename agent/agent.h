@@ -12,6 +12,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "agent/batching.h"
+#include "agent/checks/check.h"
+#include "agent/checks/check_loop.h"
 #include "agent/collector_runner.h"
 #include "agent/collectors/collector.h"
 #include "agent/dir_watch.h"
@@ -50,6 +52,9 @@ struct AgentOptions {
   std::string token;
   ClientSecurity security;
   HttpAuth http_auth;
+  // Service checks, validated.
+  std::vector<checks::CheckSpec> checks;
+  size_t max_concurrent_checks = 100;
 };
 
 // Validates `config` and fills in defaults. Errors are InvalidArgument naming the field.
@@ -89,6 +94,9 @@ class Agent : public Runnable {
   void UpdateGauges();
   void OnWelcome(const v1::Welcome& welcome);
   void OnReject(const v1::Reject& reject, bool held);
+  void OnCommand(const v1::Command& command);
+  // Queues check results as durable CheckResults messages, within the stream's limits.
+  void SendCheckResults(std::vector<v1::CheckResult> results);
   // Logs `message` for `key` unless the same was logged for it last time (so a bad file is
   // logged once, not once per round); `message` empty = the key is healthy again.
   void LogOnce(const std::string& key, const std::string& message);
@@ -100,6 +108,7 @@ class Agent : public Runnable {
   CollectorRunner runner_;
   HostMetrics host_metrics_;
   std::unique_ptr<StreamClient> client_;
+  std::unique_ptr<checks::CheckLoop> checks_;  // null without checks
   std::unique_ptr<DirectoryWatch> textfile_watch_;  // the loop's own; no thread
   std::atomic<int64_t> heartbeat_ms_;
   Mutex log_mu_;

@@ -90,7 +90,7 @@ class Session : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControlMess
                   {{"version", in_.config_update().version()}});
         break;
       case v1::ControlMessage::kCommand:
-        log::Info("command received (not supported in this version)", {{"id", in_.command().id()}});
+        if (client_->options_.on_command) client_->options_.on_command(in_.command());
         break;
       default:
         break;

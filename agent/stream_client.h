@@ -31,6 +31,8 @@ struct StreamClientOptions {
   std::function<void(const v1::Welcome&)> on_welcome;
   // After the outbox took a Reject; `held` says whether the message was still buffered.
   std::function<void(const v1::Reject&, bool held)> on_reject;
+  // A Command from the control plane (run on the stream's thread: must not block).
+  std::function<void(const v1::Command&)> on_command;
   // Heartbeats: sent on the stream every heartbeat_interval() (read again after each one and
   // after a Welcome), built by make_heartbeat(). Their timer is the stream's own, so a slow
   // collection never delays them. Both must be set.

@@ -38,6 +38,10 @@ packages=(
   # a real SMTP server (STARTTLS, AUTH) for the email tests; nginx as the notifier
   # benchmark's sink (a Python sink cannot keep up)
   python3-aiosmtpd nginx-light
+  # service checks: c-ares for DNS (checks and name resolution that never blocks), hiredis for
+  # Redis, and the real servers the check tests probe (dnsmasq, redis-server, Nagios plugins)
+  libc-ares-dev libhiredis-dev dnsmasq-base redis-server monitoring-plugins-basic
+  python3-cryptography
 )
 
 missing=()

@@ -1,0 +1,362 @@
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "agent/checks/check.h"
+#include "agent/checks/check_loop.h"
+#include "common/mutex.h"
+#include "common/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace vigie::agent::checks {
+namespace {
+
+using ::testing::HasSubstr;
+using ::vigie::testing::StatusIs;
+
+v1::CheckConfig Config(const std::string& name, const std::string& target) {
+  v1::CheckConfig c;
+  c.set_name(name);
+  c.set_target(target);
+  return c;
+}
+
+TEST(TargetTest, SplitsUrls) {
+  absl::StatusOr<Target> t = ParseTarget("https://example.org:8443/health?x=1", "t");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->scheme, "https");
+  EXPECT_EQ(t->host, "example.org");
+  EXPECT_EQ(t->port, 8443);
+  EXPECT_EQ(t->path_and_query, "/health?x=1");
+  t = ParseTarget("http://[::1]/", "t");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->host, "::1");
+  EXPECT_EQ(t->port, 80);
+  t = ParseTarget("dns://127.0.0.1:5353/example.org?type=MX", "t");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->port, 5353);
+  EXPECT_EQ(t->path_and_query, "/example.org?type=MX");
+}
+
+TEST(TargetTest, RefusesWhatIsNotAUrl) {
+  EXPECT_THAT(ParseTarget("", "checks[0].target").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("checks[0].target: required")));
+  EXPECT_THAT(ParseTarget("example.org", "f").status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is not a URL")));
+  EXPECT_THAT(ParseTarget("http://h:99999/", "f").status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"http://h:99999/\"")));
+  EXPECT_THAT(ParseTarget(std::string(3000, 'a'), "f").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("longer than 2048")));
+}
+
+TEST(CheckSpecTest, FillsDefaults) {
+  absl::StatusOr<CheckSpec> s = CheckSpecFromConfig(Config("home", "https://example.org/"), "c");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->interval, absl::Seconds(30));
+  EXPECT_EQ(s->timeout, absl::Seconds(10));
+  EXPECT_EQ(s->failures, 1);
+  EXPECT_EQ(s->tls.expiry_warning, absl::Hours(14 * 24));
+  v1::CheckConfig c = Config("fast", "tcp://127.0.0.1:22");
+  c.set_interval("2s");
+  s = CheckSpecFromConfig(c, "c");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->timeout, absl::Seconds(1));  // never the default 10s above a 2s interval
+  c = Config("w", "https://example.org/");
+  c.mutable_http()->set_tls_expiry_warning("30d");
+  s = CheckSpecFromConfig(c, "c");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->tls.expiry_warning, absl::Hours(30 * 24));
+}
+
+TEST(CheckSpecTest, RefusesBadSettingsNamingTheFieldAndValue) {
+  struct Case {
+    v1::CheckConfig config;
+    std::string error;
+  };
+  std::vector<Case> cases;
+  cases.push_back({Config("bad name", "http://h/"), "checks[0].name: \"bad name\""});
+  cases.push_back({Config("x", "ftp://h/"), "scheme \"ftp\" is not supported"});
+  cases.push_back({Config("x", "tcp://h"), "needs a host and a port"});
+  cases.push_back({Config("x", "dns://h/n?type=SRV"), "type \"SRV\""});
+  cases.push_back({Config("x", "dns://h/n?class=IN"), "unknown parameter \"class\""});
+  cases.push_back({Config("x", "http://user:pw@h/"), "credentials in the URL"});
+  {
+    v1::CheckConfig c = Config("x", "http://h/");
+    c.set_timeout("5s");
+    c.set_interval("5s");
+    cases.push_back({c, "checks[0] (x).timeout: must be at least 10ms and below interval"});
+  }
+  {
+    v1::CheckConfig c = Config("x", "http://h/");
+    c.set_interval("500ms");
+    cases.push_back({c, ".interval: must be between 1s and 24h, got \"500ms\""});
+  }
+  {
+    v1::CheckConfig c = Config("x", "http://h/");
+    c.mutable_http()->add_expect_status("2xx");
+    cases.push_back({c, "http.expect_status[0]: \"2xx\""});
+  }
+  {
+    v1::CheckConfig c = Config("x", "http://h/");
+    c.mutable_http()->set_body_regex("(");
+    cases.push_back({c, "http.body_regex: \"(\""});
+  }
+  {
+    v1::CheckConfig c = Config("x", "http://h/");
+    (*c.mutable_http()->mutable_headers())["X-A"] = "a\r\nInjected: 1";
+    cases.push_back({c, "contains a line break"});
+  }
+  {
+    v1::CheckConfig c = Config("x", "https://h/");
+    c.mutable_http()->mutable_tls()->set_ca_file("/nonexistent/ca.pem");
+    cases.push_back({c, "http.tls.ca_file: \"/nonexistent/ca.pem\" cannot be read"});
+  }
+  {
+    v1::CheckConfig c = Config("x", "http://h/");
+    (*c.mutable_labels())["check"] = "y";
+    cases.push_back({c, "labels: \"check\""});
+  }
+  {
+    v1::CheckConfig c = Config("x", "http://h/");
+    c.set_failures(1000);
+    cases.push_back({c, "failures: at most 100, got 1000"});
+  }
+  for (const Case& c : cases) {
+    EXPECT_THAT(CheckSpecFromConfig(c.config, "checks[0]").status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.error)))
+        << c.config.ShortDebugString();
+  }
+  google::protobuf::RepeatedPtrField<v1::CheckConfig> list;
+  *list.Add() = Config("a", "http://h/");
+  *list.Add() = Config("a", "http://g/");
+  EXPECT_THAT(CheckSpecsFromConfig(list).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("checks[1].name: \"a\" is used by an earlier check")));
+}
+
+TEST(SafeTextTest, KeepsUtf8AndReplacesTheRest) {
+  EXPECT_EQ(SafeText("caf\xc3\xa9", 100), "caf\xc3\xa9");
+  EXPECT_EQ(SafeText("a\xff" "b\xc3", 100), "a?b?");
+  EXPECT_EQ(SafeText(std::string("a\0b", 3), 100), "a?b");
+  EXPECT_EQ(SafeText("caf\xc3\xa9", 4), "caf");  // never cuts a character in two
+  EXPECT_EQ(SafeText("\xed\xa0\x80", 10), "???");  // a UTF-16 surrogate is not UTF-8
+}
+
+// A loopback TCP server answering each connection per `mode`, on its own thread.
+class TestServer {
+ public:
+  enum Mode { kHttpOk, kHttp503, kSilent };
+  explicit TestServer(Mode mode) : mode_(mode) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    socklen_t len = sizeof(a);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    listen(fd_, 64);
+    if (mode_ != kSilent) thread_ = std::thread([this] { Serve(); });
+  }
+  ~TestServer() {
+    shutdown(fd_, SHUT_RDWR);
+    close(fd_);
+    if (thread_.joinable()) thread_.join();
+  }
+  int port() const { return port_; }
+  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_, "/health"); }
+
+ private:
+  void Serve() {
+    for (;;) {
+      const int c = accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      char buf[4096];
+      [[maybe_unused]] ssize_t n = read(c, buf, sizeof(buf));
+      const std::string reply =
+          mode_ == kHttpOk
+              ? "HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nall ok\n"
+              : "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      [[maybe_unused]] ssize_t w = write(c, reply.data(), reply.size());
+      close(c);
+    }
+  }
+  Mode mode_;
+  int fd_;
+  int port_;
+  std::thread thread_;
+};
+
+// A port nothing listens on.
+int ClosedPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+class CheckLoopTest : public ::testing::Test {
+ protected:
+  void Run(std::vector<v1::CheckConfig> configs, size_t max_concurrent = 100) {
+    google::protobuf::RepeatedPtrField<v1::CheckConfig> list(configs.begin(), configs.end());
+    absl::StatusOr<std::vector<CheckSpec>> specs = CheckSpecsFromConfig(list);
+    ASSERT_TRUE(specs.ok()) << specs.status();
+    CheckLoopOptions o;
+    o.checks = std::move(*specs);
+    o.max_concurrent = max_concurrent;
+    o.on_results = [this](std::vector<v1::CheckResult> r) {
+      MutexLock lock(&mu_);
+      for (auto& x : r) results_.push_back(std::move(x));
+    };
+    loop_ = std::make_unique<CheckLoop>(std::move(o), &registry_);
+    ASSERT_TRUE(loop_->Init().ok());
+    loop_->Start();
+  }
+  // Waits for the first result of `name`.
+  v1::CheckResult First(const std::string& name, absl::Duration timeout = absl::Seconds(10)) {
+    const absl::Time end = absl::Now() + timeout;
+    while (absl::Now() < end) {
+      {
+        MutexLock lock(&mu_);
+        for (const v1::CheckResult& r : results_) {
+          if (r.name() == name) return r;
+        }
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    ADD_FAILURE() << "no result for " << name;
+    return {};
+  }
+  std::vector<v1::CheckResult> All(const std::string& name) {
+    MutexLock lock(&mu_);
+    std::vector<v1::CheckResult> out;
+    for (const v1::CheckResult& r : results_) {
+      if (r.name() == name) out.push_back(r);
+    }
+    return out;
+  }
+  void TearDown() override {
+    if (loop_) loop_->Stop();
+  }
+
+  prometheus::Registry registry_;
+  std::unique_ptr<CheckLoop> loop_;
+  Mutex mu_;
+  std::vector<v1::CheckResult> results_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(CheckLoopTest, ReportsHttpStatusRefusedConnectionsAndTimeouts) {
+  TestServer ok(TestServer::kHttpOk), bad(TestServer::kHttp503), silent(TestServer::kSilent);
+  v1::CheckConfig body = Config("body", ok.url());
+  body.mutable_http()->set_body_contains("missing words");
+  v1::CheckConfig hang = Config("hang", silent.url());
+  hang.set_timeout("300ms");
+  v1::CheckConfig labelled = Config("ok", ok.url());
+  (*labelled.mutable_labels())["team"] = "web";
+  Run({labelled, Config("503", bad.url()), body,
+       Config("refused", absl::StrCat("http://127.0.0.1:", ClosedPort(), "/")), hang,
+       Config("tcp", absl::StrCat("tcp://127.0.0.1:", ok.port()))});
+
+  v1::CheckResult r = First("ok");
+  EXPECT_EQ(r.status(), v1::CHECK_STATUS_OK);
+  EXPECT_THAT(r.message(), HasSubstr("HTTP 200 in"));
+  EXPECT_EQ(r.labels().at("team"), "web");
+  EXPECT_GT(r.timestamp_ms(), 0);
+  r = First("503");
+  EXPECT_EQ(r.status(), v1::CHECK_STATUS_CRITICAL);
+  EXPECT_THAT(r.message(), HasSubstr("HTTP 503 (expected 200-299)"));
+  r = First("body");
+  EXPECT_EQ(r.status(), v1::CHECK_STATUS_CRITICAL);
+  EXPECT_THAT(r.message(), HasSubstr("the body does not contain \"missing words\""));
+  r = First("refused");
+  EXPECT_EQ(r.status(), v1::CHECK_STATUS_CRITICAL);
+  EXPECT_THAT(r.message(), HasSubstr("connection refused by 127.0.0.1:"));
+  r = First("hang");
+  EXPECT_EQ(r.status(), v1::CHECK_STATUS_CRITICAL);
+  EXPECT_THAT(r.message(), HasSubstr("timeout after 300ms waiting for the response"));
+  EXPECT_LT(r.latency_seconds(), 1.0);
+  r = First("tcp");
+  EXPECT_EQ(r.status(), v1::CHECK_STATUS_OK);
+  EXPECT_THAT(r.message(), HasSubstr("connected in"));
+
+  Collection metrics;
+  loop_->AppendMetrics(1000, &metrics);
+  std::map<std::string, double> by_check;
+  for (const v1::Sample& s : metrics.samples) {
+    if (s.name() == "probe_http_status_code") by_check[s.labels().at("check")] = s.value();
+    if (s.name() == "vigie_check_status" && s.labels().at("check") == "503") {
+      EXPECT_EQ(s.value(), 2);
+    }
+  }
+  EXPECT_EQ(by_check["ok"], 200);
+  EXPECT_EQ(by_check["503"], 503);
+}
+
+TEST_F(CheckLoopTest, AHangingTargetDoesNotDelayOthersEvenWithOneSlotLeft) {
+  TestServer ok(TestServer::kHttpOk), silent(TestServer::kSilent);
+  std::vector<v1::CheckConfig> configs;
+  for (int i = 0; i < 3; ++i) {
+    v1::CheckConfig c = Config(absl::StrCat("hang", i), silent.url());
+    c.set_interval("1s");
+    c.set_timeout("900ms");
+    configs.push_back(c);
+  }
+  v1::CheckConfig fast = Config("fast", ok.url());
+  fast.set_interval("1s");
+  configs.push_back(fast);
+  Run(configs, /*max_concurrent=*/4);
+  absl::SleepFor(absl::Seconds(3.5));
+  // Every second, whatever the three hanging ones do.
+  EXPECT_GE(All("fast").size(), 3u);
+  for (const v1::CheckResult& r : All("fast")) EXPECT_EQ(r.status(), v1::CHECK_STATUS_OK);
+}
+
+TEST_F(CheckLoopTest, FailuresMustRepeatBeforeTheStateChanges) {
+  v1::CheckConfig c = Config("flaky", absl::StrCat("tcp://127.0.0.1:", ClosedPort()));
+  c.set_interval("1s");
+  c.set_timeout("500ms");
+  c.set_failures(2);
+  Run({c});
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  while (All("flaky").size() < 2 && absl::Now() < end) absl::SleepFor(absl::Milliseconds(20));
+  std::vector<v1::CheckResult> r = All("flaky");
+  ASSERT_GE(r.size(), 2u);
+  EXPECT_EQ(r[0].status(), v1::CHECK_STATUS_OK);
+  EXPECT_EQ(r[0].observed(), v1::CHECK_STATUS_CRITICAL);
+  EXPECT_EQ(r[0].consecutive_failures(), 1u);
+  EXPECT_THAT(r[0].message(), HasSubstr("(1 of 2 failures before the check turns critical)"));
+  EXPECT_EQ(r[1].status(), v1::CHECK_STATUS_CRITICAL);
+  EXPECT_EQ(r[1].consecutive_failures(), 2u);
+}
+
+TEST_F(CheckLoopTest, RunNowRunsAtOnceAndRefusesUnknownNames) {
+  TestServer ok(TestServer::kHttpOk);
+  v1::CheckConfig c = Config("slow", ok.url());
+  c.set_interval("1h");
+  Run({c});
+  First("slow", absl::Seconds(10));  // the first run comes within 5s of the start
+  ASSERT_TRUE(loop_->RunNow("slow").ok());
+  const absl::Time end = absl::Now() + absl::Seconds(5);
+  while (All("slow").size() < 2 && absl::Now() < end) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(All("slow").size(), 2u);
+  EXPECT_THAT(loop_->RunNow("nope"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("\"nope\"")));
+}
+
+TEST_F(CheckLoopTest, ReportsDnsFailuresOfTheTargetHost) {
+  v1::CheckConfig c = Config("nxdomain", "http://no-such-host.invalid/");
+  c.set_timeout("3s");
+  Run({c});
+  v1::CheckResult r = First("nxdomain");
+  EXPECT_EQ(r.status(), v1::CHECK_STATUS_CRITICAL);
+  EXPECT_THAT(r.message(), HasSubstr("DNS failure: no-such-host.invalid"));
+}
+
+}  // namespace
+}  // namespace vigie::agent::checks
