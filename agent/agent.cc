@@ -126,8 +126,8 @@ absl::StatusOr<AgentOptions> AgentOptionsFromConfig(const v1::AgentConfig& c) {
   VIGIE_ASSIGN_OR_RETURN(o.checks, checks::CheckSpecsFromConfig(c.checks()));
   if (c.max_concurrent_checks() != 0) o.max_concurrent_checks = c.max_concurrent_checks();
   if (o.max_concurrent_checks > 10000) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_concurrent_checks: at most 10000, got ", c.max_concurrent_checks()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_concurrent_checks: at most 10000, got ", c.max_concurrent_checks()));
   }
   VIGIE_ASSIGN_OR_RETURN(
       o.reconnect_backoff,

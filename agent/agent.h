@@ -108,7 +108,7 @@ class Agent : public Runnable {
   CollectorRunner runner_;
   HostMetrics host_metrics_;
   std::unique_ptr<StreamClient> client_;
-  std::unique_ptr<checks::CheckLoop> checks_;  // null without checks
+  std::unique_ptr<checks::CheckLoop> checks_;       // null without checks
   std::unique_ptr<DirectoryWatch> textfile_watch_;  // the loop's own; no thread
   std::atomic<int64_t> heartbeat_ms_;
   Mutex log_mu_;

@@ -125,7 +125,8 @@ CheckLoop::CheckLoop(CheckLoopOptions options, prometheus::Registry* registry)
     c.spec = std::move(spec);
     // Spread first runs (stable per name, like Prometheus's scrape offsets) over at most 5s,
     // so a thousand checks do not all start together and a new agent reports soon.
-    const int64_t spread_ms = absl::ToInt64Milliseconds(std::min(c.spec.interval, absl::Seconds(5)));
+    const int64_t spread_ms =
+        absl::ToInt64Milliseconds(std::min(c.spec.interval, absl::Seconds(5)));
     c.next_due = now + absl::Milliseconds(static_cast<int64_t>(
                            std::hash<std::string>()(c.spec.name) % static_cast<size_t>(spread_ms)));
   }

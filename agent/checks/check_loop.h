@@ -64,8 +64,8 @@ class CheckLoop : public Runnable {
   struct Check {
     CheckSpec spec;
     absl::Time next_due;
-    bool queued = false;   // waiting for a slot
-    bool run_now = false;  // asked by RunNow
+    bool queued = false;           // waiting for a slot
+    bool run_now = false;          // asked by RunNow
     std::unique_ptr<Probe> probe;  // while running
     absl::Time started, deadline;
     bool finished = false;  // the probe called done; destroyed after the pass
@@ -83,7 +83,7 @@ class CheckLoop : public Runnable {
   EventLoop loop_;
   std::unique_ptr<CurlMulti> curl_;
   ProbeEnv env_;
-  std::vector<Check> checks_;  // fixed after construction; the loop thread's
+  std::vector<Check> checks_;   // fixed after construction; the loop thread's
   std::deque<size_t> waiting_;  // due, waiting for a slot, in due order
   size_t running_ = 0;
 

@@ -44,10 +44,13 @@ TEST(TargetTest, SplitsUrls) {
 }
 
 TEST(TargetTest, RefusesWhatIsNotAUrl) {
-  EXPECT_THAT(ParseTarget("", "checks[0].target").status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("checks[0].target: required")));
-  EXPECT_THAT(ParseTarget("example.org", "f").status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is not a URL")));
-  EXPECT_THAT(ParseTarget("http://h:99999/", "f").status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"http://h:99999/\"")));
+  EXPECT_THAT(
+      ParseTarget("", "checks[0].target").status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("checks[0].target: required")));
+  EXPECT_THAT(ParseTarget("example.org", "f").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is not a URL")));
+  EXPECT_THAT(ParseTarget("http://h:99999/", "f").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"http://h:99999/\"")));
   EXPECT_THAT(ParseTarget(std::string(3000, 'a'), "f").status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("longer than 2048")));
 }
@@ -133,14 +136,18 @@ TEST(CheckSpecTest, RefusesBadSettingsNamingTheFieldAndValue) {
   *list.Add() = Config("a", "http://h/");
   *list.Add() = Config("a", "http://g/");
   EXPECT_THAT(CheckSpecsFromConfig(list).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("checks[1].name: \"a\" is used by an earlier check")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("checks[1].name: \"a\" is used by an earlier check")));
 }
 
 TEST(SafeTextTest, KeepsUtf8AndReplacesTheRest) {
   EXPECT_EQ(SafeText("caf\xc3\xa9", 100), "caf\xc3\xa9");
-  EXPECT_EQ(SafeText("a\xff" "b\xc3", 100), "a?b?");
+  EXPECT_EQ(SafeText("a\xff"
+                     "b\xc3",
+                     100),
+            "a?b?");
   EXPECT_EQ(SafeText(std::string("a\0b", 3), 100), "a?b");
-  EXPECT_EQ(SafeText("caf\xc3\xa9", 4), "caf");  // never cuts a character in two
+  EXPECT_EQ(SafeText("caf\xc3\xa9", 4), "caf");    // never cuts a character in two
   EXPECT_EQ(SafeText("\xed\xa0\x80", 10), "???");  // a UTF-16 surrogate is not UTF-8
 }
 
@@ -178,7 +185,8 @@ class TestServer {
       const std::string reply =
           mode_ == kHttpOk
               ? "HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nall ok\n"
-              : "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+              : "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: "
+                "close\r\n\r\n";
       [[maybe_unused]] ssize_t w = write(c, reply.data(), reply.size());
       close(c);
     }

@@ -40,7 +40,8 @@ int CurlMulti::OnSocket(CURL*, curl_socket_t s, int what, void* self, void*) {
 
 int CurlMulti::OnTimerChange(CURLM*, long timeout_ms, void* self) {  // NOLINT(runtime/int)
   auto* m = static_cast<CurlMulti*>(self);
-  m->timer_ = timeout_ms < 0 ? absl::InfiniteFuture() : absl::Now() + absl::Milliseconds(timeout_ms);
+  m->timer_ =
+      timeout_ms < 0 ? absl::InfiniteFuture() : absl::Now() + absl::Milliseconds(timeout_ms);
   return 0;
 }
 

@@ -62,8 +62,8 @@ std::string CertNames(X509* cert) {
   }
   if (names.empty()) {
     char cn[256] = {0};
-    if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn,
-                                  sizeof(cn)) > 0) {
+    if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn)) >
+        0) {
       names.emplace_back(cn);
     }
   }
@@ -77,8 +77,8 @@ TlsObservation* ObservationOf(const SSL* ssl) {
 
 // Records every certificate of the chain as OpenSSL verifies it; never changes the verdict.
 int OnVerify(int ok, X509_STORE_CTX* store) {
-  auto* ssl = static_cast<SSL*>(
-      X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  auto* ssl =
+      static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
   TlsObservation* o = ObservationOf(ssl);
   if (o == nullptr) return ok;
   X509* cert = X509_STORE_CTX_get_current_cert(store);
@@ -189,16 +189,16 @@ void CurlProbe::Start(Done done) {
     std::exchange(done_, nullptr)(std::move(o));
     return;
   }
-  resolver_->LookupAddresses(host, [this](absl::StatusOr<std::vector<std::string>> a) {
-    Resolved(std::move(a));
-  });
+  resolver_->LookupAddresses(
+      host, [this](absl::StatusOr<std::vector<std::string>> a) { Resolved(std::move(a)); });
 }
 
 void CurlProbe::Resolved(absl::StatusOr<std::vector<std::string>> addresses) {
   if (!addresses.ok()) {
     Outcome o;
     o.status = v1::CHECK_STATUS_CRITICAL;
-    o.message = absl::StrCat("DNS failure: ", spec_.parsed.host, ": ", addresses.status().message());
+    o.message =
+        absl::StrCat("DNS failure: ", spec_.parsed.host, ": ", addresses.status().message());
     std::exchange(done_, nullptr)(std::move(o));
     return;
   }
@@ -218,7 +218,7 @@ void CurlProbe::StartTransfer(const std::string& resolve_entry) {
   curl_easy_setopt(easy_, CURLOPT_URL, Url().c_str());
   curl_easy_setopt(easy_, CURLOPT_ERRORBUFFER, error_);
   curl_easy_setopt(easy_, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(easy_, CURLOPT_TIMEOUT_MS, static_cast<long>(left_ms));  // NOLINT
+  curl_easy_setopt(easy_, CURLOPT_TIMEOUT_MS, static_cast<long>(left_ms));         // NOLINT
   curl_easy_setopt(easy_, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(left_ms));  // NOLINT
   // Every run measures a whole connection, as a user's first request would see it.
   curl_easy_setopt(easy_, CURLOPT_FRESH_CONNECT, 1L);
@@ -232,7 +232,8 @@ void CurlProbe::StartTransfer(const std::string& resolve_entry) {
   if (tls_) {
     curl_easy_setopt(easy_, CURLOPT_SSL_CTX_FUNCTION, &OnSslContext);
     curl_easy_setopt(easy_, CURLOPT_SSL_CTX_DATA, &observed_);
-    if (!spec_.tls.ca_file.empty()) curl_easy_setopt(easy_, CURLOPT_CAINFO, spec_.tls.ca_file.c_str());
+    if (!spec_.tls.ca_file.empty())
+      curl_easy_setopt(easy_, CURLOPT_CAINFO, spec_.tls.ca_file.c_str());
     if (spec_.tls.insecure_skip_verify) {
       curl_easy_setopt(easy_, CURLOPT_SSL_VERIFYPEER, 0L);
       curl_easy_setopt(easy_, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -272,8 +273,7 @@ Outcome CurlProbe::Failure(CURLcode code) {
       break;
     }
     case CURLE_OPERATION_TIMEDOUT:
-      o.message = absl::StrCat("timeout after ", absl::FormatDuration(spec_.timeout), " ",
-                               Phase());
+      o.message = absl::StrCat("timeout after ", absl::FormatDuration(spec_.timeout), " ", Phase());
       break;
     case CURLE_COULDNT_RESOLVE_HOST:
       o.message = absl::StrCat("DNS failure: ", detail);
@@ -293,8 +293,8 @@ Outcome CurlProbe::Failure(CURLcode code) {
                                    t.error_subject, ")");
           break;
         case X509_V_ERR_CERT_NOT_YET_VALID:
-          o.message = absl::StrCat("certificate not valid before ", Date(t.error_not_before),
-                                   " (", t.error_subject, ")");
+          o.message = absl::StrCat("certificate not valid before ", Date(t.error_not_before), " (",
+                                   t.error_subject, ")");
           break;
         case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
         case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
@@ -305,22 +305,27 @@ Outcome CurlProbe::Failure(CURLcode code) {
                                    t.error_issuer, ")");
           break;
         default:
-          o.message = absl::StrCat("certificate verification failed: ",
-                                   X509_verify_cert_error_string(t.verify_error), " (",
-                                   t.error_subject, ")");
+          o.message = absl::StrCat(
+              "certificate verification failed: ", X509_verify_cert_error_string(t.verify_error),
+              " (", t.error_subject, ")");
       }
       break;
     }
     case CURLE_SSL_CONNECT_ERROR:
       if (absl::StrContains(detail, "unsupported protocol") ||
           absl::StrContains(detail, "protocol version") ||
-          absl::StrContains(detail, "no protocols available")) {
-        o.message = absl::StrCat("TLS handshake failed: no TLS version in common with ", where,
-                                 " (", detail, ")");
+          absl::StrContains(detail, "no protocols available") ||
+          absl::StrContains(detail, "legacy sigalg")) {
+        // The server offers only TLS versions (or their signature algorithms) that OpenSSL's
+        // security level refuses, e.g. a TLS 1.0-only server.
+        o.message = absl::StrCat(
+            "TLS handshake failed: protocol version or algorithms not accepted; no TLS version "
+            "in common with ",
+            where, " (", detail, ")");
       } else if (absl::StrContains(detail, "wrong version number") ||
                  absl::StrContains(detail, "packet length too long")) {
-        o.message = absl::StrCat("TLS handshake failed: ", where, " does not speak TLS (", detail,
-                                 ")");
+        o.message =
+            absl::StrCat("TLS handshake failed: ", where, " does not speak TLS (", detail, ")");
       } else {
         o.message = absl::StrCat("TLS handshake failed with ", where, ": ", detail);
       }
@@ -358,8 +363,8 @@ void CurlProbe::AddTlsVerdict(Outcome* o) const {
   const int64_t left = observed_.earliest_expiry - now;
   if (left <= 0) {  // only possible with insecure_skip_verify
     o->status = v1::CHECK_STATUS_CRITICAL;
-    o->message = absl::StrCat("certificate expired on ", Date(observed_.earliest_expiry), "; ",
-                              o->message);
+    o->message =
+        absl::StrCat("certificate expired on ", Date(observed_.earliest_expiry), "; ", o->message);
   } else if (absl::Seconds(left) < spec_.tls.expiry_warning) {
     o->status = v1::CHECK_STATUS_WARNING;
     o->message = absl::StrCat("certificate expires in ", left / 86400, " days (on ",

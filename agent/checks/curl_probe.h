@@ -23,10 +23,10 @@ absl::Status TlsSettingsFromConfig(const v1::CheckTls& c, const std::string& fie
 // What the TLS handshake showed, recorded by OpenSSL callbacks during the transfer.
 struct TlsObservation {
   bool handshake_done = false;
-  std::string version;           // "TLSv1.3"
-  int64_t earliest_expiry = 0;   // unix seconds, 0 = no certificate seen
-  std::string leaf_subject;      // "CN=example.org"
-  std::string leaf_names;        // "example.org, www.example.org" (SANs, else the CN)
+  std::string version;          // "TLSv1.3"
+  int64_t earliest_expiry = 0;  // unix seconds, 0 = no certificate seen
+  std::string leaf_subject;     // "CN=example.org"
+  std::string leaf_names;       // "example.org, www.example.org" (SANs, else the CN)
   // The first verification error (0 = none) and the certificate it was about.
   int verify_error = 0;
   std::string error_subject;

@@ -43,16 +43,15 @@ absl::StatusOr<DnsQuery> ParseQuery(const CheckSpec& s, const std::string& field
     }
   }
   if (q.name.empty() || q.name.size() > 253) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".target: \"", s.target,
-        "\" names nothing to look up; write dns://[resolver:port/]name?type=A"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".target: \"", s.target,
+                     "\" names nothing to look up; write dns://[resolver:port/]name?type=A"));
   }
   for (absl::string_view kv : absl::StrSplit(query, '&', absl::SkipEmpty())) {
     std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
     if (p.first != "type") {
-      return absl::InvalidArgumentError(absl::StrCat(field, ".target: \"", s.target,
-                                                     "\": unknown parameter \"", p.first,
-                                                     "\" (only type)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".target: \"", s.target, "\": unknown parameter \"", p.first, "\" (only type)"));
     }
     q.type = absl::AsciiStrToUpper(p.second);
   }
@@ -166,8 +165,8 @@ class DnsProbe : public Probe {
     o.metrics.emplace_back("probe_dns_answer_rrs", static_cast<double>(records->size()));
     std::vector<std::string> shown(records->begin(),
                                    records->begin() + std::min<size_t>(records->size(), 5));
-    const std::string got = absl::StrCat(absl::StrJoin(shown, ", "),
-                                         records->size() > 5 ? ", ..." : "");
+    const std::string got =
+        absl::StrCat(absl::StrJoin(shown, ", "), records->size() > 5 ? ", ..." : "");
     for (const std::string& want : spec_.config.dns().expect()) {
       if (std::find(records->begin(), records->end(), want) == records->end()) {
         o.message = absl::StrCat(what, ": the answer lacks \"", want, "\" (got ", got, ")");
@@ -175,8 +174,7 @@ class DnsProbe : public Probe {
       }
     }
     o.status = v1::CHECK_STATUS_OK;
-    o.message = absl::StrCat(what, ": ", got, " in ", static_cast<int64_t>(seconds * 1000),
-                             " ms");
+    o.message = absl::StrCat(what, ": ", got, " in ", static_cast<int64_t>(seconds * 1000), " ms");
     return o;
   }
 

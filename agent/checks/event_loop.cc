@@ -66,7 +66,7 @@ void EventLoop::Poll(absl::Time until) {
       continue;
     }
     auto it = callbacks_.find(fd);
-    if (it == callbacks_.end()) continue;  // unwatched by an earlier callback
+    if (it == callbacks_.end()) continue;       // unwatched by an earlier callback
     std::shared_ptr<Callback> cb = it->second;  // the callback may unwatch itself
     const uint32_t e = events[i].events;
     // Errors and hang-ups wake both directions: the owner's next read or write sees them.

@@ -30,9 +30,9 @@ absl::StatusOr<std::vector<StatusRange>> ParseExpectStatus(const v1::HttpCheck& 
     r.hi = r.lo;
     if (parts.size() == 2) ok = ok && absl::SimpleAtoi(parts[1], &r.hi);
     if (!ok || r.lo < 100 || r.hi > 599 || r.lo > r.hi) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ".expect_status[", i, "]: \"", e, "\" is not a status code or range such as "
-          "\"200\" or \"200-299\""));
+      return absl::InvalidArgumentError(absl::StrCat(field, ".expect_status[", i, "]: \"", e,
+                                                     "\" is not a status code or range such as "
+                                                     "\"200\" or \"200-299\""));
     }
     out.push_back(r);
   }
@@ -48,9 +48,10 @@ absl::Status Validate(CheckSpec* s, const std::string& field) {
         absl::StrCat(field, ".target: \"", s->target, "\" has no host"));
   }
   if (!s->parsed.userinfo.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".target: credentials in the URL would be logged and stored; use http.headers "
-               "(e.g. Authorization) instead"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field,
+                     ".target: credentials in the URL would be logged and stored; use http.headers "
+                     "(e.g. Authorization) instead"));
   }
   static const RE2 kToken("[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}");
   if (!h.method().empty() && !RE2::FullMatch(h.method(), kToken)) {
@@ -71,8 +72,8 @@ absl::Status Validate(CheckSpec* s, const std::string& field) {
   if (!h.body_regex().empty()) {
     RE2 re(h.body_regex(), RE2::Quiet);
     if (!re.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(at, ".body_regex: \"", h.body_regex(),
-                                                     "\": ", re.error()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(at, ".body_regex: \"", h.body_regex(), "\": ", re.error()));
     }
   }
   if (h.max_redirects() > 50) {
@@ -83,8 +84,7 @@ absl::Status Validate(CheckSpec* s, const std::string& field) {
     return absl::InvalidArgumentError(
         absl::StrCat(at, ".max_body_bytes: at most 16777216, got ", h.max_body_bytes()));
   }
-  return TlsSettingsFromConfig(h.tls(), absl::StrCat(at, ".tls"), h.tls_expiry_warning(),
-                               &s->tls);
+  return TlsSettingsFromConfig(h.tls(), absl::StrCat(at, ".tls"), h.tls_expiry_warning(), &s->tls);
 }
 
 class HttpProbe : public CurlProbe {
@@ -109,8 +109,9 @@ class HttpProbe : public CurlProbe {
     curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     const bool follow = !h_.has_follow_redirects() || h_.follow_redirects();
     curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
-    curl_easy_setopt(easy, CURLOPT_MAXREDIRS,
-                     static_cast<long>(h_.max_redirects() == 0 ? 10 : h_.max_redirects()));  // NOLINT
+    curl_easy_setopt(
+        easy, CURLOPT_MAXREDIRS,
+        static_cast<long>(h_.max_redirects() == 0 ? 10 : h_.max_redirects()));  // NOLINT
     const std::string method = h_.method().empty() ? "GET" : absl::AsciiStrToUpper(h_.method());
     if (method == "HEAD") {
       curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
@@ -158,8 +159,8 @@ class HttpProbe : public CurlProbe {
       return o;
     }
     if (!h_.body_regex().empty() && !RE2::PartialMatch(body_, RE2(h_.body_regex()))) {
-      o.message = absl::StrCat("HTTP ", code, " but the body does not match /", h_.body_regex(),
-                               "/");
+      o.message =
+          absl::StrCat("HTTP ", code, " but the body does not match /", h_.body_regex(), "/");
       return o;
     }
     o.status = v1::CHECK_STATUS_OK;

@@ -83,8 +83,8 @@ void Resolver::OnTimer() {
   if (channel_ != nullptr) ares_process_fd(channel_, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
 }
 
-void Resolver::LookupAddresses(
-    const std::string& host, std::function<void(absl::StatusOr<std::vector<std::string>>)> done) {
+void Resolver::LookupAddresses(const std::string& host,
+                               std::function<void(absl::StatusOr<std::vector<std::string>>)> done) {
   addresses_done_ = std::move(done);
   ares_addrinfo_hints hints{};
   hints.ai_family = AF_UNSPEC;

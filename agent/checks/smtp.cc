@@ -17,8 +17,8 @@ absl::Status Validate(CheckSpec* s, const std::string& field) {
   }
   static const RE2 kHello("[A-Za-z0-9.-]{0,253}");
   if (!RE2::FullMatch(s->config.smtp().hello(), kHello)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".smtp.hello: \"", s->config.smtp().hello(), "\" is not a host name"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".smtp.hello: \"", s->config.smtp().hello(), "\" is not a host name"));
   }
   return TlsSettingsFromConfig(s->config.smtp().tls(), absl::StrCat(field, ".smtp.tls"), "",
                                &s->tls);
@@ -36,8 +36,8 @@ class SmtpProbe : public CurlProbe {
     const std::string& host = spec_.tls.server_name.empty() ? t.host : spec_.tls.server_name;
     const std::string h = host.find(':') != std::string::npos ? absl::StrCat("[", host, "]") : host;
     // curl takes the EHLO name from the URL's path.
-    const std::string& hello = spec_.config.smtp().hello().empty() ? env_->hostname
-                                                                   : spec_.config.smtp().hello();
+    const std::string& hello =
+        spec_.config.smtp().hello().empty() ? env_->hostname : spec_.config.smtp().hello();
     return absl::StrCat(t.scheme, "://", h, ":", t.port, "/", hello);
   }
   absl::Status Configure(CURL* easy) override {
@@ -50,9 +50,9 @@ class SmtpProbe : public CurlProbe {
   Outcome Judge(CURL*) override {
     Outcome o;
     o.status = v1::CHECK_STATUS_OK;
-    o.message = absl::StrCat(banner_.empty() ? "SMTP" : banner_, "; EHLO",
-                             spec_.config.smtp().starttls() ? " and STARTTLS" : "", " in ",
-                             Elapsed());
+    o.message =
+        absl::StrCat(banner_.empty() ? "SMTP" : banner_, "; EHLO",
+                     spec_.config.smtp().starttls() ? " and STARTTLS" : "", " in ", Elapsed());
     return o;
   }
 
@@ -61,8 +61,8 @@ class SmtpProbe : public CurlProbe {
   static size_t OnLine(char* data, size_t size, size_t n, void* self) {
     auto* p = static_cast<SmtpProbe*>(self);
     if (p->banner_.empty()) {
-      p->banner_ = std::string(absl::StripAsciiWhitespace(
-          absl::string_view(data, std::min<size_t>(size * n, 200))));
+      p->banner_ = std::string(
+          absl::StripAsciiWhitespace(absl::string_view(data, std::min<size_t>(size * n, 200))));
     }
     return size * n;
   }

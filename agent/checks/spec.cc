@@ -91,11 +91,11 @@ absl::StatusOr<CheckSpec> CheckSpecFromConfig(const v1::CheckConfig& c, const st
   const std::string at = absl::StrCat(field, " (", s.name, ")");
   s.target = c.target();
   VIGIE_ASSIGN_OR_RETURN(s.parsed, ParseTarget(s.target, absl::StrCat(at, ".target")));
-  VIGIE_ASSIGN_OR_RETURN(s.interval,
-                         ParseConfigDuration(absl::StrCat(at, ".interval"), c.interval(), s.interval));
+  VIGIE_ASSIGN_OR_RETURN(
+      s.interval, ParseConfigDuration(absl::StrCat(at, ".interval"), c.interval(), s.interval));
   if (s.interval < absl::Seconds(1) || s.interval > absl::Hours(24)) {
-    return absl::InvalidArgumentError(absl::StrCat(at, ".interval: must be between 1s and 24h, got \"",
-                                                   c.interval(), "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat(at, ".interval: must be between 1s and 24h, got \"", c.interval(), "\""));
   }
   s.timeout = std::min(s.timeout, s.interval / 2);
   VIGIE_ASSIGN_OR_RETURN(s.timeout,
@@ -123,7 +123,8 @@ absl::StatusOr<CheckSpec> CheckSpecFromConfig(const v1::CheckConfig& c, const st
   auto it = Protocols().find(s.parsed.scheme);
   if (it == Protocols().end()) {
     std::string known;
-    for (const auto& [scheme, p] : Protocols()) absl::StrAppend(&known, known.empty() ? "" : ", ", scheme);
+    for (const auto& [scheme, p] : Protocols())
+      absl::StrAppend(&known, known.empty() ? "" : ", ", scheme);
     return absl::InvalidArgumentError(absl::StrCat(at, ".target: scheme \"", s.parsed.scheme,
                                                    "\" is not supported (", known, ")"));
   }
@@ -154,9 +155,9 @@ absl::Status TlsSettingsFromConfig(const v1::CheckTls& c, const std::string& fie
   out->insecure_skip_verify = c.insecure_skip_verify();
   out->server_name = c.server_name();
   const std::string& w = c.expiry_warning().empty() ? expiry_shorthand : c.expiry_warning();
-  VIGIE_ASSIGN_OR_RETURN(out->expiry_warning,
-                         ParseConfigDuration(absl::StrCat(field, ".expiry_warning"), w,
-                                             out->expiry_warning));
+  VIGIE_ASSIGN_OR_RETURN(
+      out->expiry_warning,
+      ParseConfigDuration(absl::StrCat(field, ".expiry_warning"), w, out->expiry_warning));
   if (!out->ca_file.empty() && access(out->ca_file.c_str(), R_OK) != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ".ca_file: \"", out->ca_file, "\" cannot be read"));
@@ -166,11 +167,8 @@ absl::Status TlsSettingsFromConfig(const v1::CheckTls& c, const std::string& fie
 
 const std::map<std::string, Protocol>& Protocols() {
   static const auto* const protocols = new std::map<std::string, Protocol>{
-      {"http", HttpProtocol()},
-      {"https", HttpProtocol()},
-      {"tcp", TcpProtocol()},
-      {"smtp", SmtpProtocol()},
-      {"dns", DnsProtocol()},
+      {"http", HttpProtocol()}, {"https", HttpProtocol()}, {"tcp", TcpProtocol()},
+      {"smtp", SmtpProtocol()}, {"dns", DnsProtocol()},
   };
   return *protocols;
 }

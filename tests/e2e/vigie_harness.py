@@ -183,11 +183,15 @@ class WebhookSink:
 class Process:
     """One Vigie binary with a YAML config, its output in a log file."""
 
-    def __init__(self, tmp, binary, config_text, health_url=None, name=None):
+    def __init__(self, tmp, binary, config_text, health_url=None, name=None, argv=None):
+        """`argv` runs another program (a test peer such as dnsmasq) instead of a Vigie
+        binary with `config_text`."""
         self.name = binary
+        self.argv = argv
         self.config = os.path.join(tmp, f"{name or binary}.yaml")
-        with open(self.config, "w") as f:
-            f.write(config_text)
+        if config_text is not None:
+            with open(self.config, "w") as f:
+                f.write(config_text)
         self.log_path = os.path.join(tmp, f"{name or binary}.log")
         self.health_url = health_url
         self.proc = None
@@ -195,8 +199,8 @@ class Process:
 
     def start(self):
         log = open(self.log_path, "a")
-        self.proc = subprocess.Popen([os.path.join(BIN, self.name), f"--config={self.config}"],
-                                     stdout=log, stderr=subprocess.STDOUT)
+        argv = self.argv or [os.path.join(BIN, self.name), f"--config={self.config}"]
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         if self.health_url:
             def healthy():

@@ -1,0 +1,261 @@
+#!/usr/bin/python3
+"""Service checks against real servers on loopback: HTTPS with a valid, an expiring, an expired
+and a wrong-host certificate from a test CA, a TLS 1.0-only server, a redirect loop, a closed
+port, a port that accepts and never answers, dnsmasq, and aiosmtpd with STARTTLS. Each result
+reaches PostgreSQL through the control plane with a message that says why, and the agent's
+/metrics shows blackbox_exporter's probe_* series."""
+import datetime
+import ipaddress
+import re
+import http.server
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import unittest
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vigie_harness as h  # noqa: E402
+
+
+class TestCa:
+    """A CA that signs certificates with any validity and names."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Vigie Test CA")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+                     .not_valid_before(now - datetime.timedelta(days=1))
+                     .not_valid_after(now + datetime.timedelta(days=30))
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+                     .sign(self.key, hashes.SHA256()))
+        self.file = self._write("ca", self.cert, None)
+
+    def _write(self, name, cert, key):
+        path = os.path.join(self.dir, name)
+        with open(path + ".crt", "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        if key is not None:
+            with open(path + ".key", "wb") as f:
+                f.write(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+        return path + ".crt"
+
+    def issue(self, name, not_before_days, not_after_days, dns=(), ips=()):
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sans = [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i))
+                                                 for i in ips]
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                .issuer_name(self.cert.subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now + datetime.timedelta(days=not_before_days))
+                .not_valid_after(now + datetime.timedelta(days=not_after_days))
+                .add_extension(x509.SubjectAlternativeName(sans), False)
+                .sign(self.key, hashes.SHA256()))
+        crt = self._write(name, cert, key)
+        return crt, crt[:-4] + ".key"
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path.startswith("/loop"):
+            self.send_response(302)
+            self.send_header("Location", "/loop")
+            self.end_headers()
+            return
+        body = b"all ok\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def https_server(cert, key, tls10_only=False):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if tls10_only:
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def http_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+class ChecksTest(h.SystemTestCase):
+    @classmethod
+    def start_system(cls):
+        cls.tmp = h.TempDir()
+        t = cls.tmp.path
+        ca = TestCa(t)
+        local = dict(dns=["localhost"], ips=["127.0.0.1"])
+        good = ca.issue("good", -1, 60, **local)
+        soon = ca.issue("soon", -1, 3, **local)
+        expired = ca.issue("expired", -30, -2, **local)
+        wrong = ca.issue("wrong", -1, 60, dns=["other.test"])
+        cls.servers = [https_server(*good), https_server(*soon), https_server(*expired),
+                       https_server(*wrong), https_server(*good, tls10_only=True), http_server()]
+        ports = [s.server_address[1] for s in cls.servers]
+        # A port that accepts (the kernel's backlog) and never answers.
+        cls.silent = socket.socket()
+        cls.silent.bind(("127.0.0.1", 0))
+        cls.silent.listen(16)
+        silent_port = cls.silent.getsockname()[1]
+        closed_port = h.free_port()
+
+        dns_port = h.free_port()
+        cls.procs.append(h.Process(t, "dnsmasq", None, name="dnsmasq", argv=[
+            "/usr/sbin/dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
+            "--bind-interfaces", "--listen-address=127.0.0.1", f"--port={dns_port}",
+            "--user=root", "--pid-file=", "--address=/web.test/10.0.0.5",
+            "--mx-host=web.test,mail.web.test,10", "--log-facility=-"]))
+        smtp_port = h.free_port()
+        cls.procs.append(h.Process(t, "aiosmtpd", None, name="aiosmtpd", argv=[
+            "/usr/bin/python3", "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}",
+            "--tlscert", good[0], "--tlskey", good[1]]))
+        h.wait_for(lambda: port_open(smtp_port), 20, "aiosmtpd listening")
+
+        cls.pg = h.Postgres(t)
+        admin_file, admin = h.write_secret(t, "admin.token")
+        cp_grpc, cp_http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
+        cls.procs.append(h.Process(t, "vigie-controlplane", f"""
+grpc_listen: {cp_grpc}
+http_listen: {cp_http}
+database_url_from: {{file: {cls.pg.url_file}}}
+bootstrap_admin_token: {{file: {admin_file}}}
+""", health_url=f"http://{cp_http}/healthz"))
+        ag_file, _ = h.write_secret(t, "agent.token", h.create_token(
+            cp_grpc, admin, "TOKEN_KIND_AGENT", "web1"))
+        cls.ag_http = f"127.0.0.1:{h.free_port()}"
+        tls = f"{{tls: {{ca_file: {ca.file}}}}}"
+        checks = {
+            "good": (f"https://127.0.0.1:{ports[0]}/health", f"http: {tls}"),
+            "good_by_name": (f"https://localhost:{ports[0]}/health", f"http: {tls}"),
+            "soon": (f"https://127.0.0.1:{ports[1]}/", f"http: {tls}"),
+            "expired": (f"https://127.0.0.1:{ports[2]}/", f"http: {tls}"),
+            "wrong_host": (f"https://127.0.0.1:{ports[3]}/", f"http: {tls}"),
+            "unknown_ca": (f"https://127.0.0.1:{ports[0]}/", ""),
+            "tls10": (f"https://127.0.0.1:{ports[4]}/", f"http: {tls}"),
+            "insecure_expired": (f"https://127.0.0.1:{ports[2]}/",
+                                 "http: {tls: {insecure_skip_verify: true}}"),
+            "loop": (f"http://127.0.0.1:{ports[5]}/loop", ""),
+            "closed": (f"http://127.0.0.1:{closed_port}/", ""),
+            "silent": (f"http://127.0.0.1:{silent_port}/", ""),
+            "tcp": (f"tcp://127.0.0.1:{ports[5]}", ""),
+            "tcp_tls": (f"tcp://127.0.0.1:{ports[0]}",
+                        f"tcp: {{tls: true, tls_config: {{ca_file: {ca.file}}}}}"),
+            "dns_a": (f"dns://127.0.0.1:{dns_port}/web.test?type=A", "dns: {expect: [10.0.0.5]}"),
+            "dns_mx": (f"dns://127.0.0.1:{dns_port}/web.test?type=MX",
+                       'dns: {expect: ["10 mail.web.test"]}'),
+            "dns_wrong": (f"dns://127.0.0.1:{dns_port}/web.test?type=A",
+                          "dns: {expect: [10.9.9.9]}"),
+            "smtp": (f"smtp://127.0.0.1:{smtp_port}",
+                     f"smtp: {{starttls: true, tls: {{ca_file: {ca.file}}}}}"),
+        }
+        lines = []
+        for name, (target, extra) in checks.items():
+            lines.append(f"  - name: {name}\n    target: \"{target}\"\n    interval: 3s\n"
+                         f"    timeout: 2s\n" + (f"    {extra}\n" if extra else ""))
+        cls.agent = h.Process(t, "vigie-agent", f"agent_id: web1\ncontrolplane: {cp_grpc}\n"
+                              f"token: {{file: {ag_file}}}\nhttp_listen: {cls.ag_http}\n"
+                              "collect_interval: 1s\nchecks:\n" + "".join(lines),
+                              health_url=f"http://{cls.ag_http}/healthz")
+        cls.procs.append(cls.agent)
+
+    @classmethod
+    def tearDownClass(cls):
+        for s in getattr(cls, "servers", []):
+            s.shutdown()
+        if getattr(cls, "silent", None):
+            cls.silent.close()
+        super().tearDownClass()
+
+    def result(self, name):
+        def latest():
+            rows = self.pg.query(
+                "SELECT status, message FROM check_results WHERE agent_id = 'web1' AND "
+                f"name = '{name}' ORDER BY ts DESC LIMIT 1")
+            return rows[0] if rows else None
+        return h.wait_for(latest, 30, f"a stored result of {name}")
+
+    def assertResult(self, name, status, *fragments):
+        got_status, message = self.result(name)
+        self.assertEqual(got_status, status, f"{name}: {message}")
+        for f in fragments:
+            self.assertIn(f, message, name)
+
+    def test_https(self):
+        self.assertResult("good", "ok", "HTTP 200 in")
+        self.assertResult("good_by_name", "ok", "HTTP 200 in")  # resolved by c-ares
+        self.assertResult("soon", "warning", "certificate expires in 2 days")
+        self.assertResult("expired", "critical", "certificate expired on ", "CN=expired")
+        self.assertResult("wrong_host", "critical",
+                          "host name mismatch: certificate for other.test, wanted 127.0.0.1")
+        self.assertResult("unknown_ca", "critical",
+                          "certificate signed by an unknown authority (issuer CN=Vigie Test CA)")
+        self.assertResult("tls10", "critical", "TLS handshake failed: protocol version", "no TLS version in common with 127.0.0.1:")
+        self.assertResult("insecure_expired", "critical", "certificate expired on ")
+
+    def test_http_failures(self):
+        self.assertResult("loop", "critical", "too many redirects")
+        self.assertResult("closed", "critical", "connection refused by 127.0.0.1:")
+        self.assertResult("silent", "critical", "timeout after 2s waiting for the response")
+
+    def test_tcp_dns_smtp(self):
+        self.assertResult("tcp", "ok", "connected in")
+        self.assertResult("tcp_tls", "ok", "connected with TLS in")
+        self.assertResult("dns_a", "ok", "web.test A: 10.0.0.5")
+        self.assertResult("dns_mx", "ok", "10 mail.web.test")
+        self.assertResult("dns_wrong", "critical", "the answer lacks \"10.9.9.9\" (got 10.0.0.5)")
+        self.assertResult("smtp", "ok", "220 ", "EHLO and STARTTLS")
+
+    def test_metrics(self):
+        def scraped():
+            m = h.parse_metrics(h.http_get(f"http://{self.ag_http}/metrics"))
+            return m if any(k.startswith("probe_success{") for k in m) else None
+        m = h.wait_for(scraped, 30, "probe_success on the agent's /metrics")
+        by = {}
+        for key, v in m.items():
+            check = re.search(r'check="([^"]*)"', key)
+            by[(key.split("{")[0], check.group(1) if check else None)] = v
+        self.assertEqual(by.get(("probe_success", "good")), 1)
+        self.assertEqual(by.get(("probe_http_status_code", "good")), 200)
+        self.assertGreater(by.get(("probe_ssl_earliest_cert_expiry", "good"), 0), 1.7e9)
+        self.assertEqual(by.get(("vigie_check_status", "closed")), 2)
+        self.assertEqual(by.get(("probe_success", "closed")), 0)
+        self.assertEqual(by.get(("probe_dns_answer_rrs", "dns_a")), 1)
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    unittest.main()
