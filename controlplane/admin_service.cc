@@ -310,6 +310,24 @@ grpc::ServerUnaryReactor* AdminService::ListAuditLog(grpc::CallbackServerContext
   });
 }
 
+grpc::ServerUnaryReactor* AdminService::ListChecks(grpc::CallbackServerContext* ctx,
+                                                   const v1::ListChecksRequest* req,
+                                                   v1::ListChecksResponse* resp) {
+  return Defer(ctx, [this, req, resp]() -> absl::Status {
+    VIGIE_ASSIGN_OR_RETURN(*resp, store_->ListChecks(*req));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminService::GetCheck(grpc::CallbackServerContext* ctx,
+                                                 const v1::GetCheckRequest* req,
+                                                 v1::GetCheckResponse* resp) {
+  return Defer(ctx, [this, req, resp]() -> absl::Status {
+    VIGIE_ASSIGN_OR_RETURN(*resp, store_->GetCheck(*req));
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerUnaryReactor* AdminService::GetStatus(grpc::CallbackServerContext* ctx,
                                                   const v1::GetStatusRequest*,
                                                   v1::StatusSummary* resp) {

@@ -54,6 +54,12 @@ class AdminService : public v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* ListAuditLog(grpc::CallbackServerContext* ctx,
                                          const v1::ListAuditLogRequest* req,
                                          v1::ListAuditLogResponse* resp) override;
+  grpc::ServerUnaryReactor* ListChecks(grpc::CallbackServerContext* ctx,
+                                       const v1::ListChecksRequest* req,
+                                       v1::ListChecksResponse* resp) override;
+  grpc::ServerUnaryReactor* GetCheck(grpc::CallbackServerContext* ctx,
+                                     const v1::GetCheckRequest* req,
+                                     v1::GetCheckResponse* resp) override;
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
                                       const v1::GetStatusRequest* req,
                                       v1::StatusSummary* resp) override;

@@ -350,6 +350,27 @@ ALTER TABLE alerts ADD COLUMN flap_threshold integer NOT NULL DEFAULT 0;
 ALTER TABLE alerts ADD COLUMN flap_window_ms bigint NOT NULL DEFAULT 0;
 CREATE INDEX alerts_flapping ON alerts (rule, fingerprint) WHERE suppressed_by = 'flapping';
 )sql"},
+      {11, "the current state of every check", R"sql(
+CREATE TABLE check_state (
+  agent_id              text NOT NULL REFERENCES agents (agent_id) ON DELETE CASCADE,
+  name                  text NOT NULL,
+  target                text NOT NULL,
+  status                text NOT NULL,
+  since                 timestamptz NOT NULL,
+  message               text NOT NULL,
+  latency_seconds       double precision NOT NULL,
+  last_run              timestamptz NOT NULL,
+  consecutive_failures  integer NOT NULL,
+  labels                jsonb NOT NULL,
+  PRIMARY KEY (agent_id, name)
+);
+CREATE INDEX check_state_status ON check_state (status);
+INSERT INTO check_state
+  SELECT DISTINCT ON (agent_id, name) agent_id, name, target, status, ts, message,
+         latency_seconds, ts, 0, labels
+  FROM check_results WHERE agent_id IN (SELECT agent_id FROM agents)
+  ORDER BY agent_id, name, ts DESC;
+)sql"},
   };
   return *migrations;
 }

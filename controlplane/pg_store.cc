@@ -24,24 +24,12 @@ namespace vigie::controlplane {
 
 namespace {
 
+using pg::CheckStatusName;
 using pg::Labels;
 using pg::LabelsJson;
 using pg::ParseLabels;
 using pg::PgTime;
 using pg::StoreTransitions;
-
-const char* CheckStatusName(v1::CheckStatus s) {
-  switch (s) {
-    case v1::CHECK_STATUS_OK:
-      return "ok";
-    case v1::CHECK_STATUS_WARNING:
-      return "warning";
-    case v1::CHECK_STATUS_CRITICAL:
-      return "critical";
-    default:
-      return "unknown";
-  }
-}
 
 v1::Agent AgentFromRow(const pqxx::row& r) {
   v1::Agent a;
@@ -521,29 +509,23 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
           Binary(
               PgBinaryInt8Array(std::vector<int64_t>(dirty_buckets.begin(), dirty_buckets.end()))));
     }
+    nlohmann::json checks = nlohmann::json::array();
     for (const v1::AgentMessage& m : messages) {
       const uint64_t seq = DurableSequence(m);
       if (seq <= committed) continue;
       if (m.has_checks()) {
         for (const v1::CheckResult& cr : m.checks().results()) {
-          const char* status = CheckStatusName(cr.status());
-          w.exec_params0(
-              absl::StrCat("INSERT INTO check_results (agent_id, name, target, status, "
-                           "latency_seconds, message, labels, ts, batch_seq) VALUES ($1, $2, $3, "
-                           "$4, $5, $6, $7::jsonb, ",
-                           MsToTs(8), ", $9)"),
-              agent_id, cr.name(), cr.target(), status, cr.latency_seconds(), cr.message(),
-              LabelsJson(cr.labels()), cr.timestamp_ms(), static_cast<int64_t>(seq));
-          w.exec_params0(
-              absl::StrCat("INSERT INTO check_daily AS d VALUES ($1, $2, (", MsToTs(3),
-                           " AT TIME ZONE 'UTC')::date, 1, ($4 = 'ok')::int, "
-                           "($4 = 'warning')::int, ($4 = 'critical')::int, $5) "
-                           "ON CONFLICT (agent_id, name, day) DO UPDATE SET "
-                           "total = d.total + 1, ok = d.ok + excluded.ok, "
-                           "warning = d.warning + excluded.warning, "
-                           "critical = d.critical + excluded.critical, "
-                           "latency_seconds = d.latency_seconds + excluded.latency_seconds"),
-              agent_id, cr.name(), cr.timestamp_ms(), status, cr.latency_seconds());
+          nlohmann::json labels = nlohmann::json::object();
+          for (const auto& [k, v] : cr.labels()) labels[k] = v;
+          checks.push_back({{"name", cr.name()},
+                            {"target", cr.target()},
+                            {"status", CheckStatusName(cr.status())},
+                            {"latency", cr.latency_seconds()},
+                            {"message", cr.message()},
+                            {"labels", std::move(labels)},
+                            {"ts", cr.timestamp_ms()},
+                            {"seq", static_cast<int64_t>(seq)},
+                            {"failures", cr.consecutive_failures()}});
         }
       } else if (m.has_service_event()) {
         const v1::ServiceEvent& e = m.service_event();
@@ -561,6 +543,7 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
                        agent_id, e.service(), e.timestamp_ms(), kind);
       }
     }
+    if (!checks.empty()) StoreCheckResults(w, agent_id, checks.dump());
     StoreTransitions(w, transitions, generator_url);
     pg::StorePending(w, pending);
     if (highest > committed) {
@@ -574,6 +557,48 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
   if (!s.ok()) return s;  // the entry may hold ids of the rolled-back transaction: forget it
   series_cache_.Put(agent_id, std::move(series));
   return result;
+}
+
+void PgStore::StoreCheckResults(pqxx::transaction_base& w, const std::string& agent_id,
+                                const std::string& results_json) {
+  // One statement each for the results, the daily counts and the current states, whatever the
+  // number of results.
+  static const std::string kRecords =
+      "jsonb_to_recordset($2::jsonb) AS r(name text, target text, status text, latency float8, "
+      "message text, labels jsonb, ts bigint, seq bigint, failures int)";
+  static const std::string kTs = "(timestamptz 'epoch' + r.ts * interval '1 millisecond')";
+  w.exec_params0(absl::StrCat("INSERT INTO check_results (agent_id, name, target, status, "
+                              "latency_seconds, message, labels, ts, batch_seq) "
+                              "SELECT $1, r.name, r.target, r.status, r.latency, r.message, "
+                              "r.labels, ",
+                              kTs, ", r.seq FROM ", kRecords),
+                 agent_id, results_json);
+  w.exec_params0(
+      absl::StrCat("INSERT INTO check_daily AS d SELECT $1, r.name, (", kTs,
+                   " AT TIME ZONE 'UTC')::date, count(*), count(*) FILTER (WHERE r.status = "
+                   "'ok'), count(*) FILTER (WHERE r.status = 'warning'), count(*) FILTER "
+                   "(WHERE r.status = 'critical'), sum(r.latency) FROM ",
+                   kRecords,
+                   " GROUP BY 2, 3 ON CONFLICT (agent_id, name, day) DO UPDATE SET "
+                   "total = d.total + excluded.total, ok = d.ok + excluded.ok, "
+                   "warning = d.warning + excluded.warning, "
+                   "critical = d.critical + excluded.critical, "
+                   "latency_seconds = d.latency_seconds + excluded.latency_seconds"),
+      agent_id, results_json);
+  // The latest result of each check; `since` moves only when the status changes, and a result
+  // older than the stored one (a late resend) never overwrites it.
+  w.exec_params0(
+      absl::StrCat("INSERT INTO check_state AS s SELECT DISTINCT ON (r.name) $1, r.name, "
+                   "r.target, r.status, ",
+                   kTs, ", r.message, r.latency, ", kTs, ", r.failures, r.labels FROM ", kRecords,
+                   " ORDER BY r.name, r.ts DESC ON CONFLICT (agent_id, name) DO UPDATE SET "
+                   "target = excluded.target, status = excluded.status, since = CASE WHEN "
+                   "s.status = excluded.status THEN s.since ELSE excluded.since END, "
+                   "message = excluded.message, latency_seconds = excluded.latency_seconds, "
+                   "last_run = excluded.last_run, "
+                   "consecutive_failures = excluded.consecutive_failures, "
+                   "labels = excluded.labels WHERE excluded.last_run >= s.last_run"),
+      agent_id, results_json);
 }
 
 void PgStore::ResolveSeries(pqxx::transaction_base& w, const std::string& agent_id,

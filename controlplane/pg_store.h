@@ -116,6 +116,8 @@ class PgStore : public Store {
                      const std::string& detail) override;
   absl::StatusOr<v1::ListAuditLogResponse> ListAuditLog(
       const v1::ListAuditLogRequest& request) override;
+  absl::StatusOr<v1::ListChecksResponse> ListChecks(const v1::ListChecksRequest& request) override;
+  absl::StatusOr<v1::GetCheckResponse> GetCheck(const v1::GetCheckRequest& request) override;
 
   // By the database's clock, on one replica at a time (an advisory lock; the others return 0):
   // notifies what the control plane held back and may send now (a firing whose silence ended
@@ -176,7 +178,10 @@ class PgStore : public Store {
                                 const std::set<int64_t>& days);
   static std::string PartitionKey(const char* parent, const char* period, int64_t day);
   int64_t RawCutoffMs(absl::Time now) const;
-  // Ingest helpers, inside its transaction: series ids (cache, then the table) and the layout.
+  // Ingest helpers, inside its transaction: check results (a JSON array), series ids (cache,
+  // then the table) and the layout.
+  void StoreCheckResults(pqxx::transaction_base& w, const std::string& agent_id,
+                         const std::string& results_json);
   void ResolveSeries(pqxx::transaction_base& w, const std::string& agent_id,
                      const v1::MetricBatch& batch, AgentSeries* series, std::vector<int64_t>* ids,
                      int64_t* layout_id, IngestResult* result);

@@ -218,6 +218,16 @@ class Store {
     (void)request;
     return absl::UnimplementedError("ListAuditLog");
   }
+  // Checks' current states, by agent then name; InvalidArgument for a bad page size or token.
+  virtual absl::StatusOr<v1::ListChecksResponse> ListChecks(const v1::ListChecksRequest& request) {
+    (void)request;
+    return absl::UnimplementedError("ListChecks");
+  }
+  // One check with its latest results; NotFound if that agent has no such check.
+  virtual absl::StatusOr<v1::GetCheckResponse> GetCheck(const v1::GetCheckRequest& request) {
+    (void)request;
+    return absl::UnimplementedError("GetCheck");
+  }
 };
 
 }  // namespace vigie::controlplane

@@ -6,6 +6,7 @@ reaches PostgreSQL through the control plane with a message that says why, and t
 /metrics shows blackbox_exporter's probe_* series."""
 import datetime
 import ipaddress
+import json
 import re
 import http.server
 import os
@@ -147,6 +148,7 @@ http_listen: {cp_http}
 database_url_from: {{file: {cls.pg.url_file}}}
 bootstrap_admin_token: {{file: {admin_file}}}
 """, health_url=f"http://{cp_http}/healthz"))
+        cls.admin_token, cls.cp_grpc = admin, cp_grpc
         ag_file, _ = h.write_secret(t, "agent.token", h.create_token(
             cp_grpc, admin, "TOKEN_KIND_AGENT", "web1"))
         cls.ag_http = f"127.0.0.1:{h.free_port()}"
@@ -231,6 +233,56 @@ bootstrap_admin_token: {{file: {admin_file}}}
         self.assertResult("dns_mx", "ok", "10 mail.web.test")
         self.assertResult("dns_wrong", "critical", "the answer lacks \"10.9.9.9\" (got 10.0.0.5)")
         self.assertResult("smtp", "ok", "220 ", "EHLO and STARTTLS")
+
+    def admin(self, method, body):
+        return h.buf("-d", json.dumps(body), f"http://{self.cp_grpc}/vigie.v1.Admin/{method}",
+                     token=self.admin_token)
+
+    def test_admin_api(self):
+        self.result("closed")
+        self.result("good")
+        code, out, err = self.admin("ListChecks", {"agentId": "web1", "status":
+                                                   "CHECK_STATUS_CRITICAL", "pageSize": 2})
+        self.assertEqual(code, 0, err)
+        page = json.loads(out)
+        self.assertEqual(len(page["checks"]), 2)
+        for c in page["checks"]:
+            self.assertEqual(c["status"], "CHECK_STATUS_CRITICAL")
+        names = [c["name"] for c in page["checks"]]
+        self.assertEqual(names, sorted(names))
+        code, out, err = self.admin("ListChecks", {"agentId": "web1", "status":
+                                                   "CHECK_STATUS_CRITICAL", "pageSize": 2,
+                                                   "pageToken": page["nextPageToken"]})
+        self.assertEqual(code, 0, err)
+        self.assertGreater(json.loads(out)["checks"][0]["name"], names[-1])
+
+        h.wait_for(lambda: len(self.admin("GetCheck", {"agentId": "web1", "name": "closed"})[1])
+                   and len(json.loads(self.admin("GetCheck", {"agentId": "web1",
+                                                              "name": "closed"})[1])
+                           .get("results", [])) >= 2, 30, "two results of closed")
+        code, out, err = self.admin("GetCheck", {"agentId": "web1", "name": "closed",
+                                                 "results": 2})
+        self.assertEqual(code, 0, err)
+        got = json.loads(out)
+        self.assertEqual(got["check"]["status"], "CHECK_STATUS_CRITICAL")
+        self.assertIn("connection refused", got["check"]["message"])
+        self.assertEqual(len(got["results"]), 2)
+        self.assertGreaterEqual(int(got["results"][0]["timestampMs"]),
+                                int(got["results"][1]["timestampMs"]))
+
+        # Bad input: named field and value, the right code.
+        code, _, err = self.admin("GetCheck", {"agentId": "web1", "name": "nope"})
+        self.assertEqual(h.grpc_code(err), "not_found", err)
+        self.assertIn('has no check \\"nope', err)
+        code, _, err = self.admin("GetCheck", {"agentId": "web1", "name": ""})
+        self.assertEqual(h.grpc_code(err), "invalid_argument", err)
+        code, _, err = self.admin("ListChecks", {"pageSize": 5000})
+        self.assertEqual(h.grpc_code(err), "invalid_argument", err)
+        self.assertIn("page_size: at most 1000, got 5000", err)
+        code, _, err = self.admin("ListChecks", {"pageToken": "garbage"})
+        self.assertIn("page_token: not one this API gave", err)
+        code, _, err = self.admin("GetCheck", {"agentId": "web1", "name": "x" * 300})
+        self.assertEqual(h.grpc_code(err), "invalid_argument", err)
 
     def test_metrics(self):
         def scraped():
