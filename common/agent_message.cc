@@ -6,6 +6,19 @@
 
 namespace vigie {
 
+double CheckStatusValue(v1::CheckStatus status) {
+  switch (status) {
+    case v1::CHECK_STATUS_OK:
+      return 0;
+    case v1::CHECK_STATUS_WARNING:
+      return 1;
+    case v1::CHECK_STATUS_CRITICAL:
+      return 2;
+    default:
+      return 3;
+  }
+}
+
 uint64_t DurableSequence(const v1::AgentMessage& m) {
   switch (m.payload_case()) {
     case v1::AgentMessage::kMetrics:

@@ -18,6 +18,11 @@ uint64_t DurableSequence(const v1::AgentMessage& m);
 // Sets it; does nothing for messages that are not durable.
 void SetDurableSequence(v1::AgentMessage* m, uint64_t sequence);
 
+// A check status as the value of the metric vigie_check_status: 0 OK, 1 WARNING, 2 CRITICAL,
+// 3 UNKNOWN (unspecified counts as unknown). The agent exports it; the control plane feeds the
+// same series to the rules as each CheckResult arrives.
+double CheckStatusValue(v1::CheckStatus status);
+
 // The largest sequence number the control plane stores (its column is a signed bigint).
 constexpr uint64_t kMaxSequence = static_cast<uint64_t>(INT64_MAX);
 

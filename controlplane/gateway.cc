@@ -597,6 +597,18 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     v1::MetricBatch all;
     for (const v1::AgentMessage& m : durable) {
       if (m.has_metrics()) all.mutable_samples()->MergeFrom(m.metrics().samples());
+      // A check's state is also the series vigie_check_status{check, target, ...}, which the
+      // agent exports each collect interval; fed to the rules here, as each result arrives,
+      // a rule on it fires within milliseconds of the failing run.
+      for (const v1::CheckResult& r : m.checks().results()) {
+        v1::Sample* s = all.add_samples();
+        s->set_name("vigie_check_status");
+        *s->mutable_labels() = r.labels();
+        (*s->mutable_labels())["check"] = r.name();
+        (*s->mutable_labels())["target"] = r.target();
+        s->set_value(CheckStatusValue(r.status()));
+        s->set_timestamp_ms(r.timestamp_ms());
+      }
     }
     const absl::Time eval_start = absl::Now();
     RuleEngine::Evaluation ev = gw_->rules_->Evaluate(agent_id_, all);

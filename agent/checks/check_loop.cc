@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "absl/strings/str_cat.h"
+#include "common/agent_message.h"
 #include "common/log.h"
 
 namespace vigie::agent::checks {
@@ -23,19 +24,6 @@ const char* StatusWord(v1::CheckStatus s) {
       return "critical";
     default:
       return "unknown";
-  }
-}
-
-double StatusValue(v1::CheckStatus s) {
-  switch (s) {
-    case v1::CHECK_STATUS_OK:
-      return 0;
-    case v1::CHECK_STATUS_WARNING:
-      return 1;
-    case v1::CHECK_STATUS_CRITICAL:
-      return 2;
-    default:
-      return 3;
   }
 }
 
@@ -311,7 +299,7 @@ void CheckLoop::AppendMetrics(int64_t now_ms, Collection* out) const {
              "Whether the check's last run succeeded (blackbox_exporter's name).");
     out->Add("probe_duration_seconds", labels, l.duration_seconds, now_ms, MetricType::kGauge,
              "How long the check's last run took.");
-    out->Add("vigie_check_status", labels, StatusValue(l.state), now_ms, MetricType::kGauge,
+    out->Add("vigie_check_status", labels, CheckStatusValue(l.state), now_ms, MetricType::kGauge,
              "The check's state: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.");
     for (const auto& [name, value] : l.outcome.metrics) {
       out->Add(name, labels, value, now_ms, MetricType::kGauge,

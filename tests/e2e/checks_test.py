@@ -100,8 +100,8 @@ def https_server(cert, key, tls10_only=False):
     return server
 
 
-def http_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+def http_server(port=0):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -139,6 +139,13 @@ class ChecksTest(h.SystemTestCase):
             "--tlscert", good[0], "--tlskey", good[1]]))
         h.wait_for(lambda: port_open(smtp_port), 20, "aiosmtpd listening")
 
+        # A service to break and mend: a plain HTTP server on a fixed port.
+        cls.toggle_port = h.free_port()
+        cls.toggle = http_server(cls.toggle_port)
+        cls.sink = h.RecordingSink()
+        notifier, nt_grpc, nt_token = h.webhook_notifier(t, cls.sink)
+        cls.procs.append(notifier)
+
         cls.pg = h.Postgres(t)
         admin_file, admin = h.write_secret(t, "admin.token")
         cp_grpc, cp_http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
@@ -147,6 +154,16 @@ grpc_listen: {cp_grpc}
 http_listen: {cp_http}
 database_url_from: {{file: {cls.pg.url_file}}}
 bootstrap_admin_token: {{file: {admin_file}}}
+notifier: {nt_grpc}
+notifier_token: {{file: {nt_token}}}
+rules:
+  - name: ServiceDown
+    metric: vigie_check_status
+    matchers: {{check: toggle}}
+    op: ">="
+    threshold: 2
+    severity: critical
+    annotations: {{summary: "{{{{labels.check}}}} ({{{{labels.target}}}}) is failing on {{{{labels.agent}}}}"}}
 """, health_url=f"http://{cp_http}/healthz"))
         cls.admin_token, cls.cp_grpc = admin, cp_grpc
         ag_file, _ = h.write_secret(t, "agent.token", h.create_token(
@@ -174,6 +191,7 @@ bootstrap_admin_token: {{file: {admin_file}}}
                        'dns: {expect: ["10 mail.web.test"]}'),
             "dns_wrong": (f"dns://127.0.0.1:{dns_port}/web.test?type=A",
                           "dns: {expect: [10.9.9.9]}"),
+            "toggle": (f"http://127.0.0.1:{cls.toggle_port}/", ""),
             "smtp": (f"smtp://127.0.0.1:{smtp_port}",
                      f"smtp: {{starttls: true, tls: {{ca_file: {ca.file}}}}}"),
         }
@@ -189,8 +207,10 @@ bootstrap_admin_token: {{file: {admin_file}}}
 
     @classmethod
     def tearDownClass(cls):
-        for s in getattr(cls, "servers", []):
-            s.shutdown()
+        for s in getattr(cls, "servers", []) + [getattr(cls, "toggle", None)]:
+            if s:
+                s.shutdown()
+                s.server_close()
         if getattr(cls, "silent", None):
             cls.silent.close()
         super().tearDownClass()
@@ -233,6 +253,28 @@ bootstrap_admin_token: {{file: {admin_file}}}
         self.assertResult("dns_mx", "ok", "10 mail.web.test")
         self.assertResult("dns_wrong", "critical", "the answer lacks \"10.9.9.9\" (got 10.0.0.5)")
         self.assertResult("smtp", "ok", "220 ", "EHLO and STARTTLS")
+
+    def test_a_broken_service_notifies_once_and_resolves(self):
+        self.assertResult("toggle", "ok", "HTTP 200")
+        self.assertEqual(h.webhook_alerts(self.sink, "ServiceDown"), [])
+        self.toggle.shutdown()
+        self.toggle.server_close()
+        firing = h.wait_for(lambda: h.webhook_alerts(self.sink, "ServiceDown"), 30,
+                            "ServiceDown firing at the webhook")[0]
+        self.assertEqual(firing["status"], "firing")
+        self.assertEqual(firing["labels"]["check"], "toggle")
+        self.assertEqual(firing["labels"]["agent"], "web1")
+        self.assertIn("toggle (http://127.0.0.1:", firing["annotations"]["summary"])
+        self.assertResult("toggle", "critical", "connection refused")
+        type(self).toggle = http_server(self.toggle_port)
+        resolved = h.wait_for(lambda: [a for a in h.webhook_alerts(self.sink, "ServiceDown")
+                                       if a["status"] == "resolved"], 30, "ServiceDown resolved")
+        self.assertEqual(resolved[0]["fingerprint"], firing["fingerprint"])
+        # Each once: the collect-interval metric and the results feed one alert.
+        import time
+        time.sleep(3)
+        statuses = [a["status"] for a in h.webhook_alerts(self.sink, "ServiceDown")]
+        self.assertEqual(statuses, ["firing", "resolved"])
 
     def admin(self, method, body):
         return h.buf("-d", json.dumps(body), f"http://{self.cp_grpc}/vigie.v1.Admin/{method}",
