@@ -93,10 +93,12 @@ start() {
     [ -s "$secrets/$t.token" ] || (umask 077; echo "vigie_$(openssl rand -hex 32)" >"$secrets/$t.token")
   done
 
-  local ports; read -r -a ports <<<"$(free_ports 6)"
+  local ports; read -r -a ports <<<"$(free_ports 7)"
   local cp_grpc="127.0.0.1:${ports[0]}" cp_http="127.0.0.1:${ports[1]}"
   local nt_grpc="127.0.0.1:${ports[2]}" nt_http="127.0.0.1:${ports[3]}"
   local ag_http="127.0.0.1:${ports[4]}" sink="127.0.0.1:${ports[5]}"
+  # A local web site the agent checks (docs/checks.md): break it by editing its page.
+  local site="127.0.0.1:${ports[6]}"
   local sink_log="$state/webhook-sink.jsonl"
   : >"$sink_log"
 
@@ -139,6 +141,13 @@ rules:
     threshold: 100
     for: 5s
     annotations: {summary: "demo_value is above 100 (edit .vigie/textfile/demo.prom)"}
+  - name: SiteDown
+    metric: vigie_check_status
+    matchers: {check: site}
+    op: ">="
+    threshold: 2
+    severity: critical
+    annotations: {summary: "{{labels.check}} ({{labels.target}}) is failing on {{labels.agent}}"}
 YAML
   local agent_id; agent_id=$(hostname | tr -c 'A-Za-z0-9._\n-' '-')
   cat >"$state/agent.yaml" <<YAML
@@ -152,11 +161,22 @@ heartbeat_interval: 10s
 textfile_directory: $state/textfile
 spool: {directory: $state/agent-spool}
 labels: {env: dev}
+checks:
+  - name: site
+    target: http://$site/
+    interval: 5s
+    timeout: 2s
+    http: {body_contains: ok}
 YAML
   echo "demo_value 1" >"$state/textfile/demo.prom"
+  mkdir -p "$state/site"
+  echo "ok" >"$state/site/index.html"
 
   launch webhook-sink "$sink_log" /usr/bin/python3 "$here/scripts/webhook_sink.py" "$sink" "$sink_log"
   wait_http "http://$sink/" "$LAST_PID" webhook-sink
+  launch site "$state/site" /usr/bin/python3 -m http.server --bind 127.0.0.1 \
+    --directory "$state/site" "${site#*:}"
+  wait_http "http://$site/" "$LAST_PID" site
   launch notifier "--config=$state/notifier.yaml" "$bin/vigie-notifier" --config="$state/notifier.yaml"
   wait_http "http://$nt_http/healthz" "$LAST_PID" notifier
   launch controlplane "--config=$state/controlplane.yaml" "$bin/vigie-controlplane" \
@@ -186,6 +206,8 @@ AGENT_HTTP=$ag_http
 WEBHOOK_SINK=$sink
 WEBHOOK_SINK_LOG=$sink_log
 TEXTFILE_DIR=$state/textfile
+SITE_DIR=$state/site
+SITE=$site
 LOG_DIR=$state/logs
 $(echo "$pgenv" | grep -E '^(PGDATA|PGSOCKET|PGPORT)=')
 CA_FILE=$tls/ca.crt

@@ -38,6 +38,10 @@ Read samples back (raw, or 5-minute rollups over up to 400 days; docs/storage.md
 Make an alert fire (rule DemoValueHigh: demo_value > 100 for 5s), then resolve it:
   echo 'demo_value 500' > $TEXTFILE_DIR/demo.prom; sleep 15; cat $WEBHOOK_SINK_LOG
   echo 'demo_value 1'   > $TEXTFILE_DIR/demo.prom
+Break a checked service (check "site" on http://$SITE/, rule SiteDown), then mend it:
+  echo down > $SITE_DIR/index.html; sleep 8; cat $WEBHOOK_SINK_LOG
+  $buf -d '{"status": "CHECK_STATUS_CRITICAL"}' https://$CONTROLPLANE_GRPC/vigie.v1.Admin/ListChecks
+  echo ok > $SITE_DIR/index.html
 See what the notifier delivered (its delivery log; email, SMS and Slack: docs/notifications.md):
   .vigie/tools/bin/buf curl --protocol grpc --cacert $CA_FILE -H "authorization: Bearer \$(cat $NOTIFIER_TOKEN_FILE)" --reflect-header '*' -d '{}' https://$NOTIFIER_GRPC/vigie.v1.Notifier/ListDeliveries
 
