@@ -1,5 +1,6 @@
 #include "controlplane/gateway.h"
 
+#include <cmath>
 #include <deque>
 #include <optional>
 #include <random>
@@ -147,6 +148,18 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOption
             ValidateTimestamp(r.timestamp_ms(), Now(now_ms), at + ".timestamp_ms", reason));
         VIGIE_RETURN_IF_ERROR(
             ValidateLabels(r.labels(), limits.max_labels_per_sample, at + ".labels", reason));
+        // Stored as double precision NOT NULL and integer: NaN (JSON null) or a count beyond
+        // int32 would fail the whole transaction, again at every resend.
+        if (!std::isfinite(r.latency_seconds()) || r.latency_seconds() < 0) {
+          return Invalid("bad_value", reason,
+                         absl::StrCat(at, ".latency_seconds: must be a finite number >= 0, got ",
+                                      r.latency_seconds()));
+        }
+        if (r.consecutive_failures() > static_cast<uint32_t>(INT32_MAX)) {
+          return Invalid("bad_value", reason,
+                         absl::StrCat(at, ".consecutive_failures: at most 2147483647, got ",
+                                      r.consecutive_failures()));
+        }
       }
       return absl::OkStatus();
     }
@@ -911,7 +924,8 @@ Gateway::Gateway(GatewayOptions options, Store* store, RuleEngine* rules, Worker
   for (const char* r : SampleRejectReasons()) refused_.Add({{"reason", r}});
   sweeper_ = std::make_unique<Sweeper>(this);
   sweeper_->Start();
-  for (const char* r : {"too_large", "sequence_range", "too_many_samples", "storage_refused"}) {
+  for (const char* r :
+       {"too_large", "sequence_range", "too_many_samples", "storage_refused", "bad_value"}) {
     refused_.Add({{"reason", r}});
   }
 }

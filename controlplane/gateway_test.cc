@@ -119,6 +119,18 @@ TEST(ValidateAgentMessageTest, ChecksAndServiceEventsAreCheckedLikeSamples) {
   EXPECT_THAT(ValidateAgentMessage(m, limits, kNow),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("checks.results[0].timestamp_ms: 9223372036854775807")));
+  r->set_timestamp_ms(kNow);
+  for (double bad : {std::nan(""), static_cast<double>(INFINITY), -1.0}) {
+    r->set_latency_seconds(bad);
+    EXPECT_THAT(ValidateAgentMessage(m, limits, kNow),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("checks.results[0].latency_seconds: must be a finite number")));
+  }
+  r->set_latency_seconds(0.5);
+  r->set_consecutive_failures(UINT32_MAX);
+  EXPECT_THAT(ValidateAgentMessage(m, limits, kNow),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("checks.results[0].consecutive_failures: at most 2147483647")));
   v1::AgentMessage e;
   e.mutable_service_event()->set_sequence(2);
   e.mutable_service_event()->set_service("db");
