@@ -6,6 +6,19 @@
 
 namespace vigie {
 
+const char* CheckStatusName(v1::CheckStatus status) {
+  switch (status) {
+    case v1::CHECK_STATUS_OK:
+      return "ok";
+    case v1::CHECK_STATUS_WARNING:
+      return "warning";
+    case v1::CHECK_STATUS_CRITICAL:
+      return "critical";
+    default:
+      return "unknown";
+  }
+}
+
 double CheckStatusValue(v1::CheckStatus status) {
   switch (status) {
     case v1::CHECK_STATUS_OK:
@@ -57,6 +70,32 @@ const std::vector<const char*>& SampleRejectReasons() {
 
 bool IsValidUtf8(absl::string_view s) {
   return google::protobuf::internal::IsStructurallyValidUTF8(s.data(), static_cast<int>(s.size()));
+}
+
+std::string SafeText(absl::string_view s, size_t max_bytes) {
+  std::string out;
+  auto append = [&out](absl::string_view part) {
+    for (char c : part) out.push_back(c == '\0' ? '?' : c);
+  };
+  while (!s.empty()) {
+    // The longest valid prefix, by protobuf's own rule (so the result always parses).
+    size_t n = static_cast<size_t>(google::protobuf::internal::UTF8SpnStructurallyValid(
+        google::protobuf::StringPiece(s.data(), s.size())));
+    const size_t room = max_bytes - out.size();
+    if (n > room) {
+      n = room;
+      // Back off to a character boundary (continuation bytes are 10xxxxxx).
+      while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+      append(s.substr(0, n));
+      return out;
+    }
+    append(s.substr(0, n));
+    s.remove_prefix(n);
+    if (s.empty() || out.size() >= max_bytes) break;
+    out.push_back('?');  // one invalid byte
+    s.remove_prefix(1);
+  }
+  return out;
 }
 
 std::string QuoteForMessage(absl::string_view value) {

@@ -22,6 +22,8 @@ void SetDurableSequence(v1::AgentMessage* m, uint64_t sequence);
 // 3 UNKNOWN (unspecified counts as unknown). The agent exports it; the control plane feeds the
 // same series to the rules as each CheckResult arrives.
 double CheckStatusValue(v1::CheckStatus status);
+// "ok", "warning", "critical" or "unknown": as stored and as counter labels.
+const char* CheckStatusName(v1::CheckStatus status);
 
 // The largest sequence number the control plane stores (its column is a signed bigint).
 constexpr uint64_t kMaxSequence = static_cast<uint64_t>(INT64_MAX);
@@ -49,6 +51,10 @@ const std::vector<const char*>& SampleRejectReasons();
 // True if `s` is valid UTF-8: the check protobuf applies to every proto3 string field when
 // parsing, so a string that fails it would make the whole message unparseable.
 bool IsValidUtf8(absl::string_view s);
+
+// `s` made safe for a proto string field: invalid UTF-8 bytes and NULs replaced by '?', cut to
+// `max_bytes` at a character boundary (e.g. a server's banner in a check message).
+std::string SafeText(absl::string_view s, size_t max_bytes);
 
 // `value` made safe to put in an error message: quoted, cut at 64 bytes, and C-escaped if it
 // is not valid UTF-8 (an error message is itself a proto string).

@@ -12,19 +12,6 @@
 namespace vigie::controlplane {
 namespace pg {
 
-const char* CheckStatusName(v1::CheckStatus s) {
-  switch (s) {
-    case v1::CHECK_STATUS_OK:
-      return "ok";
-    case v1::CHECK_STATUS_WARNING:
-      return "warning";
-    case v1::CHECK_STATUS_CRITICAL:
-      return "critical";
-    default:
-      return "unknown";
-  }
-}
-
 v1::CheckStatus CheckStatusFromName(const std::string& name) {
   if (name == "ok") return v1::CHECK_STATUS_OK;
   if (name == "warning") return v1::CHECK_STATUS_WARNING;
@@ -87,7 +74,7 @@ absl::StatusOr<v1::ListChecksResponse> PgStore::ListChecks(const v1::ListChecksR
     after_name = parts[1];
   }
   const std::string status =
-      req.status() == v1::CHECK_STATUS_UNSPECIFIED ? "" : pg::CheckStatusName(req.status());
+      req.status() == v1::CHECK_STATUS_UNSPECIFIED ? "" : CheckStatusName(req.status());
   v1::ListChecksResponse out;
   absl::Status s = Run("list checks", [&](PgConnection& c) {
     out.Clear();

@@ -33,8 +33,7 @@ std::string LabelsJson(const Map& labels) {
 // A JSON object of strings as a map (other values as their JSON text); {} for anything else.
 Labels ParseLabels(const std::string& json);
 
-// A check status as stored ("ok", "warning", "critical", "unknown"), and back.
-const char* CheckStatusName(v1::CheckStatus s);
+// A check status from its stored name (CheckStatusName in common/agent_message.h).
 v1::CheckStatus CheckStatusFromName(const std::string& name);
 
 // Milliseconds since the epoch as a timestamptz literal.

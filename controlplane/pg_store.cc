@@ -24,7 +24,6 @@ namespace vigie::controlplane {
 
 namespace {
 
-using pg::CheckStatusName;
 using pg::Labels;
 using pg::LabelsJson;
 using pg::ParseLabels;

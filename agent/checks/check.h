@@ -18,6 +18,9 @@
 
 namespace vigie::agent::checks {
 
+// "host:port", with brackets around an IPv6 address ("[::1]:53").
+std::string JoinHostPort(const std::string& host, int port);
+
 // A target split into its parts: "https://example.org:8443/health?x=1" gives scheme "https",
 // host "example.org", port 8443, path_and_query "/health?x=1".
 struct Target {
@@ -26,6 +29,8 @@ struct Target {
   std::string host;      // without brackets for IPv6
   int port = 0;          // the scheme's default when absent
   std::string path_and_query;
+
+  std::string HostPort() const { return JoinHostPort(host, port); }
 };
 
 // Parses a connection string; errors name `field` and the value.

@@ -14,72 +14,12 @@ namespace {
 // timeouts (curl's, c-ares's) normally end it first, with a more precise message.
 constexpr absl::Duration kGrace = absl::Milliseconds(250);
 
-const char* StatusWord(v1::CheckStatus s) {
-  switch (s) {
-    case v1::CHECK_STATUS_OK:
-      return "ok";
-    case v1::CHECK_STATUS_WARNING:
-      return "warning";
-    case v1::CHECK_STATUS_CRITICAL:
-      return "critical";
-    default:
-      return "unknown";
-  }
-}
-
 bool Failed(v1::CheckStatus s) {
   return s == v1::CHECK_STATUS_CRITICAL || s == v1::CHECK_STATUS_UNKNOWN ||
          s == v1::CHECK_STATUS_UNSPECIFIED;
 }
 
-// Length of the valid UTF-8 sequence at s[i], 0 if invalid.
-size_t Utf8Length(std::string_view s, size_t i) {
-  const auto c = static_cast<unsigned char>(s[i]);
-  size_t n;
-  uint32_t min;
-  if (c < 0x80) return c == 0 ? 0 : 1;
-  if ((c & 0xE0) == 0xC0) {
-    n = 2;
-    min = 0x80;
-  } else if ((c & 0xF0) == 0xE0) {
-    n = 3;
-    min = 0x800;
-  } else if ((c & 0xF8) == 0xF0) {
-    n = 4;
-    min = 0x10000;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size()) return 0;
-  uint32_t cp = c & (0x7F >> n);
-  for (size_t k = 1; k < n; ++k) {
-    const auto b = static_cast<unsigned char>(s[i + k]);
-    if ((b & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (b & 0x3F);
-  }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return n;
-}
-
 }  // namespace
-
-std::string SafeText(std::string_view s, size_t max_bytes) {
-  std::string out;
-  out.reserve(std::min(s.size(), max_bytes));
-  for (size_t i = 0; i < s.size();) {
-    size_t n = Utf8Length(s, i);
-    const bool ok = n > 0;
-    if (!ok) n = 1;
-    if (out.size() + (ok ? n : 1) > max_bytes) break;
-    if (ok) {
-      out.append(s.substr(i, n));
-    } else {
-      out.push_back('?');
-    }
-    i += n;
-  }
-  return out;
-}
 
 CheckLoop::CheckLoop(CheckLoopOptions options, prometheus::Registry* registry)
     : Runnable("checks"),
@@ -100,12 +40,12 @@ CheckLoop::CheckLoop(CheckLoopOptions options, prometheus::Registry* registry)
                          .Help("Checks due but waiting for a free slot (max_concurrent_checks).")
                          .Register(*registry)
                          .Add({})),
-      late_(prometheus::BuildCounter()
-                .Name("vigie_agent_check_runs_skipped_total")
-                .Help("Scheduled runs skipped because the previous run of the same check was "
-                      "still running or waiting for a slot.")
-                .Register(*registry)
-                .Add({})) {
+      skipped_(prometheus::BuildCounter()
+                   .Name("vigie_agent_check_runs_skipped_total")
+                   .Help("Scheduled runs skipped because the previous run of the same check was "
+                         "still running or waiting for a slot.")
+                   .Register(*registry)
+                   .Add({})) {
   for (const char* r : {"ok", "warning", "critical", "unknown"}) runs_.Add({{"result", r}});
   const absl::Time now = absl::Now();
   for (CheckSpec& spec : options_.checks) {
@@ -166,7 +106,7 @@ void CheckLoop::StartDue(absl::Time now) {
     const bool asked = c.run_now;
     c.run_now = false;
     if (c.probe != nullptr || c.queued) {
-      if (!asked) late_.Increment();
+      if (!asked) skipped_.Increment();
       continue;
     }
     c.queued = true;
@@ -207,13 +147,13 @@ void CheckLoop::FinishRun(size_t i, Outcome outcome, std::vector<v1::CheckResult
       c.state = observed;
     } else {
       absl::StrAppend(&message, " (", c.consecutive_failures, " of ", c.spec.failures,
-                      " failures before the check turns ", StatusWord(observed), ")");
+                      " failures before the check turns ", CheckStatusName(observed), ")");
     }
   } else {
     c.consecutive_failures = 0;
     c.state = observed;
   }
-  runs_.Add({{"result", StatusWord(observed)}}).Increment();
+  runs_.Add({{"result", CheckStatusName(observed)}}).Increment();
   v1::CheckResult& r = results->emplace_back();
   r.set_name(c.spec.name);
   r.set_target(c.spec.target);

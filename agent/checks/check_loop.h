@@ -94,12 +94,8 @@ class CheckLoop : public Runnable {
   prometheus::Family<prometheus::Counter>& runs_;
   prometheus::Gauge& running_gauge_;
   prometheus::Gauge& waiting_gauge_;
-  prometheus::Counter& late_;
+  prometheus::Counter& skipped_;
 };
-
-// `s` cut to `max_bytes` (at a character boundary), without NUL, invalid UTF-8 replaced by
-// '?': safe for a proto string field.
-std::string SafeText(std::string_view s, size_t max_bytes);
 
 }  // namespace vigie::agent::checks
 

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/checks/check.h"
 #include "agent/checks/check_loop.h"
+#include "common/agent_message.h"
 #include "common/mutex.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"

@@ -131,11 +131,6 @@ bool IsIpLiteral(const std::string& host) {
   return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
 }
 
-std::string HostPort(const Target& t) {
-  return absl::StrContains(t.host, ':') ? absl::StrCat("[", t.host, "]:", t.port)
-                                        : absl::StrCat(t.host, ":", t.port);
-}
-
 }  // namespace
 
 CurlProbe::CurlProbe(const CheckSpec& spec, ProbeEnv* env, absl::Time deadline, bool tls)
@@ -154,9 +149,9 @@ std::string CurlProbe::Phase() const {
   curl_off_t connect = 0, app = 0;
   curl_easy_getinfo(easy_, CURLINFO_CONNECT_TIME_T, &connect);
   curl_easy_getinfo(easy_, CURLINFO_APPCONNECT_TIME_T, &app);
-  if (connect == 0) return absl::StrCat("connecting to ", HostPort(spec_.parsed));
+  if (connect == 0) return absl::StrCat("connecting to ", spec_.parsed.HostPort());
   if (tls_ && app == 0 && !observed_.handshake_done) {
-    return absl::StrCat("in the TLS handshake with ", HostPort(spec_.parsed));
+    return absl::StrCat("in the TLS handshake with ", spec_.parsed.HostPort());
   }
   return "waiting for the response";
 }
@@ -257,7 +252,7 @@ void CurlProbe::Finished(CURLcode code) {
 Outcome CurlProbe::Failure(CURLcode code) {
   Outcome o;
   o.status = v1::CHECK_STATUS_CRITICAL;
-  const std::string where = HostPort(spec_.parsed);
+  const std::string where = spec_.parsed.HostPort();
   const std::string detail = error_[0] != '\0' ? error_ : curl_easy_strerror(code);
   switch (code) {
     case CURLE_COULDNT_CONNECT: {

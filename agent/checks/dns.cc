@@ -38,8 +38,7 @@ absl::StatusOr<DnsQuery> ParseQuery(const CheckSpec& s, const std::string& field
   } else {
     q.name = path.substr(1);
     if (!t.host.empty()) {
-      q.servers = absl::StrContains(t.host, ':') ? absl::StrCat("[", t.host, "]:", t.port)
-                                                 : absl::StrCat(t.host, ":", t.port);
+      q.servers = JoinHostPort(t.host, t.port);
     }
   }
   if (q.name.empty() || q.name.size() > 253) {

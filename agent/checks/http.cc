@@ -101,7 +101,8 @@ class HttpProbe : public CurlProbe {
     if (spec_.tls.server_name.empty()) return spec_.target;
     // Connect to the target's addresses (CURLOPT_RESOLVE) under the configured name.
     const Target& t = spec_.parsed;
-    return absl::StrCat(t.scheme, "://", spec_.tls.server_name, ":", t.port, t.path_and_query);
+    return absl::StrCat(t.scheme, "://", JoinHostPort(spec_.tls.server_name, t.port),
+                        t.path_and_query);
   }
 
   absl::Status Configure(CURL* easy) override {

@@ -34,11 +34,10 @@ class SmtpProbe : public CurlProbe {
   std::string Url() const override {
     const Target& t = spec_.parsed;
     const std::string& host = spec_.tls.server_name.empty() ? t.host : spec_.tls.server_name;
-    const std::string h = host.find(':') != std::string::npos ? absl::StrCat("[", host, "]") : host;
     // curl takes the EHLO name from the URL's path.
     const std::string& hello =
         spec_.config.smtp().hello().empty() ? env_->hostname : spec_.config.smtp().hello();
-    return absl::StrCat(t.scheme, "://", h, ":", t.port, "/", hello);
+    return absl::StrCat(t.scheme, "://", JoinHostPort(host, t.port), "/", hello);
   }
   absl::Status Configure(CURL* easy) override {
     curl_easy_setopt(easy, CURLOPT_CONNECT_ONLY, 1L);

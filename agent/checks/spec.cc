@@ -40,6 +40,11 @@ int DefaultPort(const std::string& scheme) {
 
 }  // namespace
 
+std::string JoinHostPort(const std::string& host, int port) {
+  return host.find(':') != std::string::npos ? absl::StrCat("[", host, "]:", port)
+                                             : absl::StrCat(host, ":", port);
+}
+
 absl::StatusOr<Target> ParseTarget(const std::string& target, const std::string& field) {
   auto bad = [&](const std::string& why) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": \"", target, "\" ", why));

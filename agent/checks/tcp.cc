@@ -31,8 +31,7 @@ class TcpProbe : public CurlProbe {
   std::string Url() const override {
     const Target& t = spec_.parsed;
     const std::string& host = spec_.tls.server_name.empty() ? t.host : spec_.tls.server_name;
-    const std::string h = host.find(':') != std::string::npos ? absl::StrCat("[", host, "]") : host;
-    return absl::StrCat(tls_ ? "https://" : "http://", h, ":", t.port, "/");
+    return absl::StrCat(tls_ ? "https://" : "http://", JoinHostPort(host, t.port), "/");
   }
   absl::Status Configure(CURL* easy) override {
     curl_easy_setopt(easy, CURLOPT_CONNECT_ONLY, 1L);

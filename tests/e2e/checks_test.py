@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 import unittest
 
 from cryptography import x509
@@ -271,7 +272,6 @@ rules:
                                        if a["status"] == "resolved"], 30, "ServiceDown resolved")
         self.assertEqual(resolved[0]["fingerprint"], firing["fingerprint"])
         # Each once: the collect-interval metric and the results feed one alert.
-        import time
         time.sleep(3)
         statuses = [a["status"] for a in h.webhook_alerts(self.sink, "ServiceDown")]
         self.assertEqual(statuses, ["firing", "resolved"])
@@ -298,10 +298,10 @@ rules:
         self.assertEqual(code, 0, err)
         self.assertGreater(json.loads(out)["checks"][0]["name"], names[-1])
 
-        h.wait_for(lambda: len(self.admin("GetCheck", {"agentId": "web1", "name": "closed"})[1])
-                   and len(json.loads(self.admin("GetCheck", {"agentId": "web1",
-                                                              "name": "closed"})[1])
-                           .get("results", [])) >= 2, 30, "two results of closed")
+        def two_results():
+            code, out, _ = self.admin("GetCheck", {"agentId": "web1", "name": "closed"})
+            return code == 0 and len(json.loads(out).get("results", [])) >= 2
+        h.wait_for(two_results, 30, "two results of closed")
         code, out, err = self.admin("GetCheck", {"agentId": "web1", "name": "closed",
                                                  "results": 2})
         self.assertEqual(code, 0, err)
