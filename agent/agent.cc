@@ -279,7 +279,7 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
     co.checks = options_.checks;
     co.max_concurrent = options_.max_concurrent_checks;
     co.hostname = options_.hostname;
-    co.on_results = [this](std::vector<v1::CheckResult> r) { SendCheckResults(std::move(r)); };
+    co.on_results = [this](std::vector<v1::CheckResult> r) { OnCheckResults(std::move(r)); };
     checks_ = std::make_unique<checks::CheckLoop>(std::move(co), registry);
     if (absl::Status s = checks_->Init(); !s.ok()) {
       log::Error("service checks cannot run", {{"error", s}});
@@ -293,7 +293,30 @@ Agent::~Agent() {
   if (checks_) checks_->Stop();
 }
 
-void Agent::SendCheckResults(std::vector<v1::CheckResult> results) {
+void Agent::OnCheckResults(std::vector<v1::CheckResult> results) {
+  // Bounded while this thread is slow (a stalled disk): beyond it, results wait for their
+  // check's next run, counted.
+  constexpr size_t kMaxResults = 10000;
+  {
+    MutexLock lock(&results_mu_);
+    for (v1::CheckResult& r : results) {
+      if (results_.size() >= kMaxResults) {
+        samples_dropped_.Add({{"collector", "checks"}, {"reason", "results_backlog"}}).Increment();
+        continue;
+      }
+      results_.push_back(std::move(r));
+    }
+  }
+  Wake();
+}
+
+void Agent::SendCheckResults() {
+  std::vector<v1::CheckResult> results;
+  {
+    MutexLock lock(&results_mu_);
+    results.swap(results_);
+  }
+  if (results.empty()) return;
   const SendLimits limits = outbox_.limits();
   v1::AgentMessage m;
   size_t bytes = 0;
@@ -478,6 +501,7 @@ void Agent::Run() {
   absl::Time next_collect = absl::Now();
   bool textfile_changed = false;
   while (!stopping()) {
+    SendCheckResults();
     absl::Time now = absl::Now();
     if (now >= next_collect) {
       textfile_changed = false;  // a full round reads the textfiles too
@@ -505,6 +529,7 @@ void Agent::Run() {
     }
   }
   if (checks_) checks_->Stop();
+  SendCheckResults();  // the last ones, before Drain()
 }
 
 }  // namespace vigie::agent

@@ -95,8 +95,11 @@ class Agent : public Runnable {
   void OnWelcome(const v1::Welcome& welcome);
   void OnReject(const v1::Reject& reject, bool held);
   void OnCommand(const v1::Command& command);
-  // Queues check results as durable CheckResults messages, within the stream's limits.
-  void SendCheckResults(std::vector<v1::CheckResult> results);
+  // Hands results from the check loop's thread to this one (which may wait on the spool's
+  // fsync; the check loop must not), and queues them as CheckResults messages within the
+  // stream's limits.
+  void OnCheckResults(std::vector<v1::CheckResult> results);
+  void SendCheckResults();
   // Logs `message` for `key` unless the same was logged for it last time (so a bad file is
   // logged once, not once per round); `message` empty = the key is healthy again.
   void LogOnce(const std::string& key, const std::string& message);
@@ -108,8 +111,10 @@ class Agent : public Runnable {
   CollectorRunner runner_;
   HostMetrics host_metrics_;
   std::unique_ptr<StreamClient> client_;
-  std::unique_ptr<checks::CheckLoop> checks_;       // null without checks
-  std::unique_ptr<DirectoryWatch> textfile_watch_;  // the loop's own; no thread
+  std::unique_ptr<checks::CheckLoop> checks_;  // null without checks
+  Mutex results_mu_;
+  std::vector<v1::CheckResult> results_ ABSL_GUARDED_BY(results_mu_);  // bounded: kMaxResults
+  std::unique_ptr<DirectoryWatch> textfile_watch_;                     // the loop's own; no thread
   std::atomic<int64_t> heartbeat_ms_;
   Mutex log_mu_;
   std::map<std::string, std::string> logged_ ABSL_GUARDED_BY(log_mu_);

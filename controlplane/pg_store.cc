@@ -542,7 +542,7 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
                        agent_id, e.service(), e.timestamp_ms(), kind);
       }
     }
-    if (!checks.empty()) StoreCheckResults(w, agent_id, checks.dump());
+    if (!checks.empty()) StoreCheckResults(w, agent_id, checks);
     StoreTransitions(w, transitions, generator_url);
     pg::StorePending(w, pending);
     if (highest > committed) {
@@ -559,7 +559,8 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
 }
 
 void PgStore::StoreCheckResults(pqxx::transaction_base& w, const std::string& agent_id,
-                                const std::string& results_json) {
+                                const nlohmann::json& results) {
+  const std::string results_json = results.dump();
   // One statement each for the results, the daily counts and the current states, whatever the
   // number of results.
   static const std::string kRecords =
@@ -584,20 +585,57 @@ void PgStore::StoreCheckResults(pqxx::transaction_base& w, const std::string& ag
                    "critical = d.critical + excluded.critical, "
                    "latency_seconds = d.latency_seconds + excluded.latency_seconds"),
       agent_id, results_json);
-  // The latest result of each check; `since` moves only when the status changes, and a result
-  // older than the stored one (a late resend) never overwrites it.
+  // The latest state of each check. `since` is when its latest status began: within this
+  // batch if the status changed here (a replayed spool holds several results), else the
+  // stored `since` when the status is the stored one. A result older than the stored one (a
+  // late resend) never overwrites it.
+  struct State {
+    std::string status;
+    int64_t since = 0, last = 0;
+    bool changed_here = false;
+    const nlohmann::json* latest = nullptr;
+  };
+  std::map<std::string, State> states;
+  for (const nlohmann::json& r : results) {  // in sequence order: each check's in time order
+    State& st = states[r["name"].get<std::string>()];
+    const std::string status = r["status"].get<std::string>();
+    const int64_t ts = r["ts"].get<int64_t>();
+    if (st.latest == nullptr || status != st.status) {
+      st.changed_here = st.latest != nullptr;
+      st.status = status;
+      st.since = ts;
+    }
+    st.last = ts;
+    st.latest = &r;
+  }
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& [name, st] : states) {
+    nlohmann::json row = *st.latest;
+    row["since"] = st.since;
+    row["keep_since"] = !st.changed_here;
+    rows.push_back(std::move(row));
+  }
+  static const std::string kStates =
+      "jsonb_to_recordset($2::jsonb) AS r(name text, target text, status text, latency float8, "
+      "message text, labels jsonb, ts bigint, failures int, since bigint, keep_since bool)";
+  static const std::string kSince = "(timestamptz 'epoch' + r.since * interval '1 millisecond')";
   w.exec_params0(
-      absl::StrCat("INSERT INTO check_state AS s SELECT DISTINCT ON (r.name) $1, r.name, "
-                   "r.target, r.status, ",
-                   kTs, ", r.message, r.latency, ", kTs, ", r.failures, r.labels FROM ", kRecords,
-                   " ORDER BY r.name, r.ts DESC ON CONFLICT (agent_id, name) DO UPDATE SET "
-                   "target = excluded.target, status = excluded.status, since = CASE WHEN "
-                   "s.status = excluded.status THEN s.since ELSE excluded.since END, "
-                   "message = excluded.message, latency_seconds = excluded.latency_seconds, "
-                   "last_run = excluded.last_run, "
-                   "consecutive_failures = excluded.consecutive_failures, "
-                   "labels = excluded.labels WHERE excluded.last_run >= s.last_run"),
-      agent_id, results_json);
+      absl::StrCat("WITH updated AS (UPDATE check_state s SET target = r.target, "
+                   "status = r.status, since = CASE WHEN s.status = r.status AND r.keep_since "
+                   "THEN s.since ELSE ",
+                   kSince,
+                   " END, message = r.message, "
+                   "latency_seconds = r.latency, last_run = ",
+                   kTs,
+                   ", "
+                   "consecutive_failures = r.failures, labels = r.labels FROM ",
+                   kStates, " WHERE s.agent_id = $1 AND s.name = r.name AND ", kTs,
+                   " >= s.last_run) "
+                   "INSERT INTO check_state SELECT $1, r.name, r.target, r.status, ",
+                   kSince, ", r.message, r.latency, ", kTs, ", r.failures, r.labels FROM ", kStates,
+                   " WHERE NOT EXISTS (SELECT 1 FROM check_state x WHERE x.agent_id = $1 AND "
+                   "x.name = r.name)"),
+      agent_id, rows.dump());
 }
 
 void PgStore::ResolveSeries(pqxx::transaction_base& w, const std::string& agent_id,

@@ -13,6 +13,7 @@
 #include "common/mutex.h"
 #include "controlplane/series_cache.h"
 #include "controlplane/store.h"
+#include "nlohmann/json.hpp"
 
 namespace pqxx {
 class transaction_base;
@@ -181,7 +182,7 @@ class PgStore : public Store {
   // Ingest helpers, inside its transaction: check results (a JSON array), series ids (cache,
   // then the table) and the layout.
   void StoreCheckResults(pqxx::transaction_base& w, const std::string& agent_id,
-                         const std::string& results_json);
+                         const nlohmann::json& results);
   void ResolveSeries(pqxx::transaction_base& w, const std::string& agent_id,
                      const v1::MetricBatch& batch, AgentSeries* series, std::vector<int64_t>* ids,
                      int64_t* layout_id, IngestResult* result);

@@ -68,6 +68,11 @@ TEST(CheckSpecTest, FillsDefaults) {
   s = CheckSpecFromConfig(c, "c");
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(s->timeout, absl::Seconds(1));  // never the default 10s above a 2s interval
+  s = CheckSpecFromConfig(Config("mail", "smtps://mail.example.org"), "c");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->parsed.port, 465);
+  s = CheckSpecFromConfig(Config("ns", "dns://[::1]:5353/example.org"), "c");
+  ASSERT_TRUE(s.ok()) << s.status();
   c = Config("w", "https://example.org/");
   c.mutable_http()->set_tls_expiry_warning("30d");
   s = CheckSpecFromConfig(c, "c");
@@ -84,9 +89,11 @@ TEST(CheckSpecTest, RefusesBadSettingsNamingTheFieldAndValue) {
   cases.push_back({Config("bad name", "http://h/"), "checks[0].name: \"bad name\""});
   cases.push_back({Config("x", "ftp://h/"), "scheme \"ftp\" is not supported"});
   cases.push_back({Config("x", "tcp://h"), "needs a host and a port"});
-  cases.push_back({Config("x", "dns://h/n?type=SRV"), "type \"SRV\""});
-  cases.push_back({Config("x", "dns://h/n?class=IN"), "unknown parameter \"class\""});
+  cases.push_back({Config("x", "dns://127.0.0.1/n?type=SRV"), "type \"SRV\""});
+  cases.push_back({Config("x", "dns://127.0.0.1/n?class=IN"), "unknown parameter \"class\""});
   cases.push_back({Config("x", "http://user:pw@h/"), "credentials in the URL"});
+  cases.push_back({Config("x", "dns://ns1.example.org/example.org"),
+                   "the DNS server must be an IP address, got \"ns1.example.org\""});
   {
     v1::CheckConfig c = Config("x", "http://h/");
     c.set_timeout("5s");
@@ -121,7 +128,19 @@ TEST(CheckSpecTest, RefusesBadSettingsNamingTheFieldAndValue) {
   {
     v1::CheckConfig c = Config("x", "http://h/");
     (*c.mutable_labels())["check"] = "y";
-    cases.push_back({c, "labels: \"check\""});
+    cases.push_back({c, "labels: \"check\" is set by Vigie"});
+  }
+  {
+    // The control plane's own label rules: a value it would refuse is refused here.
+    v1::CheckConfig c = Config("x", "http://h/");
+    (*c.mutable_labels())["team"] = std::string("a\0b", 3);
+    cases.push_back({c, "checks[0] (x).labels[\"team\"]: value contains a NUL byte"});
+    c = Config("x", "http://h/");
+    (*c.mutable_labels())["team"] = std::string(2000, 'a');
+    cases.push_back({c, "value of 2000 bytes exceeds 1024"});
+    c = Config("x", "http://h/");
+    for (int i = 0; i < 40; ++i) (*c.mutable_labels())[absl::StrCat("l", i)] = "v";
+    cases.push_back({c, "labels"});
   }
   {
     v1::CheckConfig c = Config("x", "http://h/");

@@ -52,8 +52,10 @@ std::string CertNames(X509* cert) {
       } else if (n->type == GEN_IPADD) {
         const ASN1_STRING* s = n->d.iPAddress;
         char buf[INET6_ADDRSTRLEN] = {0};
-        const int family = ASN1_STRING_length(s) == 16 ? AF_INET6 : AF_INET;
-        if (inet_ntop(family, ASN1_STRING_get0_data(s), buf, sizeof(buf)) != nullptr) {
+        const int len = ASN1_STRING_length(s);  // the server's bytes: only 4 or 16 are addresses
+        if (len != 4 && len != 16) continue;
+        if (inet_ntop(len == 16 ? AF_INET6 : AF_INET, ASN1_STRING_get0_data(s), buf, sizeof(buf)) !=
+            nullptr) {
           names.emplace_back(buf);
         }
       }
@@ -115,6 +117,8 @@ void OnTlsInfo(const SSL* ssl, int where, int) {
 // curl hands us its SSL_CTX after configuring it (verification mode included).
 CURLcode OnSslContext(CURL*, void* ctx, void* observation) {
   auto* c = static_cast<SSL_CTX*>(ctx);
+  // One context per connection: after a redirect, the observation is the new hop's alone.
+  *static_cast<TlsObservation*>(observation) = TlsObservation{};
   SSL_CTX_set_ex_data(c, TlsIndex(), observation);
   SSL_CTX_set_verify(c, SSL_CTX_get_verify_mode(c), &OnVerify);
   SSL_CTX_set_info_callback(c, &OnTlsInfo);
@@ -136,12 +140,28 @@ bool IsIpLiteral(const std::string& host) {
 CurlProbe::CurlProbe(const CheckSpec& spec, ProbeEnv* env, absl::Time deadline, bool tls)
     : spec_(spec), env_(env), deadline_(deadline), tls_(tls) {}
 
-CurlProbe::~CurlProbe() {
+CurlProbe::~CurlProbe() { Release(); }
+
+void CurlProbe::Release() {
   if (easy_ != nullptr) {
     env_->curl->Remove(easy_);
     curl_easy_cleanup(easy_);
+    easy_ = nullptr;
   }
   curl_slist_free_all(resolve_);
+  resolve_ = nullptr;
+}
+
+std::string CurlProbe::FailedHost() const {
+  // After redirects, the host curl was fetching when it failed.
+  char* url = nullptr;
+  curl_easy_getinfo(easy_, CURLINFO_EFFECTIVE_URL, &url);
+  if (url != nullptr) {
+    if (absl::StatusOr<Target> t = ParseTarget(url, "url"); t.ok() && !t->host.empty()) {
+      return t->host;
+    }
+  }
+  return spec_.tls.server_name.empty() ? spec_.parsed.host : spec_.tls.server_name;
 }
 
 std::string CurlProbe::Phase() const {
@@ -173,7 +193,11 @@ void CurlProbe::Start(Done done) {
   start_ = absl::Now();
   const std::string& host = spec_.parsed.host;
   if (IsIpLiteral(host)) {
-    StartTransfer("");
+    // With server_name, the URL names it: pin it to the target's address.
+    StartTransfer(
+        spec_.tls.server_name.empty()
+            ? ""
+            : ResolveEntry({absl::StrContains(host, ':') ? absl::StrCat("[", host, "]") : host}));
     return;
   }
   phase_ = "resolving";
@@ -201,9 +225,14 @@ void CurlProbe::Resolved(absl::StatusOr<std::vector<std::string>> addresses) {
   for (const std::string& a : *addresses) {
     shown.push_back(absl::StrContains(a, ':') ? absl::StrCat("[", a, "]") : a);
   }
+  StartTransfer(ResolveEntry(shown));
+}
+
+std::string CurlProbe::ResolveEntry(const std::vector<std::string>& addresses) const {
   const std::string& name =
       spec_.tls.server_name.empty() ? spec_.parsed.host : spec_.tls.server_name;
-  StartTransfer(absl::StrCat(name, ":", spec_.parsed.port, ":", absl::StrJoin(shown, ",")));
+  // "+": a transient entry, gone with this transfer, never seen by another check's redirect.
+  return absl::StrCat("+", name, ":", spec_.parsed.port, ":", absl::StrJoin(addresses, ","));
 }
 
 void CurlProbe::StartTransfer(const std::string& resolve_entry) {
@@ -213,6 +242,9 @@ void CurlProbe::StartTransfer(const std::string& resolve_entry) {
   curl_easy_setopt(easy_, CURLOPT_URL, Url().c_str());
   curl_easy_setopt(easy_, CURLOPT_ERRORBUFFER, error_);
   curl_easy_setopt(easy_, CURLOPT_NOSIGNAL, 1L);
+  // Never wait for curl's own resolver thread (used after a redirect to another host) when a
+  // transfer is abandoned: that would stop every check.
+  curl_easy_setopt(easy_, CURLOPT_QUICK_EXIT, 1L);
   curl_easy_setopt(easy_, CURLOPT_TIMEOUT_MS, static_cast<long>(left_ms));         // NOLINT
   curl_easy_setopt(easy_, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(left_ms));  // NOLINT
   // Every run measures a whole connection, as a user's first request would see it.
@@ -277,8 +309,7 @@ Outcome CurlProbe::Failure(CURLcode code) {
       const TlsObservation& t = observed_;
       switch (t.verify_error) {
         case 0: {
-          const std::string& wanted =
-              spec_.tls.server_name.empty() ? spec_.parsed.host : spec_.tls.server_name;
+          const std::string wanted = FailedHost();
           o.message = absl::StrCat("host name mismatch: certificate for ", t.leaf_names,
                                    ", wanted ", wanted);
           break;

@@ -58,6 +58,9 @@ class CurlProbe : public Probe {
   void AddTlsVerdict(Outcome* o) const;
   // "HTTP 200 in 12 ms" style latency suffix.
   std::string Elapsed() const;
+  // Stops and frees the transfer. A subclass whose members curl points at (WRITEDATA, header
+  // lists) calls it first thing in its destructor.
+  void Release();
 
   const CheckSpec& spec_;
   ProbeEnv* const env_;
@@ -68,6 +71,9 @@ class CurlProbe : public Probe {
  private:
   void Resolved(absl::StatusOr<std::vector<std::string>> addresses);
   void StartTransfer(const std::string& resolve_entry);
+  // A transient CURLOPT_RESOLVE entry: the URL's host at `addresses` (bracketed for IPv6).
+  std::string ResolveEntry(const std::vector<std::string>& addresses) const;
+  std::string FailedHost() const;
   void Finished(CURLcode code);
   Outcome Failure(CURLcode code);
 

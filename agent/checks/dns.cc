@@ -38,6 +38,13 @@ absl::StatusOr<DnsQuery> ParseQuery(const CheckSpec& s, const std::string& field
   } else {
     q.name = path.substr(1);
     if (!t.host.empty()) {
+      unsigned char addr[sizeof(in6_addr)];
+      if (inet_pton(AF_INET, t.host.c_str(), addr) != 1 &&
+          inet_pton(AF_INET6, t.host.c_str(), addr) != 1) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            field, ".target: \"", s.target, "\": the DNS server must be an IP address, got \"",
+            t.host, "\" (or write dns://", path.substr(1), " for the system's resolvers)"));
+      }
       q.servers = JoinHostPort(t.host, t.port);
     }
   }

@@ -94,7 +94,10 @@ class HttpProbe : public CurlProbe {
         h_(spec.config.http()),
         max_body_(h_.max_body_bytes() == 0 ? kDefaultMaxBody : h_.max_body_bytes()),
         expect_(*ParseExpectStatus(h_, "")) {}
-  ~HttpProbe() override { curl_slist_free_all(headers_); }
+  ~HttpProbe() override {
+    Release();  // before the header list and the body curl writes into go
+    curl_slist_free_all(headers_);
+  }
 
  protected:
   std::string Url() const override {

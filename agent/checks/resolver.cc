@@ -4,6 +4,8 @@
 #include <arpa/nameser.h>
 #include <netdb.h>
 
+#include <algorithm>
+#include <atomic>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -36,15 +38,36 @@ Resolver::~Resolver() {
   }
 }
 
+namespace {
+
+int ServerCount(ares_channel channel) {
+  ares_addr_port_node* servers = nullptr;
+  if (ares_get_servers_ports(channel, &servers) != ARES_SUCCESS) return 1;
+  int n = 0;
+  for (ares_addr_port_node* s = servers; s != nullptr; s = s->next) ++n;
+  ares_free_data(servers);
+  return std::max(n, 1);
+}
+
+}  // namespace
+
 absl::Status Resolver::Init(const std::string& servers, absl::Duration timeout) {
   static std::once_flag once;
   std::call_once(once, [] { ares_library_init(ARES_LIB_INIT_ALL); });
+  // The system's server count, learnt once (resolv.conf rarely changes under an agent).
+  static std::atomic<int> system_servers{0};
+  // c-ares asks each server in turn, `tries` rounds, doubling the per-try timeout each round:
+  // one round, with the deadline shared among the servers, keeps the lookup within `timeout`
+  // and every server asked.
+  const int count = !servers.empty()
+                        ? static_cast<int>(std::count(servers.begin(), servers.end(), ',')) + 1
+                    : system_servers.load() > 0 ? system_servers.load()
+                                                : 1;
   ares_options o{};
   o.sock_state_cb = &Resolver::OnSocketState;
   o.sock_state_cb_data = this;
-  // Two tries per server within the lookup's deadline.
-  o.timeout = static_cast<int>(std::max<int64_t>(absl::ToInt64Milliseconds(timeout) / 2, 50));
-  o.tries = 2;
+  o.timeout = static_cast<int>(std::max<int64_t>(absl::ToInt64Milliseconds(timeout) / count, 50));
+  o.tries = 1;
   int r = ares_init_options(&channel_, &o,
                             ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
   if (r != ARES_SUCCESS) {
@@ -56,6 +79,13 @@ absl::Status Resolver::Init(const std::string& servers, absl::Duration timeout) 
     if (r != ARES_SUCCESS) {
       return absl::InvalidArgumentError(
           absl::StrCat("DNS server \"", servers, "\": ", ares_strerror(r)));
+    }
+  } else if (system_servers.load() == 0) {
+    system_servers = ServerCount(channel_);
+    if (system_servers.load() > 1) {  // the first lookup too gets its share per server
+      ares_destroy(channel_);
+      channel_ = nullptr;
+      return Init(servers, timeout);
     }
   }
   return absl::OkStatus();

@@ -29,6 +29,7 @@ class SmtpProbe : public CurlProbe {
   SmtpProbe(const CheckSpec& spec, ProbeEnv* env, absl::Time deadline)
       : CurlProbe(spec, env, deadline,
                   spec.config.smtp().starttls() || spec.parsed.scheme == "smtps") {}
+  ~SmtpProbe() override { Release(); }  // curl writes replies into banner_
 
  protected:
   std::string Url() const override {

@@ -8,12 +8,16 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "agent/checks/check.h"
+#include "common/agent_message.h"
 #include "common/status.h"
 #include "common/yaml_config.h"
 #include "re2/re2.h"
 
 namespace vigie::agent::checks {
 namespace {
+
+// SampleLimits' default of 32 labels, less check, target, agent and one for info metrics.
+constexpr size_t kMaxCheckLabels = 28;
 
 struct UrlDeleter {
   void operator()(CURLU* u) const { curl_url_cleanup(u); }
@@ -34,6 +38,7 @@ int DefaultPort(const std::string& scheme) {
   if (scheme == "http") return 80;
   if (scheme == "https") return 443;
   if (scheme == "smtp") return 25;
+  if (scheme == "smtps") return 465;
   if (scheme == "dns") return 53;
   return 0;
 }
@@ -115,13 +120,13 @@ absl::StatusOr<CheckSpec> CheckSpecFromConfig(const v1::CheckConfig& c, const st
         absl::StrCat(at, ".failures: at most 100, got ", c.failures()));
   }
   s.failures = c.failures() == 0 ? 1 : static_cast<int>(c.failures());
-  static const RE2 kLabel("[a-zA-Z_][a-zA-Z0-9_]*");
+  // The control plane's own label rules (one function), leaving room for check, target and
+  // agent, so a result or a probe_* sample is never refused for its labels.
+  VIGIE_RETURN_IF_ERROR(ValidateLabels(c.labels(), kMaxCheckLabels, absl::StrCat(at, ".labels")));
   for (const auto& [k, v] : c.labels()) {
-    if (!RE2::FullMatch(k, kLabel) || k == "check" || k == "target" || k == "agent") {
-      return absl::InvalidArgumentError(
-          absl::StrCat(at, ".labels: \"", k,
-                       "\" is not a valid label name here ([a-zA-Z_][a-zA-Z0-9_]*, and not "
-                       "check, target or agent)"));
+    if (k == "check" || k == "target" || k == "agent") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          at, ".labels: \"", k, "\" is set by Vigie (check, target and agent are reserved)"));
     }
     s.labels[k] = v;
   }
@@ -173,7 +178,7 @@ absl::Status TlsSettingsFromConfig(const v1::CheckTls& c, const std::string& fie
 const std::map<std::string, Protocol>& Protocols() {
   static const auto* const protocols = new std::map<std::string, Protocol>{
       {"http", HttpProtocol()}, {"https", HttpProtocol()}, {"tcp", TcpProtocol()},
-      {"smtp", SmtpProtocol()}, {"dns", DnsProtocol()},
+      {"smtp", SmtpProtocol()}, {"smtps", SmtpProtocol()}, {"dns", DnsProtocol()},
   };
   return *protocols;
 }

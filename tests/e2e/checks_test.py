@@ -113,7 +113,7 @@ class ChecksTest(h.SystemTestCase):
         cls.tmp = h.TempDir()
         t = cls.tmp.path
         ca = TestCa(t)
-        local = dict(dns=["localhost"], ips=["127.0.0.1"])
+        local = dict(dns=["localhost", "vigie.test"], ips=["127.0.0.1"])
         good = ca.issue("good", -1, 60, **local)
         soon = ca.issue("soon", -1, 3, **local)
         expired = ca.issue("expired", -30, -2, **local)
@@ -174,6 +174,9 @@ rules:
         checks = {
             "good": (f"https://127.0.0.1:{ports[0]}/health", f"http: {tls}"),
             "good_by_name": (f"https://localhost:{ports[0]}/health", f"http: {tls}"),
+            # A name no resolver knows, verified and sent as SNI on the target's address.
+            "server_name": (f"https://127.0.0.1:{ports[0]}/",
+                            f"http: {{tls: {{ca_file: {ca.file}, server_name: vigie.test}}}}"),
             "soon": (f"https://127.0.0.1:{ports[1]}/", f"http: {tls}"),
             "expired": (f"https://127.0.0.1:{ports[2]}/", f"http: {tls}"),
             "wrong_host": (f"https://127.0.0.1:{ports[3]}/", f"http: {tls}"),
@@ -233,6 +236,7 @@ rules:
     def test_https(self):
         self.assertResult("good", "ok", "HTTP 200 in")
         self.assertResult("good_by_name", "ok", "HTTP 200 in")  # resolved by c-ares
+        self.assertResult("server_name", "ok", "HTTP 200 in")
         self.assertResult("soon", "warning", "certificate expires in 2 days")
         self.assertResult("expired", "critical", "certificate expired on ", "CN=expired")
         self.assertResult("wrong_host", "critical",

@@ -183,6 +183,56 @@ TEST_F(StorageTest, RoundTripsValuesExactlyOnceAndCompactly) {
   EXPECT_EQ(Count("SELECT sum(cardinality(vals)) FROM sample_blocks"), 1200);
 }
 
+v1::AgentMessage Checks(uint64_t seq,
+                        const std::vector<std::pair<v1::CheckStatus, int64_t>>& results) {
+  v1::AgentMessage m;
+  m.mutable_checks()->set_sequence(seq);
+  for (const auto& [status, ts] : results) {
+    v1::CheckResult* r = m.mutable_checks()->add_results();
+    r->set_name("web");
+    r->set_target("http://web/");
+    r->set_status(status);
+    r->set_timestamp_ms(ts);
+    r->set_message(absl::StrCat("at ", ts));
+  }
+  return m;
+}
+
+TEST_F(StorageTest, CheckStateSinceIsWhenTheLatestStatusBegan) {
+  Register("a");
+  auto state = [&] {
+    v1::GetCheckRequest req;
+    req.set_agent_id("a");
+    req.set_name("web");
+    req.set_results(100);
+    auto r = store_->GetCheck(req);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->check() : v1::Check();
+  };
+  const int64_t t = (kNow / 1000 - 600) * 1000;  // whole seconds: since_unix is in seconds
+  // A replayed spool: critical, then ok twice. Since is the first ok, not the last result.
+  Ingest("a", {Checks(1, {{v1::CHECK_STATUS_CRITICAL, t},
+                          {v1::CHECK_STATUS_OK, t + 10000},
+                          {v1::CHECK_STATUS_OK, t + 20000}})});
+  EXPECT_EQ(state().status(), v1::CHECK_STATUS_OK);
+  EXPECT_EQ(state().since_unix(), (t + 10000) / 1000);
+  EXPECT_EQ(state().last_run_unix(), (t + 20000) / 1000);
+  EXPECT_EQ(state().message(), absl::StrCat("at ", t + 20000));
+  // Still ok: since stays.
+  Ingest("a", {Checks(2, {{v1::CHECK_STATUS_OK, t + 30000}})});
+  EXPECT_EQ(state().since_unix(), (t + 10000) / 1000);
+  // ok -> critical -> ok within one batch: the ok run began in this batch.
+  Ingest("a", {Checks(3, {{v1::CHECK_STATUS_CRITICAL, t + 40000},
+                          {v1::CHECK_STATUS_OK, t + 50000}})});
+  EXPECT_EQ(state().status(), v1::CHECK_STATUS_OK);
+  EXPECT_EQ(state().since_unix(), (t + 50000) / 1000);
+  // A late resend older than the stored result changes nothing but the history.
+  Ingest("a", {Checks(4, {{v1::CHECK_STATUS_CRITICAL, t + 45000}})});
+  EXPECT_EQ(state().status(), v1::CHECK_STATUS_OK);
+  EXPECT_EQ(Count("SELECT count(*) FROM check_results"), 7);
+  EXPECT_EQ(Count("SELECT sum(total) FROM check_daily"), 7);
+}
+
 TEST_F(StorageTest, LayoutChangesMidStreamKeepEverySeriesRight) {
   Register("a");
   const int64_t t = kNow - 60000;
