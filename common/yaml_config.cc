@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <sstream>
@@ -18,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "common/agent_message.h"
 #include "common/files.h"
 #include "common/status.h"
 #include "google/protobuf/descriptor.h"
@@ -54,6 +56,9 @@ absl::StatusOr<json> ScalarToJson(const YAML::Node& node, const FieldDescriptor*
     return Bad(path, node, absl::StrCat("expected a single value of type ", f->type_name()));
   }
   const std::string& s = node.Scalar();
+  // Checked first: JSON (and every proto string) must be valid UTF-8, and the messages below
+  // quote the value.
+  if (!IsValidUtf8(s)) return Bad(path, node, "is not valid UTF-8");
   auto expected = [&](absl::string_view what) {
     return Bad(path, node, absl::StrCat("expected ", what, ", got \"", s, "\""));
   };
@@ -89,7 +94,9 @@ absl::StatusOr<json> ScalarToJson(const YAML::Node& node, const FieldDescriptor*
     case FieldDescriptor::CPPTYPE_FLOAT:
     case FieldDescriptor::CPPTYPE_DOUBLE: {
       double v;
+      // NaN and infinities would reach JSON as null, i.e. silently 0.
       if (!absl::SimpleAtod(s, &v)) return expected("a number");
+      if (!std::isfinite(v)) return expected("a finite number");
       return json(v);
     }
     case FieldDescriptor::CPPTYPE_ENUM: {
@@ -131,6 +138,7 @@ absl::StatusOr<json> MessageToJson(const YAML::Node& node, const Descriptor* d,
       for (const auto& entry : v) {
         if (!entry.first.IsScalar()) return Bad(fpath, entry.first, "map keys must be plain");
         const std::string k = entry.first.Scalar();
+        if (!IsValidUtf8(k)) return Bad(fpath, entry.first, "a key is not valid UTF-8");
         VIGIE_ASSIGN_OR_RETURN(
             m[k], ScalarToJson(entry.second, value_field, absl::StrCat(fpath, "[\"", k, "\"]")));
       }

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -71,6 +72,22 @@ TEST(YamlConfigTest, MistypedValueNamesFieldAndValue) {
   EXPECT_THAT(
       ParseYamlConfig("rules: {name: a}\n", &c),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rules (line 1): expected a list")));
+}
+
+TEST(YamlConfigTest, InvalidUtf8AndNonFiniteNumbersAreRefusedNotCrashedOn) {
+  v1::ControlPlaneConfig c;
+  EXPECT_THAT(ParseYamlConfig("external_url: \"http://h\xff/\"\n", &c),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("external_url (line 1): is not valid UTF-8")));
+  EXPECT_THAT(ParseYamlConfig("rules:\n  - {name: a, labels: {\"k\xc3\": v}}\n", &c),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("rules[0].labels (line 2): a key is not valid UTF-8")));
+  for (const char* bad : {"nan", "inf", "-inf", "1e999"}) {
+    EXPECT_THAT(ParseYamlConfig(absl::StrCat("rules:\n  - {name: a, threshold: ", bad, "}\n"), &c),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("rules[0].threshold (line 2): expected a finite number")))
+        << bad;
+  }
 }
 
 TEST(YamlConfigTest, SyntaxErrorGivesLine) {

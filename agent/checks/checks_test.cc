@@ -91,6 +91,7 @@ TEST(CheckSpecTest, RefusesBadSettingsNamingTheFieldAndValue) {
   cases.push_back({Config("x", "tcp://h"), "needs a host and a port"});
   cases.push_back({Config("x", "dns://127.0.0.1/n?type=SRV"), "type \"SRV\""});
   cases.push_back({Config("x", "dns://127.0.0.1/n?class=IN"), "unknown parameter \"class\""});
+  cases.push_back({Config("x", "dns://127.0.0.1/n?type=A&type=MX"), "type is given twice"});
   cases.push_back({Config("x", "http://user:pw@h/"), "credentials in the URL"});
   cases.push_back({Config("x", "dns://ns1.example.org/example.org"),
                    "the DNS server must be an IP address, got \"ns1.example.org\""});

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -53,8 +54,13 @@ absl::StatusOr<DnsQuery> ParseQuery(const CheckSpec& s, const std::string& field
         absl::StrCat(field, ".target: \"", s.target,
                      "\" names nothing to look up; write dns://[resolver:port/]name?type=A"));
   }
+  bool typed = false;
   for (absl::string_view kv : absl::StrSplit(query, '&', absl::SkipEmpty())) {
     std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
+    if (p.first == "type" && std::exchange(typed, true)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".target: \"", s.target, "\": type is given twice"));
+    }
     if (p.first != "type") {
       return absl::InvalidArgumentError(absl::StrCat(
           field, ".target: \"", s.target, "\": unknown parameter \"", p.first, "\" (only type)"));
