@@ -42,6 +42,8 @@ packages=(
   # Redis, and the real servers the check tests probe (dnsmasq, redis-server, Nagios plugins)
   libc-ares-dev libhiredis-dev dnsmasq-base redis-server monitoring-plugins-basic
   python3-cryptography
+  # the check benchmark's reference (scripts/bench-checks.sh)
+  prometheus-blackbox-exporter
 )
 
 missing=()

@@ -138,6 +138,7 @@ void CheckLoop::FinishRun(size_t i, Outcome outcome, std::vector<v1::CheckResult
   Check& c = checks_[i];
   const absl::Time end = absl::Now();
   c.probe.reset();
+  c.finished = false;
   --running_;
   const v1::CheckStatus observed = outcome.status;
   std::string message = std::move(outcome.message);
@@ -177,7 +178,7 @@ void CheckLoop::FinishRun(size_t i, Outcome outcome, std::vector<v1::CheckResult
 absl::Time CheckLoop::NextWake() const {
   absl::Time t = curl_->NextTimer();
   for (const Check& c : checks_) {
-    if (c.finished) return absl::InfinitePast();
+    if (c.probe != nullptr && c.finished) return absl::InfinitePast();  // to collect now
     if (c.probe != nullptr) {
       t = std::min({t, c.deadline + kGrace, c.probe->NextTimer()});
     } else if (!c.queued) {
@@ -190,6 +191,7 @@ absl::Time CheckLoop::NextWake() const {
 void CheckLoop::Run() {
   std::vector<v1::CheckResult> results;
   while (!stopping()) {
+    passes_.fetch_add(1, std::memory_order_relaxed);
     absl::Time now = absl::Now();
     StartDue(now);
     // Timers: curl's, the probes' own, and the loop's hard deadlines.

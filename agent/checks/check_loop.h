@@ -4,6 +4,7 @@
 #ifndef VIGIE_AGENT_CHECKS_CHECK_LOOP_H_
 #define VIGIE_AGENT_CHECKS_CHECK_LOOP_H_
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -49,6 +50,8 @@ class CheckLoop : public Runnable {
   // and the check's labels.
   void AppendMetrics(int64_t now_ms, Collection* out) const;
   size_t size() const { return checks_.size(); }
+  // Passes of the loop so far: it wakes for sockets, timers and due checks only, never spins.
+  uint64_t passes() const { return passes_.load(std::memory_order_relaxed); }
 
  protected:
   void Run() override;
@@ -86,6 +89,7 @@ class CheckLoop : public Runnable {
   std::vector<Check> checks_;   // fixed after construction; the loop thread's
   std::deque<size_t> waiting_;  // due, waiting for a slot, in due order
   size_t running_ = 0;
+  std::atomic<uint64_t> passes_{0};
 
   mutable Mutex mu_;
   std::vector<Latest> latest_ ABSL_GUARDED_BY(mu_);

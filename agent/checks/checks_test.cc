@@ -378,6 +378,19 @@ TEST_F(CheckLoopTest, RunNowRunsAtOnceAndRefusesUnknownNames) {
   EXPECT_THAT(loop_->RunNow("nope"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("\"nope\"")));
 }
 
+TEST_F(CheckLoopTest, IdleBetweenRunsTheLoopSleeps) {
+  TestServer ok(TestServer::kHttpOk);
+  v1::CheckConfig c = Config("hourly", ok.url());
+  c.set_interval("1h");
+  Run({c});
+  First("hourly");
+  const uint64_t before = loop_->passes();
+  absl::SleepFor(absl::Seconds(1));
+  // Nothing is due for an hour: a few wake-ups at most (it spun a core once, a finished flag
+  // left set).
+  EXPECT_LT(loop_->passes() - before, 10u);
+}
+
 TEST_F(CheckLoopTest, ReportsDnsFailuresOfTheTargetHost) {
   v1::CheckConfig c = Config("nxdomain", "http://no-such-host.invalid/");
   c.set_timeout("3s");
