@@ -12,11 +12,19 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "vigie/v1/agent.pb.h"
 #include "vigie/v1/config.pb.h"
 
 namespace vigie::agent::checks {
+
+// The target with the password of its userinfo replaced by "xxxxx"
+// ("redis://:xxxxx@db:6379"): what results, metrics, logs and errors show.
+std::string RedactTarget(const std::string& target);
+
+// True if `host` is an IPv4 or IPv6 address (not a name to resolve).
+bool IsIpLiteral(const std::string& host);
 
 // "host:port", with brackets around an IPv6 address ("[::1]:53").
 std::string JoinHostPort(const std::string& host, int port);
@@ -47,7 +55,9 @@ struct TlsSettings {
 // One configured check, validated, with defaults filled in.
 struct CheckSpec {
   std::string name;
-  std::string target;  // as written
+  std::string target;  // as written, RedactTarget()ed
+  // The password, from the target's userinfo or the protocol's password_file ("" = none).
+  std::string password;
   Target parsed;
   absl::Duration interval = absl::Seconds(30);
   absl::Duration timeout = absl::Seconds(10);
@@ -74,6 +84,13 @@ struct Outcome {
   std::vector<std::pair<std::string, double>> metrics;
   // e.g. {"probe_tls_version_info", {"version", "TLS 1.3"}}: a metric with value 1.
   std::vector<std::pair<std::string, std::pair<std::string, std::string>>> info;
+  // Metrics with one more label, e.g. {"vigie_check_perfdata_seconds", {"perf", "time"}, 0.01}.
+  struct LabeledMetric {
+    std::string name;
+    std::pair<std::string, std::string> label;
+    double value = 0;
+  };
+  std::vector<LabeledMetric> labeled;
 };
 
 class EventLoop;
@@ -119,6 +136,13 @@ Protocol HttpProtocol();
 Protocol TcpProtocol();
 Protocol SmtpProtocol();
 Protocol DnsProtocol();
+Protocol RedisProtocol();
+Protocol PostgresqlProtocol();
+Protocol CommandProtocol();
+
+// Nagios performance data ("'label'=value[UOM];warn;crit;min;max ...") as labeled metrics in
+// base units (vigie_check_perfdata_seconds{perf="time"}); malformed or "U" values skipped.
+void ParsePerfData(absl::string_view text, Outcome* o);
 
 }  // namespace vigie::agent::checks
 

@@ -247,6 +247,12 @@ void CheckLoop::AppendMetrics(int64_t now_ms, Collection* out) const {
       out->Add(name, labels, value, now_ms, MetricType::kGauge,
                "A detail of the check's last run (blackbox_exporter's name).");
     }
+    for (const Outcome::LabeledMetric& m : l.outcome.labeled) {
+      std::map<std::string, std::string> with = labels;
+      with[m.label.first] = m.label.second;
+      out->Add(m.name, with, m.value, now_ms, MetricType::kGauge,
+               "Performance data of the check's plugin, in base units.");
+    }
     for (const auto& [name, label] : l.outcome.info) {
       std::map<std::string, std::string> with = labels;
       with[label.first] = label.second;

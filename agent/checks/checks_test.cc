@@ -93,6 +93,29 @@ TEST(CheckSpecTest, RefusesBadSettingsNamingTheFieldAndValue) {
   cases.push_back({Config("x", "dns://127.0.0.1/n?class=IN"), "unknown parameter \"class\""});
   cases.push_back({Config("x", "dns://127.0.0.1/n?type=A&type=MX"), "type is given twice"});
   cases.push_back({Config("x", "http://user:pw@h/"), "credentials in the URL"});
+  cases.push_back({Config("x", "rediss://h:6380"), "rediss:// (Redis over TLS) is not supported"});
+  cases.push_back({Config("x", "redis://h/1/x"), "a redis target has no path"});
+  cases.push_back({Config("x", "postgresql://u@h/db?sslmode=nope"), "\"nope\" is not disable"});
+  cases.push_back({Config("x", "postgresql://u@h/db?options=x"), "unknown parameter \"options\""});
+  cases.push_back({Config("x", "postgresql:///db"), "needs a host"});
+  cases.push_back({Config("x", "command://check_dummy"), "must name a program by its absolute"});
+  cases.push_back({Config("x", "command:///nonexistent/check_x"),
+                   "/nonexistent/check_x cannot be run: No such file or directory"});
+  {
+    v1::CheckConfig c = Config("x", "redis://:secret@h:6379");
+    c.mutable_redis()->set_password_file("/etc/hostname");
+    cases.push_back({c, "the password is both in the target and in redis.password_file"});
+  }
+  {
+    v1::CheckConfig c = Config("x", "redis://h:6379");
+    c.mutable_redis()->set_password_file("/nonexistent/pw");
+    cases.push_back({c, "redis.password_file"});
+  }
+  {
+    v1::CheckConfig c = Config("x", "command:///bin/true?a");
+    c.mutable_command()->add_args("b");
+    cases.push_back({c, "arguments both in the target and in command.args"});
+  }
   cases.push_back({Config("x", "dns://ns1.example.org/example.org"),
                    "the DNS server must be an IP address, got \"ns1.example.org\""});
   {
@@ -159,6 +182,46 @@ TEST(CheckSpecTest, RefusesBadSettingsNamingTheFieldAndValue) {
   EXPECT_THAT(CheckSpecsFromConfig(list).status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("checks[1].name: \"a\" is used by an earlier check")));
+}
+
+TEST(CheckSpecTest, PasswordsNeverShowInTheTarget) {
+  EXPECT_EQ(RedactTarget("redis://:s3cret@db:6379"), "redis://:xxxxx@db:6379");
+  EXPECT_EQ(RedactTarget("postgresql://mon:p@ss@db/app"), "postgresql://mon:xxxxx@db/app");
+  EXPECT_EQ(RedactTarget("postgresql://mon@db/app?x=a:b@c"), "postgresql://mon@db/app?x=a:b@c");
+  EXPECT_EQ(RedactTarget("https://example.org/a@b"), "https://example.org/a@b");
+  absl::StatusOr<CheckSpec> s = CheckSpecFromConfig(Config("r", "redis://:s3cret@db:6379"), "c");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->target, "redis://:xxxxx@db:6379");
+  EXPECT_EQ(s->password, "s3cret");
+  absl::StatusOr<CheckSpec> bad = CheckSpecFromConfig(Config("r", "redis://:s3cret@db:99999"), "c");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), Not(HasSubstr("s3cret")));
+}
+
+TEST(PerfDataTest, ParsesNagiosPerformanceDataInBaseUnits) {
+  Outcome o;
+  ParsePerfData(
+      "time=0.012s;1;2;0 'disk used'=2KB;;; 'it''s'=75% load=0.5 pkts=10c "
+      "lat=12ms bad=U x=abc =3 nan=nan inf=inf",
+      &o);
+  ASSERT_EQ(o.labeled.size(), 6u);
+  auto has = [&](const std::string& name, const std::string& perf, double v) {
+    for (const Outcome::LabeledMetric& m : o.labeled) {
+      if (m.name == name && m.label.second == perf) return std::abs(m.value - v) < 1e-9;
+    }
+    return false;
+  };
+  EXPECT_TRUE(has("vigie_check_perfdata_seconds", "time", 0.012));
+  EXPECT_TRUE(has("vigie_check_perfdata_bytes", "disk used", 2048));
+  EXPECT_TRUE(has("vigie_check_perfdata_percent", "it's", 75));
+  EXPECT_TRUE(has("vigie_check_perfdata", "load", 0.5));
+  EXPECT_TRUE(has("vigie_check_perfdata_total", "pkts", 10));
+  EXPECT_TRUE(has("vigie_check_perfdata_seconds", "lat", 0.012));
+  Outcome many;
+  std::string text;
+  for (int i = 0; i < 100; ++i) absl::StrAppend(&text, "m", i, "=1 ");
+  ParsePerfData(text, &many);
+  EXPECT_EQ(many.labeled.size(), 32u);
 }
 
 TEST(SafeTextTest, KeepsUtf8AndReplacesTheRest) {
@@ -389,6 +452,53 @@ TEST_F(CheckLoopTest, IdleBetweenRunsTheLoopSleeps) {
   // Nothing is due for an hour: a few wake-ups at most (it spun a core once, a finished flag
   // left set).
   EXPECT_LT(loop_->passes() - before, 10u);
+}
+
+TEST_F(CheckLoopTest, RunsNagiosPluginsAndKillsTheirProcessGroupAtTheDeadline) {
+  // A unique marker so the test can look for the plugin's children afterwards.
+  const std::string marker = absl::StrCat("sleep 61.", getpid());
+  v1::CheckConfig warn = Config("warn", "command:///bin/sh");
+  for (const char* a : {"-c", "echo 'disk almost full | used=90%;80;95'; exit 1"}) {
+    warn.mutable_command()->add_args(a);
+  }
+  v1::CheckConfig crit = Config("crit", "command:///bin/sh?-c&echo%20down%20>%262;%20exit%202");
+  v1::CheckConfig odd = Config("odd", "command:///bin/sh?-c&exit%207");
+  v1::CheckConfig hang = Config("hang", "command:///bin/sh");
+  hang.set_timeout("300ms");
+  for (const std::string& a :
+       {std::string("-c"),
+        absl::StrCat(marker, " & ", marker)}) {
+    hang.mutable_command()->add_args(a);
+  }
+  Run({warn, crit, odd, hang});
+
+  v1::CheckResult w = First("warn");
+  EXPECT_EQ(w.status(), v1::CHECK_STATUS_WARNING);
+  EXPECT_EQ(w.message(), "disk almost full");
+  v1::CheckResult c = First("crit");
+  EXPECT_EQ(c.status(), v1::CHECK_STATUS_CRITICAL);
+  EXPECT_EQ(c.message(), "down");  // stderr when stdout is empty
+  v1::CheckResult o = First("odd");
+  EXPECT_EQ(o.status(), v1::CHECK_STATUS_UNKNOWN);
+  EXPECT_THAT(o.message(), HasSubstr("exit code 7 (not a plugin status)"));
+  v1::CheckResult h = First("hang");
+  EXPECT_EQ(h.status(), v1::CHECK_STATUS_CRITICAL);
+  EXPECT_THAT(h.message(), HasSubstr("timeout after 300ms running /bin/sh"));
+  // Both sleeps (the shell's background child too) are gone.
+  absl::SleepFor(absl::Milliseconds(300));
+  // "[s]leep": the pattern does not match the shell that runs pgrep.
+  EXPECT_NE(system(absl::StrCat("pgrep -f '[s]", marker.substr(1), "' >/dev/null").c_str()), 0)
+      << "the plugin's process group survived its timeout";
+
+  Collection metrics;
+  loop_->AppendMetrics(0, &metrics);
+  bool perf = false;
+  for (const v1::Sample& s : metrics.samples) {
+    if (s.name() == "vigie_check_perfdata_percent" && s.labels().at("perf") == "used") {
+      perf = s.value() == 90;
+    }
+  }
+  EXPECT_TRUE(perf) << "performance data became no metric";
 }
 
 TEST_F(CheckLoopTest, ReportsDnsFailuresOfTheTargetHost) {

@@ -130,11 +130,6 @@ std::string Date(int64_t unix_seconds) {
                           absl::UTCTimeZone());
 }
 
-bool IsIpLiteral(const std::string& host) {
-  unsigned char buf[sizeof(in6_addr)];
-  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
-}
-
 }  // namespace
 
 CurlProbe::CurlProbe(const CheckSpec& spec, ProbeEnv* env, absl::Time deadline, bool tls)

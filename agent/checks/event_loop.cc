@@ -37,9 +37,10 @@ void EventLoop::Watch(int fd, bool read, bool write, Callback cb) {
   ev.data.fd = fd;
   const bool known = callbacks_.contains(fd);
   callbacks_[fd] = std::make_shared<Callback>(std::move(cb));
-  if (epoll_ctl(epoll_fd_, known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0 && !known) {
-    // A closed-and-reused number the kernel still has registered: replace it.
-    epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+  if (epoll_ctl(epoll_fd_, known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0) {
+    // A number closed behind our back (libpq replaces its socket) and reused: the kernel
+    // dropped it (ENOENT), or still has it registered through a duplicate (EEXIST).
+    epoll_ctl(epoll_fd_, errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev);
   }
 }
 

@@ -1,4 +1,5 @@
 // Check configuration: targets, common settings, and dispatch to each protocol's validation.
+#include <arpa/inet.h>
 #include <curl/curl.h>
 
 #include <memory>
@@ -40,10 +41,29 @@ int DefaultPort(const std::string& scheme) {
   if (scheme == "smtp") return 25;
   if (scheme == "smtps") return 465;
   if (scheme == "dns") return 53;
+  if (scheme == "redis") return 6379;
+  if (scheme == "postgresql" || scheme == "postgres") return 5432;
   return 0;
 }
 
 }  // namespace
+
+std::string RedactTarget(const std::string& target) {
+  const size_t scheme_end = target.find("://");
+  if (scheme_end == std::string::npos) return target;
+  const size_t start = scheme_end + 3;
+  const size_t end = std::min(target.find_first_of("/?#", start), target.size());
+  const size_t at = target.rfind('@', end);
+  if (at == std::string::npos || at < start) return target;
+  const size_t colon = target.find(':', start);
+  if (colon == std::string::npos || colon > at) return target;
+  return absl::StrCat(target.substr(0, colon + 1), "xxxxx", target.substr(at));
+}
+
+bool IsIpLiteral(const std::string& host) {
+  unsigned char buf[sizeof(in6_addr)];
+  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
 
 std::string JoinHostPort(const std::string& host, int port) {
   return host.find(':') != std::string::npos ? absl::StrCat("[", host, "]:", port)
@@ -52,13 +72,26 @@ std::string JoinHostPort(const std::string& host, int port) {
 
 absl::StatusOr<Target> ParseTarget(const std::string& target, const std::string& field) {
   auto bad = [&](const std::string& why) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": \"", target, "\" ", why));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": \"", RedactTarget(target), "\" ", why));
   };
   if (target.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": required, e.g. \"https://example.org/health\""));
   }
   if (target.size() > 2048) return bad("is longer than 2048 bytes");
+  // "command:///usr/lib/x" has no host; curl's parser would skip the third slash and take
+  // "usr" for the host.
+  if (const size_t sep = target.find(":///"); sep != std::string::npos && sep > 0) {
+    static const RE2 kScheme("[A-Za-z][A-Za-z0-9+.-]*");
+    if (RE2::FullMatch(target.substr(0, sep), kScheme)) {
+      Target t;
+      t.scheme = absl::AsciiStrToLower(target.substr(0, sep));
+      t.port = DefaultPort(t.scheme);
+      t.path_and_query = target.substr(sep + 3);
+      return t;
+    }
+  }
   std::unique_ptr<CURLU, UrlDeleter> u(curl_url());
   // Non-http schemes (dns, tcp) are ours; curl's URL parser handles them as generic URLs.
   const CURLUcode rc =
@@ -99,8 +132,8 @@ absl::StatusOr<CheckSpec> CheckSpecFromConfig(const v1::CheckConfig& c, const st
         field, ".name: \"", s.name, "\" must be 1-128 characters of A-Z a-z 0-9 . _ -"));
   }
   const std::string at = absl::StrCat(field, " (", s.name, ")");
-  s.target = c.target();
-  VIGIE_ASSIGN_OR_RETURN(s.parsed, ParseTarget(s.target, absl::StrCat(at, ".target")));
+  s.target = RedactTarget(c.target());
+  VIGIE_ASSIGN_OR_RETURN(s.parsed, ParseTarget(c.target(), absl::StrCat(at, ".target")));
   VIGIE_ASSIGN_OR_RETURN(
       s.interval, ParseConfigDuration(absl::StrCat(at, ".interval"), c.interval(), s.interval));
   if (s.interval < absl::Seconds(1) || s.interval > absl::Hours(24)) {
@@ -177,8 +210,17 @@ absl::Status TlsSettingsFromConfig(const v1::CheckTls& c, const std::string& fie
 
 const std::map<std::string, Protocol>& Protocols() {
   static const auto* const protocols = new std::map<std::string, Protocol>{
-      {"http", HttpProtocol()}, {"https", HttpProtocol()}, {"tcp", TcpProtocol()},
-      {"smtp", SmtpProtocol()}, {"smtps", SmtpProtocol()}, {"dns", DnsProtocol()},
+      {"http", HttpProtocol()},
+      {"https", HttpProtocol()},
+      {"tcp", TcpProtocol()},
+      {"smtp", SmtpProtocol()},
+      {"smtps", SmtpProtocol()},
+      {"dns", DnsProtocol()},
+      {"redis", RedisProtocol()},
+      {"rediss", RedisProtocol()},
+      {"postgresql", PostgresqlProtocol()},
+      {"postgres", PostgresqlProtocol()},
+      {"command", CommandProtocol()},
   };
   return *protocols;
 }
