@@ -74,6 +74,11 @@ absl::StatusOr<CheckSpec> CheckSpecFromConfig(const v1::CheckConfig& config,
 absl::StatusOr<std::vector<CheckSpec>> CheckSpecsFromConfig(
     const google::protobuf::RepeatedPtrField<v1::CheckConfig>& configs);
 
+// Sets spec->password from the target's userinfo or `password_file` (one of them, not both);
+// errors name `file_field` ("checks[2] (db).redis.password_file") and never the password.
+absl::Status TakePassword(CheckSpec* spec, const std::string& password_file,
+                          const std::string& file_field);
+
 // What one run found.
 struct Outcome {
   v1::CheckStatus status = v1::CHECK_STATUS_UNKNOWN;

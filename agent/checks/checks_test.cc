@@ -104,7 +104,8 @@ TEST(CheckSpecTest, RefusesBadSettingsNamingTheFieldAndValue) {
   {
     v1::CheckConfig c = Config("x", "redis://:secret@h:6379");
     c.mutable_redis()->set_password_file("/etc/hostname");
-    cases.push_back({c, "the password is both in the target and in redis.password_file"});
+    cases.push_back(
+        {c, "the password is both in the target and in checks[0] (x).redis.password_file"});
   }
   {
     v1::CheckConfig c = Config("x", "redis://h:6379");
@@ -465,9 +466,7 @@ TEST_F(CheckLoopTest, RunsNagiosPluginsAndKillsTheirProcessGroupAtTheDeadline) {
   v1::CheckConfig odd = Config("odd", "command:///bin/sh?-c&exit%207");
   v1::CheckConfig hang = Config("hang", "command:///bin/sh");
   hang.set_timeout("300ms");
-  for (const std::string& a :
-       {std::string("-c"),
-        absl::StrCat(marker, " & ", marker)}) {
+  for (const std::string& a : {std::string("-c"), absl::StrCat(marker, " & ", marker)}) {
     hang.mutable_command()->add_args(a);
   }
   Run({warn, crit, odd, hang});

@@ -14,7 +14,6 @@
 #include "absl/strings/strip.h"
 #include "agent/checks/address_probe.h"
 #include "agent/checks/event_loop.h"
-#include "common/secrets.h"
 #include "common/status.h"
 
 namespace vigie::agent::checks {
@@ -70,25 +69,8 @@ absl::StatusOr<Settings> Parse(const CheckSpec& s, const std::string& field) {
 
 absl::Status Validate(CheckSpec* s, const std::string& field) {
   VIGIE_RETURN_IF_ERROR(Parse(*s, field).status());
-  const std::string& file = s->config.postgresql().password_file();
-  const size_t colon = s->parsed.userinfo.find(':');
-  if (colon != std::string::npos && colon + 1 < s->parsed.userinfo.size()) {
-    if (!file.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ": the password is both in the target and in postgresql.password_file"));
-    }
-    s->password = s->parsed.userinfo.substr(colon + 1);
-  }
-  if (!file.empty()) {
-    v1::SecretSource source;
-    source.set_file(file);
-    VIGIE_ASSIGN_OR_RETURN(s->password,
-                           ReadSecret(absl::StrCat(field, ".postgresql.password_file"), source));
-  }
-  if (s->password.find('\0') != std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": the password holds a NUL byte"));
-  }
-  return absl::OkStatus();
+  return TakePassword(s, s->config.postgresql().password_file(),
+                      absl::StrCat(field, ".postgresql.password_file"));
 }
 
 // libpq's message, first line: "connection to server at "10.0.0.5", port 5432 failed: ...".

@@ -17,7 +17,6 @@
 #include "absl/strings/str_split.h"
 #include "agent/checks/address_probe.h"
 #include "agent/checks/event_loop.h"
-#include "common/secrets.h"
 #include "common/status.h"
 
 namespace vigie::agent::checks {
@@ -35,21 +34,8 @@ absl::Status Validate(CheckSpec* s, const std::string& field) {
     return absl::InvalidArgumentError(absl::StrCat(field, ".target: \"", s->target,
                                                    "\": a redis target has no path or parameters"));
   }
-  const std::string& file = s->config.redis().password_file();
-  const size_t colon = t.userinfo.find(':');
-  const bool in_url = colon != std::string::npos && colon + 1 < t.userinfo.size();
-  if (!file.empty() && in_url) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": the password is both in the target and in redis.password_file; keep one"));
-  }
-  if (in_url) s->password = t.userinfo.substr(colon + 1);
-  if (!file.empty()) {
-    v1::SecretSource source;
-    source.set_file(file);
-    VIGIE_ASSIGN_OR_RETURN(s->password,
-                           ReadSecret(absl::StrCat(field, ".redis.password_file"), source));
-  }
-  return absl::OkStatus();
+  return TakePassword(s, s->config.redis().password_file(),
+                      absl::StrCat(field, ".redis.password_file"));
 }
 
 struct ReaderDeleter {

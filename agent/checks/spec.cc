@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/checks/check.h"
 #include "common/agent_message.h"
+#include "common/secrets.h"
 #include "common/status.h"
 #include "common/yaml_config.h"
 #include "re2/re2.h"
@@ -63,6 +64,28 @@ std::string RedactTarget(const std::string& target) {
 bool IsIpLiteral(const std::string& host) {
   unsigned char buf[sizeof(in6_addr)];
   return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
+absl::Status TakePassword(CheckSpec* s, const std::string& password_file,
+                          const std::string& file_field) {
+  const std::string& userinfo = s->parsed.userinfo;
+  const size_t colon = userinfo.find(':');
+  if (colon != std::string::npos && colon + 1 < userinfo.size()) {
+    if (!password_file.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the password is both in the target and in ", file_field, "; keep one"));
+    }
+    s->password = userinfo.substr(colon + 1);
+  }
+  if (!password_file.empty()) {
+    v1::SecretSource source;
+    source.set_file(password_file);
+    VIGIE_ASSIGN_OR_RETURN(s->password, ReadSecret(file_field, source));
+  }
+  if (s->password.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(file_field, ": the password holds a NUL byte"));
+  }
+  return absl::OkStatus();
 }
 
 std::string JoinHostPort(const std::string& host, int port) {

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import unittest
+import urllib.parse
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -140,6 +141,18 @@ class ChecksTest(h.SystemTestCase):
             "--tlscert", good[0], "--tlskey", good[1]]))
         h.wait_for(lambda: port_open(smtp_port), 20, "aiosmtpd listening")
 
+        # Redis with a password (Debian's redis-server), no persistence.
+        cls.redis_port = h.free_port()
+        redis_pw_file, redis_pw = h.write_secret(t, "redis.password")
+        cls.redis_pw = redis_pw
+        cls.redis_argv = ["/usr/bin/redis-server", "--port", str(cls.redis_port), "--bind",
+                          "127.0.0.1", "--requirepass", redis_pw, "--save", "",
+                          "--appendonly", "no", "--dir", t]
+        cls.redis = h.Process(t, "redis-server", None, name="redis", argv=cls.redis_argv)
+        cls.procs.append(cls.redis)
+        h.wait_for(lambda: port_open(cls.redis_port), 20, "redis-server listening")
+        wrong_pw_file, _ = h.write_secret(t, "wrong.password", "not-the-password")
+
         # A service to break and mend: a plain HTTP server on a fixed port.
         cls.toggle_port = h.free_port()
         cls.toggle = http_server(cls.toggle_port)
@@ -148,6 +161,8 @@ class ChecksTest(h.SystemTestCase):
         cls.procs.append(notifier)
 
         cls.pg = h.Postgres(t)
+        pg = urllib.parse.urlparse(cls.pg.url)
+        pg_pw_file = os.path.join(cls.pg.dir, "app.password")
         admin_file, admin = h.write_secret(t, "admin.token")
         cp_grpc, cp_http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
         cls.procs.append(h.Process(t, "vigie-controlplane", f"""
@@ -165,6 +180,12 @@ rules:
     threshold: 2
     severity: critical
     annotations: {{summary: "{{{{labels.check}}}} ({{{{labels.target}}}}) is failing on {{{{labels.agent}}}}"}}
+  - name: RedisDown
+    metric: vigie_check_status
+    matchers: {{check: redis}}
+    op: ">="
+    threshold: 2
+    severity: critical
 """, health_url=f"http://{cp_http}/healthz"))
         cls.admin_token, cls.cp_grpc = admin, cp_grpc
         ag_file, _ = h.write_secret(t, "agent.token", h.create_token(
@@ -198,6 +219,23 @@ rules:
             "toggle": (f"http://127.0.0.1:{cls.toggle_port}/", ""),
             "smtp": (f"smtp://127.0.0.1:{smtp_port}",
                      f"smtp: {{starttls: true, tls: {{ca_file: {ca.file}}}}}"),
+            "redis": (f"redis://localhost:{cls.redis_port}",
+                      f"redis: {{password_file: {redis_pw_file}}}"),
+            "redis_in_url": (f"redis://:{redis_pw}@127.0.0.1:{cls.redis_port}", ""),
+            "redis_noauth": (f"redis://127.0.0.1:{cls.redis_port}", ""),
+            "redis_wrong_pw": (f"redis://127.0.0.1:{cls.redis_port}",
+                               f"redis: {{password_file: {wrong_pw_file}}}"),
+            "postgres": (f"postgresql://{pg.username}@localhost:{pg.port}{pg.path}",
+                         f"postgresql: {{password_file: {pg_pw_file}, sslmode: disable}}"),
+            "postgres_wrong_pw": (f"postgresql://{pg.username}@127.0.0.1:{pg.port}{pg.path}",
+                                  f"postgresql: {{password_file: {wrong_pw_file}}}"),
+            "postgres_closed": (f"postgresql://vigie@127.0.0.1:{closed_port}/vigie", ""),
+            "nagios_dummy": ("command:///usr/lib/nagios/plugins/check_dummy?1&disk%20almost%20full",
+                             ""),
+            "nagios_tcp": ("command:///usr/lib/nagios/plugins/check_tcp",
+                           f"command: {{args: [-H, 127.0.0.1, -p, '{cls.redis_port}']}}"),
+            "nagios_tcp_closed": ("command:///usr/lib/nagios/plugins/check_tcp",
+                                  f"command: {{args: [-H, 127.0.0.1, -p, '{closed_port}']}}"),
         }
         lines = []
         for name, (target, extra) in checks.items():
@@ -278,6 +316,46 @@ rules:
         # Each once: the collect-interval metric and the results feed one alert.
         time.sleep(3)
         statuses = [a["status"] for a in h.webhook_alerts(self.sink, "ServiceDown")]
+        self.assertEqual(statuses, ["firing", "resolved"])
+
+    def test_redis_postgresql_and_nagios_plugins(self):
+        self.assertResult("redis", "ok", "PONG in", "(Redis ")  # localhost resolved by c-ares
+        self.assertResult("redis_in_url", "ok", "PONG in")
+        self.assertResult("redis_noauth", "critical", "NOAUTH", "redis.password_file")
+        self.assertResult("redis_wrong_pw", "critical", "AUTH failed: WRONGPASS")
+        self.assertResult("postgres", "ok", "SELECT 1 in", "(PostgreSQL 15.")
+        self.assertResult("postgres_wrong_pw", "critical", "password authentication failed")
+        self.assertResult("postgres_closed", "critical", "Connection refused")
+        self.assertResult("nagios_dummy", "warning", "WARNING: disk almost full")
+        self.assertResult("nagios_tcp", "ok", "TCP OK")
+        self.assertResult("nagios_tcp_closed", "critical", "Connection refused")
+        # The password written in the target never leaves the agent.
+        rows = self.pg.query("SELECT DISTINCT target FROM check_results WHERE "
+                             "name = 'redis_in_url'")
+        self.assertEqual(rows, [[f"redis://:xxxxx@127.0.0.1:{self.redis_port}"]])
+        self.assertNotIn(self.redis_pw, self.agent.log())
+        # check_tcp's performance data became a metric in seconds.
+        def perfdata():
+            text = h.http_get(f"http://{self.ag_http}/metrics")
+            return [l for l in text.splitlines() if l.startswith("vigie_check_perfdata_seconds{")
+                    and 'check="nagios_tcp"' in l and 'perf="time"' in l]
+        h.wait_for(perfdata, 20, "check_tcp's time as vigie_check_perfdata_seconds")
+
+    def test_stopping_redis_notifies_once_and_resolves(self):
+        self.assertResult("redis", "ok", "PONG")
+        self.assertEqual(h.webhook_alerts(self.sink, "RedisDown"), [])
+        self.redis.terminate()
+        firing = h.wait_for(lambda: h.webhook_alerts(self.sink, "RedisDown"), 30,
+                            "RedisDown firing at the webhook")[0]
+        self.assertEqual(firing["status"], "firing")
+        self.assertEqual(firing["labels"]["check"], "redis")
+        self.assertResult("redis", "critical", "connection to ", "refused")
+        self.redis.start()
+        resolved = h.wait_for(lambda: [a for a in h.webhook_alerts(self.sink, "RedisDown")
+                                       if a["status"] == "resolved"], 30, "RedisDown resolved")
+        self.assertEqual(resolved[0]["fingerprint"], firing["fingerprint"])
+        time.sleep(3)
+        statuses = [a["status"] for a in h.webhook_alerts(self.sink, "RedisDown")]
         self.assertEqual(statuses, ["firing", "resolved"])
 
     def admin(self, method, body):
