@@ -608,6 +608,7 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
   absl::Status Commit(const std::vector<v1::AgentMessage>& durable) {
     // Rules see the batches' samples in order; state changes only after the commit.
     v1::MetricBatch all;
+    std::map<std::string, std::string> check_messages;  // by check: the latest, for alerts
     for (const v1::AgentMessage& m : durable) {
       if (m.has_metrics()) all.mutable_samples()->MergeFrom(m.metrics().samples());
       // A check's state is also the series vigie_check_status{check, target, ...}, which the
@@ -615,7 +616,8 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       // a rule on it fires within milliseconds of the failing run.
       for (const v1::CheckResult& r : m.checks().results()) {
         v1::Sample* s = all.add_samples();
-        s->set_name("vigie_check_status");
+        s->set_name(kCheckStatusMetric);
+        check_messages[r.name()] = r.message();
         *s->mutable_labels() = r.labels();
         (*s->mutable_labels())["check"] = r.name();
         (*s->mutable_labels())["target"] = r.target();
@@ -625,6 +627,15 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     }
     const absl::Time eval_start = absl::Now();
     RuleEngine::Evaluation ev = gw_->rules_->Evaluate(agent_id_, all);
+    AttachCheckMessages(gw_->rules_->rules(), check_messages, &ev.transitions);
+    // A check alert fired by a later metrics batch (a rule with `for`) takes the check's
+    // stored message.
+    std::vector<std::string> lacking = ChecksLackingMessages(gw_->rules_->rules(), ev.transitions);
+    if (!lacking.empty()) {
+      absl::StatusOr<std::map<std::string, std::string>> stored =
+          gw_->store_->CheckMessages(agent_id_, lacking);
+      if (stored.ok()) AttachCheckMessages(gw_->rules_->rules(), *stored, &ev.transitions);
+    }
     gw_->evaluation_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - eval_start));
     gw_->samples_evaluated_.Increment(static_cast<double>(all.samples_size()));
     const absl::Time start = absl::Now();

@@ -141,4 +141,20 @@ absl::StatusOr<v1::GetCheckResponse> PgStore::GetCheck(const v1::GetCheckRequest
   return out;
 }
 
+absl::StatusOr<std::map<std::string, std::string>> PgStore::CheckMessages(
+    const std::string& agent_id, const std::vector<std::string>& names) {
+  std::map<std::string, std::string> out;
+  absl::Status s = Run("check messages", [&](PgConnection& c) {
+    out.clear();
+    pqxx::read_transaction t(c);
+    for (const std::string& name : names) {  // a few, only for alerts fired without a result
+      pqxx::result r = t.exec_params(
+          "SELECT message FROM check_state WHERE agent_id = $1 AND name = $2", agent_id, name);
+      if (!r.empty()) out[name] = r[0][0].as<std::string>();
+    }
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
 }  // namespace vigie::controlplane

@@ -119,6 +119,8 @@ class PgStore : public Store {
       const v1::ListAuditLogRequest& request) override;
   absl::StatusOr<v1::ListChecksResponse> ListChecks(const v1::ListChecksRequest& request) override;
   absl::StatusOr<v1::GetCheckResponse> GetCheck(const v1::GetCheckRequest& request) override;
+  absl::StatusOr<std::map<std::string, std::string>> CheckMessages(
+      const std::string& agent_id, const std::vector<std::string>& names) override;
 
   // By the database's clock, on one replica at a time (an advisory lock; the others return 0):
   // notifies what the control plane held back and may send now (a firing whose silence ended

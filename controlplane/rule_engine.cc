@@ -1,5 +1,8 @@
 #include "controlplane/rule_engine.h"
 
+#include <fnmatch.h>
+
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -53,6 +56,15 @@ bool Holds(Op op, double v, double t) {
 
 bool Matches(const Rule& r, const v1::Sample& s) {
   if (s.name() != r.metric) return false;
+  if (!r.check_names.empty()) {
+    auto check = s.labels().find("check");
+    if (check == s.labels().end()) return false;
+    bool any = false;
+    for (const std::string& glob : r.check_names) {
+      any = any || fnmatch(glob.c_str(), check->second.c_str(), 0) == 0;
+    }
+    if (!any) return false;
+  }
   for (const auto& [k, want] : r.matchers) {
     auto it = s.labels().find(k);
     const std::string& have = it == s.labels().end() ? std::string() : it->second;
@@ -62,6 +74,41 @@ bool Matches(const Rule& r, const v1::Sample& s) {
 }
 
 }  // namespace
+
+namespace {
+
+// The check a transition is about, if its rule is on kCheckStatusMetric.
+const std::string* CheckOf(const std::vector<Rule>& rules, const Transition& t) {
+  auto rule =
+      std::find_if(rules.begin(), rules.end(), [&](const Rule& r) { return r.name == t.rule; });
+  if (rule == rules.end() || rule->metric != kCheckStatusMetric) return nullptr;
+  auto check = t.labels.find("check");
+  return check == t.labels.end() ? nullptr : &check->second;
+}
+
+}  // namespace
+
+void AttachCheckMessages(const std::vector<Rule>& rules,
+                         const std::map<std::string, std::string>& messages,
+                         std::vector<Transition>* transitions) {
+  if (messages.empty()) return;
+  for (Transition& t : *transitions) {
+    const std::string* check = CheckOf(rules, t);
+    if (check == nullptr || t.annotations.count("message") > 0) continue;
+    auto message = messages.find(*check);
+    if (message != messages.end()) t.annotations["message"] = message->second;
+  }
+}
+
+std::vector<std::string> ChecksLackingMessages(const std::vector<Rule>& rules,
+                                               const std::vector<Transition>& transitions) {
+  std::set<std::string> out;
+  for (const Transition& t : transitions) {
+    const std::string* check = CheckOf(rules, t);
+    if (check != nullptr && t.annotations.count("message") == 0) out.insert(*check);
+  }
+  return {out.begin(), out.end()};
+}
 
 std::map<std::string, std::string> RenderAnnotations(
     const Rule& rule, const std::map<std::string, std::string>& labels, double value) {
@@ -91,6 +138,29 @@ absl::StatusOr<Rule> RuleFromProto(const v1::Rule& p, const std::string& field) 
   r.matchers.insert(p.matchers().begin(), p.matchers().end());
   r.labels.insert(p.labels().begin(), p.labels().end());
   r.annotations.insert(p.annotations().begin(), p.annotations().end());
+  if (p.has_check()) {
+    if (!p.metric().empty() || !p.op().empty() || p.threshold() != 0 || !p.absent_for().empty() ||
+        p.has_clear_threshold()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": a check rule takes no metric, op, threshold, clear_threshold or absent_for"));
+    }
+    r.check_rule = true;
+    for (int i = 0; i < p.check().names_size(); ++i) {
+      const std::string& glob = p.check().names(i);
+      if (glob.empty() || glob.size() > 128 || glob.find('\0') != std::string::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ".check.names[", i, "]: \"", glob, "\" must be 1-128 characters"));
+      }
+      r.check_names.push_back(glob);
+    }
+    const std::string& min = p.check().min_status();
+    if (!min.empty() && min != "warning" && min != "critical") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".check.min_status: must be warning or critical; got \"", min, "\""));
+    }
+    r.annotations.emplace("summary",
+                          "{{labels.check}} ({{labels.target}}) on {{labels.agent}} is not OK");
+  }
   for (const auto& [name, text] : r.annotations) {
     if (text.find("{{") == std::string::npos) continue;
     const std::string where = absl::StrCat(field, ".annotations.", name);
@@ -121,19 +191,25 @@ absl::StatusOr<Rule> RuleFromProto(const v1::Rule& p, const std::string& field) 
     return r;
   }
   r.metric = p.metric();
-  if (!RE2::FullMatch(r.metric, kMetric)) {
+  if (r.check_rule) {
+    r.metric = kCheckStatusMetric;
+    r.op = Op::kGe;
+    r.threshold = p.check().min_status() == "warning" ? 1 : 2;
+  } else if (!RE2::FullMatch(r.metric, kMetric)) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ".metric: \"", r.metric, "\" is not a metric name"));
   }
   static const std::map<std::string, Op> kOps = {{">", Op::kGt},  {">=", Op::kGe}, {"<", Op::kLt},
                                                  {"<=", Op::kLe}, {"==", Op::kEq}, {"!=", Op::kNe}};
-  auto op = kOps.find(p.op());
-  if (op == kOps.end()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ".op: must be one of >, >=, <, <=, ==, !=; got \"", p.op(), "\""));
+  if (!r.check_rule) {
+    auto op = kOps.find(p.op());
+    if (op == kOps.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".op: must be one of >, >=, <, <=, ==, !=; got \"", p.op(), "\""));
+    }
+    r.op = op->second;
+    r.threshold = p.threshold();
   }
-  r.op = op->second;
-  r.threshold = p.threshold();
   VIGIE_ASSIGN_OR_RETURN(r.for_duration, ParseConfigDuration(absl::StrCat(field, ".for"), p.for_(),
                                                              absl::ZeroDuration()));
   r.clear_threshold = r.threshold;

@@ -40,6 +40,10 @@ struct Rule {
   // Flap hold (0: none): flap_threshold changes within flap_window mark the alert flapping.
   int flap_threshold = 0;
   absl::Duration flap_window = absl::ZeroDuration();
+  // A check rule (metric vigie_check_status, >= its min_status): the check names or globs it
+  // selects (empty: all).
+  bool check_rule = false;
+  std::vector<std::string> check_names;
   // Non-zero: an agent-absent rule (metric, op and threshold unused).
   absl::Duration absent_for = absl::ZeroDuration();
   v1::Rule proto;  // as configured, for the Admin API
@@ -79,6 +83,18 @@ struct Transition {
   // Stable across retries and restarts: rule/fingerprint/starts_at_ms/firing|resolved.
   std::string IdempotencyKey() const;
 };
+
+// The metric a service check's state is: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+inline constexpr char kCheckStatusMetric[] = "vigie_check_status";
+
+// Gives each transition of a rule on kCheckStatusMetric the annotation "message": the latest
+// message of its check in `messages` (by check name, for the transitions' agent).
+void AttachCheckMessages(const std::vector<Rule>& rules,
+                         const std::map<std::string, std::string>& messages,
+                         std::vector<Transition>* transitions);
+// The checks of the transitions of rules on kCheckStatusMetric that have no "message" yet.
+std::vector<std::string> ChecksLackingMessages(const std::vector<Rule>& rules,
+                                               const std::vector<Transition>& transitions);
 
 // A pending alert that started (since_ms > 0) or ended (since_ms 0: it fired or was cancelled).
 // Stored with the samples that caused it, so a restarted control plane resumes its `for`.

@@ -369,6 +369,77 @@ TEST(RuleEngineTest, AbsentRulesAreValidatedAndNeverMatchSamples) {
   EXPECT_TRUE(e.Evaluate("web1", b).transitions.empty());
 }
 
+TEST(RuleEngineTest, CheckRulesSelectChecksByGlobAndLabelAndCarryTheMessage) {
+  v1::Rule p;
+  p.set_name("WebDown");
+  p.mutable_check()->add_names("web-*");
+  p.mutable_check()->add_names("api");
+  (*p.mutable_matchers())["team"] = "web";
+  absl::StatusOr<Rule> critical = RuleFromProto(p, "rules[0]");
+  ASSERT_TRUE(critical.ok()) << critical.status();
+  EXPECT_EQ(critical->metric, kCheckStatusMetric);
+  EXPECT_EQ(critical->annotations.at("summary"),
+            "{{labels.check}} ({{labels.target}}) on {{labels.agent}} is not OK");
+  p.set_name("WebWarn");
+  p.mutable_check()->set_min_status("warning");
+  absl::StatusOr<Rule> warning = RuleFromProto(p, "rules[1]");
+  ASSERT_TRUE(warning.ok()) << warning.status();
+  RuleEngine e({*critical, *warning});
+
+  auto feed = [&](const std::string& check, const std::string& team, v1::CheckStatus status,
+                  int64_t ts) {
+    v1::MetricBatch b;
+    v1::Sample* s = b.add_samples();
+    s->set_name(kCheckStatusMetric);
+    (*s->mutable_labels())["check"] = check;
+    (*s->mutable_labels())["target"] = "https://" + check;
+    (*s->mutable_labels())["team"] = team;
+    s->set_value(status == v1::CHECK_STATUS_OK         ? 0
+                 : status == v1::CHECK_STATUS_WARNING  ? 1
+                 : status == v1::CHECK_STATUS_CRITICAL ? 2
+                                                       : 3);
+    s->set_timestamp_ms(ts);
+    auto ev = e.Evaluate("web1", b);
+    AttachCheckMessages(e.rules(), {{check, "HTTP 503 in 4 ms"}}, &ev.transitions);
+    e.Apply(ev);
+    return ev.transitions;
+  };
+  EXPECT_THAT(feed("db-main", "web", v1::CHECK_STATUS_CRITICAL, 1000), IsEmpty()) << "not selected";
+  EXPECT_THAT(feed("web-front", "db", v1::CHECK_STATUS_CRITICAL, 1000), IsEmpty()) << "label";
+  EXPECT_THAT(feed("apiv2", "web", v1::CHECK_STATUS_CRITICAL, 1000), IsEmpty()) << "exact name";
+  auto warn = feed("web-front", "web", v1::CHECK_STATUS_WARNING, 1000);
+  ASSERT_THAT(warn, SizeIs(1)) << "a warning fires the warning rule only";
+  EXPECT_EQ(warn[0].rule, "WebWarn");
+  auto down = feed("web-front", "web", v1::CHECK_STATUS_UNKNOWN, 2000);
+  ASSERT_THAT(down, SizeIs(1));
+  EXPECT_EQ(down[0].rule, "WebDown");
+  EXPECT_EQ(down[0].annotations.at("message"), "HTTP 503 in 4 ms");
+  EXPECT_EQ(down[0].annotations.at("summary"), "web-front (https://web-front) on web1 is not OK");
+  auto up = feed("web-front", "web", v1::CHECK_STATUS_OK, 3000);
+  ASSERT_THAT(up, SizeIs(2));
+  EXPECT_EQ(up[0].kind, Transition::kResolved);
+  EXPECT_EQ(up[1].kind, Transition::kResolved);
+  EXPECT_THAT(ChecksLackingMessages(e.rules(), up), IsEmpty());
+  up[0].annotations.erase("message");
+  EXPECT_EQ(ChecksLackingMessages(e.rules(), up), std::vector<std::string>{"web-front"});
+
+  v1::Rule bad;
+  bad.set_name("x");
+  bad.mutable_check()->set_min_status("unknown");
+  EXPECT_THAT(RuleFromProto(bad, "rules[2]"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("rules[2].check.min_status: must be warning or critical; got "
+                                 "\"unknown\"")));
+  bad.mutable_check()->clear_min_status();
+  bad.set_metric("up");
+  EXPECT_THAT(RuleFromProto(bad, "rules[2]"), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                       HasSubstr("a check rule takes no metric")));
+  bad.clear_metric();
+  bad.mutable_check()->add_names("");
+  EXPECT_THAT(RuleFromProto(bad, "rules[2]"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("check.names[0]")));
+}
+
 TEST(RuleEngineTest, FingerprintIsStableAndOrderIndependent) {
   EXPECT_EQ(Fingerprint({{"a", "1"}, {"b", "2"}}), Fingerprint({{"b", "2"}, {"a", "1"}}));
   EXPECT_NE(Fingerprint({{"a", "1b"}}), Fingerprint({{"a1", "b"}}));

@@ -223,6 +223,13 @@ class Store {
     (void)request;
     return absl::UnimplementedError("ListChecks");
   }
+  // The current message of each of `names` among `agent_id`'s checks (those it has).
+  virtual absl::StatusOr<std::map<std::string, std::string>> CheckMessages(
+      const std::string& agent_id, const std::vector<std::string>& names) {
+    (void)agent_id;
+    (void)names;
+    return std::map<std::string, std::string>();
+  }
   // One check with its latest results; NotFound if that agent has no such check.
   virtual absl::StatusOr<v1::GetCheckResponse> GetCheck(const v1::GetCheckRequest& request) {
     (void)request;

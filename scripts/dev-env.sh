@@ -142,12 +142,8 @@ rules:
     for: 5s
     annotations: {summary: "demo_value is above 100 (edit .vigie/textfile/demo.prom)"}
   - name: SiteDown
-    metric: vigie_check_status
-    matchers: {check: site}
-    op: ">="
-    threshold: 2
+    check: {names: [site]}
     severity: critical
-    annotations: {summary: "{{labels.check}} ({{labels.target}}) is failing on {{labels.agent}}"}
 YAML
   local agent_id; agent_id=$(hostname | tr -c 'A-Za-z0-9._\n-' '-')
   cat >"$state/agent.yaml" <<YAML

@@ -181,11 +181,10 @@ rules:
     severity: critical
     annotations: {{summary: "{{{{labels.check}}}} ({{{{labels.target}}}}) is failing on {{{{labels.agent}}}}"}}
   - name: RedisDown
-    metric: vigie_check_status
-    matchers: {{check: redis}}
-    op: ">="
-    threshold: 2
+    check: {{names: [redis]}}
     severity: critical
+  - name: PluginNotOk
+    check: {{names: ["nagios_*"], min_status: warning}}
 """, health_url=f"http://{cp_http}/healthz"))
         cls.admin_token, cls.cp_grpc = admin, cp_grpc
         ag_file, _ = h.write_secret(t, "agent.token", h.create_token(
@@ -340,6 +339,16 @@ rules:
             return [l for l in text.splitlines() if l.startswith("vigie_check_perfdata_seconds{")
                     and 'check="nagios_tcp"' in l and 'perf="time"' in l]
         h.wait_for(perfdata, 20, "check_tcp's time as vigie_check_perfdata_seconds")
+        # The check rule on nagios_* (warning and worse) fired for the two failing plugins,
+        # each with its message, and not for the one that is OK.
+        def plugin_alerts():
+            alerts = {a["labels"]["check"]: a for a in h.webhook_alerts(self.sink, "PluginNotOk")}
+            return alerts if len(alerts) >= 2 else None
+        alerts = h.wait_for(plugin_alerts, 20, "PluginNotOk alerts")
+        self.assertEqual(sorted(alerts), ["nagios_dummy", "nagios_tcp_closed"])
+        self.assertEqual(alerts["nagios_dummy"]["annotations"]["message"],
+                         "WARNING: disk almost full")
+        self.assertIn("Connection refused", alerts["nagios_tcp_closed"]["annotations"]["message"])
 
     def test_stopping_redis_notifies_once_and_resolves(self):
         self.assertResult("redis", "ok", "PONG")
@@ -349,6 +358,9 @@ rules:
                             "RedisDown firing at the webhook")[0]
         self.assertEqual(firing["status"], "firing")
         self.assertEqual(firing["labels"]["check"], "redis")
+        self.assertIn("connection to 127.0.0.1:", firing["annotations"]["message"])
+        self.assertIn(f"redis (redis://localhost:{self.redis_port}) on web1 is not OK",
+                      firing["annotations"]["summary"])
         self.assertResult("redis", "critical", "connection to ", "refused")
         self.redis.start()
         resolved = h.wait_for(lambda: [a for a in h.webhook_alerts(self.sink, "RedisDown")
