@@ -342,7 +342,7 @@ void Agent::SendCheckResults() {
 
 void Agent::OnCommand(const v1::Command& c) {
   if (c.has_run_check()) {
-    absl::Status s = checks_ ? checks_->RunNow(c.run_check().name())
+    absl::Status s = checks_ ? checks_->RunNow(c.run_check().name(), c.id())
                              : absl::NotFoundError("this agent has no checks");
     log::Info("run check now", {{"id", c.id()}, {"check", c.run_check().name()}, {"result", s}});
     return;

@@ -328,6 +328,52 @@ grpc::ServerUnaryReactor* AdminService::GetCheck(grpc::CallbackServerContext* ct
   });
 }
 
+grpc::ServerUnaryReactor* AdminService::RunCheck(grpc::CallbackServerContext* ctx,
+                                                 const v1::RunCheckRequest* req,
+                                                 v1::RunCheckResponse* resp) {
+  if (router_ == nullptr) return Reply(ctx, absl::UnimplementedError("RunCheck"));
+  for (const auto& [field, value] :
+       {std::pair<const char*, const std::string*>{"agent_id", &req->agent_id()},
+        {"name", &req->name()}}) {
+    if (value->empty() || value->size() > 128) {
+      return Reply(
+          ctx, absl::InvalidArgumentError(absl::StrCat(field, ": required, at most 128 bytes, got ",
+                                                       QuoteForMessage(*value))));
+    }
+  }
+  absl::StatusOr<absl::Duration> timeout =
+      ParseConfigDuration("timeout", req->timeout(), absl::Seconds(30));
+  if (timeout.ok() && (*timeout < absl::Seconds(1) || *timeout > absl::Minutes(5))) {
+    timeout = absl::InvalidArgumentError(
+        absl::StrCat("timeout: must be between 1s and 5m, got ", QuoteForMessage(req->timeout())));
+  }
+  if (!timeout.ok()) return Reply(ctx, timeout.status());
+  const absl::Time deadline = absl::Now() + *timeout;
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const bool queued = pool_->TrySubmit([this, reactor, req, resp, deadline] {
+    absl::StatusOr<std::string> id = store_->CreateCommand(req->agent_id(), req->name());
+    if (!id.ok()) {
+      reactor->Finish(ToGrpcStatus(id.status()));
+      return;
+    }
+    // The worker is free again at once: the router finishes the call.
+    absl::Status waiting =
+        router_->Await(*id, deadline,
+                       absl::StrCat("check ", QuoteForMessage(req->name()), " of agent ",
+                                    QuoteForMessage(req->agent_id())),
+                       [reactor, resp](absl::StatusOr<v1::CheckResult> result) {
+                         if (result.ok()) *resp->mutable_result() = std::move(*result);
+                         reactor->Finish(ToGrpcStatus(result.status()));
+                       });
+    if (!waiting.ok()) reactor->Finish(ToGrpcStatus(waiting));
+  });
+  if (!queued) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                 "control plane busy; retry with backoff"));
+  }
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* AdminService::GetStatus(grpc::CallbackServerContext* ctx,
                                                   const v1::GetStatusRequest*,
                                                   v1::StatusSummary* resp) {

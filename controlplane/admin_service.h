@@ -4,6 +4,7 @@
 #define VIGIE_CONTROLPLANE_ADMIN_SERVICE_H_
 
 #include "common/worker_pool.h"
+#include "controlplane/command_router.h"
 #include "controlplane/rule_engine.h"
 #include "controlplane/store.h"
 #include "controlplane/tokens.h"
@@ -60,6 +61,11 @@ class AdminService : public v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* GetCheck(grpc::CallbackServerContext* ctx,
                                      const v1::GetCheckRequest* req,
                                      v1::GetCheckResponse* resp) override;
+  grpc::ServerUnaryReactor* RunCheck(grpc::CallbackServerContext* ctx,
+                                     const v1::RunCheckRequest* req,
+                                     v1::RunCheckResponse* resp) override;
+  // Where RunCheck waits for results (unset: RunCheck is UNIMPLEMENTED). Before serving.
+  void set_command_router(CommandRouter* router) { router_ = router; }
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
                                       const v1::GetStatusRequest* req,
                                       v1::StatusSummary* resp) override;
@@ -87,6 +93,7 @@ class AdminService : public v1::Admin::CallbackService {
                                          const absl::Status& status);
 
   Store* const store_;
+  CommandRouter* router_ = nullptr;
   RuleEngine* const rules_;
   WorkerPool* const pool_;
   TokenRegistry* const tokens_;

@@ -335,6 +335,15 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
 
   // Called by the gateway, under its lock, when a newer stream of the same agent registers.
   // Safe against a concurrent OnDone(): that waits for the gateway lock in Unregister().
+  // False when too many commands wait to be written already.
+  bool QueueCommand(const v1::Command& command) {
+    MutexLock lock(&mu_);
+    if (commands_.size() >= 1000 || finish_requested_) return false;
+    commands_.push_back(command);
+    WriteNextLocked();
+    return true;
+  }
+
   void Supersede() {
     End(grpc::Status(grpc::StatusCode::ABORTED,
                      "superseded by a newer stream of the same agent_id"));
@@ -603,6 +612,20 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     return absl::OkStatus();
   }
 
+  // Results that answer Admin RunCheck calls: stored for the replica where the call waits.
+  void CompleteCommands(const std::vector<v1::AgentMessage>& durable) {
+    std::vector<v1::CheckResult> answers;
+    for (const v1::AgentMessage& m : durable) {
+      for (const v1::CheckResult& r : m.checks().results()) {
+        if (!r.command_ids().empty()) answers.push_back(r);
+      }
+    }
+    if (answers.empty()) return;
+    if (absl::Status s = gw_->store_->CompleteCommands(answers); !s.ok()) {
+      log::Warn("cannot store a command's result", {{"agent", agent_id_}, {"error", s}});
+    }
+  }
+
   // Stores `durable` in one transaction with its rule transitions and queues the Ack.
   // InvalidArgument: the database refused the content (nothing stored); Unavailable: retry.
   absl::Status Commit(const std::vector<v1::AgentMessage>& durable) {
@@ -649,6 +672,7 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       return absl::UnavailableError("storage unavailable; resend after reconnect");
     }
     gw_->rules_->Apply(ev);
+    CompleteCommands(durable);
     gw_->alerts_refused_.Set(static_cast<double>(gw_->rules_->refused()));
     gw_->rule_state_.Set(static_cast<double>(gw_->rules_->active()));
     committed_ = r->committed_sequence;
@@ -721,6 +745,9 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     } else if (ack_) {
       msg.mutable_ack()->set_sequence(*ack_);
       ack_.reset();
+    } else if (!commands_.empty()) {
+      *msg.mutable_command() = std::move(commands_.front());
+      commands_.pop_front();
     } else {
       return;
     }
@@ -780,7 +807,8 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
   std::optional<v1::ControlMessage> welcome_ ABSL_GUARDED_BY(mu_);
   bool welcome_sent_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<uint64_t> ack_ ABSL_GUARDED_BY(mu_);
-  std::deque<v1::Reject> rejects_ ABSL_GUARDED_BY(mu_);  // bounded by max_inflight_per_stream
+  std::deque<v1::Reject> rejects_ ABSL_GUARDED_BY(mu_);    // bounded by max_inflight_per_stream
+  std::deque<v1::Command> commands_ ABSL_GUARDED_BY(mu_);  // Admin RunCheck, in order
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
@@ -1034,6 +1062,25 @@ void Gateway::DisconnectToken(const std::string& token_id) {
 
 std::string Gateway::NewConnectionId() {
   return absl::StrCat(instance_, "-", next_connection_.fetch_add(1));
+}
+
+std::vector<std::string> Gateway::HeldAgents() const {
+  MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  out.reserve(by_agent_.size());
+  for (const auto& [agent, stream] : by_agent_) out.push_back(agent);
+  return out;
+}
+
+bool Gateway::Holds(const std::string& agent_id) const {
+  MutexLock lock(&mu_);
+  return by_agent_.count(agent_id) > 0;
+}
+
+bool Gateway::SendCommand(const std::string& agent_id, const v1::Command& command) {
+  MutexLock lock(&mu_);
+  auto it = by_agent_.find(agent_id);
+  return it != by_agent_.end() && it->second->QueueCommand(command);
 }
 
 bool Gateway::Unregister(const std::string& agent_id, AgentStream* stream) {

@@ -75,6 +75,12 @@ class Gateway : public v1::AgentGateway::WithRawCallbackMethod_Connect<v1::Agent
   size_t inflight_bytes() const { return inflight_bytes_.load(); }
   // Ends (UNAUTHENTICATED) every stream that authenticated with token `token_id`.
   void DisconnectToken(const std::string& token_id);
+  // Agents whose current stream is on this replica.
+  std::vector<std::string> HeldAgents() const;
+  bool Holds(const std::string& agent_id) const;
+  // Queues `command` on the agent's stream; false if this replica does not hold it or its
+  // stream has too many commands queued.
+  bool SendCommand(const std::string& agent_id, const v1::Command& command);
 
  private:
   friend class AgentStream;

@@ -116,6 +116,10 @@ int main(int argc, char** argv) {
       registry.get(), &tokens, &auth_failures);
   tokens.SetOnRevoked([&gateway](const std::string& id) { gateway.DisconnectToken(id); });
   cp::AdminService admin(store->get(), &rules, &pool, &tokens);
+  cp::CommandRouterOptions routing;
+  routing.database_url = options->database_url;
+  cp::CommandRouter command_router(routing, store->get(), &gateway);
+  admin.set_command_router(&command_router);
   cp::MaintainerOptions maintain;
   maintain.instance = gateway.instance();
   cp::Maintainer maintainer(maintain, store->get(), registry.get());
@@ -156,6 +160,7 @@ int main(int argc, char** argv) {
   dispatcher.Start();
   maintainer.Start();
   rule_timer.Start();
+  command_router.Start();
   for (auto& w : remote_writers) w->Start();
   vigie::log::Info("control plane started",
                    {{"grpc", options->grpc.listen},
@@ -174,6 +179,7 @@ int main(int argc, char** argv) {
   vigie::log::Info("shutting down", {{"signal", sig}});
   // Reverse order: stop taking streams (in-flight commits finish, agents resend the rest),
   // then the workers, the dispatcher and the HTTP listener.
+  command_router.Stop();  // waiting RunCheck calls end (UNAVAILABLE) before the server stops
   (*grpc_servers)->Shutdown(absl::Seconds(5));
   tokens.Stop();
   pool.Stop();

@@ -371,6 +371,20 @@ INSERT INTO check_state
   FROM check_results WHERE agent_id IN (SELECT agent_id FROM agents)
   ORDER BY agent_id, name, ts DESC;
 )sql"},
+      {12, "commands for agents (Admin RunCheck), routed to the replica holding the stream", R"sql(
+CREATE TABLE commands (
+  id          text PRIMARY KEY,
+  agent_id    text NOT NULL REFERENCES agents (agent_id) ON DELETE CASCADE,
+  check_name  text NOT NULL,
+  state       text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'done')),
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  sent_at     timestamptz,
+  done_at     timestamptz,
+  result      jsonb
+);
+CREATE INDEX commands_pending ON commands (agent_id) WHERE state = 'pending';
+CREATE INDEX commands_created ON commands (created_at);
+)sql"},
   };
   return *migrations;
 }

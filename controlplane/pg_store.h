@@ -119,6 +119,15 @@ class PgStore : public Store {
       const v1::ListAuditLogRequest& request) override;
   absl::StatusOr<v1::ListChecksResponse> ListChecks(const v1::ListChecksRequest& request) override;
   absl::StatusOr<v1::GetCheckResponse> GetCheck(const v1::GetCheckRequest& request) override;
+  absl::StatusOr<std::string> CreateCommand(const std::string& agent_id,
+                                            const std::string& check) override;
+  absl::StatusOr<std::vector<PendingCommand>> ClaimCommands(
+      const std::vector<std::string>& agent_ids) override;
+  absl::Status CompleteCommands(const std::vector<v1::CheckResult>& results) override;
+  absl::StatusOr<std::optional<v1::CheckResult>> CommandResult(const std::string& id) override;
+  // The channels a CommandRouter LISTENs on: payload the agent id / the command id.
+  static constexpr char kCommandsChannel[] = "vigie_commands";
+  static constexpr char kCommandDoneChannel[] = "vigie_command_done";
   absl::StatusOr<std::map<std::string, std::string>> CheckMessages(
       const std::string& agent_id, const std::vector<std::string>& names) override;
 

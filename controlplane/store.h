@@ -223,6 +223,36 @@ class Store {
     (void)request;
     return absl::UnimplementedError("ListChecks");
   }
+  // Commands for agents (Admin RunCheck), through the commands table: created pending (and
+  // announced to every replica), claimed by the replica holding the agent's stream, done
+  // when the result arrives. Ids are random; rows older than an hour are deleted.
+  virtual absl::StatusOr<std::string> CreateCommand(const std::string& agent_id,
+                                                    const std::string& check) {
+    (void)agent_id;
+    (void)check;
+    return absl::UnimplementedError("CreateCommand");
+  }
+  struct PendingCommand {
+    std::string id;
+    std::string agent_id;
+    std::string check;
+  };
+  // Marks the pending commands of `agent_ids` sent and returns them (each to one caller).
+  virtual absl::StatusOr<std::vector<PendingCommand>> ClaimCommands(
+      const std::vector<std::string>& agent_ids) {
+    (void)agent_ids;
+    return std::vector<PendingCommand>();
+  }
+  // Stores each result that answers commands (CheckResult.command_ids) and announces it.
+  virtual absl::Status CompleteCommands(const std::vector<v1::CheckResult>& results) {
+    (void)results;
+    return absl::OkStatus();
+  }
+  // The result of a command, or nullopt while it has none.
+  virtual absl::StatusOr<std::optional<v1::CheckResult>> CommandResult(const std::string& id) {
+    (void)id;
+    return std::optional<v1::CheckResult>();
+  }
   // The current message of each of `names` among `agent_id`'s checks (those it has).
   virtual absl::StatusOr<std::map<std::string, std::string>> CheckMessages(
       const std::string& agent_id, const std::vector<std::string>& names) {

@@ -76,12 +76,15 @@ absl::Status CheckLoop::Init() {
   return absl::OkStatus();
 }
 
-absl::Status CheckLoop::RunNow(const std::string& name) {
+absl::Status CheckLoop::RunNow(const std::string& name, const std::string& command_id) {
   for (size_t i = 0; i < checks_.size(); ++i) {
     if (checks_[i].spec.name != name) continue;
     {
       MutexLock lock(&mu_);
-      requested_.push_back(i);
+      if (requested_.size() >= 10000) {
+        return absl::ResourceExhaustedError("too many check runs requested at once");
+      }
+      requested_.emplace_back(i, command_id);
     }
     Wake();
     return absl::OkStatus();
@@ -92,7 +95,11 @@ absl::Status CheckLoop::RunNow(const std::string& name) {
 void CheckLoop::StartDue(absl::Time now) {
   {
     MutexLock lock(&mu_);
-    for (size_t i : requested_) checks_[i].run_now = true;
+    for (auto& [i, id] : requested_) {
+      Check& c = checks_[i];
+      c.run_now = true;
+      if (!id.empty() && c.asked_by.size() < 64) c.asked_by.push_back(std::move(id));
+    }
     requested_.clear();
   }
   for (size_t i = 0; i < checks_.size(); ++i) {
@@ -107,6 +114,8 @@ void CheckLoop::StartDue(absl::Time now) {
     c.run_now = false;
     if (c.probe != nullptr || c.queued) {
       if (!asked) skipped_.Increment();
+      // Asked during a run: run again after it, so the answer is not older than the request.
+      if (asked && c.probe != nullptr) c.run_now = true;
       continue;
     }
     c.queued = true;
@@ -124,6 +133,8 @@ void CheckLoop::StartRun(size_t i) {
   Check& c = checks_[i];
   c.started = absl::Now();
   c.deadline = c.started + c.spec.timeout;
+  c.running_for = std::move(c.asked_by);
+  c.asked_by.clear();
   c.finished = false;
   c.probe = Protocols().at(c.spec.parsed.scheme).make(c.spec, &env_, c.deadline);
   ++running_;
@@ -165,6 +176,8 @@ void CheckLoop::FinishRun(size_t i, Outcome outcome, std::vector<v1::CheckResult
   r.set_message(SafeText(message, 1024));
   r.set_timestamp_ms(absl::ToUnixMillis(end));
   for (const auto& [k, v] : c.spec.labels) (*r.mutable_labels())[k] = v;
+  for (std::string& id : c.running_for) r.add_command_ids(std::move(id));
+  c.running_for.clear();
 
   MutexLock lock(&mu_);
   Latest& l = latest_[i];

@@ -41,9 +41,10 @@ class CheckLoop : public Runnable {
   ~CheckLoop() override;
 
   absl::Status Init();
-  // Runs the named check as soon as a slot is free (a run in progress is not doubled).
-  // NotFound for an unknown name.
-  absl::Status RunNow(const std::string& name);
+  // Runs the named check as soon as a slot is free, or after the run in progress; that run's
+  // result carries `command_id` (when not empty) in its command_ids. NotFound for an unknown
+  // name.
+  absl::Status RunNow(const std::string& name, const std::string& command_id = "");
   // The latest result of every check that has run, as samples stamped `now_ms`:
   // probe_success, probe_duration_seconds, vigie_check_status (0 OK, 1 WARNING, 2 CRITICAL,
   // 3 UNKNOWN) and the protocol's own (probe_http_status_code, ...), labelled check, target
@@ -67,9 +68,11 @@ class CheckLoop : public Runnable {
   struct Check {
     CheckSpec spec;
     absl::Time next_due;
-    bool queued = false;           // waiting for a slot
-    bool run_now = false;          // asked by RunNow
-    std::unique_ptr<Probe> probe;  // while running
+    bool queued = false;                   // waiting for a slot
+    bool run_now = false;                  // asked by RunNow
+    std::vector<std::string> asked_by;     // command ids for the next run (at most 64)
+    std::vector<std::string> running_for;  // command ids this run answers
+    std::unique_ptr<Probe> probe;          // while running
     absl::Time started, deadline;
     bool finished = false;  // the probe called done; destroyed after the pass
     Outcome outcome;
@@ -93,7 +96,8 @@ class CheckLoop : public Runnable {
 
   mutable Mutex mu_;
   std::vector<Latest> latest_ ABSL_GUARDED_BY(mu_);
-  std::vector<size_t> requested_ ABSL_GUARDED_BY(mu_);  // RunNow
+  // RunNow: the check and the command id asking.
+  std::vector<std::pair<size_t, std::string>> requested_ ABSL_GUARDED_BY(mu_);
 
   prometheus::Family<prometheus::Counter>& runs_;
   prometheus::Gauge& running_gauge_;

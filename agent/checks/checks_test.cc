@@ -435,11 +435,37 @@ TEST_F(CheckLoopTest, RunNowRunsAtOnceAndRefusesUnknownNames) {
   c.set_interval("1h");
   Run({c});
   First("slow", absl::Seconds(10));  // the first run comes within 5s of the start
-  ASSERT_TRUE(loop_->RunNow("slow").ok());
+  ASSERT_TRUE(loop_->RunNow("slow", "cmd-1").ok());
   const absl::Time end = absl::Now() + absl::Seconds(5);
   while (All("slow").size() < 2 && absl::Now() < end) absl::SleepFor(absl::Milliseconds(10));
-  EXPECT_EQ(All("slow").size(), 2u);
+  ASSERT_EQ(All("slow").size(), 2u);
+  EXPECT_THAT(All("slow")[0].command_ids(), ::testing::IsEmpty()) << "a scheduled run";
+  EXPECT_THAT(All("slow")[1].command_ids(), ::testing::ElementsAre("cmd-1"));
   EXPECT_THAT(loop_->RunNow("nope"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("\"nope\"")));
+}
+
+TEST_F(CheckLoopTest, ARunRequestedDuringARunIsAnsweredByTheRunAfter) {
+  const std::string marker = absl::StrCat("/tmp/vigie_run_marker_", getpid());
+  unlink(marker.c_str());
+  v1::CheckConfig c = Config("busy", "command:///bin/sh");
+  c.mutable_command()->add_args("-c");
+  c.mutable_command()->add_args(absl::StrCat("touch ", marker, "; sleep 1; echo done"));
+  c.set_interval("1h");
+  c.set_timeout("5s");
+  Run({c});
+  // Ask while the first run is under way: that run must not answer.
+  const absl::Time started = absl::Now() + absl::Seconds(10);
+  while (access(marker.c_str(), F_OK) != 0 && absl::Now() < started) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_TRUE(loop_->RunNow("busy", "cmd-2").ok());
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  while (All("busy").size() < 2 && absl::Now() < end) absl::SleepFor(absl::Milliseconds(10));
+  unlink(marker.c_str());
+  std::vector<v1::CheckResult> all = All("busy");
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_THAT(all[0].command_ids(), ::testing::IsEmpty());
+  EXPECT_THAT(all[1].command_ids(), ::testing::ElementsAre("cmd-2"));
 }
 
 TEST_F(CheckLoopTest, IdleBetweenRunsTheLoopSleeps) {

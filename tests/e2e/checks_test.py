@@ -187,6 +187,15 @@ rules:
     check: {{names: ["nagios_*"], min_status: warning}}
 """, health_url=f"http://{cp_http}/healthz"))
         cls.admin_token, cls.cp_grpc = admin, cp_grpc
+        # A second replica on the same database, holding no stream: RunCheck through it must
+        # reach the agent through PostgreSQL.
+        cls.cp2_grpc, cp2_http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
+        cls.procs.append(h.Process(t, "vigie-controlplane", f"""
+grpc_listen: {cls.cp2_grpc}
+http_listen: {cp2_http}
+database_url_from: {{file: {cls.pg.url_file}}}
+bootstrap_admin_token: {{file: {admin_file}}}
+""", name="controlplane2", health_url=f"http://{cp2_http}/healthz"))
         ag_file, _ = h.write_secret(t, "agent.token", h.create_token(
             cp_grpc, admin, "TOKEN_KIND_AGENT", "web1"))
         cls.ag_http = f"127.0.0.1:{h.free_port()}"
@@ -216,6 +225,7 @@ rules:
             "dns_wrong": (f"dns://127.0.0.1:{dns_port}/web.test?type=A",
                           "dns: {expect: [10.9.9.9]}"),
             "toggle": (f"http://127.0.0.1:{cls.toggle_port}/", ""),
+            "ondemand": (f"tcp://127.0.0.1:{ports[5]}", "interval: 1h"),
             "smtp": (f"smtp://127.0.0.1:{smtp_port}",
                      f"smtp: {{starttls: true, tls: {{ca_file: {ca.file}}}}}"),
             "redis": (f"redis://localhost:{cls.redis_port}",
@@ -238,7 +248,8 @@ rules:
         }
         lines = []
         for name, (target, extra) in checks.items():
-            lines.append(f"  - name: {name}\n    target: \"{target}\"\n    interval: 3s\n"
+            interval = "" if extra.startswith("interval") else "    interval: 3s\n"
+            lines.append(f"  - name: {name}\n    target: \"{target}\"\n{interval}"
                          f"    timeout: 2s\n" + (f"    {extra}\n" if extra else ""))
         cls.agent = h.Process(t, "vigie-agent", f"agent_id: web1\ncontrolplane: {cp_grpc}\n"
                               f"token: {{file: {ag_file}}}\nhttp_listen: {cls.ag_http}\n"
@@ -369,6 +380,46 @@ rules:
         time.sleep(3)
         statuses = [a["status"] for a in h.webhook_alerts(self.sink, "RedisDown")]
         self.assertEqual(statuses, ["firing", "resolved"])
+
+    def test_run_check_through_another_replica(self):
+        self.assertResult("ondemand", "ok", "connected in")  # its first run; the next in 1h
+        before = int(time.time() * 1000)
+        code, out, err = h.buf("-d", json.dumps({"agentId": "web1", "name": "ondemand"}),
+                               f"http://{self.cp2_grpc}/vigie.v1.Admin/RunCheck",
+                               token=self.admin_token)
+        self.assertEqual(code, 0, err)
+        result = json.loads(out)["result"]
+        self.assertEqual(result["name"], "ondemand")
+        self.assertEqual(result["status"], "CHECK_STATUS_OK")
+        self.assertIn("connected in", result["message"])
+        self.assertGreaterEqual(int(result["timestampMs"]), before)
+        self.assertNotIn("commandIds", result)
+        rows = self.pg.query("SELECT count(*) FROM check_results WHERE name = 'ondemand'")
+        self.assertEqual(rows, [["2"]])
+        # Bad requests, named.
+        for body, want in [({"agentId": "web1", "name": "nope"}, "has reported no check"),
+                           ({"agentId": "web1", "name": "ondemand", "timeout": "10m"},
+                            "timeout: must be between 1s and 5m"),
+                           ({"agentId": "", "name": "ondemand"}, "agent_id: required"),
+                           ({"agentId": "web1", "name": "x" * 200}, "name: required, at most")]:
+            code, out, err = h.buf("-d", json.dumps(body),
+                                   f"http://{self.cp2_grpc}/vigie.v1.Admin/RunCheck",
+                                   token=self.admin_token)
+            self.assertNotEqual(code, 0, body)
+            self.assertIn(want, err, body)
+        # An agent that holds no stream anywhere: DEADLINE_EXCEEDED at the timeout, named.
+        self.pg.query("INSERT INTO agents (agent_id, hostname) VALUES ('ghost', 'ghost') "
+                      "ON CONFLICT DO NOTHING")
+        self.pg.query("INSERT INTO check_state SELECT 'ghost', name, target, status, since, "
+                      "message, latency_seconds, last_run, 0, labels FROM check_state "
+                      "WHERE agent_id = 'web1' AND name = 'ondemand'")
+        code, out, err = h.buf("-d", json.dumps({"agentId": "ghost", "name": "ondemand",
+                                                 "timeout": "2s"}),
+                               f"http://{self.cp_grpc}/vigie.v1.Admin/RunCheck",
+                               token=self.admin_token)
+        self.assertEqual(h.grpc_code(err), "deadline_exceeded", err)
+        self.assertIn("no result for check \"ondemand\" of agent \"ghost\" in time",
+                      json.loads(err)["message"])
 
     def admin(self, method, body):
         return h.buf("-d", json.dumps(body), f"http://{self.cp_grpc}/vigie.v1.Admin/{method}",
