@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -524,6 +525,41 @@ TEST_F(CheckLoopTest, RunsNagiosPluginsAndKillsTheirProcessGroupAtTheDeadline) {
     }
   }
   EXPECT_TRUE(perf) << "performance data became no metric";
+}
+
+TEST_F(CheckLoopTest, AThousandChecksAllReportOnTime) {
+  TestServer http(TestServer::kHttpOk), silent(TestServer::kSilent);
+  std::vector<v1::CheckConfig> configs;
+  for (int i = 0; i < 1000; ++i) {
+    // Mostly answering targets, one in ten hanging until its timeout.
+    const std::string target = i % 10 == 9 ? silent.url()
+                               : i % 2 == 0 ? http.url()
+                                            : absl::StrCat("tcp://127.0.0.1:", http.port());
+    v1::CheckConfig c = Config(absl::StrCat("c", i), target);
+    c.set_interval("5s");
+    c.set_timeout("1s");
+    configs.push_back(c);
+  }
+  Run(configs);  // max_concurrent_checks 100
+  const absl::Time end = absl::Now() + absl::Seconds(20);
+  size_t seen = 0;
+  while (absl::Now() < end) {
+    std::set<std::string> names;
+    {
+      MutexLock lock(&mu_);
+      for (const v1::CheckResult& r : results_) names.insert(r.name());
+    }
+    seen = names.size();
+    if (seen == 1000) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(seen, 1000u) << "every check reported within its first interval and a half";
+  MutexLock lock(&mu_);
+  for (const v1::CheckResult& r : results_) {
+    const int i = std::stoi(r.name().substr(1));
+    EXPECT_EQ(r.status(), i % 10 == 9 ? v1::CHECK_STATUS_CRITICAL : v1::CHECK_STATUS_OK)
+        << r.name() << ": " << r.message();
+  }
 }
 
 TEST_F(CheckLoopTest, ReportsDnsFailuresOfTheTargetHost) {
