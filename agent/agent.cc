@@ -125,6 +125,7 @@ absl::StatusOr<AgentOptions> AgentOptionsFromConfig(const v1::AgentConfig& c) {
   }
   VIGIE_ASSIGN_OR_RETURN(o.checks, checks::CheckSpecsFromConfig(c.checks()));
   if (c.max_concurrent_checks() != 0) o.max_concurrent_checks = c.max_concurrent_checks();
+  VIGIE_ASSIGN_OR_RETURN(o.services, services::ServiceSpecsFromConfig(c.services()));
   if (o.max_concurrent_checks > 10000) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_concurrent_checks: at most 10000, got ", c.max_concurrent_checks()));
@@ -286,11 +287,34 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
       checks_.reset();
     }
   }
+  if (!options_.services.empty()) {
+    services::SupervisorOptions so;
+    so.services = options_.services;
+    so.on_event = [this](v1::ServiceEvent e) { OnServiceEvent(std::move(e)); };
+    supervisor_ = std::make_unique<services::Supervisor>(std::move(so));
+    if (absl::Status s = supervisor_->Init(); !s.ok()) {
+      log::Error("supervised services cannot run", {{"error", s}});
+      supervisor_.reset();
+    }
+  }
 }
 
 Agent::~Agent() {
   Stop();
   if (checks_) checks_->Stop();
+  if (supervisor_) supervisor_->Stop();
+}
+
+void Agent::OnServiceEvent(v1::ServiceEvent event) {
+  {
+    MutexLock lock(&results_mu_);
+    if (events_.size() >= 10000) {
+      samples_dropped_.Add({{"collector", "services"}, {"reason", "events_backlog"}}).Increment();
+      return;
+    }
+    events_.push_back(std::move(event));
+  }
+  Wake();
 }
 
 void Agent::OnCheckResults(std::vector<v1::CheckResult> results) {
@@ -312,9 +336,20 @@ void Agent::OnCheckResults(std::vector<v1::CheckResult> results) {
 
 void Agent::SendCheckResults() {
   std::vector<v1::CheckResult> results;
+  std::vector<v1::ServiceEvent> events;
   {
     MutexLock lock(&results_mu_);
     results.swap(results_);
+    events.swap(events_);
+  }
+  for (v1::ServiceEvent& e : events) {
+    v1::AgentMessage m;
+    *m.mutable_service_event() = std::move(e);
+    outbox_.Add(std::move(m));
+  }
+  if (!events.empty() && results.empty()) {
+    client_->Kick();
+    UpdateGauges();
   }
   if (results.empty()) return;
   const SendLimits limits = outbox_.limits();
@@ -403,6 +438,18 @@ void Agent::CollectOnce(const std::string& only) {
       samples.push_back(std::move(s));
     }
     snapshot->info.merge(probes.info);
+  }
+  if (supervisor_ && only.empty()) {
+    Collection services;
+    supervisor_->AppendMetrics(now_ms, &services);
+    for (v1::Sample& s : services.samples) {
+      if (!ValidateSample(s, sample_limits, "sample").ok()) {
+        samples_dropped_.Add({{"collector", "services"}, {"reason", "invalid"}}).Increment();
+        continue;
+      }
+      samples.push_back(std::move(s));
+    }
+    snapshot->info.merge(services.info);
   }
   for (v1::Sample& s : scrape.samples) samples.push_back(std::move(s));
   snapshot->info.merge(scrape.info);
@@ -497,6 +544,7 @@ void Agent::UpdateGauges() {
 
 void Agent::Run() {
   if (checks_) checks_->Start();
+  if (supervisor_) supervisor_->Start();
   // Wall-clock pacing on the real clock: the loop sleeps, so it does not use the injected one.
   absl::Time next_collect = absl::Now();
   bool textfile_changed = false;
@@ -529,7 +577,8 @@ void Agent::Run() {
     }
   }
   if (checks_) checks_->Stop();
-  SendCheckResults();  // the last ones, before Drain()
+  if (supervisor_) supervisor_->Stop();  // stops the services: their last events go too
+  SendCheckResults();                    // the last ones, before Drain()
 }
 
 }  // namespace vigie::agent

@@ -19,6 +19,7 @@
 #include "agent/dir_watch.h"
 #include "agent/host_metrics.h"
 #include "agent/outbox.h"
+#include "agent/services/supervisor.h"
 #include "agent/spool.h"
 #include "agent/stream_client.h"
 #include "common/clock.h"
@@ -55,6 +56,8 @@ struct AgentOptions {
   // Service checks, validated.
   std::vector<checks::CheckSpec> checks;
   size_t max_concurrent_checks = 100;
+  // Supervised services, validated.
+  std::vector<services::ServiceSpec> services;
 };
 
 // Validates `config` and fills in defaults. Errors are InvalidArgument naming the field.
@@ -100,6 +103,8 @@ class Agent : public Runnable {
   // stream's limits.
   void OnCheckResults(std::vector<v1::CheckResult> results);
   void SendCheckResults();
+  // Events from the supervisor's thread, queued here and sent (durable) by this thread.
+  void OnServiceEvent(v1::ServiceEvent event);
   // Logs `message` for `key` unless the same was logged for it last time (so a bad file is
   // logged once, not once per round); `message` empty = the key is healthy again.
   void LogOnce(const std::string& key, const std::string& message);
@@ -111,9 +116,11 @@ class Agent : public Runnable {
   CollectorRunner runner_;
   HostMetrics host_metrics_;
   std::unique_ptr<StreamClient> client_;
-  std::unique_ptr<checks::CheckLoop> checks_;  // null without checks
+  std::unique_ptr<checks::CheckLoop> checks_;         // null without checks
+  std::unique_ptr<services::Supervisor> supervisor_;  // null without services
   Mutex results_mu_;
   std::vector<v1::CheckResult> results_ ABSL_GUARDED_BY(results_mu_);  // bounded: kMaxResults
+  std::vector<v1::ServiceEvent> events_ ABSL_GUARDED_BY(results_mu_);  // bounded: kMaxResults
   std::unique_ptr<DirectoryWatch> textfile_watch_;                     // the loop's own; no thread
   std::atomic<int64_t> heartbeat_ms_;
   Mutex log_mu_;

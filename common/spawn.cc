@@ -102,6 +102,9 @@ absl::StatusOr<std::unique_ptr<Child>> Child::Spawn(const SpawnOptions& options)
     posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
   }
   posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+  if (!options.working_directory.empty()) {
+    posix_spawn_file_actions_addchdir_np(&actions, options.working_directory.c_str());
+  }
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none, all;

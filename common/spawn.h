@@ -23,6 +23,8 @@ struct SpawnOptions {
   std::vector<std::string> env;
   // stdout and stderr into pipes read through stdout_fd()/stderr_fd(); else /dev/null.
   bool capture_output = true;
+  // The child's working directory; empty: the caller's.
+  std::string working_directory;
 };
 
 // How a child ended.

@@ -385,6 +385,9 @@ CREATE TABLE commands (
 CREATE INDEX commands_pending ON commands (agent_id) WHERE state = 'pending';
 CREATE INDEX commands_created ON commands (created_at);
 )sql"},
+      {13, "service events: the signal that ended a process", R"sql(
+ALTER TABLE service_events ADD COLUMN signal integer NOT NULL DEFAULT 0;
+)sql"},
   };
   return *migrations;
 }

@@ -531,10 +531,10 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
         const std::string kind = v1::ServiceEvent::Kind_Name(e.kind());
         w.exec_params0(
             absl::StrCat("INSERT INTO service_events (agent_id, service, kind, exit_code, "
-                         "message, ts, batch_seq) VALUES ($1, $2, $3, $4, $5, ",
-                         MsToTs(6), ", $7)"),
+                         "message, ts, batch_seq, signal) VALUES ($1, $2, $3, $4, $5, ",
+                         MsToTs(6), ", $7, $8)"),
             agent_id, e.service(), kind, e.exit_code(), e.message(), e.timestamp_ms(),
-            static_cast<int64_t>(seq));
+            static_cast<int64_t>(seq), e.signal());
         w.exec_params0(absl::StrCat("INSERT INTO service_daily AS d VALUES ($1, $2, (", MsToTs(3),
                                     " AT TIME ZONE 'UTC')::date, $4, 1) "
                                     "ON CONFLICT (agent_id, service, day, kind) DO UPDATE SET "

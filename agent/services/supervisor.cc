@@ -1,0 +1,416 @@
+#include "agent/services/supervisor.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/agent_message.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "common/yaml_config.h"
+#include "re2/re2.h"
+
+namespace vigie::agent::services {
+namespace {
+
+constexpr char kDefaultPath[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+absl::StatusOr<ServiceSpec> SpecFromConfig(const v1::ServiceConfig& c, const std::string& field) {
+  ServiceSpec s;
+  s.name = c.name();
+  static const RE2 kName("[A-Za-z0-9._-]{1,128}");
+  if (!RE2::FullMatch(s.name, kName)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".name: \"", s.name, "\" must be 1-128 characters of A-Z a-z 0-9 . _ -"));
+  }
+  const std::string at = absl::StrCat(field, " (", s.name, ")");
+  if (c.command().empty() || c.command(0).empty() || c.command(0)[0] != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat(at,
+                     ".command: the first element must be the program's absolute path, e.g. "
+                     "[\"/usr/bin/python3\", \"-m\", \"http.server\"]"));
+  }
+  for (const std::string& a : c.command()) {
+    if (a.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(at, ".command: an argument holds a NUL"));
+    }
+    s.argv.push_back(a);
+  }
+  if (access(s.argv[0].c_str(), X_OK) != 0) {
+    // Not fatal: it may be installed later; each start says why it fails, and is retried.
+    log::Warn("service program cannot be run (yet)",
+              {{"service", s.name}, {"program", s.argv[0]}, {"error", std::strerror(errno)}});
+  }
+  if (!c.working_directory().empty()) {
+    if (c.working_directory()[0] != '/') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          at, ".working_directory: \"", c.working_directory(), "\" must be an absolute path"));
+    }
+    s.working_directory = c.working_directory();
+  }
+  bool has_path = false;
+  for (const auto& [k, v] : c.environment()) {
+    if (k.empty() || k.find_first_of("=\0", 0, 2) != std::string::npos ||
+        v.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(at, ".environment: \"", k, "\" is not a variable name"));
+    }
+    has_path = has_path || k == "PATH";
+    s.env.push_back(absl::StrCat(k, "=", v));
+  }
+  if (!has_path) s.env.push_back(kDefaultPath);
+  if (c.restart().empty() || c.restart() == "always") {
+    s.restart = ServiceSpec::Restart::kAlways;
+  } else if (c.restart() == "on-failure") {
+    s.restart = ServiceSpec::Restart::kOnFailure;
+  } else if (c.restart() == "never") {
+    s.restart = ServiceSpec::Restart::kNever;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        at, ".restart: must be always, on-failure or never; got \"", c.restart(), "\""));
+  }
+  VIGIE_ASSIGN_OR_RETURN(s.backoff,
+                         BackoffFromConfig(absl::StrCat(at, ".backoff"), c.backoff(), s.backoff));
+  VIGIE_ASSIGN_OR_RETURN(s.stable_after, ParseConfigDuration(absl::StrCat(at, ".stable_after"),
+                                                             c.stable_after(), s.stable_after));
+  VIGIE_ASSIGN_OR_RETURN(s.stop_timeout, ParseConfigDuration(absl::StrCat(at, ".stop_timeout"),
+                                                             c.stop_timeout(), s.stop_timeout));
+  if (s.stable_after < absl::Milliseconds(100) || s.stop_timeout < absl::Milliseconds(10) ||
+      s.stop_timeout > absl::Hours(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(at, ": stable_after must be at least 100ms, stop_timeout 10ms to 1h"));
+  }
+  static const std::pair<const char*, int> kSignals[] = {
+      {"TERM", SIGTERM}, {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"HUP", SIGHUP},
+      {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"KILL", SIGKILL}};
+  if (!c.stop_signal().empty()) {
+    s.stop_signal = 0;
+    for (const auto& [name, number] : kSignals) {
+      if (c.stop_signal() == name || c.stop_signal() == absl::StrCat("SIG", name)) {
+        s.stop_signal = number;
+      }
+    }
+    if (s.stop_signal == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(at, ".stop_signal: \"", c.stop_signal(),
+                       "\" is not TERM, INT, QUIT, HUP, USR1, USR2 or KILL"));
+    }
+  }
+  if (!c.log().directory().empty()) s.log_directory = c.log().directory();
+  if (c.log().max_bytes() != 0) s.log_max_bytes = c.log().max_bytes();
+  if (c.log().keep() != 0) s.log_keep = static_cast<int>(c.log().keep());
+  if (s.log_max_bytes < 4096 || c.log().keep() > 100 || s.log_directory[0] != '/') {
+    return absl::InvalidArgumentError(absl::StrCat(
+        at, ".log: directory must be absolute, max_bytes at least 4096, keep at most 100"));
+  }
+  return s;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<ServiceSpec>> ServiceSpecsFromConfig(
+    const google::protobuf::RepeatedPtrField<v1::ServiceConfig>& configs) {
+  std::vector<ServiceSpec> out;
+  std::set<std::string> names;
+  for (int i = 0; i < configs.size(); ++i) {
+    const std::string field = absl::StrCat("services[", i, "]");
+    VIGIE_ASSIGN_OR_RETURN(ServiceSpec s, SpecFromConfig(configs[i], field));
+    if (!names.insert(s.name).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".name: \"", s.name, "\" is used twice"));
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+RotatingLog::~RotatingLog() {
+  if (fd_ >= 0) close(fd_);
+}
+
+absl::Status RotatingLog::Open() {
+  fd_ = open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (fd_ < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot open ", path_, ": ", std::strerror(errno)));
+  }
+  struct stat st {};
+  size_ = fstat(fd_, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  return absl::OkStatus();
+}
+
+void RotatingLog::Rotate() {
+  close(fd_);
+  fd_ = -1;
+  unlink(absl::StrCat(path_, ".", keep_).c_str());
+  for (int i = keep_ - 1; i >= 1; --i) {
+    rename(absl::StrCat(path_, ".", i).c_str(), absl::StrCat(path_, ".", i + 1).c_str());
+  }
+  if (keep_ > 0) {
+    rename(path_.c_str(), absl::StrCat(path_, ".1").c_str());
+  } else {
+    unlink(path_.c_str());
+  }
+  if (!Open().ok()) fd_ = -1;  // retried at the next write
+}
+
+void RotatingLog::Write(const char* data, size_t n) {
+  if (fd_ < 0 && !Open().ok()) return;
+  if (size_ > 0 && size_ + n > max_bytes_) Rotate();
+  if (fd_ < 0) return;
+  while (n > 0) {
+    const ssize_t w = write(fd_, data, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;  // a full disk: the output is lost, the service goes on
+    data += w;
+    n -= static_cast<size_t>(w);
+    size_ += static_cast<uint64_t>(w);
+  }
+}
+
+Supervisor::Supervisor(SupervisorOptions options)
+    : Runnable("supervisor"), options_(std::move(options)) {
+  for (ServiceSpec& s : options_.services) {
+    services_.push_back(std::make_unique<Service>(std::move(s)));
+  }
+  options_.services.clear();
+  snapshot_.resize(services_.size());
+}
+
+Supervisor::~Supervisor() { Stop(); }
+
+absl::Status Supervisor::Init() {
+  VIGIE_RETURN_IF_ERROR(loop_.Init());
+  for (auto& s : services_) {
+    std::error_code ec;
+    std::filesystem::create_directories(s->spec.log_directory, ec);
+    if (ec) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "service ", s->spec.name, ": log.directory ", s->spec.log_directory, ": ", ec.message()));
+    }
+    s->log = std::make_unique<RotatingLog>(
+        absl::StrCat(s->spec.log_directory, "/", s->spec.name, ".log"), s->spec.log_max_bytes,
+        s->spec.log_keep);
+    if (absl::Status st = s->log->Open(); !st.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("service ", s->spec.name, ": log.directory: ", st.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+const char* Supervisor::StateName(State s) {
+  switch (s) {
+    case State::kStarting:
+      return "starting";
+    case State::kRunning:
+      return "running";
+    case State::kBackoff:
+      return "backoff";
+    case State::kExited:
+      return "exited";
+    case State::kStopped:
+      return "stopped";
+  }
+  return "unknown";
+}
+
+void Supervisor::Emit(const Service& s, v1::ServiceEvent::Kind kind, std::string message,
+                      int exit_code, int signal, int pid) {
+  v1::ServiceEvent e;
+  e.set_service(s.spec.name);
+  e.set_kind(kind);
+  e.set_exit_code(exit_code);
+  e.set_signal(signal);
+  e.set_pid(pid);
+  e.set_message(SafeText(message, 1024));
+  e.set_timestamp_ms(absl::ToUnixMillis(absl::Now()));
+  log::Info("service", {{"service", s.spec.name},
+                        {"event", v1::ServiceEvent::Kind_Name(kind)},
+                        {"message", e.message()}});
+  if (options_.on_event) options_.on_event(std::move(e));
+}
+
+void Supervisor::StartService(Service& s) {
+  SpawnOptions o;
+  o.argv = s.spec.argv;
+  o.env = s.spec.env;
+  o.working_directory = s.spec.working_directory;
+  absl::StatusOr<std::unique_ptr<Child>> child = Child::Spawn(o);
+  s.started = absl::Now();
+  s.stable = false;
+  if (!child.ok()) {
+    // Never a dead end: a missing program is retried like an exit.
+    Emit(s, v1::ServiceEvent::KIND_EXITED, std::string(child.status().message()), -1);
+    s.last_exit_code = -1;
+    const absl::Duration delay = s.backoff.Next();
+    s.state = State::kBackoff;
+    s.next_start = absl::Now() + delay;
+    ++s.restarts;
+    Emit(s, v1::ServiceEvent::KIND_RESTARTING,
+         absl::StrCat("starting again in ",
+                      absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1)))));
+    return;
+  }
+  s.child = std::move(*child);
+  s.state = State::kRunning;
+  Service* sp = &s;
+  loop_.Watch(s.child->stdout_fd(), true, false,
+              [this, sp](bool, bool) { Drain(*sp, sp->child->stdout_fd()); });
+  loop_.Watch(s.child->stderr_fd(), true, false,
+              [this, sp](bool, bool) { Drain(*sp, sp->child->stderr_fd()); });
+  loop_.Watch(s.child->pidfd(), true, false, [this, sp](bool, bool) { Exited(*sp); });
+  Emit(s, v1::ServiceEvent::KIND_STARTED, absl::StrCat("pid ", s.child->pid()), 0, 0,
+       s.child->pid());
+}
+
+void Supervisor::Drain(Service& s, int fd) {
+  char buf[16384];
+  for (;;) {
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n > 0) {
+      s.log->Write(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n == 0) loop_.Unwatch(fd);
+    return;
+  }
+}
+
+void Supervisor::Exited(Service& s) {
+  Drain(s, s.child->stdout_fd());
+  Drain(s, s.child->stderr_fd());
+  // What the service left running in its group goes with it: a restart starts clean.
+  s.child->SignalGroup(SIGKILL).IgnoreError();
+  std::optional<ExitStatus> status = s.child->TryReap();
+  if (!status) return;
+  for (int fd : {s.child->stdout_fd(), s.child->stderr_fd(), s.child->pidfd()}) loop_.Unwatch(fd);
+  s.child.reset();
+  const absl::Duration ran = absl::Now() - s.started;
+  s.last_exit_code = status->code;
+  Emit(s, v1::ServiceEvent::KIND_EXITED,
+       absl::StrCat(status->ToString(), " after ",
+                    absl::FormatDuration(absl::Trunc(ran, absl::Milliseconds(1)))),
+       status->code, status->signal);
+  const bool failed = status->code != 0;
+  if (s.spec.restart == ServiceSpec::Restart::kNever ||
+      (s.spec.restart == ServiceSpec::Restart::kOnFailure && !failed)) {
+    s.state = State::kExited;
+    return;
+  }
+  if (ran >= s.spec.stable_after) s.backoff.Reset();
+  const absl::Duration delay = s.backoff.Next();
+  s.state = State::kBackoff;
+  s.next_start = absl::Now() + delay;
+  ++s.restarts;
+  Emit(s, v1::ServiceEvent::KIND_RESTARTING,
+       absl::StrCat("starting again in ",
+                    absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1))), " (restart ",
+                    s.restarts, ")"));
+}
+
+void Supervisor::StopAll() {
+  const absl::Time start = absl::Now();
+  absl::Duration longest = absl::ZeroDuration();
+  for (auto& s : services_) {
+    if (s->child == nullptr) continue;
+    s->child->SignalGroup(s->spec.stop_signal).IgnoreError();
+    longest = std::max(longest, s->spec.stop_timeout);
+  }
+  // Wait for each to exit, up to its stop_timeout; then SIGKILL (by ~Child).
+  for (;;) {
+    bool running = false;
+    for (auto& s : services_) {
+      if (s->child == nullptr) continue;
+      if (s->child->TryReap().has_value()) {
+        for (int fd : {s->child->stdout_fd(), s->child->stderr_fd(), s->child->pidfd()}) {
+          loop_.Unwatch(fd);
+        }
+        s->child->SignalGroup(SIGKILL).IgnoreError();  // no-op once reaped; descendants
+        s->child.reset();
+        s->state = State::kStopped;
+        Emit(*s, v1::ServiceEvent::KIND_STOPPED, "stopped by the agent");
+      } else if (absl::Now() - start >= s->spec.stop_timeout) {
+        for (int fd : {s->child->stdout_fd(), s->child->stderr_fd(), s->child->pidfd()}) {
+          loop_.Unwatch(fd);
+        }
+        s->child.reset();  // SIGKILL to its group, reaped
+        s->state = State::kStopped;
+        Emit(*s, v1::ServiceEvent::KIND_STOPPED,
+             absl::StrCat("killed: still running ", absl::FormatDuration(s->spec.stop_timeout),
+                          " after the stop signal"));
+      } else {
+        running = true;
+      }
+    }
+    if (!running) break;
+    loop_.Poll(absl::Now() + absl::Milliseconds(20));  // drains output meanwhile
+  }
+  Publish();
+}
+
+void Supervisor::Publish() {
+  MutexLock lock(&mu_);
+  for (size_t i = 0; i < services_.size(); ++i) {
+    snapshot_[i] = {services_[i]->state, services_[i]->restarts, services_[i]->last_exit_code};
+  }
+}
+
+void Supervisor::Run() {
+  for (auto& s : services_) StartService(*s);
+  Publish();
+  while (!stopping()) {
+    absl::Time now = absl::Now();
+    absl::Time wake = now + absl::Seconds(1);
+    for (auto& s : services_) {
+      if (s->state == State::kBackoff && s->next_start <= now) StartService(*s);
+      if (s->state == State::kRunning && !s->stable) {
+        if (now - s->started >= s->spec.stable_after) {
+          s->stable = true;
+          Emit(*s, v1::ServiceEvent::KIND_STABLE,
+               absl::StrCat("up for ", absl::FormatDuration(s->spec.stable_after)));
+        } else {
+          wake = std::min(wake, s->started + s->spec.stable_after);
+        }
+      }
+      if (s->state == State::kBackoff) wake = std::min(wake, s->next_start);
+    }
+    Publish();
+    bool readable = false;
+    if (!WaitForFd(std::max(wake - absl::Now(), absl::ZeroDuration()), loop_.fd(), &readable)) {
+      break;
+    }
+    if (readable) loop_.Poll(absl::Now());
+  }
+  StopAll();
+}
+
+void Supervisor::AppendMetrics(int64_t now_ms, Collection* out) const {
+  MutexLock lock(&mu_);
+  for (size_t i = 0; i < services_.size(); ++i) {
+    const Snapshot& s = snapshot_[i];
+    const std::string& name = services_[i]->spec.name;  // fixed after construction
+    out->Add("vigie_service_up", {{"service", name}}, s.state == State::kRunning ? 1 : 0, now_ms,
+             MetricType::kGauge, "Whether the supervised service is running.");
+    for (State st :
+         {State::kStarting, State::kRunning, State::kBackoff, State::kExited, State::kStopped}) {
+      out->Add("vigie_service_state", {{"service", name}, {"state", StateName(st)}},
+               s.state == st ? 1 : 0, now_ms, MetricType::kGauge,
+               "The supervised service's state (1 for the current one).");
+    }
+    out->Add("vigie_service_restarts_total", {{"service", name}}, s.restarts, now_ms,
+             MetricType::kCounter, "Restarts of the supervised service since the agent started.");
+    out->Add("vigie_service_last_exit_code", {{"service", name}}, s.last_exit_code, now_ms,
+             MetricType::kGauge, "The service's last exit code (-1: killed by a signal).");
+  }
+}
+
+}  // namespace vigie::agent::services

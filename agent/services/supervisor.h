@@ -1,0 +1,128 @@
+// Supervised services: commands the agent keeps running. One thread watches every service's
+// pidfd and output pipes on an epoll loop, so an exit is noticed when it happens; a service
+// that exits is restarted after a jittered, growing delay that never ends in a dead state;
+// every start, exit, restart, stable period and stop is an event sent at once.
+#ifndef VIGIE_AGENT_SERVICES_SUPERVISOR_H_
+#define VIGIE_AGENT_SERVICES_SUPERVISOR_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "agent/checks/event_loop.h"
+#include "agent/collection.h"
+#include "common/backoff.h"
+#include "common/mutex.h"
+#include "common/runnable.h"
+#include "common/spawn.h"
+#include "vigie/v1/agent.pb.h"
+#include "vigie/v1/config.pb.h"
+
+namespace vigie::agent::services {
+
+// One configured service, validated, defaults filled in.
+struct ServiceSpec {
+  enum class Restart { kAlways, kOnFailure, kNever };
+  std::string name;
+  std::vector<std::string> argv;
+  std::string working_directory = "/";
+  std::vector<std::string> env;  // NAME=value
+  Restart restart = Restart::kAlways;
+  BackoffPolicy backoff{absl::Seconds(1), absl::Seconds(60), 2.0, 0.2};
+  absl::Duration stable_after = absl::Seconds(60);
+  int stop_signal = 15;
+  absl::Duration stop_timeout = absl::Seconds(10);
+  std::string log_directory = "/var/log/vigie/services";
+  uint64_t log_max_bytes = 10 << 20;
+  int log_keep = 3;
+};
+
+// Validates the services (unique names, absolute programs, durations); errors name the field.
+absl::StatusOr<std::vector<ServiceSpec>> ServiceSpecsFromConfig(
+    const google::protobuf::RepeatedPtrField<v1::ServiceConfig>& configs);
+
+// A log file capped at max_bytes: when a write would pass it, <name>.log becomes <name>.log.1
+// (and .1 becomes .2, ..., the one past `keep` is deleted).
+class RotatingLog {
+ public:
+  RotatingLog(std::string path, uint64_t max_bytes, int keep)
+      : path_(std::move(path)), max_bytes_(max_bytes), keep_(keep) {}
+  ~RotatingLog();
+  absl::Status Open();
+  void Write(const char* data, size_t n);
+
+ private:
+  void Rotate();
+  const std::string path_;
+  const uint64_t max_bytes_;
+  const int keep_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
+
+struct SupervisorOptions {
+  std::vector<ServiceSpec> services;
+  // Each event, from the supervisor's thread, without its sequence (the outbox sets it).
+  std::function<void(v1::ServiceEvent)> on_event;
+};
+
+class Supervisor : public Runnable {
+ public:
+  explicit Supervisor(SupervisorOptions options);
+  // Stops the services (as Run() does when stopped).
+  ~Supervisor() override;
+
+  // Creates the log directories; an error names the service and the directory.
+  absl::Status Init();
+  // vigie_service_up, vigie_service_state{state}, vigie_service_restarts_total,
+  // vigie_service_last_exit_code, stamped `now_ms`.
+  void AppendMetrics(int64_t now_ms, Collection* out) const;
+
+ protected:
+  // Starts every service, keeps them running; when stopped, stops them (stop_signal to each
+  // process group, SIGKILL after stop_timeout).
+  void Run() override;
+
+ private:
+  enum class State { kStarting, kRunning, kBackoff, kExited, kStopped };
+  struct Service {
+    ServiceSpec spec;
+    State state = State::kStarting;
+    std::unique_ptr<Child> child;
+    std::unique_ptr<RotatingLog> log;
+    Backoff backoff;
+    absl::Time started, next_start;
+    bool stable = false;  // KIND_STABLE sent for this run
+    int restarts = 0;
+    int last_exit_code = 0;
+    explicit Service(ServiceSpec s) : spec(std::move(s)), backoff(spec.backoff) {}
+  };
+  struct Snapshot {
+    State state = State::kStarting;
+    int restarts = 0;
+    int last_exit_code = 0;
+  };
+
+  void StartService(Service& s);
+  void Exited(Service& s);
+  void Drain(Service& s, int fd);
+  void StopAll();
+  void Emit(const Service& s, v1::ServiceEvent::Kind kind, std::string message, int exit_code = 0,
+            int signal = 0, int pid = 0);
+  void Publish();
+  static const char* StateName(State s);
+
+  SupervisorOptions options_;
+  checks::EventLoop loop_;
+  std::vector<std::unique_ptr<Service>> services_;  // the thread's
+
+  mutable Mutex mu_;
+  std::vector<Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace vigie::agent::services
+
+#endif  // VIGIE_AGENT_SERVICES_SUPERVISOR_H_

@@ -1,0 +1,193 @@
+#include "agent/services/supervisor.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/mutex.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace vigie::agent::services {
+namespace {
+
+using ::testing::HasSubstr;
+
+class SupervisorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = absl::StrCat(::testing::TempDir(), "/supervisor_", getpid(), "_",
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+  }
+  void TearDown() override {
+    if (sup_) sup_->Stop();
+    std::filesystem::remove_all(dir_);
+  }
+  ServiceSpec Spec(const std::string& name, const std::string& script) {
+    v1::ServiceConfig c;
+    c.set_name(name);
+    for (const char* a : {"/bin/sh", "-c"}) c.add_command(a);
+    c.add_command(script);
+    c.mutable_backoff()->set_initial("100ms");
+    c.mutable_backoff()->set_max("400ms");
+    c.set_stable_after("300ms");
+    c.set_stop_timeout("300ms");
+    c.mutable_log()->set_directory(dir_);
+    google::protobuf::RepeatedPtrField<v1::ServiceConfig> list;
+    *list.Add() = c;
+    absl::StatusOr<std::vector<ServiceSpec>> specs = ServiceSpecsFromConfig(list);
+    EXPECT_TRUE(specs.ok()) << specs.status();
+    return specs.ok() ? (*specs)[0] : ServiceSpec{};
+  }
+  void Run(std::vector<ServiceSpec> specs) {
+    SupervisorOptions o;
+    o.services = std::move(specs);
+    o.on_event = [this](v1::ServiceEvent e) {
+      MutexLock lock(&mu_);
+      events_.push_back(std::move(e));
+    };
+    sup_ = std::make_unique<Supervisor>(std::move(o));
+    ASSERT_TRUE(sup_->Init().ok());
+    sup_->Start();
+  }
+  std::vector<v1::ServiceEvent> Events(v1::ServiceEvent::Kind kind) {
+    MutexLock lock(&mu_);
+    std::vector<v1::ServiceEvent> out;
+    for (const v1::ServiceEvent& e : events_) {
+      if (e.kind() == kind) out.push_back(e);
+    }
+    return out;
+  }
+  // Waits until `n` events of `kind` have come.
+  std::vector<v1::ServiceEvent> WaitFor(v1::ServiceEvent::Kind kind, size_t n,
+                                        absl::Duration timeout = absl::Seconds(15)) {
+    const absl::Time end = absl::Now() + timeout;
+    while (Events(kind).size() < n && absl::Now() < end) absl::SleepFor(absl::Milliseconds(10));
+    std::vector<v1::ServiceEvent> got = Events(kind);
+    EXPECT_GE(got.size(), n) << v1::ServiceEvent::Kind_Name(kind);
+    return got;
+  }
+
+  std::string dir_;
+  std::unique_ptr<Supervisor> sup_;
+  Mutex mu_;
+  std::vector<v1::ServiceEvent> events_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(SupervisorTest, ACrashLoopBacksOffGrowingToTheMaximumAndNeverGivesUp) {
+  Run({Spec("crash", "exit 3")});
+  std::vector<v1::ServiceEvent> starts = WaitFor(v1::ServiceEvent::KIND_STARTED, 6);
+  std::vector<v1::ServiceEvent> exits = Events(v1::ServiceEvent::KIND_EXITED);
+  ASSERT_GE(exits.size(), 5u);
+  EXPECT_EQ(exits[0].exit_code(), 3);
+  EXPECT_THAT(exits[0].message(), HasSubstr("exit code 3 after"));
+  // Gaps between starts: ~100ms, ~200ms, then capped at ~400ms (+-20% jitter).
+  auto gap = [&](size_t i) { return starts[i].timestamp_ms() - starts[i - 1].timestamp_ms(); };
+  EXPECT_GE(gap(1), 75);
+  EXPECT_LE(gap(1), 250);
+  EXPECT_GE(gap(4), 300);
+  EXPECT_LE(gap(4), 650);
+  EXPECT_GE(gap(5), 300);
+  EXPECT_THAT(Events(v1::ServiceEvent::KIND_RESTARTING)[0].message(),
+              HasSubstr("starting again in"));
+}
+
+TEST_F(SupervisorTest, AStableRunResetsTheBackoffAndIsReported) {
+  Run({Spec("steady", "sleep 0.5; exit 1")});
+  std::vector<v1::ServiceEvent> starts = WaitFor(v1::ServiceEvent::KIND_STARTED, 4);
+  EXPECT_GE(Events(v1::ServiceEvent::KIND_STABLE).size(), 3u);
+  for (size_t i = 1; i < starts.size(); ++i) {
+    // 500ms of running plus the initial 100ms (+-20%): never the grown delays.
+    EXPECT_LE(starts[i].timestamp_ms() - starts[i - 1].timestamp_ms(), 800) << i;
+  }
+}
+
+TEST_F(SupervisorTest, StopEscalatesToSigkillAndLeavesNoDescendant) {
+  const std::string marker = absl::StrCat("sleep 62.", getpid());
+  Run({Spec("stubborn",
+            absl::StrCat("trap '' TERM; ", marker, " & while :; do sleep 0.05; done"))});
+  WaitFor(v1::ServiceEvent::KIND_STARTED, 1);
+  absl::SleepFor(absl::Milliseconds(200));
+  ASSERT_EQ(system(absl::StrCat("pgrep -f '[s]", marker.substr(1), "' >/dev/null").c_str()), 0);
+  const absl::Time before = absl::Now();
+  sup_->Stop();
+  EXPECT_GE(absl::Now() - before, absl::Milliseconds(250)) << "SIGTERM was ignored";
+  std::vector<v1::ServiceEvent> stopped = Events(v1::ServiceEvent::KIND_STOPPED);
+  ASSERT_EQ(stopped.size(), 1u);
+  EXPECT_THAT(stopped[0].message(), HasSubstr("killed: still running 300ms after the stop signal"));
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_NE(system(absl::StrCat("pgrep -f '[s]", marker.substr(1), "' >/dev/null").c_str()), 0)
+      << "the service's background child survived";
+}
+
+TEST_F(SupervisorTest, OutputGoesToRotatedFilesCappedInBytes) {
+  ServiceSpec s = Spec("chatty",
+                       "i=0; while [ $i -lt 300 ]; do echo line $i "
+                       "0123456789012345678901234567890123456789; i=$((i+1)); done; "
+                       "sleep 60");
+  s.log_max_bytes = 4096;
+  s.log_keep = 2;
+  Run({s});
+  const std::string log = absl::StrCat(dir_, "/chatty.log");
+  const absl::Time end = absl::Now() + absl::Seconds(10);
+  while (!std::filesystem::exists(log + ".2") && absl::Now() < end) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  absl::SleepFor(absl::Milliseconds(300));
+  for (const std::string& f : {log, log + ".1", log + ".2"}) {
+    ASSERT_TRUE(std::filesystem::exists(f)) << f;
+    EXPECT_LE(std::filesystem::file_size(f), 4096u) << f;
+  }
+  EXPECT_FALSE(std::filesystem::exists(log + ".3")) << "keep: 2";
+}
+
+TEST_F(SupervisorTest, AMissingProgramIsReportedAndRetried) {
+  ServiceSpec s = Spec("ghost", "true");
+  s.argv = {"/nonexistent/daemon"};
+  Run({s});
+  std::vector<v1::ServiceEvent> exits = WaitFor(v1::ServiceEvent::KIND_EXITED, 2);
+  EXPECT_THAT(exits[0].message(), HasSubstr("cannot run /nonexistent/daemon"));
+  EXPECT_TRUE(Events(v1::ServiceEvent::KIND_STARTED).empty());
+}
+
+TEST(ServiceSpecTest, RefusesBadSettingsNamingTheField) {
+  struct Case {
+    std::string yaml_field;
+    std::function<void(v1::ServiceConfig*)> edit;
+    std::string error;
+  };
+  std::vector<Case> cases = {
+      {"", [](v1::ServiceConfig* c) { c->clear_command(); }, "services[0] (s).command"},
+      {"", [](v1::ServiceConfig* c) { c->set_command(0, "python3"); }, "absolute path"},
+      {"", [](v1::ServiceConfig* c) { c->set_restart("sometimes"); }, ".restart: must be"},
+      {"", [](v1::ServiceConfig* c) { c->set_stop_signal("STOP"); }, "\"STOP\" is not TERM"},
+      {"", [](v1::ServiceConfig* c) { c->set_working_directory("srv"); }, "absolute path"},
+      {"", [](v1::ServiceConfig* c) { (*c->mutable_environment())["A=B"] = "x"; },
+       "not a variable name"},
+      {"", [](v1::ServiceConfig* c) { c->mutable_log()->set_max_bytes(10); }, "max_bytes"},
+      {"", [](v1::ServiceConfig* c) { c->set_name("bad name"); }, "services[0].name"},
+  };
+  for (const Case& k : cases) {
+    v1::ServiceConfig c;
+    c.set_name("s");
+    c.add_command("/bin/true");
+    k.edit(&c);
+    google::protobuf::RepeatedPtrField<v1::ServiceConfig> list;
+    *list.Add() = c;
+    absl::StatusOr<std::vector<ServiceSpec>> s = ServiceSpecsFromConfig(list);
+    ASSERT_FALSE(s.ok()) << k.error;
+    EXPECT_THAT(s.status().message(), HasSubstr(k.error));
+  }
+}
+
+}  // namespace
+}  // namespace vigie::agent::services
