@@ -380,6 +380,17 @@ void Agent::OnCommand(const v1::Command& c) {
     absl::Status s = checks_ ? checks_->RunNow(c.run_check().name(), c.id())
                              : absl::NotFoundError("this agent has no checks");
     log::Info("run check now", {{"id", c.id()}, {"check", c.run_check().name()}, {"result", s}});
+    if (!s.ok()) {
+      // Answered at once, so the caller is not left waiting for its timeout.
+      v1::CheckResult r;
+      r.set_name(c.run_check().name());
+      r.set_status(v1::CHECK_STATUS_UNKNOWN);
+      r.set_observed(v1::CHECK_STATUS_UNKNOWN);
+      r.set_message(SafeText(absl::StrCat("not run: ", s.message()), 1024));
+      r.set_timestamp_ms(absl::ToUnixMillis(absl::Now()));
+      r.add_command_ids(c.id());
+      OnCheckResults({std::move(r)});
+    }
     return;
   }
   log::Info("command received (not supported in this version)", {{"id", c.id()}});

@@ -102,6 +102,9 @@ void BlockTerminationSignals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   // A write to a closed socket must return EPIPE, not kill the process.
   signal(SIGPIPE, SIG_IGN);
+  // Inherited as ignored, SIGCHLD would make the kernel reap children itself: the spawner's
+  // waitid on a pidfd would never see an exit status (common/spawn.h).
+  signal(SIGCHLD, SIG_DFL);
 }
 
 int WaitForTerminationSignal() {

@@ -348,7 +348,8 @@ grpc::ServerUnaryReactor* AdminService::RunCheck(grpc::CallbackServerContext* ct
         absl::StrCat("timeout: must be between 1s and 5m, got ", QuoteForMessage(req->timeout())));
   }
   if (!timeout.ok()) return Reply(ctx, timeout.status());
-  const absl::Time deadline = absl::Now() + *timeout;
+  // The client's own deadline when sooner: a caller gone does not keep a waiting slot.
+  const absl::Time deadline = std::min(absl::Now() + *timeout, absl::FromChrono(ctx->deadline()));
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   const bool queued = pool_->TrySubmit([this, reactor, req, resp, deadline] {
     absl::StatusOr<std::string> id = store_->CreateCommand(req->agent_id(), req->name());

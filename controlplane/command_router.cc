@@ -26,9 +26,24 @@ struct CommandRouter::Listener {
   };
 
   explicit Listener(const std::string& url)
-      : conn(url),
+      : conn(WithConnectTimeout(url)),
         commands(conn, PgStore::kCommandsChannel, &received),
-        done(conn, PgStore::kCommandDoneChannel, &received) {}
+        done(conn, PgStore::kCommandDoneChannel, &received) {
+    // A lost connection is replaced by a new Listener, never reconnected in place (which
+    // would block this thread, e.g. in the receivers' UNLISTEN while the database is down).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"  // libpqxx 6.4 still reactivates
+    conn.inhibit_reactivation(true);
+#pragma GCC diagnostic pop
+  }
+
+  // A database that does not answer must not hold the router: 5 s to connect.
+  static std::string WithConnectTimeout(const std::string& url) {
+    if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0) {
+      return absl::StrCat(url, url.find('?') == std::string::npos ? "?" : "&", "connect_timeout=5");
+    }
+    return absl::StrCat(url, " connect_timeout=5");
+  }
 
   pqxx::connection conn;
   std::vector<std::pair<std::string, std::string>> received;
@@ -48,6 +63,7 @@ void CommandRouter::EndAll() {
   std::map<std::string, Waiter> left;
   {
     MutexLock lock(&mu_);
+    stopped_ = true;  // and nobody starts waiting any more
     left.swap(waiting_);
   }
   for (auto& [id, w] : left) w.done(absl::UnavailableError("the control plane is stopping"));
@@ -57,6 +73,7 @@ absl::Status CommandRouter::Await(const std::string& id, absl::Time deadline, st
                                   Done done) {
   {
     MutexLock lock(&mu_);
+    if (stopped_) return absl::UnavailableError("the control plane is stopping");
     if (waiting_.size() >= options_.max_waiting) {
       return absl::ResourceExhaustedError(absl::StrCat(
           options_.max_waiting, " commands are waiting for agents already; retry later"));
@@ -89,9 +106,17 @@ void CommandRouter::Dispatch(const std::vector<std::string>& agents) {
 }
 
 void CommandRouter::Collect(const std::vector<std::string>& ids) {
-  for (const std::string& id : ids) {
-    absl::StatusOr<std::optional<v1::CheckResult>> result = store_->CommandResult(id);
-    if (!result.ok() || !result->has_value()) continue;
+  std::vector<std::string> awaited;
+  {
+    MutexLock lock(&mu_);
+    for (const std::string& id : ids) {
+      if (waiting_.count(id) > 0) awaited.push_back(id);  // another replica's otherwise
+    }
+  }
+  if (awaited.empty()) return;
+  absl::StatusOr<std::map<std::string, v1::CheckResult>> results = store_->CommandResults(awaited);
+  if (!results.ok()) return;  // the next sweep tries again
+  for (auto& [id, result] : *results) {
     Done done;
     {
       MutexLock lock(&mu_);
@@ -100,7 +125,7 @@ void CommandRouter::Collect(const std::vector<std::string>& ids) {
       done = std::move(it->second.done);
       waiting_.erase(it);
     }
-    done(std::move(**result));
+    done(std::move(result));
   }
 }
 

@@ -70,6 +70,7 @@ class CommandRouter : public Runnable {
 
   Mutex mu_;
   std::map<std::string, Waiter> waiting_ ABSL_GUARDED_BY(mu_);
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace vigie::controlplane

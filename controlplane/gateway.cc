@@ -621,7 +621,7 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       }
     }
     if (answers.empty()) return;
-    if (absl::Status s = gw_->store_->CompleteCommands(answers); !s.ok()) {
+    if (absl::Status s = gw_->store_->CompleteCommands(agent_id_, answers); !s.ok()) {
       log::Warn("cannot store a command's result", {{"agent", agent_id_}, {"error", s}});
     }
   }

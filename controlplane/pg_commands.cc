@@ -45,7 +45,8 @@ absl::StatusOr<std::vector<Store::PendingCommand>> PgStore::ClaimCommands(
     pqxx::work t(c);
     for (const pqxx::row& row : t.exec_params(
              "UPDATE commands SET state = 'sent', sent_at = now() "
-             "WHERE state = 'pending' AND agent_id = ANY($1::text[]) "
+             "WHERE (state = 'pending' OR (state = 'sent' AND sent_at < now() - "
+             "interval '30 seconds')) AND agent_id = ANY($1::text[]) "
              "AND created_at > now() - interval '5 minutes' RETURNING id, agent_id, check_name",
              array)) {
       out.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>()});
@@ -56,48 +57,72 @@ absl::StatusOr<std::vector<Store::PendingCommand>> PgStore::ClaimCommands(
   return out;
 }
 
-absl::Status PgStore::CompleteCommands(const std::vector<v1::CheckResult>& results) {
-  std::vector<std::pair<std::string, std::string>> done;  // id, result as JSON
+absl::Status PgStore::CompleteCommands(const std::string& agent_id,
+                                       const std::vector<v1::CheckResult>& results) {
+  struct Done {
+    std::string id, check, json;
+  };
+  std::vector<Done> done;
   for (const v1::CheckResult& r : results) {
     if (r.command_ids().empty()) continue;
     v1::CheckResult copy = r;
     copy.clear_command_ids();
     std::string json;
     if (!google::protobuf::util::MessageToJsonString(copy, &json).ok()) continue;
-    for (const std::string& id : r.command_ids()) done.emplace_back(id, json);
+    for (const std::string& id : r.command_ids()) done.push_back({id, r.name(), json});
   }
   if (done.empty()) return absl::OkStatus();
   return Run("complete commands", [&](PgConnection& c) {
     pqxx::work t(c);
-    for (const auto& [id, json] : done) {
+    for (const Done& d : done) {
+      // Only the agent and check asked can answer: an id from elsewhere changes nothing.
       if (t.exec_params("UPDATE commands SET state = 'done', done_at = now(), result = $2 "
-                        "WHERE id = $1 AND state <> 'done' RETURNING 1",
-                        id, json)
+                        "WHERE id = $1 AND agent_id = $3 AND check_name = $4 AND state <> "
+                        "'done' RETURNING 1",
+                        d.id, d.json, agent_id, d.check)
               .empty()) {
-        continue;  // unknown or answered: an agent's id means nothing here
+        continue;
       }
-      t.exec_params("SELECT pg_notify($1, $2)", std::string(kCommandDoneChannel), id);
+      t.exec_params("SELECT pg_notify($1, $2)", std::string(kCommandDoneChannel), d.id);
     }
     t.commit();
   });
 }
 
-absl::StatusOr<std::optional<v1::CheckResult>> PgStore::CommandResult(const std::string& id) {
-  std::optional<std::string> json;
-  absl::Status s = Run("command result", [&](PgConnection& c) {
-    json.reset();
+absl::Status PgStore::ReleaseCommand(const std::string& id) {
+  return Run("release command", [&](PgConnection& c) {
+    pqxx::work t(c);
+    pqxx::result r = t.exec_params(
+        "UPDATE commands SET state = 'pending', sent_at = NULL WHERE id = $1 AND state = 'sent' "
+        "RETURNING agent_id",
+        id);
+    if (!r.empty()) {
+      t.exec_params("SELECT pg_notify($1, $2)", std::string(kCommandsChannel),
+                    r[0][0].as<std::string>());
+    }
+    t.commit();
+  });
+}
+
+absl::StatusOr<std::map<std::string, v1::CheckResult>> PgStore::CommandResults(
+    const std::vector<std::string>& ids) {
+  std::map<std::string, v1::CheckResult> out;
+  std::vector<std::pair<std::string, std::string>> rows;
+  absl::Status s = Run("command results", [&](PgConnection& c) {
+    rows.clear();
     pqxx::read_transaction t(c);
-    pqxx::result r =
-        t.exec_params("SELECT result::text FROM commands WHERE id = $1 AND state = 'done'", id);
-    if (!r.empty()) json = r[0][0].as<std::string>();
+    for (const std::string& id : ids) {
+      pqxx::result r =
+          t.exec_params("SELECT result::text FROM commands WHERE id = $1 AND state = 'done'", id);
+      if (!r.empty()) rows.emplace_back(id, r[0][0].as<std::string>());
+    }
   });
   if (!s.ok()) return s;
-  if (!json) return std::optional<v1::CheckResult>();
-  v1::CheckResult result;
-  if (!google::protobuf::util::JsonStringToMessage(*json, &result).ok()) {
-    return absl::InternalError(absl::StrCat("command ", id, ": stored result does not parse"));
+  for (const auto& [id, json] : rows) {
+    v1::CheckResult result;
+    if (google::protobuf::util::JsonStringToMessage(json, &result).ok()) out[id] = result;
   }
-  return std::optional<v1::CheckResult>(std::move(result));
+  return out;
 }
 
 }  // namespace vigie::controlplane

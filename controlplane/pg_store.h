@@ -123,8 +123,11 @@ class PgStore : public Store {
                                             const std::string& check) override;
   absl::StatusOr<std::vector<PendingCommand>> ClaimCommands(
       const std::vector<std::string>& agent_ids) override;
-  absl::Status CompleteCommands(const std::vector<v1::CheckResult>& results) override;
-  absl::StatusOr<std::optional<v1::CheckResult>> CommandResult(const std::string& id) override;
+  absl::Status CompleteCommands(const std::string& agent_id,
+                                const std::vector<v1::CheckResult>& results) override;
+  absl::Status ReleaseCommand(const std::string& id) override;
+  absl::StatusOr<std::map<std::string, v1::CheckResult>> CommandResults(
+      const std::vector<std::string>& ids) override;
   // The channels a CommandRouter LISTENs on: payload the agent id / the command id.
   static constexpr char kCommandsChannel[] = "vigie_commands";
   static constexpr char kCommandDoneChannel[] = "vigie_command_done";

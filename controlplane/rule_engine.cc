@@ -213,6 +213,8 @@ absl::StatusOr<Rule> RuleFromProto(const v1::Rule& p, const std::string& field) 
   VIGIE_ASSIGN_OR_RETURN(r.for_duration, ParseConfigDuration(absl::StrCat(field, ".for"), p.for_(),
                                                              absl::ZeroDuration()));
   r.clear_threshold = r.threshold;
+  // A check alert resolves when the check is OK again, not when CRITICAL becomes WARNING.
+  if (r.check_rule) r.clear_threshold = 1;
   if (p.has_clear_threshold()) {
     r.clear_threshold = p.clear_threshold();
     const bool above = r.op == Op::kGt || r.op == Op::kGe;

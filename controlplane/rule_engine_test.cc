@@ -415,6 +415,8 @@ TEST(RuleEngineTest, CheckRulesSelectChecksByGlobAndLabelAndCarryTheMessage) {
   EXPECT_EQ(down[0].rule, "WebDown");
   EXPECT_EQ(down[0].annotations.at("message"), "HTTP 503 in 4 ms");
   EXPECT_EQ(down[0].annotations.at("summary"), "web-front (https://web-front) on web1 is not OK");
+  EXPECT_THAT(feed("web-front", "web", v1::CHECK_STATUS_WARNING, 2500), IsEmpty())
+      << "CRITICAL to WARNING is not OK yet: nothing resolves";
   auto up = feed("web-front", "web", v1::CHECK_STATUS_OK, 3000);
   ASSERT_THAT(up, SizeIs(2));
   EXPECT_EQ(up[0].kind, Transition::kResolved);

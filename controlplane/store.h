@@ -237,21 +237,31 @@ class Store {
     std::string agent_id;
     std::string check;
   };
-  // Marks the pending commands of `agent_ids` sent and returns them (each to one caller).
+  // Marks the pending commands of `agent_ids` sent and returns them (each to one caller);
+  // also those sent over 30 s ago without a result (their stream may have ended first).
   virtual absl::StatusOr<std::vector<PendingCommand>> ClaimCommands(
       const std::vector<std::string>& agent_ids) {
     (void)agent_ids;
     return std::vector<PendingCommand>();
   }
-  // Stores each result that answers commands (CheckResult.command_ids) and announces it.
-  virtual absl::Status CompleteCommands(const std::vector<v1::CheckResult>& results) {
+  // Stores each result of `agent_id` that answers one of its commands (CheckResult.
+  // command_ids, for that check) and announces it.
+  virtual absl::Status CompleteCommands(const std::string& agent_id,
+                                        const std::vector<v1::CheckResult>& results) {
+    (void)agent_id;
     (void)results;
     return absl::OkStatus();
   }
-  // The result of a command, or nullopt while it has none.
-  virtual absl::StatusOr<std::optional<v1::CheckResult>> CommandResult(const std::string& id) {
+  // Makes a claimed command pending again (its stream ended before it was written).
+  virtual absl::Status ReleaseCommand(const std::string& id) {
     (void)id;
-    return std::optional<v1::CheckResult>();
+    return absl::OkStatus();
+  }
+  // The results of those of `ids` that have one.
+  virtual absl::StatusOr<std::map<std::string, v1::CheckResult>> CommandResults(
+      const std::vector<std::string>& ids) {
+    (void)ids;
+    return std::map<std::string, v1::CheckResult>();
   }
   // The current message of each of `names` among `agent_id`'s checks (those it has).
   virtual absl::StatusOr<std::map<std::string, std::string>> CheckMessages(

@@ -42,7 +42,9 @@ void AddressProbe::OnTimer() {
 }
 
 void AddressProbe::Finish(Outcome o) {
-  if (done_ != nullptr) std::exchange(done_, nullptr)(std::move(o));
+  if (done_ == nullptr) return;
+  Finishing();
+  std::exchange(done_, nullptr)(std::move(o));
 }
 
 void AddressProbe::Finish(v1::CheckStatus status, std::string message) {

@@ -25,8 +25,11 @@ class AddressProbe : public Probe {
  protected:
   // Called once with the target host's addresses as text (the host itself if it is an IP).
   virtual void Connect(const std::vector<std::string>& addresses) = 0;
-  // Ends the run; later calls do nothing.
+  // Ends the run; later calls do nothing. Calls Finishing() first.
   void Finish(Outcome o);
+  // Releases what the probe watches before the run ends (a library may have closed, and may
+  // soon reuse, the descriptor's number).
+  virtual void Finishing() {}
   void Finish(v1::CheckStatus status, std::string message);
   bool finished() const { return done_ == nullptr; }
   // "12 ms" since Start().

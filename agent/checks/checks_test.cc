@@ -187,13 +187,17 @@ TEST(CheckSpecTest, RefusesBadSettingsNamingTheFieldAndValue) {
 }
 
 TEST(CheckSpecTest, PasswordsNeverShowInTheTarget) {
-  EXPECT_EQ(RedactTarget("redis://:s3cret@db:6379"), "redis://:xxxxx@db:6379");
-  EXPECT_EQ(RedactTarget("postgresql://mon:p@ss@db/app"), "postgresql://mon:xxxxx@db/app");
+  EXPECT_EQ(RedactTarget("redis://:s3cret@db:6379"), "redis://:xxxxx@db:6379/");
+  EXPECT_EQ(RedactTarget("postgresql://mon:p%40ss@db/app"), "postgresql://mon:xxxxx@db/app");
+  for (const char* t : {"redis://:p#ss@h:6379", "redis://:p?ss@h", "postgresql://mon:p@ss@db/app",
+                        "redis://:pa ss@h"}) {
+    EXPECT_THAT(RedactTarget(t), Not(HasSubstr("ss"))) << t;
+  }
   EXPECT_EQ(RedactTarget("postgresql://mon@db/app?x=a:b@c"), "postgresql://mon@db/app?x=a:b@c");
-  EXPECT_EQ(RedactTarget("https://example.org/a@b"), "https://example.org/a@b");
+  EXPECT_EQ(RedactTarget("https://example.org:8080/a@b"), "https://example.org:8080/a@b");
   absl::StatusOr<CheckSpec> s = CheckSpecFromConfig(Config("r", "redis://:s3cret@db:6379"), "c");
   ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_EQ(s->target, "redis://:xxxxx@db:6379");
+  EXPECT_EQ(s->target, "redis://:xxxxx@db:6379/");
   EXPECT_EQ(s->password, "s3cret");
   absl::StatusOr<CheckSpec> bad = CheckSpecFromConfig(Config("r", "redis://:s3cret@db:99999"), "c");
   ASSERT_FALSE(bad.ok());
@@ -532,7 +536,7 @@ TEST_F(CheckLoopTest, AThousandChecksAllReportOnTime) {
   std::vector<v1::CheckConfig> configs;
   for (int i = 0; i < 1000; ++i) {
     // Mostly answering targets, one in ten hanging until its timeout.
-    const std::string target = i % 10 == 9 ? silent.url()
+    const std::string target = i % 10 == 9  ? silent.url()
                                : i % 2 == 0 ? http.url()
                                             : absl::StrCat("tcp://127.0.0.1:", http.port());
     v1::CheckConfig c = Config(absl::StrCat("c", i), target);

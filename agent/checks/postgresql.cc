@@ -28,7 +28,9 @@ struct Settings {
 absl::StatusOr<Settings> Parse(const CheckSpec& s, const std::string& field) {
   Settings out;
   const Target& t = s.parsed;
-  const std::string bad = absl::StrCat(field, ".target: \"", s.target, "\"");
+  // The target without its query: a libpq-style ?password= must not be echoed.
+  const std::string bad =
+      absl::StrCat(field, ".target: \"", s.target.substr(0, s.target.find('?')), "\"");
   if (t.host.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(bad, " needs a host, e.g. postgresql://monitor@db:5432/app"));
@@ -85,7 +87,8 @@ class PostgresqlProbe : public AddressProbe {
  public:
   using AddressProbe::AddressProbe;
   ~PostgresqlProbe() override {
-    if (fd_ >= 0) env_->loop->Unwatch(fd_);
+    // Still libpq's socket (the run was abandoned at its deadline): not another probe's.
+    if (fd_ >= 0 && conn_ != nullptr && PQsocket(conn_) == fd_) env_->loop->Unwatch(fd_);
     if (conn_ != nullptr) PQfinish(conn_);
   }
 
@@ -103,6 +106,7 @@ class PostgresqlProbe : public AddressProbe {
         {"port", port.c_str()},
         {"sslmode", settings.sslmode.c_str()},
         {"gssencmode", "disable"},  // no Kerberos lookups on the loop
+        {"passfile", "/dev/null"},  // only the check's own password, never the agent's
         {"application_name", "vigie-agent"},
     };
     if (!settings.user.empty()) params.emplace_back("user", settings.user.c_str());
@@ -217,6 +221,12 @@ class PostgresqlProbe : public AddressProbe {
     }
     absl::StrAppend(&o.message, ")");
     Finish(std::move(o));
+  }
+
+  // libpq closes its socket when a connection fails: forget it before its number is reused.
+  void Finishing() override {
+    if (fd_ >= 0) env_->loop->Unwatch(fd_);
+    fd_ = -1;
   }
 
   PGconn* conn_ = nullptr;

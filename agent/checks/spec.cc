@@ -50,15 +50,18 @@ int DefaultPort(const std::string& scheme) {
 }  // namespace
 
 std::string RedactTarget(const std::string& target) {
-  const size_t scheme_end = target.find("://");
-  if (scheme_end == std::string::npos) return target;
-  const size_t start = scheme_end + 3;
-  const size_t end = std::min(target.find_first_of("/?#", start), target.size());
-  const size_t at = target.rfind('@', end);
-  if (at == std::string::npos || at < start) return target;
-  const size_t colon = target.find(':', start);
-  if (colon == std::string::npos || colon > at) return target;
-  return absl::StrCat(target.substr(0, colon + 1), "xxxxx", target.substr(at));
+  if (target.find('@') == std::string::npos) return target;  // no userinfo
+  // curl's parser finds the userinfo as it will be used (a '#', '?' or '@' in a password).
+  std::unique_ptr<CURLU, UrlDeleter> u(curl_url());
+  if (curl_url_set(u.get(), CURLUPART_URL, target.c_str(), CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
+    const size_t scheme = target.find("://");
+    return scheme == std::string::npos ? "(not a URL)"
+                                       : absl::StrCat(target.substr(0, scheme), "://(not a URL)");
+  }
+  if (Part(u.get(), CURLUPART_PASSWORD).empty()) return target;
+  curl_url_set(u.get(), CURLUPART_PASSWORD, "xxxxx", 0);
+  std::string out = Part(u.get(), CURLUPART_URL);
+  return out.empty() ? "(not a URL)" : out;
 }
 
 bool IsIpLiteral(const std::string& host) {

@@ -342,7 +342,7 @@ bootstrap_admin_token: {{file: {admin_file}}}
         # The password written in the target never leaves the agent.
         rows = self.pg.query("SELECT DISTINCT target FROM check_results WHERE "
                              "name = 'redis_in_url'")
-        self.assertEqual(rows, [[f"redis://:xxxxx@127.0.0.1:{self.redis_port}"]])
+        self.assertEqual(rows, [[f"redis://:xxxxx@127.0.0.1:{self.redis_port}/"]])
         self.assertNotIn(self.redis_pw, self.agent.log())
         # check_tcp's performance data became a metric in seconds.
         def perfdata():
