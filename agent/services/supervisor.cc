@@ -163,11 +163,13 @@ void RotatingLog::Rotate() {
 }
 
 void RotatingLog::Write(const char* data, size_t n) {
-  if (fd_ < 0 && !Open().ok()) return;
-  if (size_ > 0 && size_ + n > max_bytes_) Rotate();
-  if (fd_ < 0) return;
   while (n > 0) {
-    const ssize_t w = write(fd_, data, n);
+    if (fd_ < 0 && !Open().ok()) return;
+    if (size_ >= max_bytes_) Rotate();
+    if (fd_ < 0) return;
+    // What fits in this file; the rest goes to the next one.
+    const size_t chunk = std::min<uint64_t>(n, max_bytes_ - size_);
+    const ssize_t w = write(fd_, data, chunk);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) return;  // a full disk: the output is lost, the service goes on
     data += w;
@@ -296,6 +298,12 @@ void Supervisor::Exited(Service& s) {
   s.child.reset();
   const absl::Duration ran = absl::Now() - s.started;
   s.last_exit_code = status->code;
+  if (stopping_all_) {  // the exit StopAll asked for
+    s.state = State::kStopped;
+    Emit(s, v1::ServiceEvent::KIND_STOPPED,
+         absl::StrCat("stopped by the agent: ", status->ToString()), status->code, status->signal);
+    return;
+  }
   Emit(s, v1::ServiceEvent::KIND_EXITED,
        absl::StrCat(status->ToString(), " after ",
                     absl::FormatDuration(absl::Trunc(ran, absl::Milliseconds(1)))),
@@ -318,9 +326,14 @@ void Supervisor::Exited(Service& s) {
 }
 
 void Supervisor::StopAll() {
+  stopping_all_ = true;
   const absl::Time start = absl::Now();
   absl::Duration longest = absl::ZeroDuration();
   for (auto& s : services_) {
+    if (s->state == State::kBackoff) {
+      s->state = State::kStopped;
+      Emit(*s, v1::ServiceEvent::KIND_STOPPED, "stopped by the agent while waiting to restart");
+    }
     if (s->child == nullptr) continue;
     s->child->SignalGroup(s->spec.stop_signal).IgnoreError();
     longest = std::max(longest, s->spec.stop_timeout);

@@ -118,6 +118,7 @@ class Supervisor : public Runnable {
   SupervisorOptions options_;
   checks::EventLoop loop_;
   std::vector<std::unique_ptr<Service>> services_;  // the thread's
+  bool stopping_all_ = false;                       // StopAll under way: exits are stops
 
   mutable Mutex mu_;
   std::vector<Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);

@@ -1,0 +1,127 @@
+#!/usr/bin/python3
+"""Supervised services end to end: the agent keeps a real HTTP server running; SIGKILL it and
+the exit is a ServiceEvent in PostgreSQL (signal 9), the service is running again within a
+second plus its backoff, a rule on vigie_service_up fires at the webhook once and resolves once
+after the stable period; its output is in its log file; stopping the agent stops it."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vigie_harness as h  # noqa: E402
+
+
+def pids_of(pattern):
+    r = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+    return [int(p) for p in r.stdout.split()]
+
+
+class ServicesTest(h.SystemTestCase):
+    @classmethod
+    def start_system(cls):
+        cls.tmp = h.TempDir()
+        t = cls.tmp.path
+        cls.sink = h.RecordingSink()
+        notifier, nt_grpc, nt_token = h.webhook_notifier(t, cls.sink)
+        cls.procs.append(notifier)
+        cls.pg = h.Postgres(t)
+        admin_file, admin = h.write_secret(t, "admin.token")
+        cp_grpc, cp_http = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
+        cls.procs.append(h.Process(t, "vigie-controlplane", f"""
+grpc_listen: {cp_grpc}
+http_listen: {cp_http}
+database_url_from: {{file: {cls.pg.url_file}}}
+bootstrap_admin_token: {{file: {admin_file}}}
+notifier: {nt_grpc}
+notifier_token: {{file: {nt_token}}}
+rules:
+  - name: ServiceDown
+    metric: vigie_service_up
+    op: "<"
+    threshold: 1
+    severity: critical
+    annotations: {{summary: "{{{{labels.service}}}} exited on {{{{labels.agent}}}}"}}
+""", health_url=f"http://{cp_http}/healthz"))
+        ag_file, _ = h.write_secret(t, "agent.token", h.create_token(
+            cp_grpc, admin, "TOKEN_KIND_AGENT", "web1"))
+        cls.port = h.free_port()
+        cls.pattern = f"[h]ttp.server {cls.port}"
+        cls.logs = os.path.join(t, "logs")
+        ag_http = f"127.0.0.1:{h.free_port()}"
+        cls.agent = h.Process(t, "vigie-agent", f"""agent_id: web1
+controlplane: {cp_grpc}
+token: {{file: {ag_file}}}
+http_listen: {ag_http}
+collect_interval: 1s
+services:
+  - name: web
+    command: [/usr/bin/python3, -m, http.server, "{cls.port}", --bind, 127.0.0.1]
+    working_directory: {t}
+    backoff: {{initial: 200ms, max: 2s}}
+    stable_after: 2s
+    stop_timeout: 2s
+    log: {{directory: {cls.logs}, max_bytes: 100000, keep: 2}}
+""", health_url=f"http://{ag_http}/healthz")
+        cls.procs.append(cls.agent)
+
+    def events(self, kind=None):
+        where = f" AND kind = '{kind}'" if kind else ""
+        return self.pg.query("SELECT kind, exit_code, signal, message FROM service_events "
+                             f"WHERE agent_id = 'web1' AND service = 'web'{where} ORDER BY ts")
+
+    def get(self):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=2) as r:
+                return r.status
+        except OSError:
+            return None
+
+    def test_killed_service_restarts_notifies_once_and_resolves(self):
+        h.wait_for(lambda: self.events("KIND_STABLE"), 30, "the service up and stable")
+        self.assertEqual(self.get(), 200)
+        self.assertEqual(h.webhook_alerts(self.sink, "ServiceDown"), [])
+        [pid] = pids_of(self.pattern)
+        killed = time.time()
+        os.kill(pid, signal.SIGKILL)
+        exited = h.wait_for(lambda: self.events("KIND_EXITED"), 20, "the exit stored")[0]
+        self.assertEqual(exited[1:3], ["-1", "9"])
+        self.assertIn("killed by signal 9", exited[3])
+        firing = h.wait_for(lambda: h.webhook_alerts(self.sink, "ServiceDown"), 20,
+                            "ServiceDown at the webhook")[0]
+        self.assertEqual(firing["status"], "firing")
+        self.assertEqual(firing["labels"]["service"], "web")
+        self.assertEqual(firing["annotations"]["summary"], "web exited on web1")
+        # Running again: a new process, within a second plus the backoff.
+        def restarted():
+            pids = pids_of(self.pattern)
+            return pids and pids[0] != pid and self.get() == 200
+        h.wait_for(restarted, 10, "the service restarted")
+        self.assertLess(time.time() - killed, 5)
+        resolved = h.wait_for(lambda: [a for a in h.webhook_alerts(self.sink, "ServiceDown")
+                                       if a["status"] == "resolved"], 20, "ServiceDown resolved")
+        self.assertEqual(resolved[0]["fingerprint"], firing["fingerprint"])
+        time.sleep(2)
+        self.assertEqual([a["status"] for a in h.webhook_alerts(self.sink, "ServiceDown")],
+                         ["firing", "resolved"])
+        kinds = [e[0] for e in self.events()]
+        self.assertEqual(kinds[:6], ["KIND_STARTED", "KIND_STABLE", "KIND_EXITED",
+                                     "KIND_RESTARTING", "KIND_STARTED", "KIND_STABLE"])
+        # Its output (http.server logs each request on stderr) is in its log file.
+        with open(os.path.join(self.logs, "web.log")) as f:
+            self.assertIn('"GET / HTTP/1.1" 200', f.read())
+
+    def test_z_stopping_the_agent_stops_the_service(self):
+        h.wait_for(lambda: pids_of(self.pattern), 20, "the service running")
+        self.assertEqual(self.agent.terminate(), 0, self.agent.log()[-3000:])
+        self.assertEqual(pids_of(self.pattern), [])
+        # The agent sent the stop before it went (the control plane stored it).
+        h.wait_for(lambda: self.events("KIND_STOPPED"), 10, "the stop stored\n" +
+                   self.agent.log()[-3000:])
+
+
+if __name__ == "__main__":
+    unittest.main()
