@@ -23,6 +23,23 @@ namespace {
 
 constexpr char kDefaultPath[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+// An absolute path as it is, or a bare name found in the default PATH.
+absl::StatusOr<std::string> ResolveProgram(const std::string& program, const std::string& field) {
+  if (!program.empty() && program[0] == '/') return program;
+  if (program.empty() || program.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": \"", program, "\" must be an absolute path or a program name in PATH"));
+  }
+  for (const char* dir :
+       {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}) {
+    const std::string path = absl::StrCat(dir, "/", program);
+    if (access(path.c_str(), X_OK) == 0) return path;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(field, ": \"", program,
+                                                 "\" is not in /usr/local/sbin:/usr/local/bin:"
+                                                 "/usr/sbin:/usr/bin:/sbin:/bin"));
+}
+
 absl::StatusOr<ServiceSpec> SpecFromConfig(const v1::ServiceConfig& c, const std::string& field) {
   ServiceSpec s;
   s.name = c.name();
@@ -32,10 +49,10 @@ absl::StatusOr<ServiceSpec> SpecFromConfig(const v1::ServiceConfig& c, const std
         field, ".name: \"", s.name, "\" must be 1-128 characters of A-Z a-z 0-9 . _ -"));
   }
   const std::string at = absl::StrCat(field, " (", s.name, ")");
-  if (c.command().empty() || c.command(0).empty() || c.command(0)[0] != '/') {
+  if (c.command().empty() || c.command(0).empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(at,
-                     ".command: the first element must be the program's absolute path, e.g. "
+                     ".command: required: the program and its arguments, e.g. "
                      "[\"/usr/bin/python3\", \"-m\", \"http.server\"]"));
   }
   for (const std::string& a : c.command()) {
@@ -43,6 +60,40 @@ absl::StatusOr<ServiceSpec> SpecFromConfig(const v1::ServiceConfig& c, const std
       return absl::InvalidArgumentError(absl::StrCat(at, ".command: an argument holds a NUL"));
     }
     s.argv.push_back(a);
+  }
+  if (s.argv[0][0] != '/') {
+    VIGIE_ASSIGN_OR_RETURN(s.argv[0], ResolveProgram(s.argv[0], absl::StrCat(at, ".command[0]")));
+  }
+  if (c.has_health()) {
+    const v1::ServiceHealth& h = c.health();
+    if (h.command().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(at, ".health.command: required"));
+    }
+    for (const std::string& a : h.command()) {
+      if (a.find('\0') != std::string::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(at, ".health.command: an argument holds a NUL"));
+      }
+      s.health_argv.push_back(a);
+    }
+    VIGIE_ASSIGN_OR_RETURN(
+        s.health_argv[0], ResolveProgram(s.health_argv[0], absl::StrCat(at, ".health.command[0]")));
+    VIGIE_ASSIGN_OR_RETURN(
+        s.health_interval,
+        ParseConfigDuration(absl::StrCat(at, ".health.interval"), h.interval(), s.health_interval));
+    VIGIE_ASSIGN_OR_RETURN(
+        s.health_timeout,
+        ParseConfigDuration(absl::StrCat(at, ".health.timeout"), h.timeout(), s.health_timeout));
+    if (h.failures() > 100) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(at, ".health.failures: at most 100, got ", h.failures()));
+    }
+    if (h.failures() != 0) s.health_failures = static_cast<int>(h.failures());
+    if (s.health_interval < absl::Milliseconds(100) || s.health_timeout < absl::Milliseconds(10) ||
+        s.health_timeout >= s.health_interval) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          at, ".health: interval at least 100ms, timeout at least 10ms and below interval"));
+    }
   }
   if (access(s.argv[0].c_str(), X_OK) != 0) {
     // Not fatal: it may be installed later; each start says why it fails, and is retried.
@@ -264,6 +315,10 @@ void Supervisor::StartService(Service& s) {
   }
   s.child = std::move(*child);
   s.state = State::kRunning;
+  s.stop_sent = absl::InfiniteFuture();
+  s.health_failures = 0;
+  s.health_ok = true;
+  s.next_health = absl::Now() + s.spec.health_interval;
   Service* sp = &s;
   loop_.Watch(s.child->stdout_fd(), true, false,
               [this, sp](bool, bool) { Drain(*sp, sp->child->stdout_fd()); });
@@ -296,6 +351,9 @@ void Supervisor::Exited(Service& s) {
   if (!status) return;
   for (int fd : {s.child->stdout_fd(), s.child->stderr_fd(), s.child->pidfd()}) loop_.Unwatch(fd);
   s.child.reset();
+  EndHealth(s);
+  const bool health_restart = s.stop_sent != absl::InfiniteFuture();
+  s.stop_sent = absl::InfiniteFuture();
   const absl::Duration ran = absl::Now() - s.started;
   s.last_exit_code = status->code;
   if (stopping_all_) {  // the exit StopAll asked for
@@ -309,8 +367,8 @@ void Supervisor::Exited(Service& s) {
                     absl::FormatDuration(absl::Trunc(ran, absl::Milliseconds(1)))),
        status->code, status->signal);
   const bool failed = status->code != 0;
-  if (s.spec.restart == ServiceSpec::Restart::kNever ||
-      (s.spec.restart == ServiceSpec::Restart::kOnFailure && !failed)) {
+  if (!health_restart && (s.spec.restart == ServiceSpec::Restart::kNever ||
+                          (s.spec.restart == ServiceSpec::Restart::kOnFailure && !failed))) {
     s.state = State::kExited;
     return;
   }
@@ -325,9 +383,84 @@ void Supervisor::Exited(Service& s) {
                     s.restarts, ")"));
 }
 
+void Supervisor::StartHealth(Service& s) {
+  SpawnOptions o;
+  o.argv = s.spec.health_argv;
+  o.env = s.spec.env;
+  o.working_directory = s.spec.working_directory;
+  s.health_started = absl::Now();
+  s.next_health = s.health_started + s.spec.health_interval;
+  s.health_output.clear();
+  absl::StatusOr<std::unique_ptr<Child>> child = Child::Spawn(o);
+  if (!child.ok()) {
+    s.health_output = std::string(child.status().message());
+    HealthDone(s, ExitStatus{127, 0});
+    return;
+  }
+  s.health = std::move(*child);
+  Service* sp = &s;
+  auto drain = [this, sp](int fd) {
+    char buf[4096];
+    for (;;) {
+      const ssize_t n = read(fd, buf, sizeof(buf));
+      if (n > 0) {
+        if (sp->health_output.size() < 4096) sp->health_output.append(buf, static_cast<size_t>(n));
+        continue;
+      }
+      if (n == 0) loop_.Unwatch(fd);
+      return;
+    }
+  };
+  const int out = s.health->stdout_fd(), err = s.health->stderr_fd();
+  loop_.Watch(out, true, false, [drain, out](bool, bool) { drain(out); });
+  loop_.Watch(err, true, false, [drain, err](bool, bool) { drain(err); });
+  loop_.Watch(s.health->pidfd(), true, false, [this, sp, drain, out, err](bool, bool) {
+    drain(out);
+    drain(err);
+    sp->health->SignalGroup(SIGKILL).IgnoreError();  // what it left behind
+    std::optional<ExitStatus> status = sp->health->TryReap();
+    if (status) HealthDone(*sp, status);
+  });
+}
+
+void Supervisor::EndHealth(Service& s) {
+  if (s.health == nullptr) return;
+  for (int fd : {s.health->stdout_fd(), s.health->stderr_fd(), s.health->pidfd()}) {
+    loop_.Unwatch(fd);
+  }
+  s.health.reset();  // a health command still running is killed with its group
+}
+
+void Supervisor::HealthDone(Service& s, std::optional<ExitStatus> status) {
+  s.health_seconds = absl::ToDoubleSeconds(absl::Now() - s.health_started);
+  EndHealth(s);
+  s.health_ok = status.has_value() && status->code == 0;
+  if (s.health_ok) {
+    s.health_failures = 0;
+    return;
+  }
+  ++s.health_failures;
+  std::string why =
+      status ? status->ToString()
+             : absl::StrCat("no exit within ", absl::FormatDuration(s.spec.health_timeout));
+  absl::string_view out = s.health_output;
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.remove_suffix(1);
+  if (!out.empty()) absl::StrAppend(&why, ": ", out.substr(0, out.find('\n')));
+  Emit(s, v1::ServiceEvent::KIND_HEALTH_FAILED,
+       absl::StrCat("health command failed (", s.health_failures, " of ", s.spec.health_failures,
+                    "): ", why),
+       status ? status->code : -1, status ? status->signal : 0);
+  if (s.health_failures >= s.spec.health_failures && s.child != nullptr &&
+      s.stop_sent == absl::InfiniteFuture()) {
+    s.stop_sent = absl::Now();
+    s.child->SignalGroup(s.spec.stop_signal).IgnoreError();  // restarted once it exits
+  }
+}
+
 void Supervisor::StopAll() {
   stopping_all_ = true;
   const absl::Time start = absl::Now();
+  for (auto& s : services_) EndHealth(*s);
   absl::Duration longest = absl::ZeroDuration();
   for (auto& s : services_) {
     if (s->state == State::kBackoff) {
@@ -373,7 +506,9 @@ void Supervisor::StopAll() {
 void Supervisor::Publish() {
   MutexLock lock(&mu_);
   for (size_t i = 0; i < services_.size(); ++i) {
-    snapshot_[i] = {services_[i]->state, services_[i]->restarts, services_[i]->last_exit_code};
+    const Service& s = *services_[i];
+    snapshot_[i] = {s.state,     s.restarts,      s.last_exit_code, !s.spec.health_argv.empty(),
+                    s.health_ok, s.health_seconds};
   }
 }
 
@@ -395,7 +530,25 @@ void Supervisor::Run() {
         }
       }
       if (s->state == State::kBackoff) wake = std::min(wake, s->next_start);
+      if (s->state == State::kRunning && !s->spec.health_argv.empty()) {
+        if (s->health != nullptr && now >= s->health_started + s->spec.health_timeout) {
+          HealthDone(*s, std::nullopt);  // timed out: killed with its group
+        } else if (s->health == nullptr && s->stop_sent == absl::InfiniteFuture() &&
+                   now >= s->next_health) {
+          StartHealth(*s);
+        }
+        wake = std::min(wake, s->health != nullptr ? s->health_started + s->spec.health_timeout
+                                                   : s->next_health);
+      }
+      if (s->child != nullptr && s->stop_sent != absl::InfiniteFuture()) {
+        if (now >= s->stop_sent + s->spec.stop_timeout) {
+          s->child->SignalGroup(SIGKILL).IgnoreError();  // its exit restarts it
+        } else {
+          wake = std::min(wake, s->stop_sent + s->spec.stop_timeout);
+        }
+      }
     }
+
     Publish();
     bool readable = false;
     if (!WaitForFd(std::max(wake - absl::Now(), absl::ZeroDuration()), loop_.fd(), &readable)) {
@@ -423,6 +576,12 @@ void Supervisor::AppendMetrics(int64_t now_ms, Collection* out) const {
              MetricType::kCounter, "Restarts of the supervised service since the agent started.");
     out->Add("vigie_service_last_exit_code", {{"service", name}}, s.last_exit_code, now_ms,
              MetricType::kGauge, "The service's last exit code (-1: killed by a signal).");
+    if (s.has_health) {
+      out->Add("vigie_service_health_success", {{"service", name}}, s.health_ok ? 1 : 0, now_ms,
+               MetricType::kGauge, "Whether the service's last health command succeeded.");
+      out->Add("vigie_service_health_duration_seconds", {{"service", name}}, s.health_seconds,
+               now_ms, MetricType::kGauge, "How long the service's last health command took.");
+    }
   }
 }
 

@@ -35,6 +35,11 @@ struct ServiceSpec {
   absl::Duration stable_after = absl::Seconds(60);
   int stop_signal = 15;
   absl::Duration stop_timeout = absl::Seconds(10);
+  // Health command (empty argv: none).
+  std::vector<std::string> health_argv;
+  absl::Duration health_interval = absl::Seconds(10);
+  absl::Duration health_timeout = absl::Seconds(5);
+  int health_failures = 3;
   std::string log_directory = "/var/log/vigie/services";
   uint64_t log_max_bytes = 10 << 20;
   int log_keep = 3;
@@ -98,17 +103,35 @@ class Supervisor : public Runnable {
     bool stable = false;  // KIND_STABLE sent for this run
     int restarts = 0;
     int last_exit_code = 0;
+    // Health: the next run, the one running, its output, failures in a row.
+    absl::Time next_health;
+    std::unique_ptr<Child> health;
+    absl::Time health_started;
+    std::string health_output;
+    int health_failures = 0;
+    bool health_ok = true;
+    double health_seconds = 0;
+    // A restart asked by the health command: the stop signal was sent at this time (SIGKILL
+    // after stop_timeout); InfiniteFuture when none.
+    absl::Time stop_sent = absl::InfiniteFuture();
     explicit Service(ServiceSpec s) : spec(std::move(s)), backoff(spec.backoff) {}
   };
   struct Snapshot {
     State state = State::kStarting;
     int restarts = 0;
     int last_exit_code = 0;
+    bool has_health = false;
+    bool health_ok = true;
+    double health_seconds = 0;
   };
 
   void StartService(Service& s);
   void Exited(Service& s);
   void Drain(Service& s, int fd);
+  // Health commands: start one when due, judge it when it exits or its timeout passes.
+  void StartHealth(Service& s);
+  void HealthDone(Service& s, std::optional<ExitStatus> status);
+  void EndHealth(Service& s);
   void StopAll();
   void Emit(const Service& s, v1::ServiceEvent::Kind kind, std::string message, int exit_code = 0,
             int signal = 0, int pid = 0);

@@ -159,6 +159,51 @@ TEST_F(SupervisorTest, AMissingProgramIsReportedAndRetried) {
   EXPECT_TRUE(Events(v1::ServiceEvent::KIND_STARTED).empty());
 }
 
+TEST_F(SupervisorTest, FailedHealthCommandsRestartTheServiceEvenWithRestartNever) {
+  const std::string marker = absl::StrCat(dir_, "-healthy");
+  ASSERT_EQ(system(absl::StrCat("touch ", marker).c_str()), 0);
+  v1::ServiceConfig c;
+  c.set_name("sick");
+  for (const char* a : {"/bin/sh", "-c", "exec sleep 60"}) c.add_command(a);
+  c.set_restart("never");
+  c.mutable_backoff()->set_initial("100ms");
+  c.set_stop_timeout("300ms");
+  c.mutable_log()->set_directory(dir_);
+  v1::ServiceHealth* h = c.mutable_health();
+  for (const std::string& a : {std::string("test"), std::string("-f"), marker}) h->add_command(a);
+  h->set_interval("200ms");
+  h->set_timeout("100ms");
+  h->set_failures(2);
+  google::protobuf::RepeatedPtrField<v1::ServiceConfig> list;
+  *list.Add() = c;
+  absl::StatusOr<std::vector<ServiceSpec>> specs = ServiceSpecsFromConfig(list);
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  EXPECT_EQ((*specs)[0].health_argv[0], "/usr/bin/test") << "found in PATH";
+  Run(*specs);
+  WaitFor(v1::ServiceEvent::KIND_STARTED, 1);
+  absl::SleepFor(absl::Milliseconds(700));
+  EXPECT_TRUE(Events(v1::ServiceEvent::KIND_HEALTH_FAILED).empty()) << "healthy so far";
+  unlink(marker.c_str());
+  std::vector<v1::ServiceEvent> failed = WaitFor(v1::ServiceEvent::KIND_HEALTH_FAILED, 2);
+  EXPECT_THAT(failed[0].message(), HasSubstr("health command failed (1 of 2): exit code 1"));
+  std::vector<v1::ServiceEvent> starts = WaitFor(v1::ServiceEvent::KIND_STARTED, 2);
+  std::vector<v1::ServiceEvent> exits = Events(v1::ServiceEvent::KIND_EXITED);
+  ASSERT_GE(exits.size(), 1u);
+  EXPECT_EQ(exits[0].signal(), SIGTERM) << "stopped with its stop signal, then started again";
+}
+
+TEST_F(SupervisorTest, AHealthCommandThatHangsIsAFailure) {
+  ServiceSpec s = Spec("slowcheck", "exec sleep 60");
+  s.health_argv = {"/bin/sleep", "10"};
+  s.health_interval = absl::Milliseconds(300);
+  s.health_timeout = absl::Milliseconds(100);
+  s.health_failures = 100;
+  Run({s});
+  std::vector<v1::ServiceEvent> failed = WaitFor(v1::ServiceEvent::KIND_HEALTH_FAILED, 2);
+  EXPECT_THAT(failed[0].message(), HasSubstr("no exit within 100ms"));
+  EXPECT_EQ(Events(v1::ServiceEvent::KIND_STARTED).size(), 1u) << "not restarted: 100 needed";
+}
+
 TEST(ServiceSpecTest, RefusesBadSettingsNamingTheField) {
   struct Case {
     std::string yaml_field;
@@ -167,7 +212,18 @@ TEST(ServiceSpecTest, RefusesBadSettingsNamingTheField) {
   };
   std::vector<Case> cases = {
       {"", [](v1::ServiceConfig* c) { c->clear_command(); }, "services[0] (s).command"},
-      {"", [](v1::ServiceConfig* c) { c->set_command(0, "python3"); }, "absolute path"},
+      {"", [](v1::ServiceConfig* c) { c->set_command(0, "no-such-program-xyz"); },
+       "\"no-such-program-xyz\" is not in /usr/local/sbin"},
+      {"", [](v1::ServiceConfig* c) { c->set_command(0, "bin/true"); },
+       "must be an absolute path or a program name in PATH"},
+      {"",
+       [](v1::ServiceConfig* c) {
+         c->mutable_health()->add_command("true");
+         c->mutable_health()->set_timeout("20s");
+       },
+       ".health: interval at least 100ms, timeout at least 10ms and below interval"},
+      {"", [](v1::ServiceConfig* c) { c->mutable_health()->set_interval("5s"); },
+       ".health.command: required"},
       {"", [](v1::ServiceConfig* c) { c->set_restart("sometimes"); }, ".restart: must be"},
       {"", [](v1::ServiceConfig* c) { c->set_stop_signal("STOP"); }, "\"STOP\" is not TERM"},
       {"", [](v1::ServiceConfig* c) { c->set_working_directory("srv"); }, "absolute path"},
