@@ -328,6 +328,15 @@ grpc::ServerUnaryReactor* AdminService::GetCheck(grpc::CallbackServerContext* ct
   });
 }
 
+grpc::ServerUnaryReactor* AdminService::ListServices(grpc::CallbackServerContext* ctx,
+                                                     const v1::ListServicesRequest* req,
+                                                     v1::ListServicesResponse* resp) {
+  return Defer(ctx, [this, req, resp]() -> absl::Status {
+    VIGIE_ASSIGN_OR_RETURN(*resp, store_->ListServices(*req));
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerUnaryReactor* AdminService::RunCheck(grpc::CallbackServerContext* ctx,
                                                  const v1::RunCheckRequest* req,
                                                  v1::RunCheckResponse* resp) {

@@ -61,6 +61,9 @@ class AdminService : public v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* GetCheck(grpc::CallbackServerContext* ctx,
                                      const v1::GetCheckRequest* req,
                                      v1::GetCheckResponse* resp) override;
+  grpc::ServerUnaryReactor* ListServices(grpc::CallbackServerContext* ctx,
+                                         const v1::ListServicesRequest* req,
+                                         v1::ListServicesResponse* resp) override;
   grpc::ServerUnaryReactor* RunCheck(grpc::CallbackServerContext* ctx,
                                      const v1::RunCheckRequest* req,
                                      v1::RunCheckResponse* resp) override;

@@ -388,6 +388,22 @@ CREATE INDEX commands_created ON commands (created_at);
       {13, "service events: the signal that ended a process", R"sql(
 ALTER TABLE service_events ADD COLUMN signal integer NOT NULL DEFAULT 0;
 )sql"},
+      {14, "the current state of every supervised service", R"sql(
+CREATE TABLE service_state (
+  agent_id    text NOT NULL REFERENCES agents (agent_id) ON DELETE CASCADE,
+  service     text NOT NULL,
+  state       text NOT NULL,
+  since       timestamptz NOT NULL,
+  last_event  text NOT NULL,
+  message     text NOT NULL,
+  exit_code   integer NOT NULL DEFAULT 0,
+  signal      integer NOT NULL DEFAULT 0,
+  restarts    integer NOT NULL DEFAULT 0,
+  updated     timestamptz NOT NULL,
+  PRIMARY KEY (agent_id, service)
+);
+CREATE INDEX service_state_state ON service_state (state);
+)sql"},
   };
   return *migrations;
 }

@@ -540,6 +540,7 @@ absl::StatusOr<IngestResult> PgStore::Ingest(const std::string& agent_id,
                                     "ON CONFLICT (agent_id, service, day, kind) DO UPDATE SET "
                                     "events = d.events + 1"),
                        agent_id, e.service(), e.timestamp_ms(), kind);
+        UpsertServiceState(w, agent_id, e);
       }
     }
     if (!checks.empty()) StoreCheckResults(w, agent_id, checks);

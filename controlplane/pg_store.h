@@ -119,6 +119,8 @@ class PgStore : public Store {
       const v1::ListAuditLogRequest& request) override;
   absl::StatusOr<v1::ListChecksResponse> ListChecks(const v1::ListChecksRequest& request) override;
   absl::StatusOr<v1::GetCheckResponse> GetCheck(const v1::GetCheckRequest& request) override;
+  absl::StatusOr<v1::ListServicesResponse> ListServices(
+      const v1::ListServicesRequest& request) override;
   absl::StatusOr<std::string> CreateCommand(const std::string& agent_id,
                                             const std::string& check) override;
   absl::StatusOr<std::vector<PendingCommand>> ClaimCommands(
@@ -195,6 +197,9 @@ class PgStore : public Store {
   int64_t RawCutoffMs(absl::Time now) const;
   // Ingest helpers, inside its transaction: check results (a JSON array), series ids (cache,
   // then the table) and the layout.
+  // service_state from one event, in the ingest transaction (pg_services.cc).
+  void UpsertServiceState(pqxx::transaction_base& w, const std::string& agent_id,
+                          const v1::ServiceEvent& event);
   void StoreCheckResults(pqxx::transaction_base& w, const std::string& agent_id,
                          const nlohmann::json& results);
   void ResolveSeries(pqxx::transaction_base& w, const std::string& agent_id,

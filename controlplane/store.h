@@ -223,6 +223,12 @@ class Store {
     (void)request;
     return absl::UnimplementedError("ListChecks");
   }
+  // Supervised services' current states, by agent then name.
+  virtual absl::StatusOr<v1::ListServicesResponse> ListServices(
+      const v1::ListServicesRequest& request) {
+    (void)request;
+    return absl::UnimplementedError("ListServices");
+  }
   // Commands for agents (Admin RunCheck), through the commands table: created pending (and
   // announced to every replica), claimed by the replica holding the agent's stream, done
   // when the result arrives. Ids are random; rows older than an hour are deleted.

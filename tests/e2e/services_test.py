@@ -3,6 +3,7 @@
 the exit is a ServiceEvent in PostgreSQL (signal 9), the service is running again within a
 second plus its backoff, a rule on vigie_service_up fires at the webhook once and resolves once
 after the stable period; its output is in its log file; stopping the agent stops it."""
+import json
 import os
 import signal
 import subprocess
@@ -46,6 +47,7 @@ rules:
     severity: critical
     annotations: {{summary: "{{{{labels.service}}}} exited on {{{{labels.agent}}}}"}}
 """, health_url=f"http://{cp_http}/healthz"))
+        cls.admin, cls.cp_grpc = admin, cp_grpc
         ag_file, _ = h.write_secret(t, "agent.token", h.create_token(
             cp_grpc, admin, "TOKEN_KIND_AGENT", "web1"))
         cls.port = h.free_port()
@@ -110,6 +112,20 @@ services:
         kinds = [e[0] for e in self.events()]
         self.assertEqual(kinds[:6], ["KIND_STARTED", "KIND_STABLE", "KIND_EXITED",
                                      "KIND_RESTARTING", "KIND_STARTED", "KIND_STABLE"])
+        # The control plane keeps its state: running again, one restart, killed by signal 9.
+        code, out, err = h.buf("-d", json.dumps({"agentId": "web1"}),
+                               f"http://{self.cp_grpc}/vigie.v1.Admin/ListServices",
+                               token=self.admin)
+        self.assertEqual(code, 0, err)
+        [svc] = json.loads(out)["services"]
+        self.assertEqual((svc["name"], svc["state"], svc["restarts"]), ("web", "running", 1))
+        self.assertEqual((svc["lastExitCode"], svc["lastSignal"]), (-1, 9))
+        self.assertEqual(svc["lastEvent"], "KIND_STABLE")
+        code, out, err = h.buf("-d", json.dumps({"state": "sleeping"}),
+                               f"http://{self.cp_grpc}/vigie.v1.Admin/ListServices",
+                               token=self.admin)
+        self.assertNotEqual(code, 0)
+        self.assertIn("state: running, exited, backoff or stopped, got", err)
         # Its output (http.server logs each request on stderr) is in its log file.
         with open(os.path.join(self.logs, "web.log")) as f:
             self.assertIn('"GET / HTTP/1.1" 200', f.read())
