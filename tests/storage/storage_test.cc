@@ -222,8 +222,8 @@ TEST_F(StorageTest, CheckStateSinceIsWhenTheLatestStatusBegan) {
   Ingest("a", {Checks(2, {{v1::CHECK_STATUS_OK, t + 30000}})});
   EXPECT_EQ(state().since_unix(), (t + 10000) / 1000);
   // ok -> critical -> ok within one batch: the ok run began in this batch.
-  Ingest("a", {Checks(3, {{v1::CHECK_STATUS_CRITICAL, t + 40000},
-                          {v1::CHECK_STATUS_OK, t + 50000}})});
+  Ingest("a",
+         {Checks(3, {{v1::CHECK_STATUS_CRITICAL, t + 40000}, {v1::CHECK_STATUS_OK, t + 50000}})});
   EXPECT_EQ(state().status(), v1::CHECK_STATUS_OK);
   EXPECT_EQ(state().since_unix(), (t + 50000) / 1000);
   // A late resend older than the stored result changes nothing but the history.
@@ -231,6 +231,54 @@ TEST_F(StorageTest, CheckStateSinceIsWhenTheLatestStatusBegan) {
   EXPECT_EQ(state().status(), v1::CHECK_STATUS_OK);
   EXPECT_EQ(Count("SELECT count(*) FROM check_results"), 7);
   EXPECT_EQ(Count("SELECT sum(total) FROM check_daily"), 7);
+}
+
+TEST_F(StorageTest, ServiceStateFollowsEventsInOrderAndIgnoresOlderOnes) {
+  Register("a");
+  const int64_t t = (kNow / 1000 - 600) * 1000;
+  uint64_t seq = 0;
+  auto event = [&](v1::ServiceEvent::Kind kind, int64_t ts, int code = 0, int signal = 0) {
+    v1::AgentMessage m;
+    v1::ServiceEvent* e = m.mutable_service_event();
+    e->set_sequence(++seq);
+    e->set_service("web");
+    e->set_kind(kind);
+    e->set_exit_code(code);
+    e->set_signal(signal);
+    e->set_message(absl::StrCat("at ", ts));
+    e->set_timestamp_ms(ts);
+    return m;
+  };
+  auto state = [&] {
+    v1::ListServicesRequest req;
+    req.set_agent_id("a");
+    auto r = store_->ListServices(req);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() && r->services_size() == 1 ? r->services(0) : v1::Service();
+  };
+  Ingest("a", {event(v1::ServiceEvent::KIND_STARTED, t)});
+  EXPECT_EQ(state().state(), "running");
+  Ingest("a", {event(v1::ServiceEvent::KIND_STABLE, t + 60000)});
+  EXPECT_EQ(state().since_unix(), t / 1000) << "still running: since stays";
+  Ingest("a", {event(v1::ServiceEvent::KIND_EXITED, t + 70000, -1, 9),
+               event(v1::ServiceEvent::KIND_RESTARTING, t + 70001)});
+  v1::Service s = state();
+  EXPECT_EQ(s.state(), "backoff");
+  EXPECT_EQ(s.restarts(), 1u);
+  EXPECT_EQ(s.last_exit_code(), -1);
+  EXPECT_EQ(s.last_signal(), 9);
+  Ingest("a", {event(v1::ServiceEvent::KIND_STARTED, t + 71000),
+               event(v1::ServiceEvent::KIND_HEALTH_FAILED, t + 72000, 1)});
+  s = state();
+  EXPECT_EQ(s.state(), "running") << "a failed health command keeps the state";
+  EXPECT_EQ(s.last_event(), v1::ServiceEvent::KIND_HEALTH_FAILED);
+  EXPECT_EQ(s.last_signal(), 9) << "the last exit's, not the health command's";
+  // A late resend older than the stored state changes nothing.
+  Ingest("a", {event(v1::ServiceEvent::KIND_STOPPED, t + 65000)});
+  EXPECT_EQ(state().state(), "running");
+  v1::ListServicesRequest bad;
+  bad.set_state("asleep");
+  EXPECT_FALSE(store_->ListServices(bad).ok());
 }
 
 TEST_F(StorageTest, LayoutChangesMidStreamKeepEverySeriesRight) {
