@@ -638,14 +638,15 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       // agent exports each collect interval; fed to the rules here, as each result arrives,
       // a rule on it fires within milliseconds of the failing run.
       // A supervised service's exit, and its stable run after a start, are the series
-      // vigie_service_up{service} 0 and 1 at once, so a rule on it fires within milliseconds
-      // of the exit and resolves when the service has been up for its stable period.
+      // vigie_service_stable{service} 0 and 1 at once (made here only, from events), so a rule
+      // on it fires within milliseconds of the exit and resolves when the service has been up
+      // for its stable period.
       if (m.has_service_event()) {
         const v1::ServiceEvent& e = m.service_event();
         if (e.kind() == v1::ServiceEvent::KIND_EXITED ||
             e.kind() == v1::ServiceEvent::KIND_STABLE) {
           v1::Sample* s = all.add_samples();
-          s->set_name("vigie_service_up");
+          s->set_name("vigie_service_stable");
           (*s->mutable_labels())["service"] = e.service();
           s->set_value(e.kind() == v1::ServiceEvent::KIND_STABLE ? 1 : 0);
           s->set_timestamp_ms(e.timestamp_ms());

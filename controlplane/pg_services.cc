@@ -53,7 +53,11 @@ void ServiceFromRow(const pqxx::row& r, v1::Service* s) {
 void PgStore::UpsertServiceState(pqxx::transaction_base& w, const std::string& agent_id,
                                  const v1::ServiceEvent& e) {
   const std::string state = StateAfter(e.kind());
-  const bool exited = e.kind() == v1::ServiceEvent::KIND_EXITED;
+  // Exit statuses come with EXITED and STOPPED; a STARTED always begins a new `since` (the
+  // agent may have died without saying the service stopped).
+  const bool exited =
+      e.kind() == v1::ServiceEvent::KIND_EXITED || e.kind() == v1::ServiceEvent::KIND_STOPPED;
+  const bool started = e.kind() == v1::ServiceEvent::KIND_STARTED;
   // Events of one agent arrive in order; an older one (a replayed spool) changes nothing.
   w.exec_params0(
       "INSERT INTO service_state AS s (agent_id, service, state, since, last_event, message, "
@@ -62,8 +66,8 @@ void PgStore::UpsertServiceState(pqxx::transaction_base& w, const std::string& a
       "$9, timestamptz 'epoch' + $4::bigint * interval '1 millisecond') "
       "ON CONFLICT (agent_id, service) DO UPDATE SET "
       "state = COALESCE(NULLIF($3, ''), s.state), "
-      "since = CASE WHEN NULLIF($3, '') IS NULL OR $3 = s.state THEN s.since ELSE EXCLUDED.since "
-      "END, "
+      "since = CASE WHEN $11 OR (NULLIF($3, '') IS NOT NULL AND $3 <> s.state) THEN "
+      "EXCLUDED.since ELSE s.since END, "
       "last_event = EXCLUDED.last_event, message = EXCLUDED.message, "
       "exit_code = CASE WHEN $10 THEN EXCLUDED.exit_code ELSE s.exit_code END, "
       "signal = CASE WHEN $10 THEN EXCLUDED.signal ELSE s.signal END, "
@@ -71,7 +75,7 @@ void PgStore::UpsertServiceState(pqxx::transaction_base& w, const std::string& a
       "WHERE s.updated <= EXCLUDED.updated",
       agent_id, e.service(), state, e.timestamp_ms(), v1::ServiceEvent::Kind_Name(e.kind()),
       e.message(), exited ? e.exit_code() : 0, exited ? e.signal() : 0,
-      e.kind() == v1::ServiceEvent::KIND_RESTARTING ? 1 : 0, exited);
+      e.kind() == v1::ServiceEvent::KIND_RESTARTING ? 1 : 0, exited, started);
 }
 
 absl::StatusOr<v1::ListServicesResponse> PgStore::ListServices(const v1::ListServicesRequest& req) {

@@ -130,6 +130,11 @@ absl::StatusOr<ServiceSpec> SpecFromConfig(const v1::ServiceConfig& c, const std
   }
   VIGIE_ASSIGN_OR_RETURN(s.backoff,
                          BackoffFromConfig(absl::StrCat(at, ".backoff"), c.backoff(), s.backoff));
+  if (s.backoff.initial < absl::Milliseconds(100)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(at, ".backoff.initial: at least 100ms (each restart is an event), got \"",
+                     c.backoff().initial(), "\""));
+  }
   VIGIE_ASSIGN_OR_RETURN(s.stable_after, ParseConfigDuration(absl::StrCat(at, ".stable_after"),
                                                              c.stable_after(), s.stable_after));
   VIGIE_ASSIGN_OR_RETURN(s.stop_timeout, ParseConfigDuration(absl::StrCat(at, ".stop_timeout"),
@@ -316,6 +321,7 @@ void Supervisor::StartService(Service& s) {
   s.child = std::move(*child);
   s.state = State::kRunning;
   s.stop_sent = absl::InfiniteFuture();
+  s.kill_sent = false;
   s.health_failures = 0;
   s.health_ok = true;
   s.next_health = absl::Now() + s.spec.health_interval;
@@ -331,7 +337,9 @@ void Supervisor::StartService(Service& s) {
 
 void Supervisor::Drain(Service& s, int fd) {
   char buf[16384];
-  for (;;) {
+  // At most 1 MiB per call: a process writing without pause must not hold the loop (epoll is
+  // level-triggered, so the rest comes at the next pass).
+  for (int reads = 0; reads < 64; ++reads) {
     const ssize_t n = read(fd, buf, sizeof(buf));
     if (n > 0) {
       s.log->Write(buf, static_cast<size_t>(n));
@@ -343,10 +351,11 @@ void Supervisor::Drain(Service& s, int fd) {
 }
 
 void Supervisor::Exited(Service& s) {
+  // What the service left running in its group goes with it (a restart starts clean), before
+  // it is reaped: its pid still holds the group's id. Then what is left in the pipes.
+  s.child->SignalGroup(SIGKILL).IgnoreError();
   Drain(s, s.child->stdout_fd());
   Drain(s, s.child->stderr_fd());
-  // What the service left running in its group goes with it: a restart starts clean.
-  s.child->SignalGroup(SIGKILL).IgnoreError();
   std::optional<ExitStatus> status = s.child->TryReap();
   if (!status) return;
   for (int fd : {s.child->stdout_fd(), s.child->stderr_fd(), s.child->pidfd()}) loop_.Unwatch(fd);
@@ -401,7 +410,7 @@ void Supervisor::StartHealth(Service& s) {
   Service* sp = &s;
   auto drain = [this, sp](int fd) {
     char buf[4096];
-    for (;;) {
+    for (int reads = 0; reads < 64; ++reads) {  // bounded, as Drain()
       const ssize_t n = read(fd, buf, sizeof(buf));
       if (n > 0) {
         if (sp->health_output.size() < 4096) sp->health_output.append(buf, static_cast<size_t>(n));
@@ -461,7 +470,6 @@ void Supervisor::StopAll() {
   stopping_all_ = true;
   const absl::Time start = absl::Now();
   for (auto& s : services_) EndHealth(*s);
-  absl::Duration longest = absl::ZeroDuration();
   for (auto& s : services_) {
     if (s->state == State::kBackoff) {
       s->state = State::kStopped;
@@ -469,36 +477,30 @@ void Supervisor::StopAll() {
     }
     if (s->child == nullptr) continue;
     s->child->SignalGroup(s->spec.stop_signal).IgnoreError();
-    longest = std::max(longest, s->spec.stop_timeout);
   }
-  // Wait for each to exit, up to its stop_timeout; then SIGKILL (by ~Child).
+  // Exits are handled by Exited() (from the pidfd, during Poll): with stopping_all_ they are
+  // stops, and the rest of each group is killed before the leader is reaped. Past its
+  // stop_timeout a service is killed with its group (by ~Child).
   for (;;) {
     bool running = false;
     for (auto& s : services_) {
       if (s->child == nullptr) continue;
-      if (s->child->TryReap().has_value()) {
+      if (absl::Now() - start >= s->spec.stop_timeout) {
         for (int fd : {s->child->stdout_fd(), s->child->stderr_fd(), s->child->pidfd()}) {
           loop_.Unwatch(fd);
         }
-        s->child->SignalGroup(SIGKILL).IgnoreError();  // no-op once reaped; descendants
         s->child.reset();
-        s->state = State::kStopped;
-        Emit(*s, v1::ServiceEvent::KIND_STOPPED, "stopped by the agent");
-      } else if (absl::Now() - start >= s->spec.stop_timeout) {
-        for (int fd : {s->child->stdout_fd(), s->child->stderr_fd(), s->child->pidfd()}) {
-          loop_.Unwatch(fd);
-        }
-        s->child.reset();  // SIGKILL to its group, reaped
         s->state = State::kStopped;
         Emit(*s, v1::ServiceEvent::KIND_STOPPED,
              absl::StrCat("killed: still running ", absl::FormatDuration(s->spec.stop_timeout),
-                          " after the stop signal"));
+                          " after the stop signal"),
+             -1, SIGKILL);
       } else {
         running = true;
       }
     }
     if (!running) break;
-    loop_.Poll(absl::Now() + absl::Milliseconds(20));  // drains output meanwhile
+    loop_.Poll(absl::Now() + absl::Milliseconds(20));
   }
   Publish();
 }
@@ -537,12 +539,16 @@ void Supervisor::Run() {
                    now >= s->next_health) {
           StartHealth(*s);
         }
-        wake = std::min(wake, s->health != nullptr ? s->health_started + s->spec.health_timeout
-                                                   : s->next_health);
+        if (s->health != nullptr) {
+          wake = std::min(wake, s->health_started + s->spec.health_timeout);
+        } else if (s->stop_sent == absl::InfiniteFuture()) {
+          wake = std::min(wake, s->next_health);
+        }
       }
-      if (s->child != nullptr && s->stop_sent != absl::InfiniteFuture()) {
+      if (s->child != nullptr && s->stop_sent != absl::InfiniteFuture() && !s->kill_sent) {
         if (now >= s->stop_sent + s->spec.stop_timeout) {
-          s->child->SignalGroup(SIGKILL).IgnoreError();  // its exit restarts it
+          s->child->SignalGroup(SIGKILL).IgnoreError();  // once; its exit restarts it
+          s->kill_sent = true;
         } else {
           wake = std::min(wake, s->stop_sent + s->spec.stop_timeout);
         }

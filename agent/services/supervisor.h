@@ -114,6 +114,7 @@ class Supervisor : public Runnable {
     // A restart asked by the health command: the stop signal was sent at this time (SIGKILL
     // after stop_timeout); InfiniteFuture when none.
     absl::Time stop_sent = absl::InfiniteFuture();
+    bool kill_sent = false;  // SIGKILL after stop_timeout, once
     explicit Service(ServiceSpec s) : spec(std::move(s)), backoff(spec.backoff) {}
   };
   struct Snapshot {

@@ -129,6 +129,35 @@ TEST_F(SupervisorTest, StopEscalatesToSigkillAndLeavesNoDescendant) {
       << "the service's background child survived";
 }
 
+TEST_F(SupervisorTest, StopKillsWhatTheServiceLeftInItsGroupWhenItExits) {
+  // The leader dies at SIGTERM; its background child ignores SIGTERM (inherited across exec).
+  const std::string marker = absl::StrCat("sleep 63.", getpid());
+  Run({Spec("leaver", absl::StrCat("(trap '' TERM; exec ", marker, ") & exec sleep 60"))});
+  WaitFor(v1::ServiceEvent::KIND_STARTED, 1);
+  absl::SleepFor(absl::Milliseconds(200));
+  ASSERT_EQ(system(absl::StrCat("pgrep -f '[s]", marker.substr(1), "' >/dev/null").c_str()), 0);
+  sup_->Stop();
+  std::vector<v1::ServiceEvent> stopped = Events(v1::ServiceEvent::KIND_STOPPED);
+  ASSERT_EQ(stopped.size(), 1u);
+  EXPECT_EQ(stopped[0].signal(), SIGTERM);
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_NE(system(absl::StrCat("pgrep -f '[s]", marker.substr(1), "' >/dev/null").c_str()), 0)
+      << "a process of the service's group outlived the stop";
+}
+
+TEST_F(SupervisorTest, AServiceWritingWithoutPauseDoesNotHoldTheStop) {
+  ServiceSpec s = Spec("spammer", "exec yes");
+  s.log_max_bytes = 1 << 20;
+  s.log_keep = 1;
+  Run({s});
+  WaitFor(v1::ServiceEvent::KIND_STARTED, 1);
+  absl::SleepFor(absl::Milliseconds(300));
+  const absl::Time before = absl::Now();
+  sup_->Stop();
+  EXPECT_LT(absl::Now() - before, absl::Seconds(3));
+  EXPECT_EQ(Events(v1::ServiceEvent::KIND_STOPPED).size(), 1u);
+}
+
 TEST_F(SupervisorTest, OutputGoesToRotatedFilesCappedInBytes) {
   ServiceSpec s = Spec("chatty",
                        "i=0; while [ $i -lt 300 ]; do echo line $i "

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Supervised services end to end: the agent keeps a real HTTP server running; SIGKILL it and
 the exit is a ServiceEvent in PostgreSQL (signal 9), the service is running again within a
-second plus its backoff, a rule on vigie_service_up fires at the webhook once and resolves once
+second plus its backoff, a rule on vigie_service_stable fires at the webhook once and resolves once
 after the stable period; its output is in its log file; stopping the agent stops it."""
 import json
 import os
@@ -41,7 +41,7 @@ notifier: {nt_grpc}
 notifier_token: {{file: {nt_token}}}
 rules:
   - name: ServiceDown
-    metric: vigie_service_up
+    metric: vigie_service_stable
     op: "<"
     threshold: 1
     severity: critical
