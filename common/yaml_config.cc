@@ -25,6 +25,7 @@
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
+#include "re2/re2.h"
 #include "yaml-cpp/yaml.h"
 
 namespace vigie {
@@ -278,6 +279,15 @@ absl::StatusOr<BackoffPolicy> BackoffFromConfig(absl::string_view field, const v
                                                    absl::FormatDuration(p.max)));
   }
   return p;
+}
+
+absl::Status ValidateConfigName(absl::string_view field, const std::string& value) {
+  static const RE2 kName("[A-Za-z0-9._-]{1,128}");
+  if (!RE2::FullMatch(value, kName)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": \"", value, "\" must be 1-128 characters of A-Z a-z 0-9 . _ -"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace vigie

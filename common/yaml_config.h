@@ -49,6 +49,10 @@ absl::Status RequireLoopback(absl::string_view field, absl::string_view listen,
 absl::StatusOr<std::string> ListenAddress(absl::string_view field, const std::string& value,
                                           const std::string& default_value);
 
+// A name in a config list (a check, a service): [A-Za-z0-9._-]{1,128}, else an error naming
+// `field` ("checks[3].name") and the value.
+absl::Status ValidateConfigName(absl::string_view field, const std::string& value);
+
 // A config Backoff message over `defaults`; errors name `field` (e.g. "notify_backoff.max").
 absl::StatusOr<BackoffPolicy> BackoffFromConfig(absl::string_view field, const v1::Backoff& b,
                                                 BackoffPolicy defaults);

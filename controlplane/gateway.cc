@@ -155,6 +155,15 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOption
                          absl::StrCat(at, ".latency_seconds: must be a finite number >= 0, got ",
                                       r.latency_seconds()));
         }
+        // Each id is an UPDATE at commit: as many as the agent keeps (64), each an id we gave.
+        if (r.command_ids_size() > 64) {
+          return Invalid("bad_value", reason,
+                         absl::StrCat(at, ".command_ids: at most 64, got ", r.command_ids_size()));
+        }
+        for (int j = 0; j < r.command_ids_size(); ++j) {
+          VIGIE_RETURN_IF_ERROR(
+              CheckText(absl::StrCat(at, ".command_ids[", j, "]"), r.command_ids(j), 128, reason));
+        }
         if (r.consecutive_failures() > static_cast<uint32_t>(INT32_MAX)) {
           return Invalid("bad_value", reason,
                          absl::StrCat(at, ".consecutive_failures: at most 2147483647, got ",

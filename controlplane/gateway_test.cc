@@ -131,6 +131,17 @@ TEST(ValidateAgentMessageTest, ChecksAndServiceEventsAreCheckedLikeSamples) {
   EXPECT_THAT(ValidateAgentMessage(m, limits, kNow),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("checks.results[0].consecutive_failures: at most 2147483647")));
+  r->set_consecutive_failures(0);
+  for (int i = 0; i < 65; ++i) r->add_command_ids("cmd-1");
+  EXPECT_THAT(ValidateAgentMessage(m, limits, kNow),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("checks.results[0].command_ids: at most 64, got 65")));
+  r->clear_command_ids();
+  r->add_command_ids(std::string(200, 'x'));
+  EXPECT_THAT(ValidateAgentMessage(m, limits, kNow),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("checks.results[0].command_ids[0]")));
+  r->clear_command_ids();
   v1::AgentMessage e;
   e.mutable_service_event()->set_sequence(2);
   e.mutable_service_event()->set_service("db");

@@ -19,6 +19,20 @@ v1::CheckStatus CheckStatusFromName(const std::string& name) {
   return v1::CHECK_STATUS_UNKNOWN;
 }
 
+absl::Status ParsePageToken(const std::string& token, std::string* agent, std::string* name) {
+  agent->clear();
+  name->clear();
+  if (token.empty()) return absl::OkStatus();
+  std::vector<std::string> parts = absl::StrSplit(token, absl::MaxSplits('\x1f', 1));
+  if (parts.size() != 2 || !IsValidUtf8(token)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_token: not one this API gave, got ", QuoteForMessage(token)));
+  }
+  *agent = parts[0];
+  *name = parts[1];
+  return absl::OkStatus();
+}
+
 }  // namespace pg
 
 namespace {
@@ -62,17 +76,8 @@ absl::StatusOr<v1::ListChecksResponse> PgStore::ListChecks(const v1::ListChecksR
   if (!v1::CheckStatus_IsValid(req.status())) {
     return absl::InvalidArgumentError(absl::StrCat("status: unknown value ", req.status()));
   }
-  // The token is the last (agent, name) returned: "agent\x1fname".
   std::string after_agent, after_name;
-  if (!req.page_token().empty()) {
-    std::vector<std::string> parts = absl::StrSplit(req.page_token(), absl::MaxSplits('\x1f', 1));
-    if (parts.size() != 2 || !IsValidUtf8(req.page_token())) {
-      return absl::InvalidArgumentError(absl::StrCat("page_token: not one this API gave, got ",
-                                                     QuoteForMessage(req.page_token())));
-    }
-    after_agent = parts[0];
-    after_name = parts[1];
-  }
+  VIGIE_RETURN_IF_ERROR(pg::ParsePageToken(req.page_token(), &after_agent, &after_name));
   const std::string status =
       req.status() == v1::CHECK_STATUS_UNSPECIFIED ? "" : CheckStatusName(req.status());
   v1::ListChecksResponse out;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "controlplane/rule_engine.h"
 #include "nlohmann/json.hpp"
 
@@ -35,6 +36,10 @@ Labels ParseLabels(const std::string& json);
 
 // A check status from its stored name (CheckStatusName in common/agent_message.h).
 v1::CheckStatus CheckStatusFromName(const std::string& name);
+
+// A page token of the List* calls keyed by (agent, name): "agent\x1fname"; "" gives ("", "").
+// InvalidArgument naming page_token and the value for one this API did not give.
+absl::Status ParsePageToken(const std::string& token, std::string* agent, std::string* name);
 
 // Milliseconds since the epoch as a timestamptz literal.
 std::string PgTime(int64_t ms);

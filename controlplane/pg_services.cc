@@ -2,7 +2,6 @@
 #include <pqxx/pqxx>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "common/agent_message.h"
 #include "common/status.h"
 #include "controlplane/pg_internal.h"
@@ -94,15 +93,7 @@ absl::StatusOr<v1::ListServicesResponse> PgStore::ListServices(const v1::ListSer
         absl::StrCat("state: running, exited, backoff or stopped, got ", QuoteForMessage(state)));
   }
   std::string after_agent, after_name;
-  if (!req.page_token().empty()) {
-    std::vector<std::string> parts = absl::StrSplit(req.page_token(), absl::MaxSplits('\x1f', 1));
-    if (parts.size() != 2 || !IsValidUtf8(req.page_token())) {
-      return absl::InvalidArgumentError(absl::StrCat("page_token: not one this API gave, got ",
-                                                     QuoteForMessage(req.page_token())));
-    }
-    after_agent = parts[0];
-    after_name = parts[1];
-  }
+  VIGIE_RETURN_IF_ERROR(pg::ParsePageToken(req.page_token(), &after_agent, &after_name));
   v1::ListServicesResponse out;
   absl::Status s = Run("list services", [&](PgConnection& c) {
     out.Clear();

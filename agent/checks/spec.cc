@@ -152,11 +152,7 @@ absl::StatusOr<CheckSpec> CheckSpecFromConfig(const v1::CheckConfig& c, const st
   CheckSpec s;
   s.config = c;
   s.name = c.name();
-  static const RE2 kName("[A-Za-z0-9._-]{1,128}");
-  if (!RE2::FullMatch(s.name, kName)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".name: \"", s.name, "\" must be 1-128 characters of A-Z a-z 0-9 . _ -"));
-  }
+  VIGIE_RETURN_IF_ERROR(ValidateConfigName(absl::StrCat(field, ".name"), s.name));
   const std::string at = absl::StrCat(field, " (", s.name, ")");
   s.target = RedactTarget(c.target());
   VIGIE_ASSIGN_OR_RETURN(s.parsed, ParseTarget(c.target(), absl::StrCat(at, ".target")));

@@ -43,11 +43,7 @@ absl::StatusOr<std::string> ResolveProgram(const std::string& program, const std
 absl::StatusOr<ServiceSpec> SpecFromConfig(const v1::ServiceConfig& c, const std::string& field) {
   ServiceSpec s;
   s.name = c.name();
-  static const RE2 kName("[A-Za-z0-9._-]{1,128}");
-  if (!RE2::FullMatch(s.name, kName)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".name: \"", s.name, "\" must be 1-128 characters of A-Z a-z 0-9 . _ -"));
-  }
+  VIGIE_RETURN_IF_ERROR(ValidateConfigName(absl::StrCat(field, ".name"), s.name));
   const std::string at = absl::StrCat(field, " (", s.name, ")");
   if (c.command().empty() || c.command(0).empty()) {
     return absl::InvalidArgumentError(
