@@ -393,6 +393,15 @@ void Agent::OnCommand(const v1::Command& c) {
     }
     return;
   }
+  if (c.has_restart_service()) {
+    // Answered by the STARTED event of the restart. A service this agent does not have gets no
+    // answer (the control plane asks only for services the agent reported).
+    absl::Status s = supervisor_ ? supervisor_->Restart(c.restart_service().name(), c.id())
+                                 : absl::NotFoundError("this agent supervises no services");
+    log::Info("restart service",
+              {{"id", c.id()}, {"service", c.restart_service().name()}, {"result", s}});
+    return;
+  }
   log::Info("command received (not supported in this version)", {{"id", c.id()}});
 }
 

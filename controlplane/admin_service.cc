@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/status.h"
 #include "common/yaml_config.h"
+#include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
 
 namespace vigie::controlplane {
@@ -337,13 +338,16 @@ grpc::ServerUnaryReactor* AdminService::ListServices(grpc::CallbackServerContext
   });
 }
 
-grpc::ServerUnaryReactor* AdminService::RunCheck(grpc::CallbackServerContext* ctx,
-                                                 const v1::RunCheckRequest* req,
-                                                 v1::RunCheckResponse* resp) {
-  if (router_ == nullptr) return Reply(ctx, absl::UnimplementedError("RunCheck"));
+grpc::ServerUnaryReactor* AdminService::SendCommand(
+    grpc::CallbackServerContext* ctx, Store::CommandKind kind, const std::string& agent_id,
+    const std::string& name, const std::string& timeout_text, absl::Duration default_timeout,
+    std::function<absl::Status(std::string)> done) {
+  const bool check = kind == Store::CommandKind::kRunCheck;
+  if (router_ == nullptr) {
+    return Reply(ctx, absl::UnimplementedError(check ? "RunCheck" : "RestartService"));
+  }
   for (const auto& [field, value] :
-       {std::pair<const char*, const std::string*>{"agent_id", &req->agent_id()},
-        {"name", &req->name()}}) {
+       {std::pair<const char*, const std::string*>{"agent_id", &agent_id}, {"name", &name}}) {
     if (value->empty() || value->size() > 128) {
       return Reply(
           ctx, absl::InvalidArgumentError(absl::StrCat(field, ": required, at most 128 bytes, got ",
@@ -351,30 +355,35 @@ grpc::ServerUnaryReactor* AdminService::RunCheck(grpc::CallbackServerContext* ct
     }
   }
   absl::StatusOr<absl::Duration> timeout =
-      ParseConfigDuration("timeout", req->timeout(), absl::Seconds(30));
+      ParseConfigDuration("timeout", timeout_text, default_timeout);
   if (timeout.ok() && (*timeout < absl::Seconds(1) || *timeout > absl::Minutes(5))) {
     timeout = absl::InvalidArgumentError(
-        absl::StrCat("timeout: must be between 1s and 5m, got ", QuoteForMessage(req->timeout())));
+        absl::StrCat("timeout: must be between 1s and 5m, got ", QuoteForMessage(timeout_text)));
   }
   if (!timeout.ok()) return Reply(ctx, timeout.status());
   // The client's own deadline when sooner: a caller gone does not keep a waiting slot.
   const absl::Time deadline = std::min(absl::Now() + *timeout, absl::FromChrono(ctx->deadline()));
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  const bool queued = pool_->TrySubmit([this, reactor, req, resp, deadline] {
-    absl::StatusOr<std::string> id = store_->CreateCommand(req->agent_id(), req->name());
+  const bool queued = pool_->TrySubmit([this, reactor, kind, check, agent_id, name, deadline,
+                                        actor = Actor(ctx), done = std::move(done)] {
+    absl::StatusOr<std::string> id = store_->CreateCommand(agent_id, kind, name);
     if (!id.ok()) {
       reactor->Finish(ToGrpcStatus(id.status()));
       return;
     }
+    if (!check) {
+      AuditOrLog(actor, "RestartService", absl::StrCat(agent_id, "/", name),
+                 nlohmann::json{{"command_id", *id}}.dump());
+      log::Info("service restart asked", {{"agent", agent_id}, {"service", name}, {"by", actor}});
+    }
     // The worker is free again at once: the router finishes the call.
-    absl::Status waiting =
-        router_->Await(*id, deadline,
-                       absl::StrCat("check ", QuoteForMessage(req->name()), " of agent ",
-                                    QuoteForMessage(req->agent_id())),
-                       [reactor, resp](absl::StatusOr<v1::CheckResult> result) {
-                         if (result.ok()) *resp->mutable_result() = std::move(*result);
-                         reactor->Finish(ToGrpcStatus(result.status()));
-                       });
+    absl::Status waiting = router_->Await(
+        *id, deadline,
+        absl::StrCat(check ? "check " : "the restart of service ", QuoteForMessage(name),
+                     " of agent ", QuoteForMessage(agent_id)),
+        [reactor, done](absl::StatusOr<std::string> json) {
+          reactor->Finish(ToGrpcStatus(json.ok() ? done(std::move(*json)) : json.status()));
+        });
     if (!waiting.ok()) reactor->Finish(ToGrpcStatus(waiting));
   });
   if (!queued) {
@@ -382,6 +391,35 @@ grpc::ServerUnaryReactor* AdminService::RunCheck(grpc::CallbackServerContext* ct
                                  "control plane busy; retry with backoff"));
   }
   return reactor;
+}
+
+namespace {
+
+// The stored answer (JSON written by the gateway) into `out`.
+absl::Status ParseAnswer(const std::string& json, google::protobuf::Message* out) {
+  if (!google::protobuf::util::JsonStringToMessage(json, out).ok()) {
+    return absl::InternalError("the stored answer cannot be read");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AdminService::RunCheck(grpc::CallbackServerContext* ctx,
+                                                 const v1::RunCheckRequest* req,
+                                                 v1::RunCheckResponse* resp) {
+  return SendCommand(ctx, Store::CommandKind::kRunCheck, req->agent_id(), req->name(),
+                     req->timeout(), absl::Seconds(30), [resp](std::string json) {
+                       return ParseAnswer(json, resp->mutable_result());
+                     });
+}
+
+grpc::ServerUnaryReactor* AdminService::RestartService(grpc::CallbackServerContext* ctx,
+                                                       const v1::RestartServiceRequest* req,
+                                                       v1::RestartServiceResponse* resp) {
+  return SendCommand(ctx, Store::CommandKind::kRestartService, req->agent_id(), req->name(),
+                     req->timeout(), absl::Seconds(60),
+                     [resp](std::string json) { return ParseAnswer(json, resp->mutable_event()); });
 }
 
 grpc::ServerUnaryReactor* AdminService::GetStatus(grpc::CallbackServerContext* ctx,

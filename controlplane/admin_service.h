@@ -67,7 +67,11 @@ class AdminService : public v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* RunCheck(grpc::CallbackServerContext* ctx,
                                      const v1::RunCheckRequest* req,
                                      v1::RunCheckResponse* resp) override;
-  // Where RunCheck waits for results (unset: RunCheck is UNIMPLEMENTED). Before serving.
+  grpc::ServerUnaryReactor* RestartService(grpc::CallbackServerContext* ctx,
+                                           const v1::RestartServiceRequest* req,
+                                           v1::RestartServiceResponse* resp) override;
+  // Where RunCheck and RestartService wait for answers (unset: they are UNIMPLEMENTED).
+  // Before serving.
   void set_command_router(CommandRouter* router) { router_ = router; }
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
                                       const v1::GetStatusRequest* req,
@@ -91,6 +95,13 @@ class AdminService : public v1::Admin::CallbackService {
                                   std::function<absl::Status()> fn);
   void AuditOrLog(const std::string& actor, const std::string& action, const std::string& target,
                   const std::string& detail);
+  // Creates a command for the agent and finishes the call when its answer (JSON) arrives,
+  // with done(answer), or at the deadline.
+  grpc::ServerUnaryReactor* SendCommand(grpc::CallbackServerContext* ctx, Store::CommandKind kind,
+                                        const std::string& agent_id, const std::string& name,
+                                        const std::string& timeout_text,
+                                        absl::Duration default_timeout,
+                                        std::function<absl::Status(std::string)> done);
   // Finishes the call at once with `status` (validation failures).
   static grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx,
                                          const absl::Status& status);

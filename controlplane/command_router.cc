@@ -98,10 +98,17 @@ void CommandRouter::Dispatch(const std::vector<std::string>& agents) {
   for (const Store::PendingCommand& c : *claimed) {
     v1::Command command;
     command.set_id(c.id);
-    command.mutable_run_check()->set_name(c.check);
+    const bool check = c.kind == Store::CommandKind::kRunCheck;
+    if (check) {
+      command.mutable_run_check()->set_name(c.name);
+    } else {
+      command.mutable_restart_service()->set_name(c.name);
+    }
     const bool sent = gateway_->SendCommand(c.agent_id, command);
-    log::Info("command sent to agent",
-              {{"id", c.id}, {"agent", c.agent_id}, {"check", c.check}, {"sent", sent}});
+    log::Info("command sent to agent", {{"id", c.id},
+                                        {"agent", c.agent_id},
+                                        {check ? "check" : "service", c.name},
+                                        {"sent", sent}});
   }
 }
 
@@ -114,7 +121,7 @@ void CommandRouter::Collect(const std::vector<std::string>& ids) {
     }
   }
   if (awaited.empty()) return;
-  absl::StatusOr<std::map<std::string, v1::CheckResult>> results = store_->CommandResults(awaited);
+  absl::StatusOr<std::map<std::string, std::string>> results = store_->CommandResults(awaited);
   if (!results.ok()) return;  // the next sweep tries again
   for (auto& [id, result] : *results) {
     Done done;
@@ -144,8 +151,8 @@ void CommandRouter::Expire(absl::Time now) {
   }
   for (Waiter& w : expired) {
     w.done(absl::DeadlineExceededError(
-        absl::StrCat("no result for ", w.what,
-                     " in time: is the agent connected, and does the check finish within it?")));
+        absl::StrCat("no answer for ", w.what,
+                     " in time: is the agent connected, and does it finish within the timeout?")));
   }
 }
 

@@ -1,11 +1,11 @@
-// Routes commands for agents (Admin RunCheck) to whichever control-plane replica holds the
-// agent's stream, through PostgreSQL: the Admin call inserts a pending row in `commands` and
-// NOTIFYs vigie_commands with the agent id; every replica LISTENs, claims the pending commands
+// Routes commands for agents (Admin RunCheck, RestartService) to whichever control-plane replica
+// holds the agent's stream, through PostgreSQL: the Admin call inserts a pending row in `commands`
+// and NOTIFYs vigie_commands with the agent id; every replica LISTENs, claims the pending commands
 // of the agents it holds and writes them on their streams. The agent's result comes back on
-// its stream (CheckResult.command_ids), is stored, and NOTIFYs vigie_command_done, which wakes
-// the replica where the Admin call waits. Every poll interval it also sweeps (claims for all
-// its agents, looks up every awaited result), so a notification lost while the listening
-// connection was down only delays a command.
+// its stream (CheckResult.command_ids, ServiceEvent.command_ids), is stored, and NOTIFYs
+// vigie_command_done, which wakes the replica where the Admin call waits. Every poll interval it
+// also sweeps (claims for all its agents, looks up every awaited result), so a notification lost
+// while the listening connection was down only delays a command.
 #ifndef VIGIE_CONTROLPLANE_COMMAND_ROUTER_H_
 #define VIGIE_CONTROLPLANE_COMMAND_ROUTER_H_
 
@@ -34,7 +34,8 @@ struct CommandRouterOptions {
 
 class CommandRouter : public Runnable {
  public:
-  using Done = std::function<void(absl::StatusOr<v1::CheckResult>)>;
+  // The answer as JSON: a CheckResult (RunCheck) or a ServiceEvent (RestartService).
+  using Done = std::function<void(absl::StatusOr<std::string>)>;
 
   CommandRouter(CommandRouterOptions options, Store* store, Gateway* gateway);
   ~CommandRouter() override;

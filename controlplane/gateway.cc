@@ -13,6 +13,7 @@
 #include "common/mutex.h"
 #include "common/runnable.h"
 #include "common/status.h"
+#include "google/protobuf/util/json_util.h"
 #include "grpcpp/support/proto_buffer_reader.h"
 #include "re2/re2.h"
 #include "vigie/internal/lenient.pb.h"
@@ -67,6 +68,20 @@ absl::Status CheckText(const std::string& field, const std::string& value, size_
   }
   if (value.find('\0') != std::string::npos) {
     return Invalid(kReasonNulByte, reason, absl::StrCat(field, ": contains a NUL byte"));
+  }
+  return absl::OkStatus();
+}
+
+// The Admin command ids a result or event answers: each is an UPDATE at commit, so as many as
+// the agent keeps (64), each an id we gave.
+absl::Status CheckCommandIds(const std::string& field,
+                             const google::protobuf::RepeatedPtrField<std::string>& ids,
+                             const char** reason) {
+  if (ids.size() > 64) {
+    return Invalid("bad_value", reason, absl::StrCat(field, ": at most 64, got ", ids.size()));
+  }
+  for (int j = 0; j < ids.size(); ++j) {
+    VIGIE_RETURN_IF_ERROR(CheckText(absl::StrCat(field, "[", j, "]"), ids[j], 128, reason));
   }
   return absl::OkStatus();
 }
@@ -155,15 +170,7 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOption
                          absl::StrCat(at, ".latency_seconds: must be a finite number >= 0, got ",
                                       r.latency_seconds()));
         }
-        // Each id is an UPDATE at commit: as many as the agent keeps (64), each an id we gave.
-        if (r.command_ids_size() > 64) {
-          return Invalid("bad_value", reason,
-                         absl::StrCat(at, ".command_ids: at most 64, got ", r.command_ids_size()));
-        }
-        for (int j = 0; j < r.command_ids_size(); ++j) {
-          VIGIE_RETURN_IF_ERROR(
-              CheckText(absl::StrCat(at, ".command_ids[", j, "]"), r.command_ids(j), 128, reason));
-        }
+        VIGIE_RETURN_IF_ERROR(CheckCommandIds(at + ".command_ids", r.command_ids(), reason));
         if (r.consecutive_failures() > static_cast<uint32_t>(INT32_MAX)) {
           return Invalid("bad_value", reason,
                          absl::StrCat(at, ".consecutive_failures: at most 2147483647, got ",
@@ -177,6 +184,7 @@ absl::Status ValidateAgentMessage(const v1::AgentMessage& m, const GatewayOption
       VIGIE_RETURN_IF_ERROR(ValidateSequence(e.sequence(), "service_event", reason));
       VIGIE_RETURN_IF_ERROR(CheckText("service_event.service", e.service(), 200, reason));
       VIGIE_RETURN_IF_ERROR(CheckText("service_event.message", e.message(), 4096, reason));
+      VIGIE_RETURN_IF_ERROR(CheckCommandIds("service_event.command_ids", e.command_ids(), reason));
       return ValidateTimestamp(e.timestamp_ms(), Now(now_ms), "service_event.timestamp_ms", reason);
     }
     case v1::AgentMessage::kHeartbeat:
@@ -621,17 +629,34 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
     return absl::OkStatus();
   }
 
-  // Results that answer Admin RunCheck calls: stored for the replica where the call waits.
+  // Results and events that answer Admin RunCheck and RestartService calls: stored for the
+  // replica where the call waits.
   void CompleteCommands(const std::vector<v1::AgentMessage>& durable) {
-    std::vector<v1::CheckResult> answers;
+    std::vector<Store::CommandAnswer> answers;
+    auto answer = [&answers](Store::CommandKind kind, const std::string& name,
+                             const google::protobuf::RepeatedPtrField<std::string>& ids,
+                             google::protobuf::Message* copy) {
+      std::string json;
+      if (!google::protobuf::util::MessageToJsonString(*copy, &json).ok()) return;
+      for (const std::string& id : ids) answers.push_back({id, kind, name, json});
+    };
     for (const v1::AgentMessage& m : durable) {
       for (const v1::CheckResult& r : m.checks().results()) {
-        if (!r.command_ids().empty()) answers.push_back(r);
+        if (r.command_ids().empty()) continue;
+        v1::CheckResult copy = r;
+        copy.clear_command_ids();
+        answer(Store::CommandKind::kRunCheck, r.name(), r.command_ids(), &copy);
+      }
+      if (m.has_service_event() && !m.service_event().command_ids().empty()) {
+        v1::ServiceEvent copy = m.service_event();
+        copy.clear_command_ids();
+        answer(Store::CommandKind::kRestartService, copy.service(), m.service_event().command_ids(),
+               &copy);
       }
     }
     if (answers.empty()) return;
     if (absl::Status s = gw_->store_->CompleteCommands(agent_id_, answers); !s.ok()) {
-      log::Warn("cannot store a command's result", {{"agent", agent_id_}, {"error", s}});
+      log::Warn("cannot store a command's answer", {{"agent", agent_id_}, {"error", s}});
     }
   }
 

@@ -138,9 +138,9 @@ TEST(ValidateAgentMessageTest, ChecksAndServiceEventsAreCheckedLikeSamples) {
                        HasSubstr("checks.results[0].command_ids: at most 64, got 65")));
   r->clear_command_ids();
   r->add_command_ids(std::string(200, 'x'));
-  EXPECT_THAT(ValidateAgentMessage(m, limits, kNow),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("checks.results[0].command_ids[0]")));
+  EXPECT_THAT(
+      ValidateAgentMessage(m, limits, kNow),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("checks.results[0].command_ids[0]")));
   r->clear_command_ids();
   v1::AgentMessage e;
   e.mutable_service_event()->set_sequence(2);
@@ -149,6 +149,17 @@ TEST(ValidateAgentMessageTest, ChecksAndServiceEventsAreCheckedLikeSamples) {
   EXPECT_THAT(
       ValidateAgentMessage(e, limits, kNow),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("service_event.timestamp_ms: 0")));
+  e.mutable_service_event()->set_timestamp_ms(kNow);
+  EXPECT_TRUE(ValidateAgentMessage(e, limits, kNow).ok());
+  for (int i = 0; i < 65; ++i) e.mutable_service_event()->add_command_ids("cmd-1");
+  EXPECT_THAT(ValidateAgentMessage(e, limits, kNow),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("service_event.command_ids: at most 64, got 65")));
+  e.mutable_service_event()->clear_command_ids();
+  e.mutable_service_event()->add_command_ids(std::string("cmd-\0", 5));
+  EXPECT_THAT(ValidateAgentMessage(e, limits, kNow),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("service_event.command_ids[0]: contains a NUL byte")));
 }
 
 // Parses as the gateway does, but from a string.

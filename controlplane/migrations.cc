@@ -404,6 +404,11 @@ CREATE TABLE service_state (
 );
 CREATE INDEX service_state_state ON service_state (state);
 )sql"},
+      {15, "commands for services (Admin RestartService) beside checks", R"sql(
+ALTER TABLE commands RENAME COLUMN check_name TO name;
+ALTER TABLE commands ADD COLUMN kind text NOT NULL DEFAULT 'run_check'
+  CHECK (kind IN ('run_check', 'restart_service'));
+)sql"},
   };
   return *migrations;
 }

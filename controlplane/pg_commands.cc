@@ -1,6 +1,5 @@
-// Commands for agents through the commands table (Admin RunCheck), part of PgStore.
-#include <google/protobuf/util/json_util.h>
-
+// Commands for agents through the commands table (Admin RunCheck, RestartService), part of
+// PgStore.
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/agent_message.h"
@@ -10,26 +9,37 @@
 
 namespace vigie::controlplane {
 
-absl::StatusOr<std::string> PgStore::CreateCommand(const std::string& agent_id,
-                                                   const std::string& check) {
+namespace {
+
+const char* KindName(Store::CommandKind kind) {
+  return kind == Store::CommandKind::kRunCheck ? "run_check" : "restart_service";
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> PgStore::CreateCommand(const std::string& agent_id, CommandKind kind,
+                                                   const std::string& name) {
   const std::string id = absl::StrCat("cmd-", RandomHex(12));
   bool known = false;
   absl::Status s = Run("create command", [&](PgConnection& c) {
     pqxx::work t(c);
-    known = !t.exec_params("SELECT 1 FROM check_state WHERE agent_id = $1 AND name = $2", agent_id,
-                           check)
+    known = !t.exec_params(kind == CommandKind::kRunCheck
+                               ? "SELECT 1 FROM check_state WHERE agent_id = $1 AND name = $2"
+                               : "SELECT 1 FROM service_state WHERE agent_id = $1 AND service = $2",
+                           agent_id, name)
                  .empty();
     if (!known) return;
     t.exec0("DELETE FROM commands WHERE created_at < now() - interval '1 hour'");
-    t.exec_params("INSERT INTO commands (id, agent_id, check_name) VALUES ($1, $2, $3)", id,
-                  agent_id, check);
+    t.exec_params("INSERT INTO commands (id, agent_id, kind, name) VALUES ($1, $2, $3, $4)", id,
+                  agent_id, KindName(kind), name);
     t.exec_params("SELECT pg_notify($1, $2)", std::string(kCommandsChannel), agent_id);
     t.commit();
   });
   if (!s.ok()) return s;
   if (!known) {
-    return absl::NotFoundError(absl::StrCat("agent ", QuoteForMessage(agent_id),
-                                            " has reported no check ", QuoteForMessage(check)));
+    return absl::NotFoundError(absl::StrCat(
+        "agent ", QuoteForMessage(agent_id), " has reported no ",
+        kind == CommandKind::kRunCheck ? "check " : "service ", QuoteForMessage(name)));
   }
   return id;
 }
@@ -47,9 +57,12 @@ absl::StatusOr<std::vector<Store::PendingCommand>> PgStore::ClaimCommands(
              "UPDATE commands SET state = 'sent', sent_at = now() "
              "WHERE (state = 'pending' OR (state = 'sent' AND sent_at < now() - "
              "interval '30 seconds')) AND agent_id = ANY($1::text[]) "
-             "AND created_at > now() - interval '5 minutes' RETURNING id, agent_id, check_name",
+             "AND created_at > now() - interval '5 minutes' RETURNING id, agent_id, kind, name",
              array)) {
-      out.push_back({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>()});
+      out.push_back({row[0].as<std::string>(), row[1].as<std::string>(),
+                     row[2].as<std::string>() == "run_check" ? CommandKind::kRunCheck
+                                                             : CommandKind::kRestartService,
+                     row[3].as<std::string>()});
     }
     t.commit();
   });
@@ -58,32 +71,20 @@ absl::StatusOr<std::vector<Store::PendingCommand>> PgStore::ClaimCommands(
 }
 
 absl::Status PgStore::CompleteCommands(const std::string& agent_id,
-                                       const std::vector<v1::CheckResult>& results) {
-  struct Done {
-    std::string id, check, json;
-  };
-  std::vector<Done> done;
-  for (const v1::CheckResult& r : results) {
-    if (r.command_ids().empty()) continue;
-    v1::CheckResult copy = r;
-    copy.clear_command_ids();
-    std::string json;
-    if (!google::protobuf::util::MessageToJsonString(copy, &json).ok()) continue;
-    for (const std::string& id : r.command_ids()) done.push_back({id, r.name(), json});
-  }
-  if (done.empty()) return absl::OkStatus();
+                                       const std::vector<CommandAnswer>& answers) {
+  if (answers.empty()) return absl::OkStatus();
   return Run("complete commands", [&](PgConnection& c) {
     pqxx::work t(c);
-    for (const Done& d : done) {
-      // Only the agent and check asked can answer: an id from elsewhere changes nothing.
+    for (const CommandAnswer& a : answers) {
+      // Only the agent and the check or service asked can answer.
       if (t.exec_params("UPDATE commands SET state = 'done', done_at = now(), result = $2 "
-                        "WHERE id = $1 AND agent_id = $3 AND check_name = $4 AND state <> "
-                        "'done' RETURNING 1",
-                        d.id, d.json, agent_id, d.check)
+                        "WHERE id = $1 AND agent_id = $3 AND kind = $4 AND name = $5 AND "
+                        "state <> 'done' RETURNING 1",
+                        a.id, a.json, agent_id, KindName(a.kind), a.name)
               .empty()) {
         continue;
       }
-      t.exec_params("SELECT pg_notify($1, $2)", std::string(kCommandDoneChannel), d.id);
+      t.exec_params("SELECT pg_notify($1, $2)", std::string(kCommandDoneChannel), a.id);
     }
     t.commit();
   });
@@ -104,24 +105,19 @@ absl::Status PgStore::ReleaseCommand(const std::string& id) {
   });
 }
 
-absl::StatusOr<std::map<std::string, v1::CheckResult>> PgStore::CommandResults(
+absl::StatusOr<std::map<std::string, std::string>> PgStore::CommandResults(
     const std::vector<std::string>& ids) {
-  std::map<std::string, v1::CheckResult> out;
-  std::vector<std::pair<std::string, std::string>> rows;
+  std::map<std::string, std::string> out;
   absl::Status s = Run("command results", [&](PgConnection& c) {
-    rows.clear();
+    out.clear();
     pqxx::read_transaction t(c);
     for (const std::string& id : ids) {
       pqxx::result r =
           t.exec_params("SELECT result::text FROM commands WHERE id = $1 AND state = 'done'", id);
-      if (!r.empty()) rows.emplace_back(id, r[0][0].as<std::string>());
+      if (!r.empty()) out[id] = r[0][0].as<std::string>();
     }
   });
   if (!s.ok()) return s;
-  for (const auto& [id, json] : rows) {
-    v1::CheckResult result;
-    if (google::protobuf::util::JsonStringToMessage(json, &result).ok()) out[id] = result;
-  }
   return out;
 }
 

@@ -121,14 +121,14 @@ class PgStore : public Store {
   absl::StatusOr<v1::GetCheckResponse> GetCheck(const v1::GetCheckRequest& request) override;
   absl::StatusOr<v1::ListServicesResponse> ListServices(
       const v1::ListServicesRequest& request) override;
-  absl::StatusOr<std::string> CreateCommand(const std::string& agent_id,
-                                            const std::string& check) override;
+  absl::StatusOr<std::string> CreateCommand(const std::string& agent_id, CommandKind kind,
+                                            const std::string& name) override;
   absl::StatusOr<std::vector<PendingCommand>> ClaimCommands(
       const std::vector<std::string>& agent_ids) override;
   absl::Status CompleteCommands(const std::string& agent_id,
-                                const std::vector<v1::CheckResult>& results) override;
+                                const std::vector<CommandAnswer>& answers) override;
   absl::Status ReleaseCommand(const std::string& id) override;
-  absl::StatusOr<std::map<std::string, v1::CheckResult>> CommandResults(
+  absl::StatusOr<std::map<std::string, std::string>> CommandResults(
       const std::vector<std::string>& ids) override;
   // The channels a CommandRouter LISTENs on: payload the agent id / the command id.
   static constexpr char kCommandsChannel[] = "vigie_commands";

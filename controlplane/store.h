@@ -229,19 +229,24 @@ class Store {
     (void)request;
     return absl::UnimplementedError("ListServices");
   }
-  // Commands for agents (Admin RunCheck), through the commands table: created pending (and
-  // announced to every replica), claimed by the replica holding the agent's stream, done
-  // when the result arrives. Ids are random; rows older than an hour are deleted.
-  virtual absl::StatusOr<std::string> CreateCommand(const std::string& agent_id,
-                                                    const std::string& check) {
+  // Commands for agents (Admin RunCheck and RestartService), through the commands table:
+  // created pending (and announced to every replica), claimed by the replica holding the
+  // agent's stream, done when the answer arrives. Ids are random; rows older than an hour are
+  // deleted.
+  enum class CommandKind { kRunCheck, kRestartService };
+  // NOT_FOUND when the agent never reported that check (or service).
+  virtual absl::StatusOr<std::string> CreateCommand(const std::string& agent_id, CommandKind kind,
+                                                    const std::string& name) {
     (void)agent_id;
-    (void)check;
+    (void)kind;
+    (void)name;
     return absl::UnimplementedError("CreateCommand");
   }
   struct PendingCommand {
     std::string id;
     std::string agent_id;
-    std::string check;
+    CommandKind kind = CommandKind::kRunCheck;
+    std::string name;  // the check or service
   };
   // Marks the pending commands of `agent_ids` sent and returns them (each to one caller);
   // also those sent over 30 s ago without a result (their stream may have ended first).
@@ -250,12 +255,19 @@ class Store {
     (void)agent_ids;
     return std::vector<PendingCommand>();
   }
-  // Stores each result of `agent_id` that answers one of its commands (CheckResult.
-  // command_ids, for that check) and announces it.
+  // An answer from `agent_id`: a CheckResult or ServiceEvent naming command `id`, as JSON.
+  struct CommandAnswer {
+    std::string id;
+    CommandKind kind = CommandKind::kRunCheck;
+    std::string name;
+    std::string json;
+  };
+  // Stores each answer that matches one of the agent's commands (same kind and name) and
+  // announces it; an id from elsewhere changes nothing.
   virtual absl::Status CompleteCommands(const std::string& agent_id,
-                                        const std::vector<v1::CheckResult>& results) {
+                                        const std::vector<CommandAnswer>& answers) {
     (void)agent_id;
-    (void)results;
+    (void)answers;
     return absl::OkStatus();
   }
   // Makes a claimed command pending again (its stream ended before it was written).
@@ -263,11 +275,11 @@ class Store {
     (void)id;
     return absl::OkStatus();
   }
-  // The results of those of `ids` that have one.
-  virtual absl::StatusOr<std::map<std::string, v1::CheckResult>> CommandResults(
+  // The answers (JSON) of those of `ids` that have one.
+  virtual absl::StatusOr<std::map<std::string, std::string>> CommandResults(
       const std::vector<std::string>& ids) {
     (void)ids;
-    return std::map<std::string, v1::CheckResult>();
+    return std::map<std::string, std::string>();
   }
   // The current message of each of `names` among `agent_id`'s checks (those it has).
   virtual absl::StatusOr<std::map<std::string, std::string>> CheckMessages(

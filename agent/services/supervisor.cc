@@ -278,7 +278,7 @@ const char* Supervisor::StateName(State s) {
 }
 
 void Supervisor::Emit(const Service& s, v1::ServiceEvent::Kind kind, std::string message,
-                      int exit_code, int signal, int pid) {
+                      int exit_code, int signal, int pid, std::vector<std::string> command_ids) {
   v1::ServiceEvent e;
   e.set_service(s.spec.name);
   e.set_kind(kind);
@@ -287,6 +287,7 @@ void Supervisor::Emit(const Service& s, v1::ServiceEvent::Kind kind, std::string
   e.set_pid(pid);
   e.set_message(SafeText(message, 1024));
   e.set_timestamp_ms(absl::ToUnixMillis(absl::Now()));
+  for (std::string& id : command_ids) e.add_command_ids(std::move(id));
   log::Info("service", {{"service", s.spec.name},
                         {"event", v1::ServiceEvent::Kind_Name(kind)},
                         {"message", e.message()}});
@@ -303,7 +304,9 @@ void Supervisor::StartService(Service& s) {
   s.stable = false;
   if (!child.ok()) {
     // Never a dead end: a missing program is retried like an exit.
-    Emit(s, v1::ServiceEvent::KIND_EXITED, std::string(child.status().message()), -1);
+    Emit(s, v1::ServiceEvent::KIND_EXITED, std::string(child.status().message()), -1, 0, 0,
+         std::move(s.command_ids));
+    s.command_ids.clear();
     s.last_exit_code = -1;
     const absl::Duration delay = s.backoff.Next();
     s.state = State::kBackoff;
@@ -328,7 +331,8 @@ void Supervisor::StartService(Service& s) {
               [this, sp](bool, bool) { Drain(*sp, sp->child->stderr_fd()); });
   loop_.Watch(s.child->pidfd(), true, false, [this, sp](bool, bool) { Exited(*sp); });
   Emit(s, v1::ServiceEvent::KIND_STARTED, absl::StrCat("pid ", s.child->pid()), 0, 0,
-       s.child->pid());
+       s.child->pid(), std::move(s.command_ids));
+  s.command_ids.clear();
 }
 
 void Supervisor::Drain(Service& s, int fd) {
@@ -365,6 +369,16 @@ void Supervisor::Exited(Service& s) {
     s.state = State::kStopped;
     Emit(s, v1::ServiceEvent::KIND_STOPPED,
          absl::StrCat("stopped by the agent: ", status->ToString()), status->code, status->signal);
+    return;
+  }
+  if (s.restart_asked) {  // Restart(): a stop, then a start at once
+    s.restart_asked = false;
+    s.state = State::kStopped;
+    Emit(s, v1::ServiceEvent::KIND_STOPPED,
+         absl::StrCat("stopped for a restart asked through the Admin API: ", status->ToString()),
+         status->code, status->signal);
+    ++s.restarts;
+    StartService(s);
     return;
   }
   Emit(s, v1::ServiceEvent::KIND_EXITED,
@@ -501,6 +515,45 @@ void Supervisor::StopAll() {
   Publish();
 }
 
+absl::Status Supervisor::Restart(const std::string& name, const std::string& command_id) {
+  for (size_t i = 0; i < services_.size(); ++i) {
+    if (services_[i]->spec.name != name) continue;  // names are fixed after construction
+    {
+      MutexLock lock(&mu_);
+      if (requests_.size() >= 1024) {
+        return absl::ResourceExhaustedError("too many restart requests waiting");
+      }
+      requests_.emplace_back(i, command_id);
+    }
+    loop_.Wake();
+    return absl::OkStatus();
+  }
+  return absl::NotFoundError(absl::StrCat("no service \"", name, "\" in this agent's config"));
+}
+
+void Supervisor::TakeRequests() {
+  std::vector<std::pair<size_t, std::string>> requests;
+  {
+    MutexLock lock(&mu_);
+    requests.swap(requests_);
+  }
+  for (auto& [index, id] : requests) {
+    Service& s = *services_[index];
+    if (s.command_ids.size() < 64) s.command_ids.push_back(std::move(id));
+    if (s.child == nullptr) {  // waiting, exited or stopped: start now, from the first delay
+      s.backoff.Reset();
+      ++s.restarts;
+      StartService(s);
+      continue;
+    }
+    s.restart_asked = true;
+    if (s.stop_sent == absl::InfiniteFuture()) {  // else a health restart is under way already
+      s.stop_sent = absl::Now();
+      s.child->SignalGroup(s.spec.stop_signal).IgnoreError();
+    }
+  }
+}
+
 void Supervisor::Publish() {
   MutexLock lock(&mu_);
   for (size_t i = 0; i < services_.size(); ++i) {
@@ -514,6 +567,7 @@ void Supervisor::Run() {
   for (auto& s : services_) StartService(*s);
   Publish();
   while (!stopping()) {
+    TakeRequests();
     absl::Time now = absl::Now();
     absl::Time wake = now + absl::Seconds(1);
     for (auto& s : services_) {

@@ -85,6 +85,11 @@ class Supervisor : public Runnable {
   // vigie_service_up, vigie_service_state{state}, vigie_service_restarts_total,
   // vigie_service_last_exit_code, stamped `now_ms`.
   void AppendMetrics(int64_t now_ms, Collection* out) const;
+  // Restarts service `name` now (thread-safe): its stop signal to the group (SIGKILL after
+  // stop_timeout), a STOPPED event, then a start without backoff; a service waiting to restart,
+  // exited or stopped starts at once. The STARTED event (or the EXITED event when the program
+  // cannot be started) carries `command_id`. NOT_FOUND for a service not configured.
+  absl::Status Restart(const std::string& name, const std::string& command_id);
 
  protected:
   // Starts every service, keeps them running; when stopped, stops them (stop_signal to each
@@ -115,6 +120,9 @@ class Supervisor : public Runnable {
     // after stop_timeout); InfiniteFuture when none.
     absl::Time stop_sent = absl::InfiniteFuture();
     bool kill_sent = false;  // SIGKILL after stop_timeout, once
+    // Restart() asked: the exit is a stop, and the start that follows waits for no backoff.
+    bool restart_asked = false;
+    std::vector<std::string> command_ids;  // answered by the next start
     explicit Service(ServiceSpec s) : spec(std::move(s)), backoff(spec.backoff) {}
   };
   struct Snapshot {
@@ -134,8 +142,10 @@ class Supervisor : public Runnable {
   void HealthDone(Service& s, std::optional<ExitStatus> status);
   void EndHealth(Service& s);
   void StopAll();
+  // Handles the Restart() requests.
+  void TakeRequests();
   void Emit(const Service& s, v1::ServiceEvent::Kind kind, std::string message, int exit_code = 0,
-            int signal = 0, int pid = 0);
+            int signal = 0, int pid = 0, std::vector<std::string> command_ids = {});
   void Publish();
   static const char* StateName(State s);
 
@@ -146,6 +156,8 @@ class Supervisor : public Runnable {
 
   mutable Mutex mu_;
   std::vector<Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
+  // Restart() requests: service index, command id.
+  std::vector<std::pair<size_t, std::string>> requests_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace vigie::agent::services

@@ -158,6 +158,48 @@ TEST_F(SupervisorTest, AServiceWritingWithoutPauseDoesNotHoldTheStop) {
   EXPECT_EQ(Events(v1::ServiceEvent::KIND_STOPPED).size(), 1u);
 }
 
+TEST_F(SupervisorTest, RestartStopsTheServiceAndStartsItAtOnceAnsweringTheCommand) {
+  ServiceSpec s = Spec("web", "exec sleep 60");
+  s.backoff.initial = absl::Seconds(5);  // an asked restart waits for no backoff
+  Run({s, Spec("other", "exec sleep 60")});
+  std::vector<v1::ServiceEvent> first = WaitFor(v1::ServiceEvent::KIND_STARTED, 2);
+  int old_pid = 0;
+  for (const auto& e : first) {
+    if (e.service() == "web") old_pid = e.pid();
+  }
+  ASSERT_GT(old_pid, 0);
+  EXPECT_TRUE(absl::IsNotFound(sup_->Restart("nope", "cmd-x")));
+  const absl::Time asked = absl::Now();
+  ASSERT_TRUE(sup_->Restart("web", "cmd-1").ok());
+  std::vector<v1::ServiceEvent> starts = WaitFor(v1::ServiceEvent::KIND_STARTED, 3);
+  EXPECT_LT(absl::Now() - asked, absl::Seconds(2));
+  const v1::ServiceEvent& restarted = starts.back();
+  EXPECT_EQ(restarted.service(), "web");
+  EXPECT_NE(restarted.pid(), old_pid);
+  EXPECT_THAT(restarted.command_ids(), ::testing::ElementsAre("cmd-1"));
+  std::vector<v1::ServiceEvent> stopped = Events(v1::ServiceEvent::KIND_STOPPED);
+  ASSERT_EQ(stopped.size(), 1u);
+  EXPECT_EQ(stopped[0].signal(), SIGTERM);
+  EXPECT_THAT(stopped[0].message(), HasSubstr("restart asked"));
+  EXPECT_TRUE(Events(v1::ServiceEvent::KIND_EXITED).empty()) << "an asked restart is no failure";
+  EXPECT_EQ(kill(old_pid, 0), -1);
+  EXPECT_EQ(kill(restarted.pid(), 0), 0);
+}
+
+TEST_F(SupervisorTest, RestartOfAServiceWaitingForItsBackoffStartsItNow) {
+  ServiceSpec s = Spec("crashy", "sleep 0.05; exit 1");
+  s.backoff.initial = absl::Seconds(30);
+  s.backoff.max = absl::Seconds(30);
+  Run({s});
+  WaitFor(v1::ServiceEvent::KIND_RESTARTING, 1);
+  ASSERT_TRUE(sup_->Restart("crashy", "cmd-2").ok());
+  std::vector<v1::ServiceEvent> starts =
+      WaitFor(v1::ServiceEvent::KIND_STARTED, 2, absl::Seconds(3));
+  ASSERT_EQ(starts.size(), 2u);
+  EXPECT_THAT(starts[1].command_ids(), ::testing::ElementsAre("cmd-2"));
+  EXPECT_TRUE(starts[0].command_ids().empty());
+}
+
 TEST_F(SupervisorTest, OutputGoesToRotatedFilesCappedInBytes) {
   ServiceSpec s = Spec("chatty",
                        "i=0; while [ $i -lt 300 ]; do echo line $i "

@@ -418,7 +418,7 @@ bootstrap_admin_token: {{file: {admin_file}}}
                                f"http://{self.cp_grpc}/vigie.v1.Admin/RunCheck",
                                token=self.admin_token)
         self.assertEqual(h.grpc_code(err), "deadline_exceeded", err)
-        self.assertIn("no result for check \"ondemand\" of agent \"ghost\" in time",
+        self.assertIn("no answer for check \"ondemand\" of agent \"ghost\" in time",
                       json.loads(err)["message"])
 
     def admin(self, method, body):

@@ -2,7 +2,8 @@
 """Supervised services end to end: the agent keeps a real HTTP server running; SIGKILL it and
 the exit is a ServiceEvent in PostgreSQL (signal 9), the service is running again within a
 second plus its backoff, a rule on vigie_service_stable fires at the webhook once and resolves once
-after the stable period; its output is in its log file; stopping the agent stops it."""
+after the stable period; its output is in its log file; Admin RestartService restarts it; stopping
+the agent stops it."""
 import json
 import os
 import signal
@@ -129,6 +130,43 @@ services:
         # Its output (http.server logs each request on stderr) is in its log file.
         with open(os.path.join(self.logs, "web.log")) as f:
             self.assertIn('"GET / HTTP/1.1" 200', f.read())
+
+    def test_restart_service_through_the_admin_api(self):
+        h.wait_for(lambda: self.events("KIND_STARTED"), 30, "the service started")
+        h.wait_for(lambda: self.get() == 200, 20, "the service answering")
+        [pid] = pids_of(self.pattern)
+        firing_before = len(h.webhook_alerts(self.sink, "ServiceDown"))
+        url = f"http://{self.cp_grpc}/vigie.v1.Admin/RestartService"
+        # A viewer may look, not restart; a service the agent never reported is NOT_FOUND.
+        viewer = h.create_token(self.cp_grpc, self.admin, "TOKEN_KIND_VIEWER")
+        code, _, err = h.buf("-d", json.dumps({"agentId": "web1", "name": "web"}), url,
+                             token=viewer)
+        self.assertEqual(h.grpc_code(err), "permission_denied", err)
+        code, _, err = h.buf("-d", json.dumps({"agentId": "web1", "name": "nope"}), url,
+                             token=self.admin)
+        self.assertEqual(h.grpc_code(err), "not_found", err)
+        self.assertIn('has reported no service "nope"', json.loads(err)["message"])
+        code, _, err = h.buf("-d", json.dumps({"agentId": "web1", "name": "web",
+                                               "timeout": "10m"}), url, token=self.admin)
+        self.assertEqual(h.grpc_code(err), "invalid_argument", err)
+        self.assertIn("timeout: must be between 1s and 5m", err)
+        # The call returns the STARTED event of the new process.
+        code, out, err = h.buf("-d", json.dumps({"agentId": "web1", "name": "web"}), url,
+                               token=self.admin)
+        self.assertEqual(code, 0, err)
+        event = json.loads(out)["event"]
+        self.assertEqual((event["service"], event["kind"]), ("web", "KIND_STARTED"))
+        self.assertNotEqual(event["pid"], pid)
+        h.wait_for(lambda: pids_of(self.pattern) == [event["pid"]], 10, "the new process alone")
+        h.wait_for(lambda: self.get() == 200, 20, "the restarted service answering")
+        stopped = h.wait_for(lambda: self.events("KIND_STOPPED"), 10, "the stop stored")
+        self.assertIn("restart asked through the Admin API", stopped[-1][3])
+        # An asked restart is not an outage: no alert.
+        time.sleep(1)
+        self.assertEqual(len(h.webhook_alerts(self.sink, "ServiceDown")), firing_before)
+        audit = self.pg.query("SELECT action, target FROM audit_log "
+                              "WHERE action = 'RestartService'")
+        self.assertEqual(audit, [["RestartService", "web1/web"]])
 
     def test_z_stopping_the_agent_stops_the_service(self):
         h.wait_for(lambda: pids_of(self.pattern), 20, "the service running")
