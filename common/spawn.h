@@ -25,6 +25,13 @@ struct SpawnOptions {
   bool capture_output = true;
   // The child's working directory; empty: the caller's.
   std::string working_directory;
+  // Run as this user and these groups (the caller must be root); unset: the caller's.
+  struct Credentials {
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups;  // supplementary
+  };
+  std::optional<Credentials> credentials;
 };
 
 // How a child ended.

@@ -115,5 +115,48 @@ TEST(SpawnTest, ANonexistentProgramIsAnErrorNamingIt) {
   EXPECT_THAT(c.status().message(), HasSubstr("cannot run /nonexistent/plugin"));
 }
 
+TEST(SpawnTest, TheChildsOutputIsBlockingSoAFullPipeIsNoError) {
+  // 1 MB through a 64 KiB pipe read in bursts: each write of the child waits for room.
+  std::unique_ptr<Child> c = Shell("head -c 1000000 /dev/zero; echo \"rc=$?\" >&2");
+  absl::SleepFor(absl::Milliseconds(200));  // let the pipe fill
+  EXPECT_EQ(ReadAll(c->stdout_fd()).size(), 1000000u);
+  EXPECT_EQ(ReadAll(c->stderr_fd()), "rc=0\n");
+  EXPECT_EQ(Wait(c.get()).code, 0);
+}
+
+TEST(SpawnTest, CredentialsRunTheChildAsAnotherUserInItsDirectory) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  SpawnOptions o;
+  o.argv = {"/bin/sh", "-c", "id -u; id -g; id -G; pwd; echo $X"};
+  o.env = {"PATH=/usr/bin:/bin", "X=1"};
+  o.working_directory = "/tmp";
+  o.credentials = SpawnOptions::Credentials{65534, 65534, {65534, 4}};
+  sigset_t term, old;  // not inherited on this path either
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &term, &old);
+  absl::StatusOr<std::unique_ptr<Child>> c = Child::Spawn(o);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(ReadAll((*c)->stdout_fd()), "65534\n65534\n65534 4\n/tmp\n1\n");
+  EXPECT_EQ(Wait(c->get()).code, 0);
+  // Its own process group, so a stop reaches what it starts.
+  o.argv = {"/bin/sh", "-c", "cut -d' ' -f5 /proc/$$/stat"};
+  c = Child::Spawn(o);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(std::stoi(ReadAll((*c)->stdout_fd())), (*c)->pid());
+  Wait(c->get());
+  // A failure in the child (here, the directory) is the caller's error, as with posix_spawn.
+  o.working_directory = "/nonexistent";
+  c = Child::Spawn(o);
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("No such file or directory"));
+  o.working_directory = "/";
+  o.argv = {"/nonexistent/plugin"};
+  c = Child::Spawn(o);
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("cannot run /nonexistent/plugin"));
+}
+
 }  // namespace
 }  // namespace vigie

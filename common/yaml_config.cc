@@ -215,6 +215,32 @@ absl::StatusOr<absl::Duration> ParseConfigDuration(absl::string_view field, absl
   return d;
 }
 
+absl::StatusOr<uint64_t> ParseConfigBytes(absl::string_view field, absl::string_view value,
+                                          uint64_t default_value) {
+  if (value.empty()) return default_value;
+  static const std::pair<const char*, double> kUnits[] = {
+      {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0},
+      {"kB", 1e3},     {"KB", 1e3},        {"MB", 1e6},           {"GB", 1e9},
+      {"TB", 1e12},    {"B", 1.0}};
+  absl::string_view number = absl::StripAsciiWhitespace(value);
+  double scale = 1;
+  for (const auto& [unit, factor] : kUnits) {
+    if (absl::ConsumeSuffix(&number, unit)) {
+      scale = factor;
+      break;
+    }
+  }
+  number = absl::StripTrailingAsciiWhitespace(number);
+  double n = 0;
+  const bool plain = !number.empty() && absl::ascii_isdigit(number[0]) &&
+                     number.find_first_not_of("0123456789.") == absl::string_view::npos;
+  if (!plain || !absl::SimpleAtod(number, &n) || !std::isfinite(n * scale) || n * scale > 9.0e18) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": \"", value, "\" is not a size; write e.g. \"512MiB\", \"10MB\", \"4096\""));
+  }
+  return static_cast<uint64_t>(n * scale);
+}
+
 namespace {
 bool SplitHostPort(absl::string_view hp, absl::string_view* host, int* port) {
   size_t colon = hp.rfind(':');

@@ -36,6 +36,12 @@ absl::Status LoadYamlConfigFile(const std::string& path, google::protobuf::Messa
 absl::StatusOr<absl::Duration> ParseConfigDuration(absl::string_view field, absl::string_view value,
                                                    absl::Duration default_value);
 
+// Parses a config size such as "512MiB", "10MB", "4096" (bytes), "1.5GiB": a number and one of
+// B, kB/KB, KiB, MB, MiB, GB, GiB, TB, TiB (powers of 1000 or 1024). "" gives `default_value`.
+// Errors name `field` and the value.
+absl::StatusOr<uint64_t> ParseConfigBytes(absl::string_view field, absl::string_view value,
+                                          uint64_t default_value);
+
 // Checks a host:port listen or target address. Errors name `field` and the value.
 absl::Status ValidateHostPort(absl::string_view field, absl::string_view value);
 // True if `host_port`'s host is an IP address in 127.0.0.0/8 or ::1. Host names, "localhost"

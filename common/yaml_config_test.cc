@@ -155,4 +155,20 @@ TEST(YamlConfigTest, ReadConfigFileRefusesWhatCouldHangOrFillMemory) {
 }
 
 }  // namespace
+TEST(ParseConfigBytesTest, UnitsAndBadValues) {
+  EXPECT_EQ(*ParseConfigBytes("f", "", 7), 7u);
+  EXPECT_EQ(*ParseConfigBytes("f", "4096", 0), 4096u);
+  EXPECT_EQ(*ParseConfigBytes("f", "512MiB", 0), 512u << 20);
+  EXPECT_EQ(*ParseConfigBytes("f", "10MB", 0), 10000000u);
+  EXPECT_EQ(*ParseConfigBytes("f", "1.5GiB", 0), 1610612736u);
+  EXPECT_EQ(*ParseConfigBytes("f", "2 KiB", 0), 2048u);
+  for (const char* bad : {"-1MiB", "lots", "nan", "infMiB", "12XB", "1e300", "MiB", "0x10",
+                          "99999999999999999999GiB"}) {
+    absl::StatusOr<uint64_t> r = ParseConfigBytes("services[0].memory_limit", bad, 0);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_THAT(std::string(r.status().message()),
+                ::testing::HasSubstr(absl::StrCat("services[0].memory_limit: \"", bad, "\"")));
+  }
+}
+
 }  // namespace vigie

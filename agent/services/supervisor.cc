@@ -1,6 +1,8 @@
 #include "agent/services/supervisor.h"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +13,8 @@
 #include <set>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/agent_message.h"
 #include "common/log.h"
@@ -38,6 +42,42 @@ absl::StatusOr<std::string> ResolveProgram(const std::string& program, const std
   return absl::InvalidArgumentError(absl::StrCat(field, ": \"", program,
                                                  "\" is not in /usr/local/sbin:/usr/local/bin:"
                                                  "/usr/sbin:/usr/bin:/sbin:/bin"));
+}
+
+// The uid, primary group and supplementary groups of `user` (a name, or a number that need
+// not be in /etc/passwd), and its home directory and name ("" for a bare number).
+absl::StatusOr<SpawnOptions::Credentials> ResolveUser(const std::string& user,
+                                                      const std::string& field, std::string* home,
+                                                      std::string* name) {
+  passwd pw{}, *found = nullptr;
+  std::vector<char> buf(16384);
+  uint32_t number = 0;
+  const bool numeric = absl::SimpleAtoi(user, &number);
+  const int rc = numeric ? getpwuid_r(number, &pw, buf.data(), buf.size(), &found)
+                         : getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found);
+  SpawnOptions::Credentials c;
+  if (found == nullptr) {
+    if (!numeric) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": no user \"", user, "\"",
+                       rc != 0 ? absl::StrCat(" (", std::strerror(rc), ")") : ""));
+    }
+    c.uid = number;
+    c.gid = number;
+    return c;
+  }
+  c.uid = pw.pw_uid;
+  c.gid = pw.pw_gid;
+  *home = pw.pw_dir;
+  *name = pw.pw_name;
+  int n = 64;
+  c.groups.resize(static_cast<size_t>(n));
+  if (getgrouplist(pw.pw_name, pw.pw_gid, c.groups.data(), &n) < 0) {
+    c.groups.resize(static_cast<size_t>(n));
+    getgrouplist(pw.pw_name, pw.pw_gid, c.groups.data(), &n);
+  }
+  c.groups.resize(static_cast<size_t>(std::max(n, 0)));
+  return c;
 }
 
 absl::StatusOr<ServiceSpec> SpecFromConfig(const v1::ServiceConfig& c, const std::string& field) {
@@ -114,6 +154,27 @@ absl::StatusOr<ServiceSpec> SpecFromConfig(const v1::ServiceConfig& c, const std
     s.env.push_back(absl::StrCat(k, "=", v));
   }
   if (!has_path) s.env.push_back(kDefaultPath);
+  if (!c.user().empty()) {
+    const std::string field_user = absl::StrCat(at, ".user");
+    std::string home, name;
+    VIGIE_ASSIGN_OR_RETURN(s.credentials, ResolveUser(c.user(), field_user, &home, &name));
+    if (geteuid() != 0 && s.credentials->uid != geteuid()) {
+      return absl::InvalidArgumentError(absl::StrCat(field_user, ": running as \"", c.user(),
+                                                     "\" needs the agent to run as root"));
+    }
+    s.user = c.user();
+    // As login and systemd's User= do, unless the environment names them.
+    for (const auto& [k, v] :
+         {std::pair<const char*, std::string>{"HOME", home}, {"USER", name}, {"LOGNAME", name}}) {
+      if (!v.empty() && c.environment().count(k) == 0) s.env.push_back(absl::StrCat(k, "=", v));
+    }
+  }
+  VIGIE_ASSIGN_OR_RETURN(s.memory_limit,
+                         ParseConfigBytes(absl::StrCat(at, ".memory_limit"), c.memory_limit(), 0));
+  if (!c.memory_limit().empty() && s.memory_limit < (1u << 20)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(at, ".memory_limit: at least 1MiB, got \"", c.memory_limit(), "\""));
+  }
   if (c.restart().empty() || c.restart() == "always") {
     s.restart = ServiceSpec::Restart::kAlways;
   } else if (c.restart() == "on-failure") {
@@ -299,6 +360,7 @@ void Supervisor::StartService(Service& s) {
   o.argv = s.spec.argv;
   o.env = s.spec.env;
   o.working_directory = s.spec.working_directory;
+  o.credentials = s.spec.credentials;
   absl::StatusOr<std::unique_ptr<Child>> child = Child::Spawn(o);
   s.started = absl::Now();
   s.stable = false;
@@ -407,6 +469,7 @@ void Supervisor::StartHealth(Service& s) {
   o.argv = s.spec.health_argv;
   o.env = s.spec.env;
   o.working_directory = s.spec.working_directory;
+  o.credentials = s.spec.credentials;
   s.health_started = absl::Now();
   s.next_health = s.health_started + s.spec.health_interval;
   s.health_output.clear();
@@ -554,22 +617,61 @@ void Supervisor::TakeRequests() {
   }
 }
 
+void Supervisor::MeasureUsage(absl::Time now) {
+  absl::flat_hash_set<pid_t> groups;
+  for (auto& s : services_) {
+    if (s->child != nullptr) groups.insert(s->child->pid());
+  }
+  absl::flat_hash_map<pid_t, GroupUsage> usage = UsageByProcessGroup(groups);
+  for (auto& s : services_) {
+    s->usage = GroupUsage{};
+    if (s->child == nullptr) {
+      s->over_limit_since = absl::InfiniteFuture();
+      continue;
+    }
+    if (auto it = usage.find(s->child->pid()); it != usage.end()) s->usage = it->second;
+    if (s->spec.memory_limit == 0 || s->usage.rss_bytes <= s->spec.memory_limit) {
+      s->over_limit_since = absl::InfiniteFuture();
+      continue;
+    }
+    if (s->over_limit_since == absl::InfiniteFuture()) s->over_limit_since = now;
+    if (now - s->over_limit_since < s->spec.memory_limit_for ||
+        s->stop_sent != absl::InfiniteFuture()) {
+      continue;
+    }
+    // Restarted whatever its restart policy, as for failed health commands.
+    Emit(*s, v1::ServiceEvent::KIND_MEMORY_LIMIT,
+         absl::StrCat("resident memory ", s->usage.rss_bytes >> 20, " MiB above memory_limit ",
+                      s->spec.memory_limit >> 20, " MiB for ",
+                      absl::FormatDuration(s->spec.memory_limit_for), " (", s->usage.processes,
+                      " processes): restarting"));
+    s->over_limit_since = absl::InfiniteFuture();
+    s->stop_sent = now;
+    s->child->SignalGroup(s->spec.stop_signal).IgnoreError();
+  }
+}
+
 void Supervisor::Publish() {
   MutexLock lock(&mu_);
   for (size_t i = 0; i < services_.size(); ++i) {
     const Service& s = *services_[i];
-    snapshot_[i] = {s.state,     s.restarts,      s.last_exit_code, !s.spec.health_argv.empty(),
-                    s.health_ok, s.health_seconds};
+    snapshot_[i] = {s.state,     s.restarts,       s.last_exit_code, !s.spec.health_argv.empty(),
+                    s.health_ok, s.health_seconds, s.usage};
   }
 }
 
 void Supervisor::Run() {
   for (auto& s : services_) StartService(*s);
   Publish();
+  absl::Time next_usage = absl::Now() + absl::Milliseconds(100);  // a first figure soon
   while (!stopping()) {
     TakeRequests();
     absl::Time now = absl::Now();
-    absl::Time wake = now + absl::Seconds(1);
+    if (now >= next_usage) {
+      MeasureUsage(now);
+      next_usage = now + options_.usage_interval;
+    }
+    absl::Time wake = std::min(now + absl::Seconds(1), next_usage);
     for (auto& s : services_) {
       if (s->state == State::kBackoff && s->next_start <= now) StartService(*s);
       if (s->state == State::kRunning && !s->stable) {
@@ -632,6 +734,27 @@ void Supervisor::AppendMetrics(int64_t now_ms, Collection* out) const {
              MetricType::kCounter, "Restarts of the supervised service since the agent started.");
     out->Add("vigie_service_last_exit_code", {{"service", name}}, s.last_exit_code, now_ms,
              MetricType::kGauge, "The service's last exit code (-1: killed by a signal).");
+    if (s.state == State::kRunning) {
+      const GroupUsage& u = s.usage;
+      out->Add("vigie_service_memory_rss_bytes", {{"service", name}},
+               static_cast<double>(u.rss_bytes), now_ms, MetricType::kGauge,
+               "Resident memory of the service's process group.");
+      out->Add("vigie_service_cpu_seconds_total", {{"service", name}}, u.cpu_seconds, now_ms,
+               MetricType::kCounter,
+               "CPU time of the service's process group (user and system, with the children "
+               "they reaped) since its start.");
+      out->Add("vigie_service_open_fds", {{"service", name}}, static_cast<double>(u.open_fds),
+               now_ms, MetricType::kGauge, "Open file descriptors of the service's process group.");
+      out->Add("vigie_service_threads", {{"service", name}}, static_cast<double>(u.threads), now_ms,
+               MetricType::kGauge, "Threads of the service's process group.");
+      out->Add("vigie_service_processes", {{"service", name}}, u.processes, now_ms,
+               MetricType::kGauge, "Processes in the service's process group.");
+    }
+    if (services_[i]->spec.memory_limit > 0) {
+      out->Add("vigie_service_memory_limit_bytes", {{"service", name}},
+               static_cast<double>(services_[i]->spec.memory_limit), now_ms, MetricType::kGauge,
+               "The service's memory_limit.");
+    }
     if (s.has_health) {
       out->Add("vigie_service_health_success", {{"service", name}}, s.health_ok ? 1 : 0, now_ms,
                MetricType::kGauge, "Whether the service's last health command succeeded.");

@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "agent/checks/event_loop.h"
 #include "agent/collection.h"
+#include "agent/services/process_tree.h"
 #include "common/backoff.h"
 #include "common/mutex.h"
 #include "common/runnable.h"
@@ -40,6 +41,12 @@ struct ServiceSpec {
   absl::Duration health_interval = absl::Seconds(10);
   absl::Duration health_timeout = absl::Seconds(5);
   int health_failures = 3;
+  // Restart when the group's resident memory stays above memory_limit (0: none) this long.
+  uint64_t memory_limit = 0;
+  absl::Duration memory_limit_for = absl::Seconds(30);
+  // Run as this user (unset: the agent's); `user` is its name as configured.
+  std::string user;
+  std::optional<SpawnOptions::Credentials> credentials;
   std::string log_directory = "/var/log/vigie/services";
   uint64_t log_max_bytes = 10 << 20;
   int log_keep = 3;
@@ -72,6 +79,8 @@ struct SupervisorOptions {
   std::vector<ServiceSpec> services;
   // Each event, from the supervisor's thread, without its sequence (the outbox sets it).
   std::function<void(v1::ServiceEvent)> on_event;
+  // How often the services' process groups are measured (/proc) for metrics and memory_limit.
+  absl::Duration usage_interval = absl::Seconds(5);
 };
 
 class Supervisor : public Runnable {
@@ -83,7 +92,8 @@ class Supervisor : public Runnable {
   // Creates the log directories; an error names the service and the directory.
   absl::Status Init();
   // vigie_service_up, vigie_service_state{state}, vigie_service_restarts_total,
-  // vigie_service_last_exit_code, stamped `now_ms`.
+  // vigie_service_last_exit_code, the process group's usage (memory, CPU, descriptors,
+  // threads, processes) and health, stamped `now_ms`.
   void AppendMetrics(int64_t now_ms, Collection* out) const;
   // Restarts service `name` now (thread-safe): its stop signal to the group (SIGKILL after
   // stop_timeout), a STOPPED event, then a start without backoff; a service waiting to restart,
@@ -123,6 +133,9 @@ class Supervisor : public Runnable {
     // Restart() asked: the exit is a stop, and the start that follows waits for no backoff.
     bool restart_asked = false;
     std::vector<std::string> command_ids;  // answered by the next start
+    // Its process group's usage at the last measure; since when it is above memory_limit.
+    GroupUsage usage;
+    absl::Time over_limit_since = absl::InfiniteFuture();
     explicit Service(ServiceSpec s) : spec(std::move(s)), backoff(spec.backoff) {}
   };
   struct Snapshot {
@@ -132,6 +145,7 @@ class Supervisor : public Runnable {
     bool has_health = false;
     bool health_ok = true;
     double health_seconds = 0;
+    GroupUsage usage;
   };
 
   void StartService(Service& s);
@@ -144,6 +158,9 @@ class Supervisor : public Runnable {
   void StopAll();
   // Handles the Restart() requests.
   void TakeRequests();
+  // Reads the running services' process groups from /proc; restarts those above their
+  // memory_limit for memory_limit_for.
+  void MeasureUsage(absl::Time now);
   void Emit(const Service& s, v1::ServiceEvent::Kind kind, std::string message, int exit_code = 0,
             int signal = 0, int pid = 0, std::vector<std::string> command_ids = {});
   void Publish();

@@ -51,6 +51,7 @@ class SupervisorTest : public ::testing::Test {
   void Run(std::vector<ServiceSpec> specs) {
     SupervisorOptions o;
     o.services = std::move(specs);
+    o.usage_interval = absl::Milliseconds(100);
     o.on_event = [this](v1::ServiceEvent e) {
       MutexLock lock(&mu_);
       events_.push_back(std::move(e));
@@ -198,6 +199,116 @@ TEST_F(SupervisorTest, RestartOfAServiceWaitingForItsBackoffStartsItNow) {
   ASSERT_EQ(starts.size(), 2u);
   EXPECT_THAT(starts[1].command_ids(), ::testing::ElementsAre("cmd-2"));
   EXPECT_TRUE(starts[0].command_ids().empty());
+}
+
+TEST_F(SupervisorTest, ProcessGroupUsageIsReportedAsMetrics) {
+  ServiceSpec s = Spec("pair",
+                       "sleep 60 & exec /usr/bin/python3 -c 'import time; "
+                       "b = bytearray(24 << 20); time.sleep(60)'");
+  s.memory_limit = 1ull << 30;
+  Run({s});
+  WaitFor(v1::ServiceEvent::KIND_STARTED, 1);
+  auto value = [](const Collection& c, const std::string& name) {
+    for (const v1::Sample& x : c.samples) {
+      if (x.name() == name) return x.value();
+    }
+    return -1.0;
+  };
+  Collection c;
+  for (int i = 0; i < 100; ++i) {
+    c = Collection{};
+    sup_->AppendMetrics(1, &c);
+    if (value(c, "vigie_service_memory_rss_bytes") > (24 << 20) &&
+        value(c, "vigie_service_processes") == 2) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(value(c, "vigie_service_processes"), 2);
+  EXPECT_GT(value(c, "vigie_service_memory_rss_bytes"), 24 << 20);
+  EXPECT_GE(value(c, "vigie_service_threads"), 2);
+  EXPECT_GE(value(c, "vigie_service_open_fds"), 6);  // stdin, stdout, stderr of each
+  EXPECT_GE(value(c, "vigie_service_cpu_seconds_total"), 0);
+  EXPECT_EQ(value(c, "vigie_service_memory_limit_bytes"), 1 << 30);
+}
+
+TEST_F(SupervisorTest, AServiceAboveItsMemoryLimitIsRestartedEvenWithRestartNever) {
+  ServiceSpec s = Spec("hog",
+                       "exec /usr/bin/python3 -c 'import time; "
+                       "b = bytearray(64 << 20); time.sleep(60)'");
+  s.restart = ServiceSpec::Restart::kNever;
+  s.memory_limit = 32 << 20;
+  s.memory_limit_for = absl::Milliseconds(300);
+  Run({s});
+  std::vector<v1::ServiceEvent> over = WaitFor(v1::ServiceEvent::KIND_MEMORY_LIMIT, 1);
+  ASSERT_EQ(over.size(), 1u);
+  EXPECT_THAT(over[0].message(), HasSubstr("above memory_limit 32 MiB for 300ms"));
+  std::vector<v1::ServiceEvent> exits = WaitFor(v1::ServiceEvent::KIND_EXITED, 1);
+  EXPECT_EQ(exits[0].signal(), SIGTERM);
+  WaitFor(v1::ServiceEvent::KIND_STARTED, 2);  // started again, then again over the limit
+  WaitFor(v1::ServiceEvent::KIND_MEMORY_LIMIT, 2);
+}
+
+TEST_F(SupervisorTest, MemoryLimitAndUserAreCheckedAtLoad) {
+  v1::ServiceConfig c;
+  c.set_name("x");
+  c.add_command("/bin/true");
+  google::protobuf::RepeatedPtrField<v1::ServiceConfig> list;
+  c.set_memory_limit("lots");
+  *list.Add() = c;
+  EXPECT_THAT(std::string(ServiceSpecsFromConfig(list).status().message()),
+              HasSubstr("services[0] (x).memory_limit: \"lots\" is not a size"));
+  list[0].set_memory_limit("100KiB");
+  EXPECT_THAT(std::string(ServiceSpecsFromConfig(list).status().message()),
+              HasSubstr("memory_limit: at least 1MiB"));
+  list[0].set_memory_limit("512MiB");
+  list[0].set_user("no-such-user-here");
+  EXPECT_THAT(std::string(ServiceSpecsFromConfig(list).status().message()),
+              HasSubstr("services[0] (x).user: no user \"no-such-user-here\""));
+  list[0].set_user("nobody");
+  absl::StatusOr<std::vector<ServiceSpec>> specs = ServiceSpecsFromConfig(list);
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  EXPECT_EQ((*specs)[0].memory_limit, 512u << 20);
+  ASSERT_TRUE((*specs)[0].credentials.has_value());
+  EXPECT_EQ((*specs)[0].credentials->uid, 65534u);
+  EXPECT_THAT((*specs)[0].env, ::testing::Contains("USER=nobody"));
+  list[0].set_user("4242");  // a uid without a passwd entry
+  specs = ServiceSpecsFromConfig(list);
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  EXPECT_EQ((*specs)[0].credentials->gid, 4242u);
+}
+
+TEST_F(SupervisorTest, AServiceRunsAsItsUserAndSoDoesItsHealthCommand) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  v1::ServiceConfig c;
+  c.set_name("asnobody");
+  c.add_command("/bin/sh");
+  c.add_command("-c");
+  c.add_command("id -un; echo \"$HOME\"; exec sleep 60");
+  c.set_user("nobody");
+  c.mutable_log()->set_directory(dir_);
+  c.mutable_health()->add_command("/bin/sh");
+  c.mutable_health()->add_command("-c");
+  c.mutable_health()->add_command(
+      "test \"$(id -u)\" = 65534 || { echo \"uid $(id -u)\"; exit 1; }");
+  c.mutable_health()->set_interval("200ms");
+  c.mutable_health()->set_timeout("150ms");
+  google::protobuf::RepeatedPtrField<v1::ServiceConfig> list;
+  *list.Add() = c;
+  absl::StatusOr<std::vector<ServiceSpec>> specs = ServiceSpecsFromConfig(list);
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  Run(*specs);
+  WaitFor(v1::ServiceEvent::KIND_STARTED, 1);
+  absl::SleepFor(absl::Milliseconds(700));  // three health runs
+  EXPECT_TRUE(Events(v1::ServiceEvent::KIND_HEALTH_FAILED).empty())
+      << Events(v1::ServiceEvent::KIND_HEALTH_FAILED)[0].message();
+  sup_->Stop();
+  std::FILE* f = std::fopen(absl::StrCat(dir_, "/asnobody.log").c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  char buf[256] = {0};
+  std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  EXPECT_EQ(std::string(buf), "nobody\n/nonexistent\n");
 }
 
 TEST_F(SupervisorTest, OutputGoesToRotatedFilesCappedInBytes) {
