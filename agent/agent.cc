@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <filesystem>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/agent_message.h"
@@ -126,6 +128,20 @@ absl::StatusOr<AgentOptions> AgentOptionsFromConfig(const v1::AgentConfig& c) {
   VIGIE_ASSIGN_OR_RETURN(o.checks, checks::CheckSpecsFromConfig(c.checks()));
   if (c.max_concurrent_checks() != 0) o.max_concurrent_checks = c.max_concurrent_checks();
   VIGIE_ASSIGN_OR_RETURN(o.services, services::ServiceSpecsFromConfig(c.services()));
+  if (!c.service_state_directory().empty()) {
+    if (c.service_state_directory()[0] != '/') {
+      return absl::InvalidArgumentError(absl::StrCat("service_state_directory: \"",
+                                                     c.service_state_directory(),
+                                                     "\" must be an absolute path"));
+    }
+    o.service_state_directory = c.service_state_directory();
+  }
+  o.stop_services_on_exit = c.stop_services_on_exit();
+  {
+    std::error_code ec;
+    const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    o.service_shim_path = (self.parent_path() / "vigie-service-shim").string();
+  }
   if (o.max_concurrent_checks > 10000) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_concurrent_checks: at most 10000, got ", c.max_concurrent_checks()));
@@ -290,6 +306,9 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
   if (!options_.services.empty()) {
     services::SupervisorOptions so;
     so.services = options_.services;
+    so.state_directory = options_.service_state_directory;
+    so.stop_on_exit = options_.stop_services_on_exit;
+    so.shim_path = options_.service_shim_path;
     so.on_event = [this](v1::ServiceEvent e) { OnServiceEvent(std::move(e)); };
     supervisor_ = std::make_unique<services::Supervisor>(std::move(so));
     if (absl::Status s = supervisor_->Init(); !s.ok()) {
@@ -597,8 +616,10 @@ void Agent::Run() {
     }
   }
   if (checks_) checks_->Stop();
-  if (supervisor_) supervisor_->Stop();  // stops the services: their last events go too
-  SendCheckResults();                    // the last ones, before Drain()
+  // Leaves the services to the next agent, or (stop_services_on_exit) stops them: their last
+  // events go too.
+  if (supervisor_) supervisor_->Stop();
+  SendCheckResults();  // the last ones, before Drain()
 }
 
 }  // namespace vigie::agent

@@ -56,8 +56,11 @@ struct AgentOptions {
   // Service checks, validated.
   std::vector<checks::CheckSpec> checks;
   size_t max_concurrent_checks = 100;
-  // Supervised services, validated.
+  // Supervised services, validated, and how they are kept (SupervisorOptions).
   std::vector<services::ServiceSpec> services;
+  std::string service_state_directory = "/var/lib/vigie/services";
+  bool stop_services_on_exit = false;
+  std::string service_shim_path;  // default: vigie-service-shim beside this program
 };
 
 // Validates `config` and fills in defaults. Errors are InvalidArgument naming the field.

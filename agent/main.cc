@@ -26,13 +26,33 @@ int main(int argc, char** argv) {
   // every timer tick and completion: its lock-order graph costs a noticeable share of an idle
   // agent's CPU. Vigie's own locks are checked by clang's -Wthread-safety and TSan instead.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // `vigie-agent stop-services --config=...`: stops the services agents left running.
+  const bool stop_services = argc > 1 && std::string(argv[1]) == "stop-services";
+  if (stop_services) {
+    for (int i = 1; i + 1 < argc; ++i) argv[i] = argv[i + 1];
+    --argc;
+  }
   vigie::BlockTerminationSignals();
-  vigie::ParseFlagsOrExit(argc, argv, "vigie-agent --config=agent.yaml");
+  vigie::ParseFlagsOrExit(argc, argv,
+                          "vigie-agent --config=agent.yaml\n"
+                          "vigie-agent stop-services --config=agent.yaml  (with no agent running)");
   vigie::SetLogLevelOrExit(absl::GetFlag(FLAGS_log_level));
   vigie::v1::AgentConfig config;
   vigie::LoadConfigOrExit(absl::GetFlag(FLAGS_config), /*required=*/false, &config);
   absl::StatusOr<vigie::agent::AgentOptions> options = vigie::agent::AgentOptionsFromConfig(config);
   if (!options.ok()) vigie::ExitUsage(absl::StrCat("config: ", options.status().message()));
+  if (stop_services) {
+    vigie::agent::services::SupervisorOptions so;
+    so.services = options->services;
+    so.state_directory = options->service_state_directory;
+    so.shim_path = options->service_shim_path;
+    absl::Status s = vigie::agent::services::Supervisor::StopServicesLeftRunning(so);
+    if (!s.ok()) {
+      vigie::log::Error("stop-services", {{"error", s}});
+      return 1;
+    }
+    return 0;
+  }
 
   std::unique_ptr<vigie::agent::Spool> spool;
   vigie::agent::Spool::Recovered recovered;

@@ -235,6 +235,13 @@ Child::~Child() {
   close(pidfd_);
 }
 
+void Child::Release() {
+  CloseFd(&stdout_fd_);
+  CloseFd(&stderr_fd_);
+  CloseFd(&pidfd_);
+  reaped_ = true;
+}
+
 absl::Status Child::SignalGroup(int signal) {
   if (reaped_) return absl::FailedPreconditionError("the child has been reaped");
   if (kill(-pid_, signal) != 0 && errno != ESRCH) {

@@ -61,6 +61,10 @@ class Child {
   int stdout_fd() const { return stdout_fd_; }
   int stderr_fd() const { return stderr_fd_; }
 
+  // Lets the child go on without us: closes our descriptors, and neither kills nor reaps it
+  // (once this process exits, init does). The object is then spent.
+  void Release();
+
   // Sends `signal` to the child's whole process group (while the child is not reaped).
   absl::Status SignalGroup(int signal);
   // The exit status once the child has exited (it is then reaped), nullopt while it runs.

@@ -15,6 +15,7 @@ const char* StateAfter(v1::ServiceEvent::Kind kind) {
   switch (kind) {
     case v1::ServiceEvent::KIND_STARTED:
     case v1::ServiceEvent::KIND_STABLE:
+    case v1::ServiceEvent::KIND_ADOPTED:
       return "running";
     case v1::ServiceEvent::KIND_EXITED:
       return "exited";

@@ -49,10 +49,21 @@ bool ParseProcStat(absl::string_view line, ProcStat* out) {
   bool ok = absl::SimpleAtoi(f[2], &pgrp) && absl::SimpleAtoi(f[11], &out->utime) &&
             absl::SimpleAtoi(f[12], &out->stime) && absl::SimpleAtoi(f[13], &out->cutime) &&
             absl::SimpleAtoi(f[14], &out->cstime) && absl::SimpleAtoi(f[17], &out->threads) &&
-            absl::SimpleAtoi(f[21], &rss);
+            absl::SimpleAtoi(f[19], &out->starttime) && absl::SimpleAtoi(f[21], &rss);
+  out->state = f[0].empty() ? '?' : f[0][0];
   out->pgrp = static_cast<pid_t>(pgrp);
   out->rss_pages = rss > 0 ? static_cast<uint64_t>(rss) : 0;
   return ok;
+}
+
+uint64_t ProcessStartTime(pid_t pid) {
+  std::string line;
+  ProcStat st;
+  if (pid <= 0 || !ReadSmall(absl::StrCat("/proc/", pid, "/stat"), &line) ||
+      !ParseProcStat(line, &st) || st.state == 'Z') {
+    return 0;
+  }
+  return st.starttime;
 }
 
 absl::flat_hash_map<pid_t, GroupUsage> UsageByProcessGroup(const absl::flat_hash_set<pid_t>& pgids,

@@ -26,14 +26,20 @@ struct GroupUsage {
 
 // The fields of /proc/<pid>/stat the supervisor needs (clock ticks and pages as read).
 struct ProcStat {
+  char state = '?';  // R, S, D, Z (exited, not yet reaped), ...
   pid_t pgrp = 0;
   uint64_t utime = 0, stime = 0, cutime = 0, cstime = 0;
   uint64_t threads = 0;
   uint64_t rss_pages = 0;
+  uint64_t starttime = 0;  // clock ticks after boot: with the pid, a process's identity
 };
 
 // Parses one /proc/<pid>/stat line; the command name may hold spaces and parentheses.
 bool ParseProcStat(absl::string_view line, ProcStat* out);
+
+// The start time of process `pid` (ProcStat::starttime), or 0 when there is none or it has
+// exited (a zombie is no process to adopt).
+uint64_t ProcessStartTime(pid_t pid);
 
 // One pass over `proc_root`: the usage of each group of `pgids` that has a process.
 absl::flat_hash_map<pid_t, GroupUsage> UsageByProcessGroup(const absl::flat_hash_set<pid_t>& pgids,

@@ -25,6 +25,8 @@ TEST(ProcessTreeTest, ParsesStatLinesWhoseCommandHoldsSpacesAndParentheses) {
   EXPECT_EQ(st.cstime, 3u);
   EXPECT_EQ(st.threads, 5u);
   EXPECT_EQ(st.rss_pages, 2048u);
+  EXPECT_EQ(st.starttime, 9999u);
+  EXPECT_EQ(st.state, 'S');
   EXPECT_FALSE(ParseProcStat("4242 (short) S 1 2", &st));
   EXPECT_FALSE(ParseProcStat("no parenthesis", &st));
   EXPECT_FALSE(ParseProcStat("", &st));
@@ -58,6 +60,9 @@ TEST(ProcessTreeTest, SumsEveryProcessOfTheGroupAndNoOther) {
   EXPECT_EQ(UsageByProcessGroup({group})[getpgrp()].processes, 0);
   EXPECT_TRUE(UsageByProcessGroup({999999999}).empty());
   EXPECT_TRUE(UsageByProcessGroup({}).empty());
+  EXPECT_GT(ProcessStartTime(group), 0u);
+  EXPECT_GE(ProcessStartTime(group), ProcessStartTime(getpid()));
+  EXPECT_EQ(ProcessStartTime(999999999), 0u);
 }
 
 }  // namespace

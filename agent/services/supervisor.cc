@@ -5,18 +5,26 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "agent/services/rotating_log.h"
 #include "common/agent_message.h"
+#include "common/secrets.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "common/yaml_config.h"
@@ -245,52 +253,6 @@ absl::StatusOr<std::vector<ServiceSpec>> ServiceSpecsFromConfig(
   return out;
 }
 
-RotatingLog::~RotatingLog() {
-  if (fd_ >= 0) close(fd_);
-}
-
-absl::Status RotatingLog::Open() {
-  fd_ = open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  if (fd_ < 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot open ", path_, ": ", std::strerror(errno)));
-  }
-  struct stat st {};
-  size_ = fstat(fd_, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
-  return absl::OkStatus();
-}
-
-void RotatingLog::Rotate() {
-  close(fd_);
-  fd_ = -1;
-  unlink(absl::StrCat(path_, ".", keep_).c_str());
-  for (int i = keep_ - 1; i >= 1; --i) {
-    rename(absl::StrCat(path_, ".", i).c_str(), absl::StrCat(path_, ".", i + 1).c_str());
-  }
-  if (keep_ > 0) {
-    rename(path_.c_str(), absl::StrCat(path_, ".1").c_str());
-  } else {
-    unlink(path_.c_str());
-  }
-  if (!Open().ok()) fd_ = -1;  // retried at the next write
-}
-
-void RotatingLog::Write(const char* data, size_t n) {
-  while (n > 0) {
-    if (fd_ < 0 && !Open().ok()) return;
-    if (size_ >= max_bytes_) Rotate();
-    if (fd_ < 0) return;
-    // What fits in this file; the rest goes to the next one.
-    const size_t chunk = std::min<uint64_t>(n, max_bytes_ - size_);
-    const ssize_t w = write(fd_, data, chunk);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return;  // a full disk: the output is lost, the service goes on
-    data += w;
-    n -= static_cast<size_t>(w);
-    size_ += static_cast<uint64_t>(w);
-  }
-}
-
 Supervisor::Supervisor(SupervisorOptions options)
     : Runnable("supervisor"), options_(std::move(options)) {
   for (ServiceSpec& s : options_.services) {
@@ -302,24 +264,171 @@ Supervisor::Supervisor(SupervisorOptions options)
 
 Supervisor::~Supervisor() { Stop(); }
 
+std::string Supervisor::RecordPath(const std::string& name) const {
+  return absl::StrCat(options_.state_directory, "/", name, ".service");
+}
+
+std::string Supervisor::ExitPath(const std::string& name) const {
+  return absl::StrCat(options_.state_directory, "/", name, ".exit");
+}
+
+std::vector<std::string> Supervisor::ShimArgv(const ServiceSpec& s) const {
+  std::vector<std::string> argv = {options_.shim_path,
+                                   absl::StrCat("--log=", s.log_directory, "/", s.name, ".log"),
+                                   absl::StrCat("--max_bytes=", s.log_max_bytes),
+                                   absl::StrCat("--keep=", s.log_keep),
+                                   absl::StrCat("--exit_file=", ExitPath(s.name)),
+                                   absl::StrCat("--cwd=", s.working_directory)};
+  if (s.credentials) {
+    argv.push_back(absl::StrCat("--uid=", s.credentials->uid));
+    argv.push_back(absl::StrCat("--gid=", s.credentials->gid));
+    argv.push_back(absl::StrCat("--groups=", absl::StrJoin(s.credentials->groups, ",")));
+  }
+  argv.push_back("--");
+  argv.insert(argv.end(), s.argv.begin(), s.argv.end());
+  return argv;
+}
+
 absl::Status Supervisor::Init() {
   VIGIE_RETURN_IF_ERROR(loop_.Init());
+  if (options_.shim_path.empty() || access(options_.shim_path.c_str(), X_OK) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat("the service shim \"", options_.shim_path,
+                                                      "\" cannot be run: ", std::strerror(errno),
+                                                      " (it is installed beside vigie-agent)"));
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(options_.state_directory, ec);
+  if (ec || chmod(options_.state_directory.c_str(), 0700) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat("service_state_directory ",
+                                                      options_.state_directory, ": ",
+                                                      ec ? ec.message() : std::strerror(errno)));
+  }
   for (auto& s : services_) {
-    std::error_code ec;
     std::filesystem::create_directories(s->spec.log_directory, ec);
     if (ec) {
       return absl::FailedPreconditionError(absl::StrCat(
           "service ", s->spec.name, ": log.directory ", s->spec.log_directory, ": ", ec.message()));
     }
-    s->log = std::make_unique<RotatingLog>(
-        absl::StrCat(s->spec.log_directory, "/", s->spec.name, ".log"), s->spec.log_max_bytes,
-        s->spec.log_keep);
-    if (absl::Status st = s->log->Open(); !st.ok()) {
+    // The shim writes it; opened here once so a directory we cannot write is reported now.
+    RotatingLog log(absl::StrCat(s->spec.log_directory, "/", s->spec.name, ".log"),
+                    s->spec.log_max_bytes, s->spec.log_keep);
+    if (absl::Status st = log.Open(); !st.ok()) {
       return absl::FailedPreconditionError(
           absl::StrCat("service ", s->spec.name, ": log.directory: ", st.message()));
     }
   }
+  for (auto& s : services_) Adopt(*s);
+  // Records of services no longer configured: stopped once Run starts.
+  std::set<std::string> configured;
+  for (auto& s : services_) configured.insert(s->spec.name);
+  for (const auto& entry : std::filesystem::directory_iterator(options_.state_directory, ec)) {
+    const std::string file = entry.path().filename().string();
+    if (!absl::EndsWith(file, ".service")) continue;
+    const std::string name = file.substr(0, file.size() - 8);
+    if (configured.count(name) > 0 || !ValidateConfigName("name", name).ok()) continue;
+    ServiceSpec spec;
+    spec.name = name;
+    auto gone = std::make_unique<Service>(std::move(spec));
+    gone->removed = true;
+    Adopt(*gone);
+    if (gone->running()) removed_.push_back(std::move(gone));
+  }
   return absl::OkStatus();
+}
+
+namespace {
+
+// What the supervisor keeps about a running service for the next agent.
+struct Record {
+  pid_t shim_pid = 0;
+  uint64_t shim_start = 0;
+  pid_t pid = 0;
+  uint64_t pid_start = 0;
+  int64_t started_ms = 0;
+  std::string fingerprint;
+};
+
+std::optional<Record> ReadRecord(const std::string& path) {
+  std::ifstream in(path);
+  Record r;
+  if (!(in >> r.shim_pid >> r.shim_start >> r.pid >> r.pid_start >> r.started_ms >>
+        r.fingerprint)) {
+    return std::nullopt;
+  }
+  return r;
+}
+
+void WriteRecord(const std::string& path, const Record& r) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << r.shim_pid << " " << r.shim_start << " " << r.pid << " " << r.pid_start << " "
+        << r.started_ms << " " << r.fingerprint << "\n";
+    if (!out) {
+      log::Warn("cannot write a service record", {{"path", tmp}});
+      return;
+    }
+  }
+  std::rename(tmp.c_str(), path.c_str());
+}
+
+// "<exit code> <signal>" as the shim wrote it.
+std::optional<ExitStatus> ReadExitFile(const std::string& path) {
+  std::ifstream in(path);
+  ExitStatus st;
+  if (!(in >> st.code >> st.signal)) return std::nullopt;
+  return st;
+}
+
+// What decides whether a running service is the one configured: its shim's command line (the
+// program, arguments, user, directory, log settings) and environment.
+std::string Fingerprint(const std::vector<std::string>& shim_argv, const ServiceSpec& s) {
+  std::string all;
+  for (size_t i = 1; i < shim_argv.size(); ++i) absl::StrAppend(&all, shim_argv[i], "\n");
+  for (const std::string& e : s.env) absl::StrAppend(&all, e, "\n");
+  return absl::BytesToHexString(Sha256(all));
+}
+
+int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+
+// An open pidfd of `pid` if it still is the process that started at `start`, else -1.
+int OpenIfSame(pid_t pid, uint64_t start) {
+  if (pid <= 0 || start == 0) return -1;
+  const int fd = PidfdOpen(pid);
+  // Checked after opening: a pid reused between the two would show another start time.
+  if (fd >= 0 && ProcessStartTime(pid) != start) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
+void Supervisor::Adopt(Service& s) {
+  std::optional<Record> r = ReadRecord(RecordPath(s.spec.name));
+  if (!r) return;
+  const int fd = OpenIfSame(r->shim_pid, r->shim_start);
+  if (fd >= 0) {
+    s.shim_pidfd = fd;
+    s.shim_pid = r->shim_pid;
+    s.pid = r->pid;
+    s.adopted = true;
+    s.state = State::kRunning;
+    s.started = absl::FromUnixMillis(r->started_ms);
+    s.stable = absl::Now() - s.started >= s.spec.stable_after;
+    s.replace = !s.removed && r->fingerprint != Fingerprint(ShimArgv(s.spec), s.spec);
+    return;
+  }
+  // Gone while no agent watched: how it ended, if its shim could say, is reported at Run.
+  std::optional<ExitStatus> st = ReadExitFile(ExitPath(s.spec.name));
+  s.last_exit_code = st ? st->code : -1;
+  s.shim_line = st ? absl::StrCat(st->ToString(), " while no agent was running")
+                   : "ended while no agent was running (its exit status is unknown)";
+  s.state = State::kExited;
+  s.adopted = true;  // reported, then started at once
+  unlink(RecordPath(s.spec.name).c_str());
+  unlink(ExitPath(s.spec.name).c_str());
 }
 
 const char* Supervisor::StateName(State s) {
@@ -355,99 +464,164 @@ void Supervisor::Emit(const Service& s, v1::ServiceEvent::Kind kind, std::string
   if (options_.on_event) options_.on_event(std::move(e));
 }
 
+void Supervisor::SignalService(Service& s, int signal) {
+  // The service's pid names its group while its shim (its parent) has not reaped it; until
+  // the shim reports the pid, the signal is sent when it does (ReadShimLine).
+  if (s.pid > 0) kill(-s.pid, signal);
+}
+
+void Supervisor::StartFailed(Service& s, const std::string& why) {
+  // Never a dead end: a missing program is retried like an exit.
+  Emit(s, v1::ServiceEvent::KIND_EXITED, why, -1, 0, 0, std::move(s.command_ids));
+  s.command_ids.clear();
+  s.last_exit_code = -1;
+  const absl::Duration delay = s.backoff.Next();
+  s.state = State::kBackoff;
+  s.next_start = absl::Now() + delay;
+  ++s.restarts;
+  Emit(s, v1::ServiceEvent::KIND_RESTARTING,
+       absl::StrCat("starting again in ",
+                    absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1)))));
+}
+
 void Supervisor::StartService(Service& s) {
+  unlink(ExitPath(s.spec.name).c_str());
   SpawnOptions o;
-  o.argv = s.spec.argv;
-  o.env = s.spec.env;
-  o.working_directory = s.spec.working_directory;
-  o.credentials = s.spec.credentials;
-  absl::StatusOr<std::unique_ptr<Child>> child = Child::Spawn(o);
+  o.argv = ShimArgv(s.spec);
+  o.env = s.spec.env;  // the shim passes it on
+  o.working_directory = "/";
+  absl::StatusOr<std::unique_ptr<Child>> shim = Child::Spawn(o);
   s.started = absl::Now();
   s.stable = false;
-  if (!child.ok()) {
-    // Never a dead end: a missing program is retried like an exit.
-    Emit(s, v1::ServiceEvent::KIND_EXITED, std::string(child.status().message()), -1, 0, 0,
-         std::move(s.command_ids));
-    s.command_ids.clear();
-    s.last_exit_code = -1;
-    const absl::Duration delay = s.backoff.Next();
-    s.state = State::kBackoff;
-    s.next_start = absl::Now() + delay;
-    ++s.restarts;
-    Emit(s, v1::ServiceEvent::KIND_RESTARTING,
-         absl::StrCat("starting again in ",
-                      absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1)))));
+  s.adopted = false;
+  if (!shim.ok()) {
+    StartFailed(s, std::string(shim.status().message()));
     return;
   }
-  s.child = std::move(*child);
-  s.state = State::kRunning;
+  s.shim = std::move(*shim);
+  s.shim_pidfd = s.shim->pidfd();
+  s.shim_pid = s.shim->pid();
+  s.shim_out = s.shim->stdout_fd();
+  s.shim_line.clear();
+  s.pid = 0;
+  s.state = State::kStarting;
   s.stop_sent = absl::InfiniteFuture();
   s.kill_sent = false;
+  Service* sp = &s;
+  loop_.Watch(s.shim_out, true, false, [this, sp](bool, bool) { ReadShimLine(*sp); });
+  loop_.Watch(s.shim_pidfd, true, false, [this, sp](bool, bool) { ShimExited(*sp); });
+}
+
+void Supervisor::ReadShimLine(Service& s) {
+  if (s.shim_out < 0) return;
+  char buf[512];
+  bool eof = false;
+  for (;;) {
+    const ssize_t n = read(s.shim_out, buf, sizeof(buf));
+    if (n > 0 && s.shim_line.size() < 4096) s.shim_line.append(buf, static_cast<size_t>(n));
+    if (n > 0) continue;
+    eof = n == 0 || (errno != EAGAIN && errno != EINTR);
+    break;
+  }
+  const size_t nl = s.shim_line.find('\n');
+  if (nl == std::string::npos && !eof) return;
+  loop_.Unwatch(s.shim_out);
+  s.shim_out = -1;  // the Child closes it
+  const std::string line = s.shim_line.substr(0, nl);
+  std::vector<absl::string_view> f = absl::StrSplit(line, ' ');
+  int64_t pid = 0;
+  uint64_t start = 0;
+  if (f.size() != 3 || f[0] != "pid" || !absl::SimpleAtoi(f[1], &pid) ||
+      !absl::SimpleAtoi(f[2], &start) || pid <= 0) {
+    return;  // an error line: the shim exits, and ShimExited reports it
+  }
+  s.pid = static_cast<pid_t>(pid);
+  s.state = State::kRunning;
   s.health_failures = 0;
   s.health_ok = true;
   s.next_health = absl::Now() + s.spec.health_interval;
-  Service* sp = &s;
-  loop_.Watch(s.child->stdout_fd(), true, false,
-              [this, sp](bool, bool) { Drain(*sp, sp->child->stdout_fd()); });
-  loop_.Watch(s.child->stderr_fd(), true, false,
-              [this, sp](bool, bool) { Drain(*sp, sp->child->stderr_fd()); });
-  loop_.Watch(s.child->pidfd(), true, false, [this, sp](bool, bool) { Exited(*sp); });
-  Emit(s, v1::ServiceEvent::KIND_STARTED, absl::StrCat("pid ", s.child->pid()), 0, 0,
-       s.child->pid(), std::move(s.command_ids));
+  WriteRecord(RecordPath(s.spec.name),
+              {s.shim_pid, ProcessStartTime(s.shim_pid), s.pid, start,
+               absl::ToUnixMillis(s.started), Fingerprint(ShimArgv(s.spec), s.spec)});
+  Emit(s, v1::ServiceEvent::KIND_STARTED, absl::StrCat("pid ", s.pid), 0, 0, s.pid,
+       std::move(s.command_ids));
   s.command_ids.clear();
-}
-
-void Supervisor::Drain(Service& s, int fd) {
-  char buf[16384];
-  // At most 1 MiB per call: a process writing without pause must not hold the loop (epoll is
-  // level-triggered, so the rest comes at the next pass).
-  for (int reads = 0; reads < 64; ++reads) {
-    const ssize_t n = read(fd, buf, sizeof(buf));
-    if (n > 0) {
-      s.log->Write(buf, static_cast<size_t>(n));
-      continue;
-    }
-    if (n == 0) loop_.Unwatch(fd);
-    return;
+  // A stop asked while the shim was starting it.
+  if (stopping_all_ || s.stop_sent != absl::InfiniteFuture()) {
+    SignalService(s, s.spec.stop_signal);
   }
 }
 
-void Supervisor::Exited(Service& s) {
-  // What the service left running in its group goes with it (a restart starts clean), before
-  // it is reaped: its pid still holds the group's id. Then what is left in the pipes.
-  s.child->SignalGroup(SIGKILL).IgnoreError();
-  Drain(s, s.child->stdout_fd());
-  Drain(s, s.child->stderr_fd());
-  std::optional<ExitStatus> status = s.child->TryReap();
-  if (!status) return;
-  for (int fd : {s.child->stdout_fd(), s.child->stderr_fd(), s.child->pidfd()}) loop_.Unwatch(fd);
-  s.child.reset();
+void Supervisor::ShimExited(Service& s) {
+  if (s.pid == 0) ReadShimLine(s);                      // its error line
+  if (s.shim != nullptr && !s.shim->TryReap()) return;  // not yet
+  loop_.Unwatch(s.shim_pidfd);
+  if (s.shim_out >= 0) loop_.Unwatch(s.shim_out);
+  if (s.shim != nullptr) {
+    s.shim.reset();
+  } else {
+    close(s.shim_pidfd);  // adopted: its parent (init) reaps it
+  }
+  s.shim_pidfd = -1;
+  s.shim_out = -1;
+  s.shim_pid = 0;
   EndHealth(s);
+  unlink(RecordPath(s.spec.name).c_str());
+  if (s.pid == 0) {
+    absl::string_view why = s.shim_line;
+    why = why.substr(0, why.find('\n'));
+    if (!absl::ConsumePrefix(&why, "error ")) why = "the service shim ended before the service";
+    StartFailed(s, std::string(why));
+    return;
+  }
+  std::optional<ExitStatus> st = ReadExitFile(ExitPath(s.spec.name));
+  unlink(ExitPath(s.spec.name).c_str());
+  std::string note;
+  if (!st) {
+    // The shim was killed: whatever is left of the service goes too.
+    kill(-s.pid, SIGKILL);
+    st = ExitStatus{-1, SIGKILL};
+    note = " (its shim was killed)";
+  }
+  s.pid = 0;
+  Exited(s, *st, note);
+}
+
+void Supervisor::Exited(Service& s, const ExitStatus& status, const std::string& note) {
   const bool health_restart = s.stop_sent != absl::InfiniteFuture();
   s.stop_sent = absl::InfiniteFuture();
   const absl::Duration ran = absl::Now() - s.started;
-  s.last_exit_code = status->code;
-  if (stopping_all_) {  // the exit StopAll asked for
+  s.last_exit_code = status.code;
+  if (stopping_all_ || s.removed) {  // the exit StopAll asked for, or a service removed
     s.state = State::kStopped;
     Emit(s, v1::ServiceEvent::KIND_STOPPED,
-         absl::StrCat("stopped by the agent: ", status->ToString()), status->code, status->signal);
+         s.kill_sent && status.signal == SIGKILL
+             ? absl::StrCat("killed: still running ", absl::FormatDuration(s.spec.stop_timeout),
+                            " after the stop signal")
+             : absl::StrCat(s.removed ? "stopped: removed from the agent's config: "
+                                      : "stopped by the agent: ",
+                            status.ToString(), note),
+         status.code, status.signal);
     return;
   }
-  if (s.restart_asked) {  // Restart(): a stop, then a start at once
-    s.restart_asked = false;
-    s.state = State::kStopped;
+  if (s.restart_asked || s.replace) {  // Restart() or a new definition: a stop, then a start
     Emit(s, v1::ServiceEvent::KIND_STOPPED,
-         absl::StrCat("stopped for a restart asked through the Admin API: ", status->ToString()),
-         status->code, status->signal);
+         absl::StrCat(s.replace ? "stopped: its definition changed: "
+                                : "stopped for a restart asked through the Admin API: ",
+                      status.ToString(), note),
+         status.code, status.signal);
+    s.restart_asked = false;
+    s.replace = false;
+    s.state = State::kStopped;
     ++s.restarts;
     StartService(s);
     return;
   }
   Emit(s, v1::ServiceEvent::KIND_EXITED,
-       absl::StrCat(status->ToString(), " after ",
-                    absl::FormatDuration(absl::Trunc(ran, absl::Milliseconds(1)))),
-       status->code, status->signal);
-  const bool failed = status->code != 0;
+       absl::StrCat(status.ToString(), " after ",
+                    absl::FormatDuration(absl::Trunc(ran, absl::Milliseconds(1))), note),
+       status.code, status.signal);
+  const bool failed = status.code != 0;
   if (!health_restart && (s.spec.restart == ServiceSpec::Restart::kNever ||
                           (s.spec.restart == ServiceSpec::Restart::kOnFailure && !failed))) {
     s.state = State::kExited;
@@ -532,50 +706,121 @@ void Supervisor::HealthDone(Service& s, std::optional<ExitStatus> status) {
        absl::StrCat("health command failed (", s.health_failures, " of ", s.spec.health_failures,
                     "): ", why),
        status ? status->code : -1, status ? status->signal : 0);
-  if (s.health_failures >= s.spec.health_failures && s.child != nullptr &&
+  if (s.health_failures >= s.spec.health_failures && s.running() &&
       s.stop_sent == absl::InfiniteFuture()) {
     s.stop_sent = absl::Now();
-    s.child->SignalGroup(s.spec.stop_signal).IgnoreError();  // restarted once it exits
+    SignalService(s, s.spec.stop_signal);  // restarted once it exits
   }
 }
 
 void Supervisor::StopAll() {
   stopping_all_ = true;
   const absl::Time start = absl::Now();
-  for (auto& s : services_) EndHealth(*s);
-  for (auto& s : services_) {
+  std::vector<Service*> all;
+  for (auto& s : services_) all.push_back(s.get());
+  for (auto& s : removed_) all.push_back(s.get());
+  for (Service* s : all) {
+    EndHealth(*s);
     if (s->state == State::kBackoff) {
       s->state = State::kStopped;
       Emit(*s, v1::ServiceEvent::KIND_STOPPED, "stopped by the agent while waiting to restart");
     }
-    if (s->child == nullptr) continue;
-    s->child->SignalGroup(s->spec.stop_signal).IgnoreError();
+    s->kill_sent = false;
+    if (s->running()) SignalService(*s, s->spec.stop_signal);
   }
-  // Exits are handled by Exited() (from the pidfd, during Poll): with stopping_all_ they are
-  // stops, and the rest of each group is killed before the leader is reaped. Past its
-  // stop_timeout a service is killed with its group (by ~Child).
+  // Exits come through ShimExited() (from the pidfds, during Poll): with stopping_all_ they
+  // are stops. Past its stop_timeout a service's group gets SIGKILL; a shim that has still not
+  // ended 2 seconds later is killed and forgotten.
   for (;;) {
     bool running = false;
-    for (auto& s : services_) {
-      if (s->child == nullptr) continue;
-      if (absl::Now() - start >= s->spec.stop_timeout) {
-        for (int fd : {s->child->stdout_fd(), s->child->stderr_fd(), s->child->pidfd()}) {
-          loop_.Unwatch(fd);
-        }
-        s->child.reset();
+    const absl::Duration waited = absl::Now() - start;
+    for (Service* s : all) {
+      if (!s->running()) continue;
+      if (waited >= s->spec.stop_timeout + absl::Seconds(2)) {
+        loop_.Unwatch(s->shim_pidfd);
+        if (s->shim_out >= 0) loop_.Unwatch(s->shim_out);
+        if (s->shim == nullptr) close(s->shim_pidfd);
+        s->shim.reset();  // SIGKILL to the shim
+        s->shim_pidfd = -1;
         s->state = State::kStopped;
-        Emit(*s, v1::ServiceEvent::KIND_STOPPED,
-             absl::StrCat("killed: still running ", absl::FormatDuration(s->spec.stop_timeout),
-                          " after the stop signal"),
-             -1, SIGKILL);
-      } else {
-        running = true;
+        Emit(*s, v1::ServiceEvent::KIND_STOPPED, "its shim did not end after SIGKILL", -1, SIGKILL);
+        continue;
       }
+      if (waited >= s->spec.stop_timeout && !s->kill_sent) {
+        SignalService(*s, SIGKILL);
+        s->kill_sent = true;
+      }
+      running = true;
     }
     if (!running) break;
     loop_.Poll(absl::Now() + absl::Milliseconds(20));
   }
+  for (Service* s : all) unlink(RecordPath(s->spec.name).c_str());
   Publish();
+}
+
+void Supervisor::ReleaseAll() {
+  size_t left = 0;
+  for (auto* list : {&services_, &removed_}) {
+    for (auto& s : *list) {
+      EndHealth(*s);
+      if (!s->running()) continue;
+      loop_.Unwatch(s->shim_pidfd);
+      if (s->shim_out >= 0) loop_.Unwatch(s->shim_out);
+      if (s->shim != nullptr) {
+        s->shim->Release();  // no signal: it keeps the service running
+        s->shim.reset();
+      } else {
+        close(s->shim_pidfd);
+      }
+      s->shim_pidfd = -1;
+      ++left;
+    }
+  }
+  if (left > 0) {
+    log::Info("services left running for the next agent (vigie-agent stop-services stops them)",
+              {{"services", left}, {"state_directory", options_.state_directory}});
+  }
+}
+
+absl::Status Supervisor::StopServicesLeftRunning(const SupervisorOptions& options) {
+  // The supervisor's own adoption finds them; its StopAll stops them without restarting.
+  SupervisorOptions o = options;
+  o.stop_on_exit = true;
+  o.on_event = nullptr;
+  Supervisor sup(std::move(o));
+  VIGIE_RETURN_IF_ERROR(sup.loop_.Init());
+  std::error_code ec;
+  if (!std::filesystem::exists(sup.options_.state_directory, ec)) return absl::OkStatus();
+  std::vector<std::unique_ptr<Service>> all;
+  for (const auto& entry : std::filesystem::directory_iterator(sup.options_.state_directory, ec)) {
+    const std::string file = entry.path().filename().string();
+    if (!absl::EndsWith(file, ".service")) continue;
+    const std::string name = file.substr(0, file.size() - 8);
+    ServiceSpec spec;  // TERM and 10s unless configured
+    spec.name = name;
+    for (auto& s : sup.services_) {
+      if (s->spec.name == name) spec = s->spec;
+    }
+    auto s = std::make_unique<Service>(std::move(spec));
+    s->removed = true;  // stopped, never restarted
+    sup.Adopt(*s);
+    if (!s->running()) continue;
+    Service* sp = s.get();
+    sup.loop_.Watch(s->shim_pidfd, true, false, [&sup, sp](bool, bool) { sup.ShimExited(*sp); });
+    std::printf("stopping %s (pid %d)\n", name.c_str(), static_cast<int>(s->pid));
+    all.push_back(std::move(s));
+  }
+  sup.services_.clear();
+  sup.removed_ = std::move(all);
+  sup.StopAll();
+  int left = 0;
+  for (auto& s : sup.removed_) {
+    std::printf("%s: %s\n", s->spec.name.c_str(), s->running() ? "still running" : "stopped");
+    left += s->running() ? 1 : 0;
+  }
+  if (left > 0) return absl::DeadlineExceededError(absl::StrCat(left, " services still run"));
+  return absl::OkStatus();
 }
 
 absl::Status Supervisor::Restart(const std::string& name, const std::string& command_id) {
@@ -603,7 +848,7 @@ void Supervisor::TakeRequests() {
   for (auto& [index, id] : requests) {
     Service& s = *services_[index];
     if (s.command_ids.size() < 64) s.command_ids.push_back(std::move(id));
-    if (s.child == nullptr) {  // waiting, exited or stopped: start now, from the first delay
+    if (!s.running()) {  // waiting, exited or stopped: start now, from the first delay
       s.backoff.Reset();
       ++s.restarts;
       StartService(s);
@@ -612,7 +857,7 @@ void Supervisor::TakeRequests() {
     s.restart_asked = true;
     if (s.stop_sent == absl::InfiniteFuture()) {  // else a health restart is under way already
       s.stop_sent = absl::Now();
-      s.child->SignalGroup(s.spec.stop_signal).IgnoreError();
+      SignalService(s, s.spec.stop_signal);
     }
   }
 }
@@ -620,16 +865,16 @@ void Supervisor::TakeRequests() {
 void Supervisor::MeasureUsage(absl::Time now) {
   absl::flat_hash_set<pid_t> groups;
   for (auto& s : services_) {
-    if (s->child != nullptr) groups.insert(s->child->pid());
+    if (s->pid > 0) groups.insert(s->pid);
   }
   absl::flat_hash_map<pid_t, GroupUsage> usage = UsageByProcessGroup(groups);
   for (auto& s : services_) {
     s->usage = GroupUsage{};
-    if (s->child == nullptr) {
+    if (s->pid <= 0) {
       s->over_limit_since = absl::InfiniteFuture();
       continue;
     }
-    if (auto it = usage.find(s->child->pid()); it != usage.end()) s->usage = it->second;
+    if (auto it = usage.find(s->pid); it != usage.end()) s->usage = it->second;
     if (s->spec.memory_limit == 0 || s->usage.rss_bytes <= s->spec.memory_limit) {
       s->over_limit_since = absl::InfiniteFuture();
       continue;
@@ -647,7 +892,7 @@ void Supervisor::MeasureUsage(absl::Time now) {
                       " processes): restarting"));
     s->over_limit_since = absl::InfiniteFuture();
     s->stop_sent = now;
-    s->child->SignalGroup(s->spec.stop_signal).IgnoreError();
+    SignalService(*s, s->spec.stop_signal);
   }
 }
 
@@ -661,7 +906,37 @@ void Supervisor::Publish() {
 }
 
 void Supervisor::Run() {
-  for (auto& s : services_) StartService(*s);
+  for (auto& s : services_) {
+    Service* sp = s.get();
+    if (s->running()) {  // adopted from an earlier agent
+      loop_.Watch(s->shim_pidfd, true, false, [this, sp](bool, bool) { ShimExited(*sp); });
+      Emit(*s, v1::ServiceEvent::KIND_ADOPTED,
+           absl::StrCat("adopted pid ", s->pid, ", running since ",
+                        absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", s->started, absl::UTCTimeZone()),
+                        s->replace ? "; its definition changed: restarting it" : ""),
+           0, 0, s->pid);
+      if (s->replace) {
+        s->stop_sent = absl::Now();
+        SignalService(*s, s->spec.stop_signal);
+      }
+    } else if (s->adopted) {  // it ended while no agent ran
+      Emit(*s, v1::ServiceEvent::KIND_EXITED, s->shim_line, s->last_exit_code);
+      const bool again =
+          s->spec.restart == ServiceSpec::Restart::kAlways ||
+          (s->spec.restart == ServiceSpec::Restart::kOnFailure && s->last_exit_code != 0);
+      if (again) StartService(*s);
+    } else {
+      StartService(*s);
+    }
+  }
+  for (auto& s : removed_) {
+    Service* sp = s.get();
+    loop_.Watch(s->shim_pidfd, true, false, [this, sp](bool, bool) { ShimExited(*sp); });
+    log::Info("stopping a service removed from the config",
+              {{"service", s->spec.name}, {"pid", s->pid}});
+    s->stop_sent = absl::Now();
+    SignalService(*s, s->spec.stop_signal);
+  }
   Publish();
   absl::Time next_usage = absl::Now() + absl::Milliseconds(100);  // a first figure soon
   while (!stopping()) {
@@ -697,9 +972,9 @@ void Supervisor::Run() {
           wake = std::min(wake, s->next_health);
         }
       }
-      if (s->child != nullptr && s->stop_sent != absl::InfiniteFuture() && !s->kill_sent) {
+      if (s->running() && s->stop_sent != absl::InfiniteFuture() && !s->kill_sent) {
         if (now >= s->stop_sent + s->spec.stop_timeout) {
-          s->child->SignalGroup(SIGKILL).IgnoreError();  // once; its exit restarts it
+          SignalService(*s, SIGKILL);  // once; its exit restarts it
           s->kill_sent = true;
         } else {
           wake = std::min(wake, s->stop_sent + s->spec.stop_timeout);
@@ -707,6 +982,12 @@ void Supervisor::Run() {
       }
     }
 
+    for (auto& s : removed_) {
+      if (s->running() && !s->kill_sent && now >= s->stop_sent + s->spec.stop_timeout) {
+        SignalService(*s, SIGKILL);
+        s->kill_sent = true;
+      }
+    }
     Publish();
     bool readable = false;
     if (!WaitForFd(std::max(wake - absl::Now(), absl::ZeroDuration()), loop_.fd(), &readable)) {
@@ -714,7 +995,11 @@ void Supervisor::Run() {
     }
     if (readable) loop_.Poll(absl::Now());
   }
-  StopAll();
+  if (options_.stop_on_exit) {
+    StopAll();
+  } else {
+    ReleaseAll();
+  }
 }
 
 void Supervisor::AppendMetrics(int64_t now_ms, Collection* out) const {

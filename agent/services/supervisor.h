@@ -1,7 +1,9 @@
-// Supervised services: commands the agent keeps running. One thread watches every service's
-// pidfd and output pipes on an epoll loop, so an exit is noticed when it happens; a service
-// that exits is restarted after a jittered, growing delay that never ends in a dead state;
-// every start, exit, restart, stable period and stop is an event sent at once.
+// Supervised services: commands the agent keeps running. Each service runs under its own
+// vigie-service-shim (its parent, which writes its output to rotated files and records its
+// exit status), so it outlives the agent: a new agent re-adopts it by pid and start time. One
+// thread watches every shim's pidfd on an epoll loop, so an exit is noticed when it happens; a
+// service that exits is restarted after a jittered, growing delay that never ends in a dead
+// state; every start, exit, restart, stable period and stop is an event sent at once.
 #ifndef VIGIE_AGENT_SERVICES_SUPERVISOR_H_
 #define VIGIE_AGENT_SERVICES_SUPERVISOR_H_
 
@@ -56,40 +58,29 @@ struct ServiceSpec {
 absl::StatusOr<std::vector<ServiceSpec>> ServiceSpecsFromConfig(
     const google::protobuf::RepeatedPtrField<v1::ServiceConfig>& configs);
 
-// A log file capped at max_bytes: when a write would pass it, <name>.log becomes <name>.log.1
-// (and .1 becomes .2, ..., the one past `keep` is deleted).
-class RotatingLog {
- public:
-  RotatingLog(std::string path, uint64_t max_bytes, int keep)
-      : path_(std::move(path)), max_bytes_(max_bytes), keep_(keep) {}
-  ~RotatingLog();
-  absl::Status Open();
-  void Write(const char* data, size_t n);
-
- private:
-  void Rotate();
-  const std::string path_;
-  const uint64_t max_bytes_;
-  const int keep_;
-  int fd_ = -1;
-  uint64_t size_ = 0;
-};
-
 struct SupervisorOptions {
   std::vector<ServiceSpec> services;
   // Each event, from the supervisor's thread, without its sequence (the outbox sets it).
   std::function<void(v1::ServiceEvent)> on_event;
   // How often the services' process groups are measured (/proc) for metrics and memory_limit.
   absl::Duration usage_interval = absl::Seconds(5);
+  // Where each running service's record (<name>.service) and its shim's exit status
+  // (<name>.exit) are kept, so a new agent re-adopts what an earlier one started.
+  std::string state_directory = "/var/lib/vigie/services";
+  // The vigie-service-shim program (the parent of each service).
+  std::string shim_path;
+  // Stop the services when the supervisor stops; else they keep running for the next agent.
+  bool stop_on_exit = false;
 };
 
 class Supervisor : public Runnable {
  public:
   explicit Supervisor(SupervisorOptions options);
-  // Stops the services (as Run() does when stopped).
+  // Stops the services when stop_on_exit, else leaves them running (as Run() does).
   ~Supervisor() override;
 
-  // Creates the log directories; an error names the service and the directory.
+  // Creates the log and state directories (an error names the service and the directory) and
+  // re-adopts the services an earlier agent left running (checked by pid and start time).
   absl::Status Init();
   // vigie_service_up, vigie_service_state{state}, vigie_service_restarts_total,
   // vigie_service_last_exit_code, the process group's usage (memory, CPU, descriptors,
@@ -101,18 +92,33 @@ class Supervisor : public Runnable {
   // cannot be started) carries `command_id`. NOT_FOUND for a service not configured.
   absl::Status Restart(const std::string& name, const std::string& command_id);
 
+  // `vigie-agent stop-services`: stops every service an agent left running (recorded in
+  // options.state_directory), with its configured stop signal and timeout (TERM and 10s for
+  // one no longer configured), and forgets it. Run it while no agent runs.
+  static absl::Status StopServicesLeftRunning(const SupervisorOptions& options);
+
  protected:
-  // Starts every service, keeps them running; when stopped, stops them (stop_signal to each
-  // process group, SIGKILL after stop_timeout).
+  // Starts (or re-adopts) every service and keeps them running; when stopped, stops them if
+  // stop_on_exit (stop_signal to each process group, SIGKILL after stop_timeout), else
+  // leaves them running.
   void Run() override;
 
  private:
   enum class State { kStarting, kRunning, kBackoff, kExited, kStopped };
   struct Service {
     ServiceSpec spec;
-    State state = State::kStarting;
-    std::unique_ptr<Child> child;
-    std::unique_ptr<RotatingLog> log;
+    State state = State::kStopped;
+    // The running service: its shim (our child, or adopted: null), the shim's pidfd, and the
+    // service's pid, which names its process group (0 until the shim reports it).
+    std::unique_ptr<Child> shim;
+    int shim_pidfd = -1;
+    pid_t shim_pid = 0;
+    int shim_out = -1;      // the shim's stdout, until its first line
+    std::string shim_line;  // that line
+    pid_t pid = 0;
+    bool adopted = false;  // started by an earlier agent
+    bool replace = false;  // adopted, but its definition changed: stop, then start anew
+    bool removed = false;  // adopted, but no longer configured: stop, never start
     Backoff backoff;
     absl::Time started, next_start;
     bool stable = false;  // KIND_STABLE sent for this run
@@ -126,8 +132,8 @@ class Supervisor : public Runnable {
     int health_failures = 0;
     bool health_ok = true;
     double health_seconds = 0;
-    // A restart asked by the health command: the stop signal was sent at this time (SIGKILL
-    // after stop_timeout); InfiniteFuture when none.
+    // A restart asked (health, memory, Restart(), a new definition): the stop signal was
+    // sent at this time (SIGKILL after stop_timeout); InfiniteFuture when none.
     absl::Time stop_sent = absl::InfiniteFuture();
     bool kill_sent = false;  // SIGKILL after stop_timeout, once
     // Restart() asked: the exit is a stop, and the start that follows waits for no backoff.
@@ -136,6 +142,7 @@ class Supervisor : public Runnable {
     // Its process group's usage at the last measure; since when it is above memory_limit.
     GroupUsage usage;
     absl::Time over_limit_since = absl::InfiniteFuture();
+    bool running() const { return shim_pidfd >= 0; }
     explicit Service(ServiceSpec s) : spec(std::move(s)), backoff(spec.backoff) {}
   };
   struct Snapshot {
@@ -148,14 +155,27 @@ class Supervisor : public Runnable {
     GroupUsage usage;
   };
 
+  // The shim's command line for `s` (its program first).
+  std::vector<std::string> ShimArgv(const ServiceSpec& s) const;
+  std::string RecordPath(const std::string& name) const;
+  std::string ExitPath(const std::string& name) const;
+  // Takes over what an earlier agent left running for `s` (at Init), or reports how it ended.
+  void Adopt(Service& s);
   void StartService(Service& s);
-  void Exited(Service& s);
-  void Drain(Service& s, int fd);
+  // A start that failed before the service ran: reported and retried like an exit.
+  void StartFailed(Service& s, const std::string& why);
+  void ReadShimLine(Service& s);
+  void ShimExited(Service& s);
+  void Exited(Service& s, const ExitStatus& status, const std::string& note);
+  // The stop (or kill) signal to the service's process group.
+  void SignalService(Service& s, int signal);
   // Health commands: start one when due, judge it when it exits or its timeout passes.
   void StartHealth(Service& s);
   void HealthDone(Service& s, std::optional<ExitStatus> status);
   void EndHealth(Service& s);
   void StopAll();
+  // Leaves every running service to the next agent: forgets its shim without a signal.
+  void ReleaseAll();
   // Handles the Restart() requests.
   void TakeRequests();
   // Reads the running services' process groups from /proc; restarts those above their
@@ -169,7 +189,9 @@ class Supervisor : public Runnable {
   SupervisorOptions options_;
   checks::EventLoop loop_;
   std::vector<std::unique_ptr<Service>> services_;  // the thread's
-  bool stopping_all_ = false;                       // StopAll under way: exits are stops
+  // Adopted services no longer in the config: stopped at start, then forgotten.
+  std::vector<std::unique_ptr<Service>> removed_;
+  bool stopping_all_ = false;  // StopAll under way: exits are stops
 
   mutable Mutex mu_;
   std::vector<Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);

@@ -6,6 +6,9 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -30,7 +33,23 @@ class SupervisorTest : public ::testing::Test {
   }
   void TearDown() override {
     if (sup_) sup_->Stop();
+    sup_.reset();
+    // What a test left running for a next agent.
+    EXPECT_TRUE(Supervisor::StopServicesLeftRunning(Options({})).ok());
     std::filesystem::remove_all(dir_);
+  }
+  SupervisorOptions Options(std::vector<ServiceSpec> specs, bool stop_on_exit = true) {
+    SupervisorOptions o;
+    o.services = std::move(specs);
+    o.usage_interval = absl::Milliseconds(100);
+    o.state_directory = dir_ + "/state";
+    o.shim_path = VIGIE_SHIM_PATH;
+    o.stop_on_exit = stop_on_exit;
+    o.on_event = [this](v1::ServiceEvent e) {
+      MutexLock lock(&mu_);
+      events_.push_back(std::move(e));
+    };
+    return o;
   }
   ServiceSpec Spec(const std::string& name, const std::string& script) {
     v1::ServiceConfig c;
@@ -48,17 +67,18 @@ class SupervisorTest : public ::testing::Test {
     EXPECT_TRUE(specs.ok()) << specs.status();
     return specs.ok() ? (*specs)[0] : ServiceSpec{};
   }
-  void Run(std::vector<ServiceSpec> specs) {
-    SupervisorOptions o;
-    o.services = std::move(specs);
-    o.usage_interval = absl::Milliseconds(100);
-    o.on_event = [this](v1::ServiceEvent e) {
-      MutexLock lock(&mu_);
-      events_.push_back(std::move(e));
-    };
-    sup_ = std::make_unique<Supervisor>(std::move(o));
-    ASSERT_TRUE(sup_->Init().ok());
+  // A supervisor for `specs` (stopping the one before); `stop_on_exit` false leaves its
+  // services running for the next.
+  void Run(std::vector<ServiceSpec> specs, bool stop_on_exit = true) {
+    if (sup_) sup_->Stop();
+    sup_ = std::make_unique<Supervisor>(Options(std::move(specs), stop_on_exit));
+    absl::Status init = sup_->Init();
+    ASSERT_TRUE(init.ok()) << init;
     sup_->Start();
+  }
+  void ClearEvents() {
+    MutexLock lock(&mu_);
+    events_.clear();
   }
   std::vector<v1::ServiceEvent> Events(v1::ServiceEvent::Kind kind) {
     MutexLock lock(&mu_);
@@ -309,6 +329,83 @@ TEST_F(SupervisorTest, AServiceRunsAsItsUserAndSoDoesItsHealthCommand) {
   std::fread(buf, 1, sizeof(buf) - 1, f);
   std::fclose(f);
   EXPECT_EQ(std::string(buf), "nobody\n/nonexistent\n");
+}
+
+TEST_F(SupervisorTest, ServicesOutliveTheSupervisorAndTheNextOneAdoptsThem) {
+  Run({Spec("keeper", "echo before; exec sleep 60")}, /*stop_on_exit=*/false);
+  const int pid = WaitFor(v1::ServiceEvent::KIND_STARTED, 1)[0].pid();
+  sup_->Stop();
+  EXPECT_TRUE(Events(v1::ServiceEvent::KIND_STOPPED).empty());
+  EXPECT_EQ(kill(pid, 0), 0) << "the service stopped with the supervisor";
+  ClearEvents();
+  Run({Spec("keeper", "echo before; exec sleep 60")}, false);
+  std::vector<v1::ServiceEvent> adopted = WaitFor(v1::ServiceEvent::KIND_ADOPTED, 1);
+  ASSERT_EQ(adopted.size(), 1u);
+  EXPECT_EQ(adopted[0].pid(), pid);
+  EXPECT_THAT(adopted[0].message(), HasSubstr(absl::StrCat("adopted pid ", pid)));
+  EXPECT_TRUE(Events(v1::ServiceEvent::KIND_STARTED).empty()) << "adopted, not started again";
+  // The adopted service is watched as its own: an exit is seen at once, and it is restarted.
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  std::vector<v1::ServiceEvent> exits = WaitFor(v1::ServiceEvent::KIND_EXITED, 1);
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].signal(), SIGKILL);
+  const int second = WaitFor(v1::ServiceEvent::KIND_STARTED, 1)[0].pid();
+  EXPECT_NE(second, pid);
+  // Its output went on into the same file across the agents.
+  sup_->Stop();
+  std::ifstream in(absl::StrCat(dir_, "/keeper.log"));
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(all, "before\nbefore\n");
+}
+
+TEST_F(SupervisorTest, AnExitWhileNoSupervisorRanIsReportedAndTheServiceRestarted) {
+  Run({Spec("brief", "sleep 0.3; exit 7")}, false);
+  WaitFor(v1::ServiceEvent::KIND_STARTED, 1);
+  sup_->Stop();
+  absl::SleepFor(absl::Milliseconds(600));  // it exits meanwhile; its shim records how
+  ClearEvents();
+  Run({Spec("brief", "sleep 0.3; exit 7")}, true);
+  std::vector<v1::ServiceEvent> exits = WaitFor(v1::ServiceEvent::KIND_EXITED, 1);
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].exit_code(), 7);
+  EXPECT_THAT(exits[0].message(), HasSubstr("exit code 7 while no agent was running"));
+  WaitFor(v1::ServiceEvent::KIND_STARTED, 1);
+}
+
+TEST_F(SupervisorTest, AChangedDefinitionRestartsAnAdoptedServiceAndARemovedOneIsStopped) {
+  Run({Spec("changing", "exec sleep 60"), Spec("dropped", "exec sleep 60")}, false);
+  std::vector<v1::ServiceEvent> first = WaitFor(v1::ServiceEvent::KIND_STARTED, 2);
+  int dropped_pid = 0;
+  for (const auto& e : first) {
+    if (e.service() == "dropped") dropped_pid = e.pid();
+  }
+  sup_->Stop();
+  ClearEvents();
+  Run({Spec("changing", "exec sleep 61")}, true);
+  std::vector<v1::ServiceEvent> stopped = WaitFor(v1::ServiceEvent::KIND_STOPPED, 2);
+  std::map<std::string, std::string> why;
+  for (const auto& e : stopped) why[e.service()] = e.message();
+  EXPECT_THAT(why["changing"], HasSubstr("stopped: its definition changed"));
+  EXPECT_THAT(why["dropped"], HasSubstr("stopped: removed from the agent's config"));
+  EXPECT_THAT(WaitFor(v1::ServiceEvent::KIND_ADOPTED, 1)[0].message(),
+              HasSubstr("its definition changed"));
+  WaitFor(v1::ServiceEvent::KIND_STARTED, 1);
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_NE(kill(dropped_pid, 0), 0) << "the removed service still runs";
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/state/dropped.service"));
+}
+
+TEST_F(SupervisorTest, StopServicesLeftRunningStopsThemWithTheirStopSignal) {
+  ServiceSpec s = Spec("stubborn", "trap 'exit 0' INT; sleep 60 & wait");
+  s.stop_signal = SIGINT;
+  Run({s}, false);
+  const int pid = WaitFor(v1::ServiceEvent::KIND_STARTED, 1)[0].pid();
+  sup_->Stop();
+  sup_.reset();
+  ASSERT_EQ(kill(pid, 0), 0);
+  EXPECT_TRUE(Supervisor::StopServicesLeftRunning(Options({s})).ok());
+  EXPECT_NE(kill(pid, 0), 0);
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/state/stubborn.service"));
 }
 
 TEST_F(SupervisorTest, OutputGoesToRotatedFilesCappedInBytes) {

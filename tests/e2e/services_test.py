@@ -2,8 +2,9 @@
 """Supervised services end to end: the agent keeps a real HTTP server running; SIGKILL it and
 the exit is a ServiceEvent in PostgreSQL (signal 9), the service is running again within a
 second plus its backoff, a rule on vigie_service_stable fires at the webhook once and resolves once
-after the stable period; its output is in its log file; Admin RestartService restarts it; stopping
-the agent stops it."""
+after the stable period; its output is in its log file; Admin RestartService restarts it; an agent
+killed and started again re-adopts it (same process, output uninterrupted); `vigie-agent
+stop-services` stops it."""
 import json
 import os
 import signal
@@ -52,7 +53,7 @@ rules:
         ag_file, _ = h.write_secret(t, "agent.token", h.create_token(
             cp_grpc, admin, "TOKEN_KIND_AGENT", "web1"))
         cls.port = h.free_port()
-        cls.pattern = f"[h]ttp.server {cls.port}"
+        cls.pattern = f"^/usr/bin/python3 -m http.server {cls.port}"  # not its shim
         cls.logs = os.path.join(t, "logs")
         ag_http = f"127.0.0.1:{h.free_port()}"
         cls.agent = h.Process(t, "vigie-agent", f"""agent_id: web1
@@ -60,6 +61,7 @@ controlplane: {cp_grpc}
 token: {{file: {ag_file}}}
 http_listen: {ag_http}
 collect_interval: 1s
+service_state_directory: {t}/services-state
 services:
   - name: web
     command: [/usr/bin/python3, -m, http.server, "{cls.port}", --bind, 127.0.0.1]
@@ -70,6 +72,13 @@ services:
     log: {{directory: {cls.logs}, max_bytes: 100000, keep: 2}}
 """, health_url=f"http://{ag_http}/healthz")
         cls.procs.append(cls.agent)
+
+    @classmethod
+    def tearDownClass(cls):
+        # The services outlive the agent by design: stop what a failed test left.
+        subprocess.run([os.path.join(h.BIN, "vigie-agent"), "stop-services",
+                        f"--config={cls.agent.config}"], capture_output=True, timeout=60)
+        super().tearDownClass()
 
     def events(self, kind=None):
         where = f" AND kind = '{kind}'" if kind else ""
@@ -168,13 +177,36 @@ services:
                               "WHERE action = 'RestartService'")
         self.assertEqual(audit, [["RestartService", "web1/web"]])
 
-    def test_z_stopping_the_agent_stops_the_service(self):
+    def test_x_a_killed_agent_leaves_the_service_running_and_the_next_adopts_it(self):
+        h.wait_for(lambda: self.get() == 200, 20, "the service answering")
+        [pid] = pids_of(self.pattern)
+        self.agent.kill()  # SIGKILL: a crash, or an upgrade's restart
+        time.sleep(1)
+        self.assertEqual(pids_of(self.pattern), [pid])
+        self.assertEqual(self.get(), 200)
+        self.agent.start()
+        adopted = h.wait_for(lambda: self.events("KIND_ADOPTED"), 20, "the adoption stored")
+        self.assertIn(f"adopted pid {pid}", adopted[-1][3])
+        self.assertEqual(pids_of(self.pattern), [pid])
+        # Still supervised: an exit is seen and the service restarted.
+        os.kill(pid, signal.SIGKILL)
+        h.wait_for(lambda: (pids_of(self.pattern) or [pid])[0] != pid and self.get() == 200, 20,
+                   "restarted by the new agent")
+        # The requests it logged while no agent ran are in its log file.
+        with open(os.path.join(self.logs, "web.log")) as f:
+            self.assertGreaterEqual(f.read().count('"GET / HTTP/1.1" 200'), 3)
+
+    def test_z_stop_services_stops_what_the_agent_left_running(self):
         h.wait_for(lambda: pids_of(self.pattern), 20, "the service running")
         self.assertEqual(self.agent.terminate(), 0, self.agent.log()[-3000:])
+        # The agent's stop leaves it running (stop_services_on_exit is off by default).
+        self.assertEqual(len(pids_of(self.pattern)), 1)
+        r = subprocess.run([os.path.join(h.BIN, "vigie-agent"), "stop-services",
+                            f"--config={self.agent.config}"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("web: stopped", r.stdout)
         self.assertEqual(pids_of(self.pattern), [])
-        # The agent sent the stop before it went (the control plane stored it).
-        h.wait_for(lambda: self.events("KIND_STOPPED"), 10, "the stop stored\n" +
-                   self.agent.log()[-3000:])
 
 
 if __name__ == "__main__":
