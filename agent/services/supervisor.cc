@@ -475,13 +475,18 @@ void Supervisor::StartFailed(Service& s, const std::string& why) {
   Emit(s, v1::ServiceEvent::KIND_EXITED, why, -1, 0, 0, std::move(s.command_ids));
   s.command_ids.clear();
   s.last_exit_code = -1;
+  ScheduleRestart(s);
+}
+
+void Supervisor::ScheduleRestart(Service& s) {
   const absl::Duration delay = s.backoff.Next();
   s.state = State::kBackoff;
   s.next_start = absl::Now() + delay;
   ++s.restarts;
   Emit(s, v1::ServiceEvent::KIND_RESTARTING,
        absl::StrCat("starting again in ",
-                    absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1)))));
+                    absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1))), " (restart ",
+                    s.restarts, ")"));
 }
 
 void Supervisor::StartService(Service& s) {
@@ -628,14 +633,7 @@ void Supervisor::Exited(Service& s, const ExitStatus& status, const std::string&
     return;
   }
   if (ran >= s.spec.stable_after) s.backoff.Reset();
-  const absl::Duration delay = s.backoff.Next();
-  s.state = State::kBackoff;
-  s.next_start = absl::Now() + delay;
-  ++s.restarts;
-  Emit(s, v1::ServiceEvent::KIND_RESTARTING,
-       absl::StrCat("starting again in ",
-                    absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1))), " (restart ",
-                    s.restarts, ")"));
+  ScheduleRestart(s);
 }
 
 void Supervisor::StartHealth(Service& s) {

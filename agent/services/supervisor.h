@@ -164,6 +164,8 @@ class Supervisor : public Runnable {
   void StartService(Service& s);
   // A start that failed before the service ran: reported and retried like an exit.
   void StartFailed(Service& s, const std::string& why);
+  // The next start after the backoff delay (KIND_RESTARTING).
+  void ScheduleRestart(Service& s);
   void ReadShimLine(Service& s);
   void ShimExited(Service& s);
   void Exited(Service& s, const ExitStatus& status, const std::string& note);
