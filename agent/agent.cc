@@ -303,7 +303,7 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
       checks_.reset();
     }
   }
-  if (!options_.services.empty()) {
+  {  // always: a SIGHUP may add services, and leftovers of removed ones are stopped
     services::SupervisorOptions so;
     so.services = options_.services;
     so.state_directory = options_.service_state_directory;
@@ -322,6 +322,15 @@ Agent::~Agent() {
   Stop();
   if (checks_) checks_->Stop();
   if (supervisor_) supervisor_->Stop();
+}
+
+absl::Status Agent::ReloadServices(std::vector<services::ServiceSpec> services) {
+  if (!supervisor_) {
+    return absl::FailedPreconditionError(
+        "supervised services cannot run (see the error at start-up); restart the agent");
+  }
+  supervisor_->Reload(std::move(services));
+  return absl::OkStatus();
 }
 
 void Agent::OnServiceEvent(v1::ServiceEvent event) {

@@ -84,6 +84,9 @@ class Agent : public Runnable {
   // just that collector runs (a textfile changed) and /metrics keeps the last full round.
   void CollectOnce(const std::string& only = "");
 
+  // SIGHUP: applies a new set of supervised services (Supervisor::Reload).
+  absl::Status ReloadServices(std::vector<services::ServiceSpec> services);
+
   void StartStreaming() { client_->Start(); }
   // The heartbeat interval in force (the control plane's, once welcomed).
   absl::Duration heartbeat_interval() const;
@@ -120,7 +123,7 @@ class Agent : public Runnable {
   HostMetrics host_metrics_;
   std::unique_ptr<StreamClient> client_;
   std::unique_ptr<checks::CheckLoop> checks_;         // null without checks
-  std::unique_ptr<services::Supervisor> supervisor_;  // null without services
+  std::unique_ptr<services::Supervisor> supervisor_;  // null if it could not start
   Mutex results_mu_;
   std::vector<v1::CheckResult> results_ ABSL_GUARDED_BY(results_mu_);  // bounded: kMaxResults
   std::vector<v1::ServiceEvent> events_ ABSL_GUARDED_BY(results_mu_);  // bounded: kMaxResults

@@ -1,6 +1,7 @@
 // vigie-agent: collects host metrics and streams them to the control plane.
 #include <malloc.h>
 
+#include <csignal>
 #include <memory>
 
 #include "absl/flags/flag.h"
@@ -10,6 +11,7 @@
 #include "common/log.h"
 #include "common/process.h"
 #include "common/yaml_config.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "prometheus/registry.h"
 
 ABSL_FLAG(std::string, config, "", "Path to the agent's YAML config (see docs/configuration.md).");
@@ -90,7 +92,34 @@ int main(int argc, char** argv) {
                                      {"tls", options->security.tls ? "on" : "off"},
                                      {"http", options->http_listen}});
 
-  int sig = vigie::WaitForTerminationSignal();
+  int sig = 0;
+  const std::string path = absl::GetFlag(FLAGS_config);
+  while ((sig = vigie::WaitForTerminationOrReload()) == SIGHUP) {
+    // Reload: the supervised services only (docs/services.md); the rest needs a restart.
+    vigie::v1::AgentConfig fresh_config;
+    absl::Status loaded = path.empty() ? absl::FailedPreconditionError("no --config file")
+                                       : vigie::LoadYamlConfigFile(path, &fresh_config);
+    absl::StatusOr<vigie::agent::AgentOptions> fresh =
+        loaded.ok() ? vigie::agent::AgentOptionsFromConfig(fresh_config)
+                    : absl::StatusOr<vigie::agent::AgentOptions>(loaded);
+    if (!fresh.ok()) {
+      vigie::log::Error("reload refused; the running configuration stays",
+                        {{"config", path}, {"error", fresh.status()}});
+      continue;
+    }
+    vigie::v1::AgentConfig before = config, after = fresh_config;
+    before.clear_services();
+    after.clear_services();
+    if (!google::protobuf::util::MessageDifferencer::Equals(before, after)) {
+      vigie::log::Warn("reload: only services are reloaded; restart the agent for the rest",
+                       {{"config", path}});
+    }
+    if (absl::Status s = agent.ReloadServices(std::move(fresh->services)); !s.ok()) {
+      vigie::log::Error("reload: services", {{"error", s}});
+      continue;
+    }
+    vigie::log::Info("reloaded", {{"config", path}, {"services", fresh_config.services_size()}});
+  }
   vigie::log::Info("shutting down", {{"signal", sig}});
   agent.Stop();  // no more collections
   // Give the control plane a moment to acknowledge what is buffered. Without a spool, whatever

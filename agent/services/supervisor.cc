@@ -24,8 +24,8 @@
 #include "absl/strings/str_split.h"
 #include "agent/services/rotating_log.h"
 #include "common/agent_message.h"
-#include "common/secrets.h"
 #include "common/log.h"
+#include "common/secrets.h"
 #include "common/status.h"
 #include "common/yaml_config.h"
 #include "re2/re2.h"
@@ -259,7 +259,7 @@ Supervisor::Supervisor(SupervisorOptions options)
     services_.push_back(std::make_unique<Service>(std::move(s)));
   }
   options_.services.clear();
-  snapshot_.resize(services_.size());
+  Publish();
 }
 
 Supervisor::~Supervisor() { Stop(); }
@@ -289,13 +289,24 @@ std::vector<std::string> Supervisor::ShimArgv(const ServiceSpec& s) const {
   return argv;
 }
 
-absl::Status Supervisor::Init() {
-  VIGIE_RETURN_IF_ERROR(loop_.Init());
-  if (options_.shim_path.empty() || access(options_.shim_path.c_str(), X_OK) != 0) {
-    return absl::FailedPreconditionError(absl::StrCat("the service shim \"", options_.shim_path,
-                                                      "\" cannot be run: ", std::strerror(errno),
-                                                      " (it is installed beside vigie-agent)"));
+absl::Status Supervisor::PrepareLog(const ServiceSpec& spec) {
+  std::error_code ec;
+  std::filesystem::create_directories(spec.log_directory, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(absl::StrCat("service ", spec.name, ": log.directory ",
+                                                      spec.log_directory, ": ", ec.message()));
   }
+  // The shim writes it; opened here once so a directory we cannot write is reported now.
+  RotatingLog log(absl::StrCat(spec.log_directory, "/", spec.name, ".log"), spec.log_max_bytes,
+                  spec.log_keep);
+  if (absl::Status st = log.Open(); !st.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("service ", spec.name, ": log.directory: ", st.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Supervisor::MakeStateDirectory() {
   std::error_code ec;
   std::filesystem::create_directories(options_.state_directory, ec);
   if (ec || chmod(options_.state_directory.c_str(), 0700) != 0) {
@@ -303,20 +314,20 @@ absl::Status Supervisor::Init() {
                                                       options_.state_directory, ": ",
                                                       ec ? ec.message() : std::strerror(errno)));
   }
-  for (auto& s : services_) {
-    std::filesystem::create_directories(s->spec.log_directory, ec);
-    if (ec) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "service ", s->spec.name, ": log.directory ", s->spec.log_directory, ": ", ec.message()));
-    }
-    // The shim writes it; opened here once so a directory we cannot write is reported now.
-    RotatingLog log(absl::StrCat(s->spec.log_directory, "/", s->spec.name, ".log"),
-                    s->spec.log_max_bytes, s->spec.log_keep);
-    if (absl::Status st = log.Open(); !st.ok()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("service ", s->spec.name, ": log.directory: ", st.message()));
-    }
+  return absl::OkStatus();
+}
+
+absl::Status Supervisor::Init() {
+  VIGIE_RETURN_IF_ERROR(loop_.Init());
+  if (!services_.empty() &&
+      (options_.shim_path.empty() || access(options_.shim_path.c_str(), X_OK) != 0)) {
+    return absl::FailedPreconditionError(absl::StrCat("the service shim \"", options_.shim_path,
+                                                      "\" cannot be run: ", std::strerror(errno),
+                                                      " (it is installed beside vigie-agent)"));
   }
+  std::error_code ec;
+  if (!services_.empty()) VIGIE_RETURN_IF_ERROR(MakeStateDirectory());
+  for (auto& s : services_) VIGIE_RETURN_IF_ERROR(PrepareLog(s->spec));
   for (auto& s : services_) Adopt(*s);
   // Records of services no longer configured: stopped once Run starts.
   std::set<std::string> configured;
@@ -822,29 +833,111 @@ absl::Status Supervisor::StopServicesLeftRunning(const SupervisorOptions& option
 }
 
 absl::Status Supervisor::Restart(const std::string& name, const std::string& command_id) {
-  for (size_t i = 0; i < services_.size(); ++i) {
-    if (services_[i]->spec.name != name) continue;  // names are fixed after construction
-    {
-      MutexLock lock(&mu_);
-      if (requests_.size() >= 1024) {
-        return absl::ResourceExhaustedError("too many restart requests waiting");
-      }
-      requests_.emplace_back(i, command_id);
+  MutexLock lock(&mu_);
+  for (const Snapshot& snap : snapshot_) {
+    if (snap.name != name) continue;
+    if (requests_.size() >= 1024) {
+      return absl::ResourceExhaustedError("too many restart requests waiting");
     }
+    requests_.emplace_back(name, command_id);
     loop_.Wake();
     return absl::OkStatus();
   }
   return absl::NotFoundError(absl::StrCat("no service \"", name, "\" in this agent's config"));
 }
 
+void Supervisor::Reload(std::vector<ServiceSpec> services) {
+  {
+    MutexLock lock(&mu_);
+    reload_ = std::move(services);
+  }
+  loop_.Wake();
+}
+
+void Supervisor::ApplyReload(std::vector<ServiceSpec> specs) {
+  if (!specs.empty()) {
+    if (absl::Status st = MakeStateDirectory(); !st.ok()) {
+      log::Error("reload: services not changed", {{"error", st}});
+      return;
+    }
+  }
+  std::set<std::string> kept;
+  std::vector<std::unique_ptr<Service>> next;
+  for (ServiceSpec& spec : specs) {
+    kept.insert(spec.name);
+    if (absl::Status st = PrepareLog(spec); !st.ok()) {
+      log::Error("reload: service not changed", {{"service", spec.name}, {"error", st}});
+      for (auto& s : services_) {
+        if (s && s->spec.name == spec.name) next.push_back(std::move(s));
+      }
+      continue;
+    }
+    std::unique_ptr<Service> old;
+    for (auto& s : services_) {
+      if (s && s->spec.name == spec.name) old = std::move(s);
+    }
+    if (old == nullptr) {  // new
+      auto s = std::make_unique<Service>(std::move(spec));
+      log::Info("reload: service added", {{"service", s->spec.name}});
+      StartService(*s);
+      next.push_back(std::move(s));
+      continue;
+    }
+    const bool same =
+        Fingerprint(ShimArgv(old->spec), old->spec) == Fingerprint(ShimArgv(spec), spec);
+    const bool new_health = old->spec.health_argv != spec.health_argv ||
+                            old->spec.health_interval != spec.health_interval;
+    if (new_health) EndHealth(*old);
+    old->backoff = Backoff(spec.backoff);
+    old->spec = std::move(spec);
+    if (new_health) old->next_health = absl::Now() + old->spec.health_interval;
+    if (!same) {
+      log::Info("reload: service changed", {{"service", old->spec.name}});
+      if (old->running()) {
+        old->replace = true;
+        if (old->stop_sent == absl::InfiniteFuture()) {
+          old->stop_sent = absl::Now();
+          SignalService(*old, old->spec.stop_signal);
+        }
+      } else if (old->state != State::kBackoff) {
+        StartService(*old);  // exited or stopped: the new definition runs
+      }
+    }
+    next.push_back(std::move(old));
+  }
+  for (auto& s : services_) {
+    if (s == nullptr) continue;
+    log::Info("reload: service removed", {{"service", s->spec.name}});
+    EndHealth(*s);
+    if (s->running()) {  // stopped, then forgotten
+      s->removed = true;
+      s->stop_sent = absl::Now();
+      s->kill_sent = false;
+      SignalService(*s, s->spec.stop_signal);
+      removed_.push_back(std::move(s));
+    } else {
+      s->state = State::kStopped;
+      Emit(*s, v1::ServiceEvent::KIND_STOPPED, "removed from the agent's config");
+    }
+  }
+  services_ = std::move(next);
+  Publish();
+}
+
 void Supervisor::TakeRequests() {
-  std::vector<std::pair<size_t, std::string>> requests;
+  std::vector<std::pair<std::string, std::string>> requests;
+  std::optional<std::vector<ServiceSpec>> reload;
   {
     MutexLock lock(&mu_);
     requests.swap(requests_);
+    reload.swap(reload_);
   }
-  for (auto& [index, id] : requests) {
-    Service& s = *services_[index];
+  if (reload) ApplyReload(std::move(*reload));
+  for (auto& [name, id] : requests) {
+    auto it = std::find_if(services_.begin(), services_.end(),
+                           [&name = name](const auto& s) { return s->spec.name == name; });
+    if (it == services_.end()) continue;  // removed meanwhile
+    Service& s = **it;
     if (s.command_ids.size() < 64) s.command_ids.push_back(std::move(id));
     if (!s.running()) {  // waiting, exited or stopped: start now, from the first delay
       s.backoff.Reset();
@@ -896,10 +989,12 @@ void Supervisor::MeasureUsage(absl::Time now) {
 
 void Supervisor::Publish() {
   MutexLock lock(&mu_);
+  snapshot_.resize(services_.size());
   for (size_t i = 0; i < services_.size(); ++i) {
     const Service& s = *services_[i];
-    snapshot_[i] = {s.state,     s.restarts,       s.last_exit_code, !s.spec.health_argv.empty(),
-                    s.health_ok, s.health_seconds, s.usage};
+    snapshot_[i] = {s.spec.name, s.spec.memory_limit, s.state,
+                    s.restarts,  s.last_exit_code,    !s.spec.health_argv.empty(),
+                    s.health_ok, s.health_seconds,    s.usage};
   }
 }
 
@@ -1002,9 +1097,8 @@ void Supervisor::Run() {
 
 void Supervisor::AppendMetrics(int64_t now_ms, Collection* out) const {
   MutexLock lock(&mu_);
-  for (size_t i = 0; i < services_.size(); ++i) {
-    const Snapshot& s = snapshot_[i];
-    const std::string& name = services_[i]->spec.name;  // fixed after construction
+  for (const Snapshot& s : snapshot_) {
+    const std::string& name = s.name;
     out->Add("vigie_service_up", {{"service", name}}, s.state == State::kRunning ? 1 : 0, now_ms,
              MetricType::kGauge, "Whether the supervised service is running.");
     for (State st :
@@ -1033,9 +1127,9 @@ void Supervisor::AppendMetrics(int64_t now_ms, Collection* out) const {
       out->Add("vigie_service_processes", {{"service", name}}, u.processes, now_ms,
                MetricType::kGauge, "Processes in the service's process group.");
     }
-    if (services_[i]->spec.memory_limit > 0) {
+    if (s.memory_limit > 0) {
       out->Add("vigie_service_memory_limit_bytes", {{"service", name}},
-               static_cast<double>(services_[i]->spec.memory_limit), now_ms, MetricType::kGauge,
+               static_cast<double>(s.memory_limit), now_ms, MetricType::kGauge,
                "The service's memory_limit.");
     }
     if (s.has_health) {

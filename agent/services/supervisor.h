@@ -91,6 +91,10 @@ class Supervisor : public Runnable {
   // exited or stopped starts at once. The STARTED event (or the EXITED event when the program
   // cannot be started) carries `command_id`. NOT_FOUND for a service not configured.
   absl::Status Restart(const std::string& name, const std::string& command_id);
+  // Applies a new set of services (thread-safe; SIGHUP): a service whose definition is the same
+  // keeps running and takes the new health, backoff, restart and stop settings; a changed one
+  // is stopped and started anew; a new one is started; a removed one is stopped.
+  void Reload(std::vector<ServiceSpec> services);
 
   // `vigie-agent stop-services`: stops every service an agent left running (recorded in
   // options.state_directory), with its configured stop signal and timeout (TERM and 10s for
@@ -146,6 +150,8 @@ class Supervisor : public Runnable {
     explicit Service(ServiceSpec s) : spec(std::move(s)), backoff(spec.backoff) {}
   };
   struct Snapshot {
+    std::string name;
+    uint64_t memory_limit = 0;
     State state = State::kStarting;
     int restarts = 0;
     int last_exit_code = 0;
@@ -178,8 +184,12 @@ class Supervisor : public Runnable {
   void StopAll();
   // Leaves every running service to the next agent: forgets its shim without a signal.
   void ReleaseAll();
-  // Handles the Restart() requests.
+  // Handles the Restart() and Reload() requests.
   void TakeRequests();
+  void ApplyReload(std::vector<ServiceSpec> specs);
+  absl::Status MakeStateDirectory();
+  // Creates the log directory and checks the log file can be written.
+  static absl::Status PrepareLog(const ServiceSpec& spec);
   // Reads the running services' process groups from /proc; restarts those above their
   // memory_limit for memory_limit_for.
   void MeasureUsage(absl::Time now);
@@ -197,8 +207,9 @@ class Supervisor : public Runnable {
 
   mutable Mutex mu_;
   std::vector<Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
-  // Restart() requests: service index, command id.
-  std::vector<std::pair<size_t, std::string>> requests_ ABSL_GUARDED_BY(mu_);
+  // Restart() requests: service name, command id.
+  std::vector<std::pair<std::string, std::string>> requests_ ABSL_GUARDED_BY(mu_);
+  std::optional<std::vector<ServiceSpec>> reload_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace vigie::agent::services

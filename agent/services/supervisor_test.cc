@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -406,6 +407,41 @@ TEST_F(SupervisorTest, StopServicesLeftRunningStopsThemWithTheirStopSignal) {
   EXPECT_TRUE(Supervisor::StopServicesLeftRunning(Options({s})).ok());
   EXPECT_NE(kill(pid, 0), 0);
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/state/stubborn.service"));
+}
+
+TEST_F(SupervisorTest, ReloadTouchesOnlyTheServicesWhoseDefinitionChanged) {
+  Run({Spec("same", "exec sleep 60"), Spec("changed", "exec sleep 60"),
+       Spec("removed", "exec sleep 60")});
+  std::map<std::string, int> pids;
+  for (const auto& e : WaitFor(v1::ServiceEvent::KIND_STARTED, 3)) pids[e.service()] = e.pid();
+  ClearEvents();
+  ServiceSpec same = Spec("same", "exec sleep 60");
+  same.health_argv = {"/bin/true"};  // a new health command is no reason to restart
+  same.stop_timeout = absl::Seconds(2);
+  sup_->Reload({same, Spec("changed", "exec sleep 61"), Spec("added", "exec sleep 60")});
+  std::vector<v1::ServiceEvent> stopped = WaitFor(v1::ServiceEvent::KIND_STOPPED, 2);
+  std::map<std::string, std::string> why;
+  for (const auto& e : stopped) why[e.service()] = e.message();
+  EXPECT_THAT(why["changed"], HasSubstr("its definition changed"));
+  EXPECT_THAT(why["removed"], HasSubstr("removed from the agent's config"));
+  EXPECT_EQ(why.count("same"), 0u);
+  std::map<std::string, int> started;
+  for (const auto& e : WaitFor(v1::ServiceEvent::KIND_STARTED, 2)) started[e.service()] = e.pid();
+  EXPECT_EQ(started.count("changed"), 1u);
+  EXPECT_EQ(started.count("added"), 1u);
+  EXPECT_EQ(started.count("same"), 0u);
+  EXPECT_EQ(kill(pids["same"], 0), 0);
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_NE(kill(pids["removed"], 0), 0);
+  EXPECT_NE(kill(pids["changed"], 0), 0);
+  // Commands and metrics follow the new set.
+  EXPECT_TRUE(absl::IsNotFound(sup_->Restart("removed", "cmd-1")));
+  EXPECT_TRUE(sup_->Restart("added", "cmd-2").ok());
+  Collection c;
+  sup_->AppendMetrics(1, &c);
+  std::set<std::string> names;
+  for (const v1::Sample& x : c.samples) names.insert(x.labels().at("service"));
+  EXPECT_EQ(names, (std::set<std::string>{"same", "changed", "added"}));
 }
 
 TEST_F(SupervisorTest, OutputGoesToRotatedFilesCappedInBytes) {

@@ -75,9 +75,13 @@ services:
 
     @classmethod
     def tearDownClass(cls):
-        # The services outlive the agent by design: stop what a failed test left.
+        # The services outlive the agent by design: stop what a failed test left (with a
+        # config of its own, as a test may have left the agent's broken).
+        cleanup = os.path.join(cls.tmp.path, "cleanup.yaml")
+        with open(cleanup, "w") as f:
+            f.write(f"service_state_directory: {cls.tmp.path}/services-state\n")
         subprocess.run([os.path.join(h.BIN, "vigie-agent"), "stop-services",
-                        f"--config={cls.agent.config}"], capture_output=True, timeout=60)
+                        f"--config={cleanup}"], capture_output=True, timeout=60)
         super().tearDownClass()
 
     def events(self, kind=None):
@@ -196,6 +200,34 @@ services:
         with open(os.path.join(self.logs, "web.log")) as f:
             self.assertGreaterEqual(f.read().count('"GET / HTTP/1.1" 200'), 3)
 
+    def test_y_sighup_adds_a_service_and_leaves_the_others_running(self):
+        h.wait_for(lambda: self.get() == 200, 20, "the service answering")
+        [pid] = pids_of(self.pattern)
+        with open(self.agent.config) as f:
+            config = f.read()
+        with open(self.agent.config, "w") as f:
+            f.write(config + """  - name: second
+    command: [/bin/sleep, "3600"]
+    log: {directory: %s}
+""" % self.logs)
+        self.agent.proc.send_signal(signal.SIGHUP)
+        h.wait_for(lambda: self.pg.query("SELECT 1 FROM service_events WHERE agent_id = 'web1' "
+                                         "AND service = 'second' AND kind = 'KIND_STARTED'"),
+                   20, "the added service started\n" + self.agent.log()[-2000:])
+        self.assertEqual(pids_of(self.pattern), [pid], "an unchanged service was restarted")
+        # A config that does not parse changes nothing.
+        with open(self.agent.config, "w") as f:
+            f.write(config + "  - name: [broken\n")
+        self.agent.proc.send_signal(signal.SIGHUP)
+        h.wait_for(lambda: "reload refused" in self.agent.log(), 10, "the refusal logged")
+        self.assertEqual(pids_of(self.pattern), [pid])
+        self.assertEqual(len(pids_of("^/bin/sleep 3600")), 1)
+        with open(self.agent.config, "w") as f:
+            f.write(config + """  - name: second
+    command: [/bin/sleep, "3600"]
+    log: {directory: %s}
+""" % self.logs)
+
     def test_z_stop_services_stops_what_the_agent_left_running(self):
         h.wait_for(lambda: pids_of(self.pattern), 20, "the service running")
         self.assertEqual(self.agent.terminate(), 0, self.agent.log()[-3000:])
@@ -206,7 +238,9 @@ services:
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("web: stopped", r.stdout)
+        self.assertIn("second: stopped", r.stdout)  # no longer configured: TERM, 10s
         self.assertEqual(pids_of(self.pattern), [])
+        self.assertEqual(pids_of("^/bin/sleep 3600"), [])
 
 
 if __name__ == "__main__":
