@@ -671,19 +671,41 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       // A check's state is also the series vigie_check_status{check, target, ...}, which the
       // agent exports each collect interval; fed to the rules here, as each result arrives,
       // a rule on it fires within milliseconds of the failing run.
-      // A supervised service's exit, and its stable run after a start, are the series
-      // vigie_service_stable{service} 0 and 1 at once (made here only, from events), so a rule
-      // on it fires within milliseconds of the exit and resolves when the service has been up
-      // for its stable period.
+      // A supervised service's events are series too (made here only, from events, so a rule
+      // on them fires within milliseconds of the event; service rules use them):
+      //   vigie_service_stable 0 at an exit, 1 at a stable run after a start;
+      //   vigie_service_restarts_in_a_row: the count at each restart, 0 at a stable run;
+      //   vigie_service_health_failures_in_a_row: the count at each failed health command,
+      //   0 when it succeeds again or at a stable run.
       if (m.has_service_event()) {
         const v1::ServiceEvent& e = m.service_event();
-        if (e.kind() == v1::ServiceEvent::KIND_EXITED ||
-            e.kind() == v1::ServiceEvent::KIND_STABLE) {
+        auto add = [&all, &e](const char* name, double value) {
           v1::Sample* s = all.add_samples();
-          s->set_name("vigie_service_stable");
+          s->set_name(name);
           (*s->mutable_labels())["service"] = e.service();
-          s->set_value(e.kind() == v1::ServiceEvent::KIND_STABLE ? 1 : 0);
+          s->set_value(value);
           s->set_timestamp_ms(e.timestamp_ms());
+        };
+        switch (e.kind()) {
+          case v1::ServiceEvent::KIND_EXITED:
+            add(kServiceStableMetric, 0);
+            break;
+          case v1::ServiceEvent::KIND_STABLE:
+            add(kServiceStableMetric, 1);
+            add(kServiceRestartsInARowMetric, 0);
+            add(kServiceHealthFailuresMetric, 0);
+            break;
+          case v1::ServiceEvent::KIND_RESTARTING:
+            add(kServiceRestartsInARowMetric, e.count());
+            break;
+          case v1::ServiceEvent::KIND_HEALTH_FAILED:
+            add(kServiceHealthFailuresMetric, e.count());
+            break;
+          case v1::ServiceEvent::KIND_HEALTH_OK:
+            add(kServiceHealthFailuresMetric, 0);
+            break;
+          default:
+            break;
         }
       }
       for (const v1::CheckResult& r : m.checks().results()) {

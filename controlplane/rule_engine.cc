@@ -56,12 +56,12 @@ bool Holds(Op op, double v, double t) {
 
 bool Matches(const Rule& r, const v1::Sample& s) {
   if (s.name() != r.metric) return false;
-  if (!r.check_names.empty()) {
-    auto check = s.labels().find("check");
-    if (check == s.labels().end()) return false;
+  if (!r.name_globs.empty()) {
+    auto name = s.labels().find(r.glob_label);
+    if (name == s.labels().end()) return false;
     bool any = false;
-    for (const std::string& glob : r.check_names) {
-      any = any || fnmatch(glob.c_str(), check->second.c_str(), 0) == 0;
+    for (const std::string& glob : r.name_globs) {
+      any = any || fnmatch(glob.c_str(), name->second.c_str(), 0) == 0;
     }
     if (!any) return false;
   }
@@ -145,13 +145,14 @@ absl::StatusOr<Rule> RuleFromProto(const v1::Rule& p, const std::string& field) 
           field, ": a check rule takes no metric, op, threshold, clear_threshold or absent_for"));
     }
     r.check_rule = true;
+    r.glob_label = "check";
     for (int i = 0; i < p.check().names_size(); ++i) {
       const std::string& glob = p.check().names(i);
       if (glob.empty() || glob.size() > 128 || glob.find('\0') != std::string::npos) {
         return absl::InvalidArgumentError(
             absl::StrCat(field, ".check.names[", i, "]: \"", glob, "\" must be 1-128 characters"));
       }
-      r.check_names.push_back(glob);
+      r.name_globs.push_back(glob);
     }
     const std::string& min = p.check().min_status();
     if (!min.empty() && min != "warning" && min != "critical") {
@@ -160,6 +161,62 @@ absl::StatusOr<Rule> RuleFromProto(const v1::Rule& p, const std::string& field) 
     }
     r.annotations.emplace("summary",
                           "{{labels.check}} ({{labels.target}}) on {{labels.agent}} is not OK");
+  }
+  if (p.has_service()) {
+    const v1::ServiceRule& sr = p.service();
+    if (p.has_check() || !p.metric().empty() || !p.op().empty() || p.threshold() != 0 ||
+        !p.absent_for().empty() || p.has_clear_threshold()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field,
+                       ": a service rule takes no check, metric, op, threshold, "
+                       "clear_threshold or absent_for"));
+    }
+    r.service_rule = true;
+    r.glob_label = "service";
+    for (int i = 0; i < sr.names_size(); ++i) {
+      const std::string& glob = sr.names(i);
+      if (glob.empty() || glob.size() > 128 || glob.find('\0') != std::string::npos) {
+        return absl::InvalidArgumentError(absl::StrCat(field, ".service.names[", i, "]: \"", glob,
+                                                       "\" must be 1-128 characters"));
+      }
+      r.name_globs.push_back(glob);
+    }
+    if (sr.restarts() > 1000 || sr.failures() > 1000) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".service: restarts and failures at most 1000"));
+    }
+    const std::string on = sr.on().empty() ? "exit" : sr.on();
+    if (on == "exit") {
+      r.metric = kServiceStableMetric;
+      r.op = Op::kLt;
+      r.threshold = 1;
+      r.annotations.emplace("summary", "{{labels.service}} exited on {{labels.agent}}");
+    } else if (on == "crash_loop") {
+      r.metric = kServiceRestartsInARowMetric;
+      r.op = Op::kGt;
+      r.threshold = sr.restarts() == 0 ? 3 : sr.restarts();
+      r.annotations.emplace("summary",
+                            "{{labels.service}} on {{labels.agent}} is in a crash loop "
+                            "({{value}} restarts in a row)");
+    } else if (on == "health") {
+      r.metric = kServiceHealthFailuresMetric;
+      r.op = Op::kGe;
+      r.threshold = sr.failures() == 0 ? 1 : sr.failures();
+      r.annotations.emplace("summary",
+                            "{{labels.service}} on {{labels.agent}} fails its health command "
+                            "({{value}} in a row)");
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".service.on: must be exit, crash_loop or health; got \"", sr.on(), "\""));
+    }
+    if (on != "crash_loop" && sr.restarts() != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".service.restarts: only with on: crash_loop"));
+    }
+    if (on != "health" && sr.failures() != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".service.failures: only with on: health"));
+    }
   }
   for (const auto& [name, text] : r.annotations) {
     if (text.find("{{") == std::string::npos) continue;
@@ -190,8 +247,10 @@ absl::StatusOr<Rule> RuleFromProto(const v1::Rule& p, const std::string& field) 
     }
     return r;
   }
-  r.metric = p.metric();
-  if (r.check_rule) {
+  if (!r.service_rule) r.metric = p.metric();
+  if (r.service_rule) {
+    // metric, op and threshold set above
+  } else if (r.check_rule) {
     r.metric = kCheckStatusMetric;
     r.op = Op::kGe;
     r.threshold = p.check().min_status() == "warning" ? 1 : 2;
@@ -201,7 +260,7 @@ absl::StatusOr<Rule> RuleFromProto(const v1::Rule& p, const std::string& field) 
   }
   static const std::map<std::string, Op> kOps = {{">", Op::kGt},  {">=", Op::kGe}, {"<", Op::kLt},
                                                  {"<=", Op::kLe}, {"==", Op::kEq}, {"!=", Op::kNe}};
-  if (!r.check_rule) {
+  if (!r.check_rule && !r.service_rule) {
     auto op = kOps.find(p.op());
     if (op == kOps.end()) {
       return absl::InvalidArgumentError(
@@ -215,6 +274,10 @@ absl::StatusOr<Rule> RuleFromProto(const v1::Rule& p, const std::string& field) 
   r.clear_threshold = r.threshold;
   // A check alert resolves when the check is OK again, not when CRITICAL becomes WARNING.
   if (r.check_rule) r.clear_threshold = 1;
+  // A crash loop or failing health resolves at the stable run (or health success) that sets
+  // the series to 0, not while it goes on.
+  if (r.service_rule && r.metric == kServiceRestartsInARowMetric) r.clear_threshold = 0;
+  if (r.service_rule && r.metric == kServiceHealthFailuresMetric) r.clear_threshold = 1;
   if (p.has_clear_threshold()) {
     r.clear_threshold = p.clear_threshold();
     const bool above = r.op == Op::kGt || r.op == Op::kGe;

@@ -40,10 +40,13 @@ struct Rule {
   // Flap hold (0: none): flap_threshold changes within flap_window mark the alert flapping.
   int flap_threshold = 0;
   absl::Duration flap_window = absl::ZeroDuration();
-  // A check rule (metric vigie_check_status, >= its min_status): the check names or globs it
-  // selects (empty: all).
+  // A check rule (metric vigie_check_status, >= its min_status) or a service rule (on the
+  // vigie_service_* series of events): the names or globs it selects, matched against the
+  // label `glob_label` ("check" or "service"; no globs: all).
   bool check_rule = false;
-  std::vector<std::string> check_names;
+  bool service_rule = false;
+  std::vector<std::string> name_globs;
+  std::string glob_label;
   // Non-zero: an agent-absent rule (metric, op and threshold unused).
   absl::Duration absent_for = absl::ZeroDuration();
   v1::Rule proto;  // as configured, for the Admin API
@@ -86,6 +89,10 @@ struct Transition {
 
 // The metric a service check's state is: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 inline constexpr char kCheckStatusMetric[] = "vigie_check_status";
+// Series the gateway makes from supervised services' events (labels: service, agent).
+inline constexpr char kServiceStableMetric[] = "vigie_service_stable";
+inline constexpr char kServiceRestartsInARowMetric[] = "vigie_service_restarts_in_a_row";
+inline constexpr char kServiceHealthFailuresMetric[] = "vigie_service_health_failures_in_a_row";
 
 // Gives each transition of a rule on kCheckStatusMetric the annotation "message": the latest
 // message of its check in `messages` (by check name, for the transitions' agent).

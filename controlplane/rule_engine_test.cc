@@ -3,6 +3,7 @@
 #include <cmath>
 #include <optional>
 
+#include "absl/strings/str_cat.h"
 #include "common/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -440,6 +441,73 @@ TEST(RuleEngineTest, CheckRulesSelectChecksByGlobAndLabelAndCarryTheMessage) {
   bad.mutable_check()->add_names("");
   EXPECT_THAT(RuleFromProto(bad, "rules[2]"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("check.names[0]")));
+}
+
+TEST(RuleEngineTest, ServiceRulesFireOnExitsCrashLoopsAndHealthAndResolveWhenStable) {
+  auto rule = [](const std::string& name, const std::string& on, uint32_t n) {
+    v1::Rule p;
+    p.set_name(name);
+    p.mutable_service()->add_names("web*");
+    p.mutable_service()->set_on(on);
+    if (on == "crash_loop") p.mutable_service()->set_restarts(n);
+    if (on == "health") p.mutable_service()->set_failures(n);
+    absl::StatusOr<Rule> r = RuleFromProto(p, "rules[0]");
+    EXPECT_TRUE(r.ok()) << r.status();
+    return *r;
+  };
+  RuleEngine e({rule("Down", "", 0), rule("Loop", "crash_loop", 2), rule("Sick", "health", 2)});
+  int64_t ts = 1000;
+  // The series the gateway makes from one event.
+  auto feed = [&](const std::string& service, const char* metric, double value) {
+    v1::MetricBatch b;
+    v1::Sample* s = b.add_samples();
+    s->set_name(metric);
+    (*s->mutable_labels())["service"] = service;
+    s->set_value(value);
+    s->set_timestamp_ms(ts += 100);
+    auto ev = e.Evaluate("web1", b);
+    e.Apply(ev);
+    std::vector<std::string> out;
+    for (const Transition& t : ev.transitions) {
+      out.push_back(absl::StrCat(t.rule, t.kind == Transition::kFiring ? " firing" : " resolved"));
+    }
+    return out;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(feed("db", kServiceStableMetric, 0), V{}) << "not selected";
+  EXPECT_EQ(feed("web", kServiceStableMetric, 0), V{"Down firing"});
+  EXPECT_EQ(feed("web", kServiceRestartsInARowMetric, 1), V{});
+  EXPECT_EQ(feed("web", kServiceStableMetric, 0), V{});
+  EXPECT_EQ(feed("web", kServiceRestartsInARowMetric, 2), V{});
+  EXPECT_EQ(feed("web", kServiceRestartsInARowMetric, 3), V{"Loop firing"});
+  EXPECT_EQ(feed("web", kServiceRestartsInARowMetric, 4), V{}) << "still looping: one alert";
+  EXPECT_EQ(feed("web", kServiceHealthFailuresMetric, 1), V{});
+  EXPECT_EQ(feed("web", kServiceHealthFailuresMetric, 2), V{"Sick firing"});
+  // The stable run: the gateway sends all three.
+  std::vector<std::string> resolved = feed("web", kServiceStableMetric, 1);
+  for (auto& x : feed("web", kServiceRestartsInARowMetric, 0)) resolved.push_back(x);
+  for (auto& x : feed("web", kServiceHealthFailuresMetric, 0)) resolved.push_back(x);
+  EXPECT_EQ(resolved, (V{"Down resolved", "Loop resolved", "Sick resolved"}));
+  EXPECT_EQ(e.rules()[0].annotations.at("summary"),
+            "{{labels.service}} exited on {{labels.agent}}");
+
+  v1::Rule bad;
+  bad.set_name("x");
+  bad.mutable_service()->set_on("reboot");
+  EXPECT_THAT(RuleFromProto(bad, "rules[3]"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("rules[3].service.on: must be exit, crash_loop or health; got "
+                                 "\"reboot\"")));
+  bad.mutable_service()->set_on("health");
+  bad.mutable_service()->set_restarts(3);
+  EXPECT_THAT(RuleFromProto(bad, "rules[3]"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("rules[3].service.restarts: only with on: crash_loop")));
+  bad.mutable_service()->clear_restarts();
+  bad.set_metric("up");
+  EXPECT_THAT(RuleFromProto(bad, "rules[3]"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("a service rule takes no check, metric")));
 }
 
 TEST(RuleEngineTest, FingerprintIsStableAndOrderIndependent) {

@@ -113,7 +113,10 @@ int main(int argc, char** argv) {
     pollfd p[3] = {{c.pidfd(), POLLIN, 0},
                    {out_open ? c.stdout_fd() : -1, POLLIN, 0},
                    {err_open ? c.stderr_fd() : -1, POLLIN, 0}};
-    if (poll(p, 3, -1) < 0 && errno != EINTR) break;
+    if (poll(p, 3, -1) < 0) {
+      if (errno != EINTR) usleep(100000);  // ENOMEM: wait, never give the service up
+      continue;
+    }
     if (p[1].revents != 0) out_open = Drain(c.stdout_fd(), &log);
     if (p[2].revents != 0) err_open = Drain(c.stderr_fd(), &log);
     if (p[0].revents != 0) break;

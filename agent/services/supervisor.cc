@@ -2,12 +2,14 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -166,9 +168,12 @@ absl::StatusOr<ServiceSpec> SpecFromConfig(const v1::ServiceConfig& c, const std
     const std::string field_user = absl::StrCat(at, ".user");
     std::string home, name;
     VIGIE_ASSIGN_OR_RETURN(s.credentials, ResolveUser(c.user(), field_user, &home, &name));
-    if (geteuid() != 0 && s.credentials->uid != geteuid()) {
-      return absl::InvalidArgumentError(absl::StrCat(field_user, ": running as \"", c.user(),
-                                                     "\" needs the agent to run as root"));
+    if (geteuid() != 0) {
+      if (s.credentials->uid != geteuid()) {
+        return absl::InvalidArgumentError(absl::StrCat(field_user, ": running as \"", c.user(),
+                                                       "\" needs the agent to run as root"));
+      }
+      s.credentials.reset();  // already that user: nothing to change (nor the right to)
     }
     s.user = c.user();
     // As login and systemd's User= do, unless the environment names them.
@@ -327,7 +332,12 @@ absl::Status Supervisor::Init() {
   }
   std::error_code ec;
   if (!services_.empty()) VIGIE_RETURN_IF_ERROR(MakeStateDirectory());
-  for (auto& s : services_) VIGIE_RETURN_IF_ERROR(PrepareLog(s->spec));
+  for (auto& s : services_) {
+    // Not fatal for the others: its shim reports the same error at each start (retried).
+    if (absl::Status st = PrepareLog(s->spec); !st.ok()) {
+      log::Error("service log", {{"service", s->spec.name}, {"error", st}});
+    }
+  }
   for (auto& s : services_) Adopt(*s);
   // Records of services no longer configured: stopped once Run starts.
   std::set<std::string> configured;
@@ -414,6 +424,13 @@ int OpenIfSame(pid_t pid, uint64_t start) {
   return fd;
 }
 
+// The first child of `pid` (a shim has one: its service), or 0.
+pid_t ChildOf(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/task/", pid, "/children"));
+  int64_t child = 0;
+  return (in >> child) ? static_cast<pid_t>(child) : 0;
+}
+
 }  // namespace
 
 void Supervisor::Adopt(Service& s) {
@@ -423,8 +440,9 @@ void Supervisor::Adopt(Service& s) {
   if (fd >= 0) {
     s.shim_pidfd = fd;
     s.shim_pid = r->shim_pid;
-    s.pid = r->pid;
+    s.pid = r->pid != 0 ? r->pid : ChildOf(r->shim_pid);  // recorded before the shim said
     s.adopted = true;
+    s.fingerprint = r->fingerprint;
     s.state = State::kRunning;
     s.started = absl::FromUnixMillis(r->started_ms);
     s.stable = absl::Now() - s.started >= s.spec.stable_after;
@@ -433,9 +451,22 @@ void Supervisor::Adopt(Service& s) {
   }
   // Gone while no agent watched: how it ended, if its shim could say, is reported at Run.
   std::optional<ExitStatus> st = ReadExitFile(ExitPath(s.spec.name));
-  s.last_exit_code = st ? st->code : -1;
-  s.shim_line = st ? absl::StrCat(st->ToString(), " while no agent was running")
-                   : "ended while no agent was running (its exit status is unknown)";
+  if (!st) {
+    // Its shim was killed, but the service may run on (under init): stop it, never run two.
+    if (const int orphan = OpenIfSame(r->pid, r->pid_start); orphan >= 0) {
+      kill(-r->pid, SIGKILL);
+      pollfd p{orphan, POLLIN, 0};
+      poll(&p, 1, 2000);
+      close(orphan);
+      s.last_exit_code = -1;
+      s.shim_line = "its shim was killed while no agent was running: the service was killed";
+    }
+  }
+  if (s.shim_line.empty()) {
+    s.last_exit_code = st ? st->code : -1;
+    s.shim_line = st ? absl::StrCat(st->ToString(), " while no agent was running")
+                     : "ended while no agent was running (its exit status is unknown)";
+  }
   s.state = State::kExited;
   s.adopted = true;  // reported, then started at once
   unlink(RecordPath(s.spec.name).c_str());
@@ -459,7 +490,8 @@ const char* Supervisor::StateName(State s) {
 }
 
 void Supervisor::Emit(const Service& s, v1::ServiceEvent::Kind kind, std::string message,
-                      int exit_code, int signal, int pid, std::vector<std::string> command_ids) {
+                      int exit_code, int signal, int pid, std::vector<std::string> command_ids,
+                      uint32_t count) {
   v1::ServiceEvent e;
   e.set_service(s.spec.name);
   e.set_kind(kind);
@@ -469,6 +501,7 @@ void Supervisor::Emit(const Service& s, v1::ServiceEvent::Kind kind, std::string
   e.set_message(SafeText(message, 1024));
   e.set_timestamp_ms(absl::ToUnixMillis(absl::Now()));
   for (std::string& id : command_ids) e.add_command_ids(std::move(id));
+  e.set_count(count);
   log::Info("service", {{"service", s.spec.name},
                         {"event", v1::ServiceEvent::Kind_Name(kind)},
                         {"message", e.message()}});
@@ -486,6 +519,10 @@ void Supervisor::StartFailed(Service& s, const std::string& why) {
   Emit(s, v1::ServiceEvent::KIND_EXITED, why, -1, 0, 0, std::move(s.command_ids));
   s.command_ids.clear();
   s.last_exit_code = -1;
+  if (stopping_all_ || s.removed) {
+    s.state = State::kStopped;
+    return;
+  }
   ScheduleRestart(s);
 }
 
@@ -494,14 +531,19 @@ void Supervisor::ScheduleRestart(Service& s) {
   s.state = State::kBackoff;
   s.next_start = absl::Now() + delay;
   ++s.restarts;
+  ++s.restarts_in_a_row;
   Emit(s, v1::ServiceEvent::KIND_RESTARTING,
        absl::StrCat("starting again in ",
                     absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1))), " (restart ",
-                    s.restarts, ")"));
+                    s.restarts, ", ", s.restarts_in_a_row, " in a row)"),
+       0, 0, 0, {}, static_cast<uint32_t>(s.restarts_in_a_row));
 }
 
 void Supervisor::StartService(Service& s) {
   unlink(ExitPath(s.spec.name).c_str());
+  s.fingerprint = Fingerprint(ShimArgv(s.spec), s.spec);
+  s.restart_asked = false;
+  s.replace = false;
   SpawnOptions o;
   o.argv = ShimArgv(s.spec);
   o.env = s.spec.env;  // the shim passes it on
@@ -517,6 +559,10 @@ void Supervisor::StartService(Service& s) {
   s.shim = std::move(*shim);
   s.shim_pidfd = s.shim->pidfd();
   s.shim_pid = s.shim->pid();
+  // Recorded at once (the service's pid follows): an agent gone before the shim reports it
+  // leaves a record the next one adopts, never an untracked service.
+  WriteRecord(RecordPath(s.spec.name), {s.shim_pid, ProcessStartTime(s.shim_pid), 0, 0,
+                                        absl::ToUnixMillis(s.started), s.fingerprint});
   s.shim_out = s.shim->stdout_fd();
   s.shim_line.clear();
   s.pid = 0;
@@ -556,15 +602,17 @@ void Supervisor::ReadShimLine(Service& s) {
   s.health_failures = 0;
   s.health_ok = true;
   s.next_health = absl::Now() + s.spec.health_interval;
-  WriteRecord(RecordPath(s.spec.name),
-              {s.shim_pid, ProcessStartTime(s.shim_pid), s.pid, start,
-               absl::ToUnixMillis(s.started), Fingerprint(ShimArgv(s.spec), s.spec)});
+  WriteRecord(RecordPath(s.spec.name), {s.shim_pid, ProcessStartTime(s.shim_pid), s.pid, start,
+                                        absl::ToUnixMillis(s.started), s.fingerprint});
   Emit(s, v1::ServiceEvent::KIND_STARTED, absl::StrCat("pid ", s.pid), 0, 0, s.pid,
        std::move(s.command_ids));
   s.command_ids.clear();
-  // A stop asked while the shim was starting it.
+  // A stop asked while the shim was starting it (SIGKILL if its stop_timeout has passed).
   if (stopping_all_ || s.stop_sent != absl::InfiniteFuture()) {
-    SignalService(s, s.spec.stop_signal);
+    const bool late =
+        s.stop_sent != absl::InfiniteFuture() && absl::Now() >= s.stop_sent + s.spec.stop_timeout;
+    SignalService(s, late ? SIGKILL : s.spec.stop_signal);
+    s.kill_sent = late;
   }
 }
 
@@ -701,6 +749,10 @@ void Supervisor::HealthDone(Service& s, std::optional<ExitStatus> status) {
   EndHealth(s);
   s.health_ok = status.has_value() && status->code == 0;
   if (s.health_ok) {
+    if (s.health_failures > 0) {
+      Emit(s, v1::ServiceEvent::KIND_HEALTH_OK,
+           absl::StrCat("health command succeeds again after ", s.health_failures, " failures"));
+    }
     s.health_failures = 0;
     return;
   }
@@ -714,7 +766,8 @@ void Supervisor::HealthDone(Service& s, std::optional<ExitStatus> status) {
   Emit(s, v1::ServiceEvent::KIND_HEALTH_FAILED,
        absl::StrCat("health command failed (", s.health_failures, " of ", s.spec.health_failures,
                     "): ", why),
-       status ? status->code : -1, status ? status->signal : 0);
+       status ? status->code : -1, status ? status->signal : 0, 0, {},
+       static_cast<uint32_t>(s.health_failures));
   if (s.health_failures >= s.spec.health_failures && s.running() &&
       s.stop_sent == absl::InfiniteFuture()) {
     s.stop_sent = absl::Now();
@@ -746,16 +799,22 @@ void Supervisor::StopAll() {
     for (Service* s : all) {
       if (!s->running()) continue;
       if (waited >= s->spec.stop_timeout + absl::Seconds(2)) {
+        // Its record stays, so the next agent (or stop-services) finds what may be left.
+        if (s->pid > 0) kill(-s->pid, SIGKILL);
         loop_.Unwatch(s->shim_pidfd);
         if (s->shim_out >= 0) loop_.Unwatch(s->shim_out);
-        if (s->shim == nullptr) close(s->shim_pidfd);
+        if (s->shim == nullptr) {
+          syscall(SYS_pidfd_send_signal, s->shim_pidfd, SIGKILL, nullptr, 0);
+          close(s->shim_pidfd);
+        }
         s->shim.reset();  // SIGKILL to the shim
         s->shim_pidfd = -1;
         s->state = State::kStopped;
-        Emit(*s, v1::ServiceEvent::KIND_STOPPED, "its shim did not end after SIGKILL", -1, SIGKILL);
+        Emit(*s, v1::ServiceEvent::KIND_STOPPED,
+             "its shim did not report the end within 2s of SIGKILL", -1, SIGKILL);
         continue;
       }
-      if (waited >= s->spec.stop_timeout && !s->kill_sent) {
+      if (waited >= s->spec.stop_timeout && !s->kill_sent && s->pid > 0) {
         SignalService(*s, SIGKILL);
         s->kill_sent = true;
       }
@@ -764,7 +823,6 @@ void Supervisor::StopAll() {
     if (!running) break;
     loop_.Poll(absl::Now() + absl::Milliseconds(20));
   }
-  for (Service* s : all) unlink(RecordPath(s->spec.name).c_str());
   Publish();
 }
 
@@ -834,6 +892,14 @@ absl::Status Supervisor::StopServicesLeftRunning(const SupervisorOptions& option
 
 absl::Status Supervisor::Restart(const std::string& name, const std::string& command_id) {
   MutexLock lock(&mu_);
+  // A command sent again (its answer was late, and the control plane re-sent it) is done once.
+  if (!command_id.empty()) {
+    if (std::find(handled_.begin(), handled_.end(), command_id) != handled_.end()) {
+      return absl::OkStatus();
+    }
+    handled_.push_back(command_id);
+    if (handled_.size() > 256) handled_.pop_front();
+  }
   for (const Snapshot& snap : snapshot_) {
     if (snap.name != name) continue;
     if (requests_.size() >= 1024) {
@@ -876,6 +942,14 @@ void Supervisor::ApplyReload(std::vector<ServiceSpec> specs) {
     for (auto& s : services_) {
       if (s && s->spec.name == spec.name) old = std::move(s);
     }
+    // Removed earlier and still stopping: it is this service again (one log, one record).
+    for (auto& s : removed_) {
+      if (old == nullptr && s && s->spec.name == spec.name) {
+        old = std::move(s);
+        old->removed = false;
+      }
+    }
+    removed_.erase(std::remove(removed_.begin(), removed_.end(), nullptr), removed_.end());
     if (old == nullptr) {  // new
       auto s = std::make_unique<Service>(std::move(spec));
       log::Info("reload: service added", {{"service", s->spec.name}});
@@ -1045,6 +1119,7 @@ void Supervisor::Run() {
       if (s->state == State::kRunning && !s->stable) {
         if (now - s->started >= s->spec.stable_after) {
           s->stable = true;
+          s->restarts_in_a_row = 0;
           Emit(*s, v1::ServiceEvent::KIND_STABLE,
                absl::StrCat("up for ", absl::FormatDuration(s->spec.stable_after)));
         } else {
@@ -1066,7 +1141,7 @@ void Supervisor::Run() {
         }
       }
       if (s->running() && s->stop_sent != absl::InfiniteFuture() && !s->kill_sent) {
-        if (now >= s->stop_sent + s->spec.stop_timeout) {
+        if (now >= s->stop_sent + s->spec.stop_timeout && s->pid > 0) {
           SignalService(*s, SIGKILL);  // once; its exit restarts it
           s->kill_sent = true;
         } else {
@@ -1075,8 +1150,12 @@ void Supervisor::Run() {
       }
     }
 
+    removed_.erase(std::remove_if(removed_.begin(), removed_.end(),
+                                  [](const auto& s) { return !s->running(); }),
+                   removed_.end());
     for (auto& s : removed_) {
-      if (s->running() && !s->kill_sent && now >= s->stop_sent + s->spec.stop_timeout) {
+      if (s->running() && !s->kill_sent && s->pid > 0 &&
+          now >= s->stop_sent + s->spec.stop_timeout) {
         SignalService(*s, SIGKILL);
         s->kill_sent = true;
       }

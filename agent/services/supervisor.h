@@ -7,6 +7,7 @@
 #ifndef VIGIE_AGENT_SERVICES_SUPERVISOR_H_
 #define VIGIE_AGENT_SERVICES_SUPERVISOR_H_
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -120,13 +121,15 @@ class Supervisor : public Runnable {
     int shim_out = -1;      // the shim's stdout, until its first line
     std::string shim_line;  // that line
     pid_t pid = 0;
-    bool adopted = false;  // started by an earlier agent
-    bool replace = false;  // adopted, but its definition changed: stop, then start anew
-    bool removed = false;  // adopted, but no longer configured: stop, never start
+    bool adopted = false;     // started by an earlier agent
+    bool replace = false;     // adopted, but its definition changed: stop, then start anew
+    bool removed = false;     // adopted, but no longer configured: stop, never start
+    std::string fingerprint;  // of the definition it was started with
     Backoff backoff;
     absl::Time started, next_start;
     bool stable = false;  // KIND_STABLE sent for this run
     int restarts = 0;
+    int restarts_in_a_row = 0;  // without a stable run
     int last_exit_code = 0;
     // Health: the next run, the one running, its output, failures in a row.
     absl::Time next_health;
@@ -194,7 +197,8 @@ class Supervisor : public Runnable {
   // memory_limit for memory_limit_for.
   void MeasureUsage(absl::Time now);
   void Emit(const Service& s, v1::ServiceEvent::Kind kind, std::string message, int exit_code = 0,
-            int signal = 0, int pid = 0, std::vector<std::string> command_ids = {});
+            int signal = 0, int pid = 0, std::vector<std::string> command_ids = {},
+            uint32_t count = 0);
   void Publish();
   static const char* StateName(State s);
 
@@ -210,6 +214,7 @@ class Supervisor : public Runnable {
   // Restart() requests: service name, command id.
   std::vector<std::pair<std::string, std::string>> requests_ ABSL_GUARDED_BY(mu_);
   std::optional<std::vector<ServiceSpec>> reload_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> handled_ ABSL_GUARDED_BY(mu_);  // the last 256 command ids
 };
 
 }  // namespace vigie::agent::services

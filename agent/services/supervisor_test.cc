@@ -444,6 +444,27 @@ TEST_F(SupervisorTest, ReloadTouchesOnlyTheServicesWhoseDefinitionChanged) {
   EXPECT_EQ(names, (std::set<std::string>{"same", "changed", "added"}));
 }
 
+TEST_F(SupervisorTest, AServiceWhoseShimWasKilledIsStoppedNotRunTwice) {
+  Run({Spec("orphan", "exec sleep 60")}, false);
+  const int pid = WaitFor(v1::ServiceEvent::KIND_STARTED, 1)[0].pid();
+  sup_->Stop();
+  std::ifstream record(dir_ + "/state/orphan.service");
+  int shim = 0;
+  ASSERT_TRUE(record >> shim);
+  ASSERT_EQ(kill(shim, SIGKILL), 0);  // the shim dies; the service runs on
+  absl::SleepFor(absl::Milliseconds(100));
+  ASSERT_EQ(kill(pid, 0), 0);
+  ClearEvents();
+  Run({Spec("orphan", "exec sleep 60")}, true);
+  std::vector<v1::ServiceEvent> exits = WaitFor(v1::ServiceEvent::KIND_EXITED, 1);
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_THAT(exits[0].message(), HasSubstr("its shim was killed while no agent was running"));
+  const int second = WaitFor(v1::ServiceEvent::KIND_STARTED, 1)[0].pid();
+  EXPECT_NE(second, pid);
+  // Gone (a zombie at most, until init reaps it).
+  EXPECT_EQ(ProcessStartTime(pid), 0u) << "two copies of the service run";
+}
+
 TEST_F(SupervisorTest, OutputGoesToRotatedFilesCappedInBytes) {
   ServiceSpec s = Spec("chatty",
                        "i=0; while [ $i -lt 300 ]; do echo line $i "

@@ -44,10 +44,14 @@ notifier_token: {{file: {nt_token}}}
 rules:
   - name: ServiceDown
     metric: vigie_service_stable
+    matchers: {{service: web}}
     op: "<"
     threshold: 1
     severity: critical
     annotations: {{summary: "{{{{labels.service}}}} exited on {{{{labels.agent}}}}"}}
+  - name: CrashLoop
+    service: {{names: ["flaky*"], on: crash_loop, restarts: 2}}
+    severity: warning
 """, health_url=f"http://{cp_http}/healthz"))
         cls.admin, cls.cp_grpc = admin, cp_grpc
         ag_file, _ = h.write_secret(t, "agent.token", h.create_token(
@@ -70,6 +74,12 @@ services:
     stable_after: 2s
     stop_timeout: 2s
     log: {{directory: {cls.logs}, max_bytes: 100000, keep: 2}}
+  - name: flaky
+    # Fails three times, then stays up: a crash loop that ends.
+    command: [/bin/sh, -c, 'n=$(cat {t}/flaky.n 2>/dev/null || echo 0); echo $((n+1)) > {t}/flaky.n; [ "$n" -ge 3 ] && exec sleep 3600; exit 1']
+    backoff: {{initial: 100ms, max: 200ms}}
+    stable_after: 1s
+    log: {{directory: {cls.logs}}}
 """, health_url=f"http://{ag_http}/healthz")
         cls.procs.append(cls.agent)
 
@@ -131,7 +141,7 @@ services:
                                f"http://{self.cp_grpc}/vigie.v1.Admin/ListServices",
                                token=self.admin)
         self.assertEqual(code, 0, err)
-        [svc] = json.loads(out)["services"]
+        [svc] = [s for s in json.loads(out)["services"] if s["name"] == "web"]
         self.assertEqual((svc["name"], svc["state"], svc["restarts"]), ("web", "running", 1))
         self.assertEqual((svc["lastExitCode"], svc["lastSignal"]), (-1, 9))
         self.assertEqual(svc["lastEvent"], "KIND_STABLE")
@@ -143,6 +153,21 @@ services:
         # Its output (http.server logs each request on stderr) is in its log file.
         with open(os.path.join(self.logs, "web.log")) as f:
             self.assertIn('"GET / HTTP/1.1" 200', f.read())
+
+    def test_crash_loop_rule_fires_and_resolves_once_the_service_is_stable(self):
+        firing = h.wait_for(lambda: [a for a in h.webhook_alerts(self.sink, "CrashLoop")
+                                     if a["status"] == "firing"], 30, "CrashLoop firing")
+        self.assertEqual(firing[0]["labels"]["service"], "flaky")
+        self.assertEqual(firing[0]["annotations"]["summary"],
+                         "flaky on web1 is in a crash loop (3 restarts in a row)")
+        h.wait_for(lambda: [a for a in h.webhook_alerts(self.sink, "CrashLoop")
+                            if a["status"] == "resolved"], 30, "CrashLoop resolved when stable")
+        self.assertEqual([a["status"] for a in h.webhook_alerts(self.sink, "CrashLoop")],
+                         ["firing", "resolved"])
+        restarting = self.pg.query("SELECT message FROM service_events WHERE agent_id = 'web1' "
+                                   "AND service = 'flaky' AND kind = 'KIND_RESTARTING' "
+                                   "ORDER BY ts")
+        self.assertIn("3 in a row", restarting[2][0])
 
     def test_restart_service_through_the_admin_api(self):
         h.wait_for(lambda: self.events("KIND_STARTED"), 30, "the service started")
