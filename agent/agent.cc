@@ -6,6 +6,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "agent/services/cgroup.h"
 #include "common/agent_message.h"
 #include "common/log.h"
 #include "common/secrets.h"
@@ -137,6 +138,12 @@ absl::StatusOr<AgentOptions> AgentOptionsFromConfig(const v1::AgentConfig& c) {
     o.service_state_directory = c.service_state_directory();
   }
   o.stop_services_on_exit = c.stop_services_on_exit();
+  if (c.service_cgroups() == "off") {
+    o.service_cgroups = false;
+  } else if (!c.service_cgroups().empty() && c.service_cgroups() != "auto") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("service_cgroups: must be auto or off, got \"", c.service_cgroups(), "\""));
+  }
   {
     std::error_code ec;
     const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
@@ -309,6 +316,15 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
     so.state_directory = options_.service_state_directory;
     so.stop_on_exit = options_.stop_services_on_exit;
     so.shim_path = options_.service_shim_path;
+    if (options_.service_cgroups && !options_.services.empty()) {
+      absl::StatusOr<std::string> root = services::PrepareCgroupRoot();
+      if (root.ok()) {
+        so.cgroup_root = *root;
+      } else {
+        log::Info("services run without control groups (process groups only)",
+                  {{"why", root.status()}});
+      }
+    }
     so.on_event = [this](v1::ServiceEvent e) { OnServiceEvent(std::move(e)); };
     supervisor_ = std::make_unique<services::Supervisor>(std::move(so));
     if (absl::Status s = supervisor_->Init(); !s.ok()) {

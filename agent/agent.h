@@ -60,6 +60,7 @@ struct AgentOptions {
   std::vector<services::ServiceSpec> services;
   std::string service_state_directory = "/var/lib/vigie/services";
   bool stop_services_on_exit = false;
+  bool service_cgroups = true;    // "auto"
   std::string service_shim_path;  // default: vigie-service-shim beside this program
 };
 

@@ -7,6 +7,7 @@
 #include "absl/flags/flag.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
+#include "agent/services/cgroup.h"
 #include "common/http_server.h"
 #include "common/log.h"
 #include "common/process.h"
@@ -48,6 +49,10 @@ int main(int argc, char** argv) {
     so.services = options->services;
     so.state_directory = options->service_state_directory;
     so.shim_path = options->service_shim_path;
+    if (options->service_cgroups) {
+      absl::StatusOr<std::string> root = vigie::agent::services::PrepareCgroupRoot();
+      if (root.ok()) so.cgroup_root = *root;
+    }
     absl::Status s = vigie::agent::services::Supervisor::StopServicesLeftRunning(so);
     if (!s.ok()) {
       vigie::log::Error("stop-services", {{"error", s}});

@@ -36,7 +36,31 @@ uint64_t CountFds(const std::string& dir) {
   return n;
 }
 
+// Adds process `dir` (/proc/<pid>) with its `st` to `u`.
+void Add(const std::string& dir, const ProcStat& st, GroupUsage* u) {
+  static const double kTicks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  static const uint64_t kPage = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  ++u->processes;
+  u->threads += st.threads;
+  u->rss_bytes += st.rss_pages * kPage;
+  u->cpu_seconds += static_cast<double>(st.utime + st.stime + st.cutime + st.cstime) / kTicks;
+  u->open_fds += CountFds(dir + "/fd");
+}
+
 }  // namespace
+
+GroupUsage UsageOfPids(const std::vector<pid_t>& pids) {
+  GroupUsage u;
+  std::string line;
+  for (pid_t pid : pids) {
+    const std::string dir = absl::StrCat("/proc/", pid);
+    ProcStat st;
+    if (ReadSmall(dir + "/stat", &line) && ParseProcStat(line, &st) && st.state != 'Z') {
+      Add(dir, st, &u);
+    }
+  }
+  return u;
+}
 
 bool ParseProcStat(absl::string_view line, ProcStat* out) {
   // "pid (comm) state ppid pgrp ...": comm ends at the last ')'.
@@ -70,8 +94,6 @@ absl::flat_hash_map<pid_t, GroupUsage> UsageByProcessGroup(const absl::flat_hash
                                                            const std::string& proc_root) {
   absl::flat_hash_map<pid_t, GroupUsage> out;
   if (pgids.empty()) return out;
-  static const double kTicks = static_cast<double>(sysconf(_SC_CLK_TCK));
-  static const uint64_t kPage = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   DIR* d = opendir(proc_root.c_str());
   if (d == nullptr) return out;
   std::string line;
@@ -82,12 +104,7 @@ absl::flat_hash_map<pid_t, GroupUsage> UsageByProcessGroup(const absl::flat_hash
     // A process that exits between readdir and read is simply not counted.
     if (!ReadSmall(dir + "/stat", &line) || !ParseProcStat(line, &st)) continue;
     if (!pgids.contains(st.pgrp)) continue;
-    GroupUsage& u = out[st.pgrp];
-    ++u.processes;
-    u.threads += st.threads;
-    u.rss_bytes += st.rss_pages * kPage;
-    u.cpu_seconds += static_cast<double>(st.utime + st.stime + st.cutime + st.cstime) / kTicks;
-    u.open_fds += CountFds(dir + "/fd");
+    Add(dir, st, &out[st.pgrp]);
   }
   closedir(d);
   return out;

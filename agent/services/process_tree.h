@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -40,6 +41,9 @@ bool ParseProcStat(absl::string_view line, ProcStat* out);
 // The start time of process `pid` (ProcStat::starttime), or 0 when there is none or it has
 // exited (a zombie is no process to adopt).
 uint64_t ProcessStartTime(pid_t pid);
+
+// The usage of processes `pids` (those that exist).
+GroupUsage UsageOfPids(const std::vector<pid_t>& pids);
 
 // One pass over `proc_root`: the usage of each group of `pgids` that has a process.
 absl::flat_hash_map<pid_t, GroupUsage> UsageByProcessGroup(const absl::flat_hash_set<pid_t>& pgids,

@@ -21,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "agent/services/cgroup.h"
 #include "agent/services/process_tree.h"
 #include "agent/services/rotating_log.h"
 #include "common/spawn.h"
@@ -33,6 +34,7 @@ ABSL_FLAG(std::string, cwd, "/", "The service's working directory.");
 ABSL_FLAG(int64_t, uid, -1, "Run the service as this uid (with --gid, --groups).");
 ABSL_FLAG(int64_t, gid, -1, "The service's group.");
 ABSL_FLAG(std::string, groups, "", "The service's supplementary groups, comma-separated.");
+ABSL_FLAG(std::string, cgroup, "", "Join this control group before starting the service.");
 
 extern char** environ;
 
@@ -99,6 +101,14 @@ int main(int argc, char** argv) {
     }
     o.credentials = c;
   }
+  const std::string cgroup = absl::GetFlag(FLAGS_cgroup);
+  if (!cgroup.empty()) {
+    // Every process the service starts is then in it; without it, process groups only.
+    if (absl::Status s = vigie::agent::services::JoinCgroup(cgroup); !s.ok()) {
+      const std::string note = absl::StrCat("vigie-service-shim: ", s.message(), "\n");
+      log.Write(note.data(), note.size());
+    }
+  }
   absl::StatusOr<std::unique_ptr<vigie::Child>> child = vigie::Child::Spawn(o);
   if (!child.ok()) return Fail(std::string(child.status().message()));
   vigie::Child& c = **child;
@@ -124,6 +134,11 @@ int main(int argc, char** argv) {
   // What the service left in its group goes with it (its pid still names the group until it
   // is reaped), then what is left in the pipes.
   c.SignalGroup(SIGKILL).IgnoreError();
+  // And what left the group but not the cgroup (a daemon that called setsid).
+  for (int i = 0; i < 100 && !cgroup.empty(); ++i) {
+    if (vigie::agent::services::SignalCgroup(cgroup, SIGKILL, getpid()) == 0) break;
+    usleep(10000);
+  }
   Drain(c.stdout_fd(), &log);
   Drain(c.stderr_fd(), &log);
   std::optional<vigie::ExitStatus> status = c.TryReap();

@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "agent/services/cgroup.h"
 #include "agent/services/rotating_log.h"
 #include "common/agent_message.h"
 #include "common/log.h"
@@ -289,6 +290,9 @@ std::vector<std::string> Supervisor::ShimArgv(const ServiceSpec& s) const {
     argv.push_back(absl::StrCat("--gid=", s.credentials->gid));
     argv.push_back(absl::StrCat("--groups=", absl::StrJoin(s.credentials->groups, ",")));
   }
+  if (!options_.cgroup_root.empty()) {
+    argv.push_back(absl::StrCat("--cgroup=", options_.cgroup_root, "/", s.name));
+  }
   argv.push_back("--");
   argv.insert(argv.end(), s.argv.begin(), s.argv.end());
   return argv;
@@ -443,6 +447,7 @@ void Supervisor::Adopt(Service& s) {
     s.pid = r->pid != 0 ? r->pid : ChildOf(r->shim_pid);  // recorded before the shim said
     s.adopted = true;
     s.fingerprint = r->fingerprint;
+    if (!options_.cgroup_root.empty()) s.cgroup = options_.cgroup_root + "/" + s.spec.name;
     s.state = State::kRunning;
     s.started = absl::FromUnixMillis(r->started_ms);
     s.stable = absl::Now() - s.started >= s.spec.stable_after;
@@ -455,6 +460,9 @@ void Supervisor::Adopt(Service& s) {
     // Its shim was killed, but the service may run on (under init): stop it, never run two.
     if (const int orphan = OpenIfSame(r->pid, r->pid_start); orphan >= 0) {
       kill(-r->pid, SIGKILL);
+      if (!options_.cgroup_root.empty()) {
+        SignalCgroup(options_.cgroup_root + "/" + s.spec.name, SIGKILL, 0);
+      }
       pollfd p{orphan, POLLIN, 0};
       poll(&p, 1, 2000);
       close(orphan);
@@ -510,8 +518,11 @@ void Supervisor::Emit(const Service& s, v1::ServiceEvent::Kind kind, std::string
 
 void Supervisor::SignalService(Service& s, int signal) {
   // The service's pid names its group while its shim (its parent) has not reaped it; until
-  // the shim reports the pid, the signal is sent when it does (ReadShimLine).
-  if (s.pid > 0) kill(-s.pid, signal);
+  // the shim reports the pid, the signal is sent when it does (ReadShimLine). With a control
+  // group, what left the process group gets it too (never the shim).
+  if (s.pid <= 0) return;
+  kill(-s.pid, signal);
+  if (!s.cgroup.empty()) SignalCgroup(s.cgroup, signal, s.shim_pid);
 }
 
 void Supervisor::StartFailed(Service& s, const std::string& why) {
@@ -541,6 +552,15 @@ void Supervisor::ScheduleRestart(Service& s) {
 
 void Supervisor::StartService(Service& s) {
   unlink(ExitPath(s.spec.name).c_str());
+  s.cgroup.clear();
+  if (!options_.cgroup_root.empty()) {
+    absl::StatusOr<std::string> dir = PrepareServiceCgroup(options_.cgroup_root, s.spec.name);
+    if (dir.ok()) {
+      s.cgroup = *dir;
+    } else {
+      log::Warn("service without its cgroup", {{"service", s.spec.name}, {"error", dir.status()}});
+    }
+  }
   s.fingerprint = Fingerprint(ShimArgv(s.spec), s.spec);
   s.restart_asked = false;
   s.replace = false;
@@ -629,6 +649,7 @@ void Supervisor::ShimExited(Service& s) {
   s.shim_pidfd = -1;
   s.shim_out = -1;
   s.shim_pid = 0;
+  if (!s.cgroup.empty()) rmdir(s.cgroup.c_str());  // empty now; the next start makes it again
   EndHealth(s);
   unlink(RecordPath(s.spec.name).c_str());
   if (s.pid == 0) {
@@ -1039,7 +1060,13 @@ void Supervisor::MeasureUsage(absl::Time now) {
       s->over_limit_since = absl::InfiniteFuture();
       continue;
     }
-    if (auto it = usage.find(s->pid); it != usage.end()) s->usage = it->second;
+    if (!s->cgroup.empty()) {
+      std::vector<pid_t> members = CgroupPids(s->cgroup);
+      members.erase(std::remove(members.begin(), members.end(), s->shim_pid), members.end());
+      if (!members.empty()) s->usage = UsageOfPids(members);
+    } else if (auto it = usage.find(s->pid); it != usage.end()) {
+      s->usage = it->second;
+    }
     if (s->spec.memory_limit == 0 || s->usage.rss_bytes <= s->spec.memory_limit) {
       s->over_limit_since = absl::InfiniteFuture();
       continue;

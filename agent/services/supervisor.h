@@ -72,6 +72,8 @@ struct SupervisorOptions {
   std::string shim_path;
   // Stop the services when the supervisor stops; else they keep running for the next agent.
   bool stop_on_exit = false;
+  // Where each service gets a control group (PrepareCgroupRoot); empty: process groups only.
+  std::string cgroup_root;
 };
 
 class Supervisor : public Runnable {
@@ -125,6 +127,7 @@ class Supervisor : public Runnable {
     bool replace = false;     // adopted, but its definition changed: stop, then start anew
     bool removed = false;     // adopted, but no longer configured: stop, never start
     std::string fingerprint;  // of the definition it was started with
+    std::string cgroup;       // its control group ("": none)
     Backoff backoff;
     absl::Time started, next_start;
     bool stable = false;  // KIND_STABLE sent for this run

@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "agent/services/cgroup.h"
 #include "common/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -46,6 +47,7 @@ class SupervisorTest : public ::testing::Test {
     o.state_directory = dir_ + "/state";
     o.shim_path = VIGIE_SHIM_PATH;
     o.stop_on_exit = stop_on_exit;
+    o.cgroup_root = cgroup_root_;
     o.on_event = [this](v1::ServiceEvent e) {
       MutexLock lock(&mu_);
       events_.push_back(std::move(e));
@@ -100,6 +102,7 @@ class SupervisorTest : public ::testing::Test {
   }
 
   std::string dir_;
+  std::string cgroup_root_;  // none unless a test sets it
   std::unique_ptr<Supervisor> sup_;
   Mutex mu_;
   std::vector<v1::ServiceEvent> events_ ABSL_GUARDED_BY(mu_);
@@ -463,6 +466,34 @@ TEST_F(SupervisorTest, AServiceWhoseShimWasKilledIsStoppedNotRunTwice) {
   EXPECT_NE(second, pid);
   // Gone (a zombie at most, until init reaps it).
   EXPECT_EQ(ProcessStartTime(pid), 0u) << "two copies of the service run";
+}
+
+TEST_F(SupervisorTest, WithACgroupAStopReachesAProcessThatLeftTheProcessGroup) {
+  absl::StatusOr<std::string> root = PrepareCgroupRoot();
+  if (!root.ok()) GTEST_SKIP() << root.status();
+  cgroup_root_ = *root;
+  const std::string marker = absl::StrCat("sleep 64.", getpid());
+  // setsid: a new session and process group, as a daemon makes; only the cgroup holds it.
+  Run({Spec("escaper", absl::StrCat("setsid ", marker, " & exec sleep 60"))});
+  WaitFor(v1::ServiceEvent::KIND_STARTED, 1);
+  auto value = [&](const std::string& name) {
+    Collection c;
+    sup_->AppendMetrics(1, &c);
+    for (const v1::Sample& x : c.samples) {
+      if (x.name() == name) return x.value();
+    }
+    return -1.0;
+  };
+  for (int i = 0; i < 100 && value("vigie_service_processes") != 2; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(value("vigie_service_processes"), 2) << "the daemon is counted, the shim is not";
+  ASSERT_EQ(system(absl::StrCat("pgrep -f '[s]", marker.substr(1), "' >/dev/null").c_str()), 0);
+  sup_->Stop();
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_NE(system(absl::StrCat("pgrep -f '[s]", marker.substr(1), "' >/dev/null").c_str()), 0)
+      << "the process that left the group outlived the stop";
+  EXPECT_FALSE(std::filesystem::exists(*root + "/escaper")) << "its cgroup is removed";
 }
 
 TEST_F(SupervisorTest, OutputGoesToRotatedFilesCappedInBytes) {
