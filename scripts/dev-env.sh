@@ -93,12 +93,14 @@ start() {
     [ -s "$secrets/$t.token" ] || (umask 077; echo "vigie_$(openssl rand -hex 32)" >"$secrets/$t.token")
   done
 
-  local ports; read -r -a ports <<<"$(free_ports 7)"
+  local ports; read -r -a ports <<<"$(free_ports 8)"
   local cp_grpc="127.0.0.1:${ports[0]}" cp_http="127.0.0.1:${ports[1]}"
   local nt_grpc="127.0.0.1:${ports[2]}" nt_http="127.0.0.1:${ports[3]}"
   local ag_http="127.0.0.1:${ports[4]}" sink="127.0.0.1:${ports[5]}"
   # A local web site the agent checks (docs/checks.md): break it by editing its page.
   local site="127.0.0.1:${ports[6]}"
+  # A service the agent keeps running (docs/services.md): kill it and watch it come back.
+  local worker="127.0.0.1:${ports[7]}"
   local sink_log="$state/webhook-sink.jsonl"
   : >"$sink_log"
 
@@ -144,6 +146,9 @@ rules:
   - name: SiteDown
     check: {names: [site]}
     severity: critical
+  - name: ServiceDown
+    service: {}
+    severity: critical
 YAML
   local agent_id; agent_id=$(hostname | tr -c 'A-Za-z0-9._\n-' '-')
   cat >"$state/agent.yaml" <<YAML
@@ -157,6 +162,14 @@ heartbeat_interval: 10s
 textfile_directory: $state/textfile
 spool: {directory: $state/agent-spool}
 labels: {env: dev}
+service_state_directory: $state/services
+services:
+  - name: worker
+    command: [/usr/bin/python3, -m, http.server, --bind, 127.0.0.1, "${worker#*:}"]
+    working_directory: $state/site
+    backoff: {initial: 1s, max: 30s}
+    stable_after: 10s
+    log: {directory: $state/logs/services, max_bytes: 1048576, keep: 2}
 checks:
   - name: site
     target: http://$site/
@@ -204,6 +217,7 @@ WEBHOOK_SINK_LOG=$sink_log
 TEXTFILE_DIR=$state/textfile
 SITE_DIR=$state/site
 SITE=$site
+WORKER=$worker
 LOG_DIR=$state/logs
 $(echo "$pgenv" | grep -E '^(PGDATA|PGSOCKET|PGPORT)=')
 CA_FILE=$tls/ca.crt
@@ -226,6 +240,10 @@ stop() {
       if ours "$pid" "$marker"; then kill -KILL "$pid" 2>/dev/null || true; fi
     fi
   done
+  # The agent leaves its services running for the next agent (docs/services.md): stop them.
+  if [ -f "$state/agent.yaml" ]; then
+    "$bin/vigie-agent" stop-services --config="$state/agent.yaml" >/dev/null 2>&1 || true
+  fi
   rm -f "$pids" "$state/env"
   echo "dev-env: stopped"
 }

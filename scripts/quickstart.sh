@@ -42,6 +42,11 @@ Break a checked service (check "site" on http://$SITE/, rule SiteDown), then men
   echo down > $SITE_DIR/index.html; sleep 8; cat $WEBHOOK_SINK_LOG
   $buf -d '{"status": "CHECK_STATUS_CRITICAL"}' https://$CONTROLPLANE_GRPC/vigie.v1.Admin/ListChecks
   echo ok > $SITE_DIR/index.html
+Kill the supervised service "worker" (the agent restarts it; rule ServiceDown fires, then
+resolves once it has run 10s), then see its state and restart it through the Admin API:
+  kill -9 \$(pgrep -xf '/usr/bin/python3 -m http.server --bind 127.0.0.1 ${WORKER#*:}'); sleep 2; cat $WEBHOOK_SINK_LOG
+  $buf -d '{}' https://$CONTROLPLANE_GRPC/vigie.v1.Admin/ListServices
+  $buf -d '{"agentId": "$AGENT_ID", "name": "worker"}' https://$CONTROLPLANE_GRPC/vigie.v1.Admin/RestartService
 See what the notifier delivered (its delivery log; email, SMS and Slack: docs/notifications.md):
   .vigie/tools/bin/buf curl --protocol grpc --cacert $CA_FILE -H "authorization: Bearer \$(cat $NOTIFIER_TOKEN_FILE)" --reflect-header '*' -d '{}' https://$NOTIFIER_GRPC/vigie.v1.Notifier/ListDeliveries
 

@@ -74,6 +74,19 @@ class DevEnvTest(unittest.TestCase):
                                  token=admin, cacert=env["CA_FILE"])
             return code == 0 and json.loads(out).get("agents")
         h.wait_for(agent_listed, 30, "the dev agent in ListAgents")
+
+        def worker_running():
+            admin = open(env["ADMIN_TOKEN_FILE"]).read().strip()
+            code, out, _ = h.buf("-d", "{}",
+                                 f"https://{env['CONTROLPLANE_GRPC']}/vigie.v1.Admin/ListServices",
+                                 token=admin, cacert=env["CA_FILE"])
+            return code == 0 and [s for s in json.loads(out).get("services", [])
+                                  if s["name"] == "worker" and s["state"] == "running"]
+        h.wait_for(worker_running, 30, "the supervised worker running")
+        worker = subprocess.run(["pgrep", "-xf", "/usr/bin/python3 -m http.server --bind "
+                                 f"127.0.0.1 {env['WORKER'].split(':')[1]}"],
+                                capture_output=True, text=True).stdout.split()
+        self.assertEqual(len(worker), 1)
         self.assertTrue(self.processes_under(self.checkout))
 
         # A pid in the pids file that now belongs to someone else must not be killed.
@@ -85,6 +98,9 @@ class DevEnvTest(unittest.TestCase):
         bystander.kill()
         bystander.wait()
         self.assertEqual(self.processes_under(self.checkout), [])
+        self.assertFalse(os.path.exists(f"/proc/{worker[0]}/cmdline") and
+                         open(f"/proc/{worker[0]}/stat").read().split(") ")[1][0] != "Z",
+                         "the supervised worker outlived stop")
         r = subprocess.run(["/usr/lib/postgresql/15/bin/pg_isready", "-h", "127.0.0.1", "-p",
                             env["PGPORT"]], capture_output=True)
         self.assertNotEqual(r.returncode, 0, "PostgreSQL still answers after stop")
