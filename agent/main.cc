@@ -30,10 +30,13 @@ int main(int argc, char** argv) {
   // agent's CPU. Vigie's own locks are checked by clang's -Wthread-safety and TSan instead.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   // `vigie-agent stop-services --config=...`: stops the services agents left running.
-  const bool stop_services = argc > 1 && std::string(argv[1]) == "stop-services";
-  if (stop_services) {
-    for (int i = 1; i + 1 < argc; ++i) argv[i] = argv[i + 1];
+  bool stop_services = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) != "stop-services") continue;
+    stop_services = true;
+    for (int j = i; j + 1 < argc; ++j) argv[j] = argv[j + 1];
     --argc;
+    break;
   }
   vigie::BlockTerminationSignals();
   vigie::ParseFlagsOrExit(argc, argv,
@@ -42,14 +45,17 @@ int main(int argc, char** argv) {
   vigie::SetLogLevelOrExit(absl::GetFlag(FLAGS_log_level));
   vigie::v1::AgentConfig config;
   vigie::LoadConfigOrExit(absl::GetFlag(FLAGS_config), /*required=*/false, &config);
-  absl::StatusOr<vigie::agent::AgentOptions> options = vigie::agent::AgentOptionsFromConfig(config);
-  if (!options.ok()) vigie::ExitUsage(absl::StrCat("config: ", options.status().message()));
   if (stop_services) {
+    // Only the services part of the config matters here (no token, no control plane).
+    absl::StatusOr<std::vector<vigie::agent::services::ServiceSpec>> specs =
+        vigie::agent::services::ServiceSpecsFromConfig(config.services());
+    if (!specs.ok()) vigie::ExitUsage(absl::StrCat("config: ", specs.status().message()));
     vigie::agent::services::SupervisorOptions so;
-    so.services = options->services;
-    so.state_directory = options->service_state_directory;
-    so.shim_path = options->service_shim_path;
-    if (options->service_cgroups) {
+    so.services = std::move(*specs);
+    if (!config.service_state_directory().empty()) {
+      so.state_directory = config.service_state_directory();
+    }
+    if (config.service_cgroups() != "off") {
       absl::StatusOr<std::string> root = vigie::agent::services::PrepareCgroupRoot();
       if (root.ok()) so.cgroup_root = *root;
     }
@@ -60,6 +66,8 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+  absl::StatusOr<vigie::agent::AgentOptions> options = vigie::agent::AgentOptionsFromConfig(config);
+  if (!options.ok()) vigie::ExitUsage(absl::StrCat("config: ", options.status().message()));
 
   std::unique_ptr<vigie::agent::Spool> spool;
   vigie::agent::Spool::Recovered recovered;

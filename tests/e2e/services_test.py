@@ -258,8 +258,8 @@ services:
         self.assertEqual(self.agent.terminate(), 0, self.agent.log()[-3000:])
         # The agent's stop leaves it running (stop_services_on_exit is off by default).
         self.assertEqual(len(pids_of(self.pattern)), 1)
-        r = subprocess.run([os.path.join(h.BIN, "vigie-agent"), "stop-services",
-                            f"--config={self.agent.config}"],
+        r = subprocess.run([os.path.join(h.BIN, "vigie-agent"), f"--config={self.agent.config}",
+                            "stop-services"],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("web: stopped", r.stdout)
