@@ -316,7 +316,7 @@ Agent::Agent(AgentOptions options, prometheus::Registry* registry, const Clock* 
     so.state_directory = options_.service_state_directory;
     so.stop_on_exit = options_.stop_services_on_exit;
     so.shim_path = options_.service_shim_path;
-    if (options_.service_cgroups && !options_.services.empty()) {
+    if (options_.service_cgroups) {  // also for services a SIGHUP adds later
       absl::StatusOr<std::string> root = services::PrepareCgroupRoot();
       if (root.ok()) {
         so.cgroup_root = *root;

@@ -676,7 +676,7 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
       //   vigie_service_stable 0 at an exit, 1 at a stable run after a start;
       //   vigie_service_restarts_in_a_row: the count at each restart, 0 at a stable run;
       //   vigie_service_health_failures_in_a_row: the count at each failed health command,
-      //   0 when it succeeds again or at a stable run.
+      //   0 when it succeeds again or a new process starts.
       if (m.has_service_event()) {
         const v1::ServiceEvent& e = m.service_event();
         auto add = [&all, &e](const char* name, double value) {
@@ -693,13 +693,16 @@ class AgentStream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteB
           case v1::ServiceEvent::KIND_STABLE:
             add(kServiceStableMetric, 1);
             add(kServiceRestartsInARowMetric, 0);
+            break;
+          case v1::ServiceEvent::KIND_STARTED:  // a new process: its health count starts over
             add(kServiceHealthFailuresMetric, 0);
             break;
+          // count 0: an agent older than the field, which says nothing of the count.
           case v1::ServiceEvent::KIND_RESTARTING:
-            add(kServiceRestartsInARowMetric, e.count());
+            if (e.count() > 0) add(kServiceRestartsInARowMetric, e.count());
             break;
           case v1::ServiceEvent::KIND_HEALTH_FAILED:
-            add(kServiceHealthFailuresMetric, e.count());
+            if (e.count() > 0) add(kServiceHealthFailuresMetric, e.count());
             break;
           case v1::ServiceEvent::KIND_HEALTH_OK:
             add(kServiceHealthFailuresMetric, 0);

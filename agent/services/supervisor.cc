@@ -270,6 +270,14 @@ Supervisor::Supervisor(SupervisorOptions options)
 
 Supervisor::~Supervisor() { Stop(); }
 
+std::string Supervisor::CgroupDir(const std::string& name) const {
+  // One level per agent (its state directory), so two agents' services of one name never
+  // share a group.
+  return absl::StrCat(options_.cgroup_root, "/",
+                      absl::BytesToHexString(Sha256(options_.state_directory)).substr(0, 8), ".",
+                      name);
+}
+
 std::string Supervisor::RecordPath(const std::string& name) const {
   return absl::StrCat(options_.state_directory, "/", name, ".service");
 }
@@ -291,7 +299,7 @@ std::vector<std::string> Supervisor::ShimArgv(const ServiceSpec& s) const {
     argv.push_back(absl::StrCat("--groups=", absl::StrJoin(s.credentials->groups, ",")));
   }
   if (!options_.cgroup_root.empty()) {
-    argv.push_back(absl::StrCat("--cgroup=", options_.cgroup_root, "/", s.name));
+    argv.push_back(absl::StrCat("--cgroup=", CgroupDir(s.name)));
   }
   argv.push_back("--");
   argv.insert(argv.end(), s.argv.begin(), s.argv.end());
@@ -447,10 +455,12 @@ void Supervisor::Adopt(Service& s) {
     s.pid = r->pid != 0 ? r->pid : ChildOf(r->shim_pid);  // recorded before the shim said
     s.adopted = true;
     s.fingerprint = r->fingerprint;
-    if (!options_.cgroup_root.empty()) s.cgroup = options_.cgroup_root + "/" + s.spec.name;
+    if (!options_.cgroup_root.empty()) s.cgroup = CgroupDir(s.spec.name);
     s.state = State::kRunning;
     s.started = absl::FromUnixMillis(r->started_ms);
-    s.stable = absl::Now() - s.started >= s.spec.stable_after;
+    s.stable = false;  // the loop sends KIND_STABLE at once if it has run long enough
+    s.health_failures = 0;
+    s.health_unknown = true;  // the first success says so (an alert may wait for it)
     s.replace = !s.removed && r->fingerprint != Fingerprint(ShimArgv(s.spec), s.spec);
     return;
   }
@@ -458,11 +468,12 @@ void Supervisor::Adopt(Service& s) {
   std::optional<ExitStatus> st = ReadExitFile(ExitPath(s.spec.name));
   if (!st) {
     // Its shim was killed, but the service may run on (under init): stop it, never run two.
+    if (!options_.cgroup_root.empty() && SignalCgroup(CgroupDir(s.spec.name), SIGKILL, 0) > 0) {
+      s.last_exit_code = -1;
+      s.shim_line = "its shim was killed while no agent was running: the service was killed";
+    }
     if (const int orphan = OpenIfSame(r->pid, r->pid_start); orphan >= 0) {
       kill(-r->pid, SIGKILL);
-      if (!options_.cgroup_root.empty()) {
-        SignalCgroup(options_.cgroup_root + "/" + s.spec.name, SIGKILL, 0);
-      }
       pollfd p{orphan, POLLIN, 0};
       poll(&p, 1, 2000);
       close(orphan);
@@ -520,7 +531,11 @@ void Supervisor::SignalService(Service& s, int signal) {
   // The service's pid names its group while its shim (its parent) has not reaped it; until
   // the shim reports the pid, the signal is sent when it does (ReadShimLine). With a control
   // group, what left the process group gets it too (never the shim).
-  if (s.pid <= 0) return;
+  if (s.pid <= 0 && s.adopted && s.shim_pid > 0) s.pid = ChildOf(s.shim_pid);  // not forked yet
+  if (s.pid <= 0) {
+    if (!s.cgroup.empty() && s.adopted) SignalCgroup(s.cgroup, signal, s.shim_pid);
+    return;
+  }
   kill(-s.pid, signal);
   if (!s.cgroup.empty()) SignalCgroup(s.cgroup, signal, s.shim_pid);
 }
@@ -554,7 +569,8 @@ void Supervisor::StartService(Service& s) {
   unlink(ExitPath(s.spec.name).c_str());
   s.cgroup.clear();
   if (!options_.cgroup_root.empty()) {
-    absl::StatusOr<std::string> dir = PrepareServiceCgroup(options_.cgroup_root, s.spec.name);
+    absl::StatusOr<std::string> dir = PrepareServiceCgroup(
+        options_.cgroup_root, CgroupDir(s.spec.name).substr(options_.cgroup_root.size() + 1));
     if (dir.ok()) {
       s.cgroup = *dir;
     } else {
@@ -665,6 +681,7 @@ void Supervisor::ShimExited(Service& s) {
   if (!st) {
     // The shim was killed: whatever is left of the service goes too.
     kill(-s.pid, SIGKILL);
+    if (!s.cgroup.empty()) SignalCgroup(s.cgroup, SIGKILL, 0);
     st = ExitStatus{-1, SIGKILL};
     note = " (its shim was killed)";
   }
@@ -770,7 +787,8 @@ void Supervisor::HealthDone(Service& s, std::optional<ExitStatus> status) {
   EndHealth(s);
   s.health_ok = status.has_value() && status->code == 0;
   if (s.health_ok) {
-    if (s.health_failures > 0) {
+    if (s.health_failures > 0 || s.health_unknown) {
+      s.health_unknown = false;
       Emit(s, v1::ServiceEvent::KIND_HEALTH_OK,
            absl::StrCat("health command succeeds again after ", s.health_failures, " failures"));
     }
@@ -914,12 +932,9 @@ absl::Status Supervisor::StopServicesLeftRunning(const SupervisorOptions& option
 absl::Status Supervisor::Restart(const std::string& name, const std::string& command_id) {
   MutexLock lock(&mu_);
   // A command sent again (its answer was late, and the control plane re-sent it) is done once.
-  if (!command_id.empty()) {
-    if (std::find(handled_.begin(), handled_.end(), command_id) != handled_.end()) {
-      return absl::OkStatus();
-    }
-    handled_.push_back(command_id);
-    if (handled_.size() > 256) handled_.pop_front();
+  if (!command_id.empty() &&
+      std::find(handled_.begin(), handled_.end(), command_id) != handled_.end()) {
+    return absl::OkStatus();
   }
   for (const Snapshot& snap : snapshot_) {
     if (snap.name != name) continue;
@@ -927,6 +942,10 @@ absl::Status Supervisor::Restart(const std::string& name, const std::string& com
       return absl::ResourceExhaustedError("too many restart requests waiting");
     }
     requests_.emplace_back(name, command_id);
+    if (!command_id.empty()) {
+      handled_.push_back(command_id);
+      if (handled_.size() > 256) handled_.pop_front();
+    }
     loop_.Wake();
     return absl::OkStatus();
   }
@@ -968,6 +987,7 @@ void Supervisor::ApplyReload(std::vector<ServiceSpec> specs) {
       if (old == nullptr && s && s->spec.name == spec.name) {
         old = std::move(s);
         old->removed = false;
+        old->replace = old->running();  // its stop is under way: then a start, not a crash
       }
     }
     removed_.erase(std::remove(removed_.begin(), removed_.end(), nullptr), removed_.end());
@@ -1064,7 +1084,10 @@ void Supervisor::MeasureUsage(absl::Time now) {
       std::vector<pid_t> members = CgroupPids(s->cgroup);
       members.erase(std::remove(members.begin(), members.end(), s->shim_pid), members.end());
       if (!members.empty()) s->usage = UsageOfPids(members);
-    } else if (auto it = usage.find(s->pid); it != usage.end()) {
+    }
+    if (s->usage.processes > 0) {
+      // from the cgroup
+    } else if (auto it = usage.find(s->pid); it != usage.end()) {  // no cgroup, or not joined
       s->usage = it->second;
     }
     if (s->spec.memory_limit == 0 || s->usage.rss_bytes <= s->spec.memory_limit) {

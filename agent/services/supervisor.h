@@ -141,6 +141,7 @@ class Supervisor : public Runnable {
     std::string health_output;
     int health_failures = 0;
     bool health_ok = true;
+    bool health_unknown = false;  // adopted: the earlier agent's health count is not known
     double health_seconds = 0;
     // A restart asked (health, memory, Restart(), a new definition): the stop signal was
     // sent at this time (SIGKILL after stop_timeout); InfiniteFuture when none.
@@ -170,6 +171,7 @@ class Supervisor : public Runnable {
   // The shim's command line for `s` (its program first).
   std::vector<std::string> ShimArgv(const ServiceSpec& s) const;
   std::string RecordPath(const std::string& name) const;
+  std::string CgroupDir(const std::string& name) const;
   std::string ExitPath(const std::string& name) const;
   // Takes over what an earlier agent left running for `s` (at Init), or reports how it ended.
   void Adopt(Service& s);
