@@ -136,10 +136,14 @@ absl::StatusOr<ServiceSpec> SpecFromConfig(const v1::ServiceConfig& c, const std
           absl::StrCat(at, ".health.failures: at most 100, got ", h.failures()));
     }
     if (h.failures() != 0) s.health_failures = static_cast<int>(h.failures());
-    if (s.health_interval < absl::Milliseconds(100) || s.health_timeout < absl::Milliseconds(10) ||
-        s.health_timeout >= s.health_interval) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          at, ".health: interval at least 100ms, timeout at least 10ms and below interval"));
+    if (s.health_interval < absl::Milliseconds(100)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(at, ".health.interval: at least 100ms, got \"", h.interval(), "\""));
+    }
+    if (s.health_timeout < absl::Milliseconds(10) || s.health_timeout >= s.health_interval) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(at, ".health.timeout: at least 10ms and below interval (",
+                       absl::FormatDuration(s.health_interval), "), got \"", h.timeout(), "\""));
     }
   }
   if (access(s.argv[0].c_str(), X_OK) != 0) {
@@ -210,10 +214,13 @@ absl::StatusOr<ServiceSpec> SpecFromConfig(const v1::ServiceConfig& c, const std
                                                              c.stable_after(), s.stable_after));
   VIGIE_ASSIGN_OR_RETURN(s.stop_timeout, ParseConfigDuration(absl::StrCat(at, ".stop_timeout"),
                                                              c.stop_timeout(), s.stop_timeout));
-  if (s.stable_after < absl::Milliseconds(100) || s.stop_timeout < absl::Milliseconds(10) ||
-      s.stop_timeout > absl::Hours(1)) {
+  if (s.stable_after < absl::Milliseconds(100)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(at, ": stable_after must be at least 100ms, stop_timeout 10ms to 1h"));
+        absl::StrCat(at, ".stable_after: at least 100ms, got \"", c.stable_after(), "\""));
+  }
+  if (s.stop_timeout < absl::Milliseconds(10) || s.stop_timeout > absl::Hours(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(at, ".stop_timeout: 10ms to 1h, got \"", c.stop_timeout(), "\""));
   }
   static const std::pair<const char*, int> kSignals[] = {
       {"TERM", SIGTERM}, {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"HUP", SIGHUP},
@@ -234,9 +241,17 @@ absl::StatusOr<ServiceSpec> SpecFromConfig(const v1::ServiceConfig& c, const std
   if (!c.log().directory().empty()) s.log_directory = c.log().directory();
   if (c.log().max_bytes() != 0) s.log_max_bytes = c.log().max_bytes();
   if (c.log().keep() != 0) s.log_keep = static_cast<int>(c.log().keep());
-  if (s.log_max_bytes < 4096 || c.log().keep() > 100 || s.log_directory[0] != '/') {
-    return absl::InvalidArgumentError(absl::StrCat(
-        at, ".log: directory must be absolute, max_bytes at least 4096, keep at most 100"));
+  if (s.log_directory[0] != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat(at, ".log.directory: \"", s.log_directory, "\" must be an absolute path"));
+  }
+  if (s.log_max_bytes < 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(at, ".log.max_bytes: at least 4096, got ", s.log_max_bytes));
+  }
+  if (c.log().keep() > 100) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(at, ".log.keep: at most 100, got ", c.log().keep()));
   }
   return s;
 }

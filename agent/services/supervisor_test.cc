@@ -592,7 +592,15 @@ TEST(ServiceSpecTest, RefusesBadSettingsNamingTheField) {
          c->mutable_health()->add_command("true");
          c->mutable_health()->set_timeout("20s");
        },
-       ".health: interval at least 100ms, timeout at least 10ms and below interval"},
+       "services[0] (s).health.timeout: at least 10ms and below interval (10s), got \"20s\""},
+      {"", [](v1::ServiceConfig* c) { c->set_stable_after("10ms"); },
+       "services[0] (s).stable_after: at least 100ms, got \"10ms\""},
+      {"", [](v1::ServiceConfig* c) { c->set_stop_timeout("2h"); },
+       "services[0] (s).stop_timeout: 10ms to 1h, got \"2h\""},
+      {"", [](v1::ServiceConfig* c) { c->mutable_log()->set_keep(101); },
+       "services[0] (s).log.keep: at most 100, got 101"},
+      {"", [](v1::ServiceConfig* c) { c->mutable_log()->set_directory("logs"); },
+       "services[0] (s).log.directory: \"logs\" must be an absolute path"},
       {"", [](v1::ServiceConfig* c) { c->mutable_health()->set_interval("5s"); },
        ".health.command: required"},
       {"", [](v1::ServiceConfig* c) { c->set_restart("sometimes"); }, ".restart: must be"},
@@ -600,7 +608,8 @@ TEST(ServiceSpecTest, RefusesBadSettingsNamingTheField) {
       {"", [](v1::ServiceConfig* c) { c->set_working_directory("srv"); }, "absolute path"},
       {"", [](v1::ServiceConfig* c) { (*c->mutable_environment())["A=B"] = "x"; },
        "not a variable name"},
-      {"", [](v1::ServiceConfig* c) { c->mutable_log()->set_max_bytes(10); }, "max_bytes"},
+      {"", [](v1::ServiceConfig* c) { c->mutable_log()->set_max_bytes(10); },
+       "services[0] (s).log.max_bytes: at least 4096, got 10"},
       {"", [](v1::ServiceConfig* c) { c->set_name("bad name"); }, "services[0].name"},
   };
   for (const Case& k : cases) {
