@@ -1,5 +1,7 @@
 #include "controlplane/pg_store.h"
 
+#include <fnmatch.h>
+
 #include <algorithm>
 #include <pqxx/pqxx>
 #include <set>
@@ -183,6 +185,79 @@ absl::StatusOr<uint64_t> PgStore::RegisterAgent(const v1::Hello& hello,
   return committed;
 }
 
+namespace {
+
+// Resolves the alerts of timer rule `r` that fire and are not in `keep` (fingerprints).
+void ResolveFiringExcept(pqxx::work& w, const Rule& r, const std::set<std::string>& keep,
+                         int64_t now_ms, bool agent_absent, std::vector<Transition>* out) {
+  for (const pqxx::row& a :
+       w.exec_params("SELECT fingerprint, labels::text, annotations::text, severity, "
+                     "(extract(epoch from active_since) * 1000)::bigint FROM alerts "
+                     "WHERE rule = $1 AND state = 'firing'",
+                     r.name)) {
+    if (keep.count(a[0].as<std::string>())) continue;
+    Transition t;
+    t.kind = Transition::kResolved;
+    t.agent_absent = agent_absent;
+    t.rule = r.name;
+    t.fingerprint = a[0].as<std::string>();
+    t.labels = ParseLabels(a[1].as<std::string>());
+    t.annotations = ParseLabels(a[2].as<std::string>());
+    t.severity = a[3].as<std::string>();
+    t.starts_at_ms = a[4].as<int64_t>();
+    t.ends_at_ms = now_ms;
+    out->push_back(std::move(t));
+  }
+}
+
+// A crash-loop rule over a window (Rule::restarts_within): fires for each service with more
+// than r.threshold KIND_RESTARTING events within the window, resolves those firing that have
+// no longer. In `w`, under the timer's advisory lock.
+void CrashLoopsWithin(pqxx::work& w, const Rule& r, int64_t now_ms, std::vector<Transition>* out) {
+  std::set<std::string> firing;
+  for (const pqxx::row& a : w.exec_params(
+           "SELECT fingerprint FROM alerts WHERE rule = $1 AND state = 'firing'", r.name)) {
+    firing.insert(a[0].as<std::string>());
+  }
+  std::set<std::string> looping;
+  for (const pqxx::row& a :
+       w.exec_params("SELECT agent_id, service, count(*) FROM service_events "
+                     "WHERE kind = 'KIND_RESTARTING' AND ts > now() - make_interval(secs => $1) "
+                     "GROUP BY agent_id, service HAVING count(*) > $2",
+                     absl::ToDoubleSeconds(r.restarts_within), static_cast<int64_t>(r.threshold))) {
+    std::map<std::string, std::string> labels = {{"agent", a[0].as<std::string>()},
+                                                 {"service", a[1].as<std::string>()}};
+    bool match = r.name_globs.empty();
+    for (const std::string& glob : r.name_globs) {
+      match = match || fnmatch(glob.c_str(), labels["service"].c_str(), 0) == 0;
+    }
+    for (const auto& [k, v] : r.matchers) {
+      auto it = labels.find(k);
+      match = match && (it == labels.end() ? "" : it->second) == v;
+    }
+    if (!match) continue;
+    Transition t;
+    t.kind = Transition::kFiring;
+    t.rule = r.name;
+    t.labels = r.labels;
+    t.labels.insert(labels.begin(), labels.end());
+    t.labels["alertname"] = r.name;
+    t.fingerprint = Fingerprint(t.labels);
+    looping.insert(t.fingerprint);
+    if (firing.count(t.fingerprint)) continue;
+    t.value = static_cast<double>(a[2].as<int64_t>());
+    t.annotations = RenderAnnotations(r, t.labels, t.value);
+    t.severity = r.severity;
+    t.starts_at_ms = now_ms;
+    t.flap_threshold = r.flap_threshold;
+    t.flap_window_ms = absl::ToInt64Milliseconds(r.flap_window);
+    out->push_back(std::move(t));
+  }
+  ResolveFiringExcept(w, r, looping, now_ms, /*agent_absent=*/false, out);
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<Transition>> PgStore::EvaluateAbsence(const std::vector<Rule>& rules,
                                                                  const std::string& generator_url) {
   std::vector<Transition> out;
@@ -194,6 +269,10 @@ absl::StatusOr<std::vector<Transition>> PgStore::EvaluateAbsence(const std::vect
     const int64_t now_ms =
         w.exec1("SELECT (extract(epoch from now()) * 1000)::bigint")[0].as<int64_t>();
     for (const Rule& r : rules) {
+      if (r.restarts_within != absl::ZeroDuration()) {
+        CrashLoopsWithin(w, r, now_ms, &out);
+        continue;
+      }
       if (r.absent_for == absl::ZeroDuration()) continue;
       const double window = absl::ToDoubleSeconds(r.absent_for);
       std::set<std::string> firing;
@@ -236,24 +315,7 @@ absl::StatusOr<std::vector<Transition>> PgStore::EvaluateAbsence(const std::vect
         t.starts_at_ms = now_ms;
         out.push_back(std::move(t));
       }
-      for (const pqxx::row& a :
-           w.exec_params("SELECT fingerprint, labels::text, annotations::text, severity, "
-                         "(extract(epoch from active_since) * 1000)::bigint FROM alerts "
-                         "WHERE rule = $1 AND state = 'firing'",
-                         r.name)) {
-        if (absent_now.count(a[0].as<std::string>())) continue;
-        Transition t;
-        t.kind = Transition::kResolved;
-        t.agent_absent = true;
-        t.rule = r.name;
-        t.fingerprint = a[0].as<std::string>();
-        t.labels = ParseLabels(a[1].as<std::string>());
-        t.annotations = ParseLabels(a[2].as<std::string>());
-        t.severity = a[3].as<std::string>();
-        t.starts_at_ms = a[4].as<int64_t>();
-        t.ends_at_ms = now_ms;
-        out.push_back(std::move(t));
-      }
+      ResolveFiringExcept(w, r, absent_now, now_ms, /*agent_absent=*/true, &out);
     }
     StoreTransitions(w, out, generator_url);
     w.commit();

@@ -209,6 +209,27 @@ absl::StatusOr<Rule> RuleFromProto(const v1::Rule& p, const std::string& field) 
       return absl::InvalidArgumentError(absl::StrCat(
           field, ".service.on: must be exit, crash_loop or health; got \"", sr.on(), "\""));
     }
+    if (!sr.within().empty()) {
+      if (on != "crash_loop") {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ".service.within: only with on: crash_loop"));
+      }
+      VIGIE_ASSIGN_OR_RETURN(r.restarts_within,
+                             ParseConfigDuration(absl::StrCat(field, ".service.within"),
+                                                 sr.within(), absl::ZeroDuration()));
+      if (r.restarts_within < absl::Seconds(1) || r.restarts_within > absl::Hours(24 * 7)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ".service.within: between 1s and 7d, got \"", sr.within(), "\""));
+      }
+      if (!p.for_().empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ".for: not with service.within (the window is the wait)"));
+      }
+      if (p.annotations().count("summary") == 0)
+        r.annotations["summary"] =
+            absl::StrCat("{{labels.service}} on {{labels.agent}} restarted {{value}} times within ",
+                         sr.within());
+    }
     if (on != "crash_loop" && sr.restarts() != 0) {
       return absl::InvalidArgumentError(
           absl::StrCat(field, ".service.restarts: only with on: crash_loop"));
@@ -355,7 +376,10 @@ std::string Transition::IdempotencyKey() const {
 RuleEngine::RuleEngine(std::vector<Rule> rules, size_t max_active)
     : rules_(std::move(rules)), max_active_(max_active) {
   for (size_t i = 0; i < rules_.size(); ++i) {
-    if (rules_[i].absent_for == absl::ZeroDuration()) by_metric_[rules_[i].metric].push_back(i);
+    if (rules_[i].absent_for == absl::ZeroDuration() &&
+        rules_[i].restarts_within == absl::ZeroDuration()) {
+      by_metric_[rules_[i].metric].push_back(i);
+    }
   }
 }
 

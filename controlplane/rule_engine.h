@@ -49,6 +49,9 @@ struct Rule {
   std::string glob_label;
   // Non-zero: an agent-absent rule (metric, op and threshold unused).
   absl::Duration absent_for = absl::ZeroDuration();
+  // Non-zero: a crash-loop rule over a window, evaluated by the timer from the stored events:
+  // more than `threshold` restarts within restarts_within.
+  absl::Duration restarts_within = absl::ZeroDuration();
   v1::Rule proto;  // as configured, for the Admin API
   // Annotations holding "{{": Mustache templates, parsed once (null when there are none).
   std::shared_ptr<AnnotationTemplates> templates;

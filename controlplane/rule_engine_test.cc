@@ -504,6 +504,18 @@ TEST(RuleEngineTest, ServiceRulesFireOnExitsCrashLoopsAndHealthAndResolveWhenSta
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("rules[3].service.restarts: only with on: crash_loop")));
   bad.mutable_service()->clear_restarts();
+  bad.mutable_service()->set_within("10m");
+  EXPECT_THAT(RuleFromProto(bad, "rules[3]"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("rules[3].service.within: only with on: crash_loop")));
+  bad.mutable_service()->set_on("crash_loop");
+  bad.mutable_service()->set_within("forever");
+  EXPECT_THAT(RuleFromProto(bad, "rules[3]"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rules[3].service.within")));
+  bad.mutable_service()->set_within("10m");
+  EXPECT_TRUE(RuleFromProto(bad, "rules[3]").ok());
+  bad.mutable_service()->clear_within();
+  bad.mutable_service()->set_on("health");
   bad.set_metric("up");
   EXPECT_THAT(RuleFromProto(bad, "rules[3]"),
               StatusIs(absl::StatusCode::kInvalidArgument,

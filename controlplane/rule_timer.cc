@@ -41,7 +41,9 @@ RuleTimer::RuleTimer(RuleTimerOptions options, std::vector<Rule> rules, PgStore*
                             .Register(*registry)
                             .Add({})) {
   for (Rule& r : rules) {
-    if (r.absent_for != absl::ZeroDuration()) rules_.push_back(std::move(r));
+    if (r.absent_for != absl::ZeroDuration() || r.restarts_within != absl::ZeroDuration()) {
+      rules_.push_back(std::move(r));
+    }
   }
   for (const char* s : {"firing", "resolved"}) transitions_.Add({{"status", s}});
 }

@@ -37,7 +37,7 @@ class RuleTimer : public Runnable {
 
  private:
   const RuleTimerOptions options_;
-  std::vector<Rule> rules_;  // the agent-absent ones
+  std::vector<Rule> rules_;  // the agent-absent ones and the crash loops over a window
   PgStore* const store_;
   const RuleEngine* const engine_;
   // Publishes alerts by state and severity.

@@ -52,6 +52,9 @@ rules:
   - name: CrashLoop
     service: {{names: ["flaky*"], on: crash_loop, restarts: 2}}
     severity: warning
+  - name: RestartsWithin
+    service: {{names: [flaky], on: crash_loop, restarts: 2, within: 15s}}
+    severity: warning
 """, health_url=f"http://{cp_http}/healthz"))
         cls.admin, cls.cp_grpc = admin, cp_grpc
         ag_file, _ = h.write_secret(t, "agent.token", h.create_token(
@@ -168,6 +171,14 @@ services:
                                    "AND service = 'flaky' AND kind = 'KIND_RESTARTING' "
                                    "ORDER BY ts")
         self.assertIn("3 in a row", restarting[2][0])
+        # The window rule (the control plane's timer, from the stored events): fires, and
+        # resolves once the restarts are older than 15s.
+        windowed = h.wait_for(lambda: [a for a in h.webhook_alerts(self.sink, "RestartsWithin")
+                                       if a["status"] == "firing"], 30, "RestartsWithin firing")
+        self.assertEqual(windowed[0]["annotations"]["summary"],
+                         "flaky on web1 restarted 3 times within 15s")
+        h.wait_for(lambda: [a for a in h.webhook_alerts(self.sink, "RestartsWithin")
+                            if a["status"] == "resolved"], 45, "RestartsWithin resolved")
 
     def test_restart_service_through_the_admin_api(self):
         h.wait_for(lambda: self.events("KIND_STARTED"), 30, "the service started")

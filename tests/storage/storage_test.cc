@@ -551,6 +551,58 @@ TEST_F(StorageTest, AgentsOfAReplicaThatStoppedAreMarkedDisconnected) {
   EXPECT_EQ(Count("SELECT count(*) FROM agents WHERE connected"), 0);
 }
 
+TEST_F(StorageTest, CrashLoopsWithinAWindowFireOnceAndResolveWhenTheWindowEmpties) {
+  Register("web1");
+  auto exec = [&](const std::string& sql) {
+    pqxx::connection c(url_);
+    pqxx::work w(c);
+    w.exec0(sql);
+    w.commit();
+  };
+  exec("DO $$ BEGIN PERFORM vigie_ensure_partition('service_events', 'day', d) FROM "
+       "(VALUES ((now() AT TIME ZONE 'UTC')::date), ((now() AT TIME ZONE 'UTC')::date - 1)) "
+       "AS v(d); END $$");
+  // worker: 3 restarts in the last minute; worker-2: 3, but one 20 minutes ago; db: not selected.
+  for (const char* ago : {"10 seconds", "20 seconds", "30 seconds"}) {
+    exec(
+        absl::StrCat("INSERT INTO service_events VALUES ('web1', 'worker-1', 'KIND_RESTARTING', "
+                     "0, '', now() - interval '",
+                     ago, "', 1)"));
+  }
+  for (const char* ago : {"10 seconds", "20 seconds", "20 minutes"}) {
+    exec(
+        absl::StrCat("INSERT INTO service_events VALUES ('web1', 'worker-2', 'KIND_RESTARTING', "
+                     "0, '', now() - interval '",
+                     ago, "', 1)"));
+  }
+  for (int i = 0; i < 5; ++i) {
+    exec("INSERT INTO service_events VALUES ('web1', 'db', 'KIND_RESTARTING', 0, '', now(), 1)");
+  }
+  v1::Rule p;
+  p.set_name("Flapping");
+  p.mutable_service()->add_names("worker-*");
+  p.mutable_service()->set_on("crash_loop");
+  p.mutable_service()->set_restarts(2);
+  p.mutable_service()->set_within("10m");
+  auto rule = RuleFromProto(p, "rules[0]");
+  ASSERT_TRUE(rule.ok()) << rule.status();
+  auto t = store_->EvaluateAbsence({*rule}, "");
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_EQ(t->size(), 1u) << "worker-1 only: worker-2 has 2 within 10m, db is not selected";
+  EXPECT_EQ((*t)[0].kind, Transition::kFiring);
+  EXPECT_EQ((*t)[0].labels.at("service"), "worker-1");
+  EXPECT_FALSE((*t)[0].agent_absent);
+  EXPECT_EQ((*t)[0].annotations.at("summary"), "worker-1 on web1 restarted 3 times within 10m");
+  t = store_->EvaluateAbsence({*rule}, "");
+  ASSERT_TRUE(t.ok());
+  EXPECT_TRUE(t->empty()) << "already firing: not again";
+  exec("UPDATE service_events SET ts = ts - interval '1 hour' WHERE service = 'worker-1'");
+  t = store_->EvaluateAbsence({*rule}, "");
+  ASSERT_TRUE(t.ok());
+  ASSERT_EQ(t->size(), 1u);
+  EXPECT_EQ((*t)[0].kind, Transition::kResolved);
+}
+
 TEST_F(StorageTest, AbsentAgentsFireOnceAndResolveWhenHeardFromAgain) {
   Register("web1");
   Register("web2");
