@@ -43,11 +43,7 @@ absl::StatusOr<std::string> PrepareCgroupRoot(const std::string& mount) {
   return root;
 }
 
-absl::StatusOr<std::string> PrepareServiceCgroup(const std::string& root, const std::string& name) {
-  const std::string dir = absl::StrCat(root, "/", name);
-  if (absl::Status s = MakeDir(dir); !s.ok()) return s;
-  return dir;
-}
+absl::Status MakeCgroup(const std::string& dir) { return MakeDir(dir); }
 
 std::vector<pid_t> CgroupPids(const std::string& dir) {
   std::vector<pid_t> out;

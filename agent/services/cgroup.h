@@ -19,8 +19,8 @@ namespace vigie::agent::services {
 // if missing; an error when neither can be written (no cgroups then: process groups only).
 absl::StatusOr<std::string> PrepareCgroupRoot(const std::string& mount = "/sys/fs/cgroup");
 
-// The group of service `name` under `root`, made if missing.
-absl::StatusOr<std::string> PrepareServiceCgroup(const std::string& root, const std::string& name);
+// Makes group `dir` if it is missing.
+absl::Status MakeCgroup(const std::string& dir);
 
 // The processes in group `dir` (empty when it does not exist).
 std::vector<pid_t> CgroupPids(const std::string& dir);

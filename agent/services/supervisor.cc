@@ -280,17 +280,18 @@ Supervisor::Supervisor(SupervisorOptions options)
     services_.push_back(std::make_unique<Service>(std::move(s)));
   }
   options_.services.clear();
+  // One prefix per agent (its state directory), so two agents' services of one name never
+  // share a group.
+  cgroup_prefix_ =
+      absl::StrCat(options_.cgroup_root, "/",
+                   absl::BytesToHexString(Sha256(options_.state_directory)).substr(0, 8), ".");
   Publish();
 }
 
 Supervisor::~Supervisor() { Stop(); }
 
 std::string Supervisor::CgroupDir(const std::string& name) const {
-  // One level per agent (its state directory), so two agents' services of one name never
-  // share a group.
-  return absl::StrCat(options_.cgroup_root, "/",
-                      absl::BytesToHexString(Sha256(options_.state_directory)).substr(0, 8), ".",
-                      name);
+  return absl::StrCat(cgroup_prefix_, name);
 }
 
 std::string Supervisor::RecordPath(const std::string& name) const {
@@ -367,21 +368,30 @@ absl::Status Supervisor::Init() {
   }
   for (auto& s : services_) Adopt(*s);
   // Records of services no longer configured: stopped once Run starts.
-  std::set<std::string> configured;
-  for (auto& s : services_) configured.insert(s->spec.name);
+  AdoptLeftovers(/*configured_too=*/false);
+  return absl::OkStatus();
+}
+
+void Supervisor::AdoptLeftovers(bool configured_too) {
+  std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(options_.state_directory, ec)) {
     const std::string file = entry.path().filename().string();
     if (!absl::EndsWith(file, ".service")) continue;
     const std::string name = file.substr(0, file.size() - 8);
-    if (configured.count(name) > 0 || !ValidateConfigName("name", name).ok()) continue;
-    ServiceSpec spec;
+    if (!ValidateConfigName("name", name).ok()) continue;
+    ServiceSpec spec;  // TERM and 10s unless configured
     spec.name = name;
+    auto configured = std::find_if(services_.begin(), services_.end(),
+                                   [&name](const auto& s) { return s->spec.name == name; });
+    if (configured != services_.end()) {
+      if (!configured_too) continue;
+      spec = (*configured)->spec;
+    }
     auto gone = std::make_unique<Service>(std::move(spec));
-    gone->removed = true;
+    gone->removed = true;  // stopped, never restarted
     Adopt(*gone);
     if (gone->running()) removed_.push_back(std::move(gone));
   }
-  return absl::OkStatus();
 }
 
 namespace {
@@ -584,12 +594,11 @@ void Supervisor::StartService(Service& s) {
   unlink(ExitPath(s.spec.name).c_str());
   s.cgroup.clear();
   if (!options_.cgroup_root.empty()) {
-    absl::StatusOr<std::string> dir = PrepareServiceCgroup(
-        options_.cgroup_root, CgroupDir(s.spec.name).substr(options_.cgroup_root.size() + 1));
-    if (dir.ok()) {
-      s.cgroup = *dir;
+    const std::string dir = CgroupDir(s.spec.name);
+    if (absl::Status st = MakeCgroup(dir); st.ok()) {
+      s.cgroup = dir;
     } else {
-      log::Warn("service without its cgroup", {{"service", s.spec.name}, {"error", dir.status()}});
+      log::Warn("service without its cgroup", {{"service", s.spec.name}, {"error", st}});
     }
   }
   s.fingerprint = Fingerprint(ShimArgv(s.spec), s.spec);
@@ -911,29 +920,13 @@ absl::Status Supervisor::StopServicesLeftRunning(const SupervisorOptions& option
   o.on_event = nullptr;
   Supervisor sup(std::move(o));
   VIGIE_RETURN_IF_ERROR(sup.loop_.Init());
-  std::error_code ec;
-  if (!std::filesystem::exists(sup.options_.state_directory, ec)) return absl::OkStatus();
-  std::vector<std::unique_ptr<Service>> all;
-  for (const auto& entry : std::filesystem::directory_iterator(sup.options_.state_directory, ec)) {
-    const std::string file = entry.path().filename().string();
-    if (!absl::EndsWith(file, ".service")) continue;
-    const std::string name = file.substr(0, file.size() - 8);
-    ServiceSpec spec;  // TERM and 10s unless configured
-    spec.name = name;
-    for (auto& s : sup.services_) {
-      if (s->spec.name == name) spec = s->spec;
-    }
-    auto s = std::make_unique<Service>(std::move(spec));
-    s->removed = true;  // stopped, never restarted
-    sup.Adopt(*s);
-    if (!s->running()) continue;
+  sup.AdoptLeftovers(/*configured_too=*/true);
+  sup.services_.clear();
+  for (auto& s : sup.removed_) {
     Service* sp = s.get();
     sup.loop_.Watch(s->shim_pidfd, true, false, [&sup, sp](bool, bool) { sup.ShimExited(*sp); });
-    std::printf("stopping %s (pid %d)\n", name.c_str(), static_cast<int>(s->pid));
-    all.push_back(std::move(s));
+    std::printf("stopping %s (pid %d)\n", s->spec.name.c_str(), static_cast<int>(s->pid));
   }
-  sup.services_.clear();
-  sup.removed_ = std::move(all);
   sup.StopAll();
   int left = 0;
   for (auto& s : sup.removed_) {
@@ -1084,27 +1077,26 @@ void Supervisor::TakeRequests() {
 }
 
 void Supervisor::MeasureUsage(absl::Time now) {
+  // From each service's cgroup (the shim excepted) where it has members; the others from one
+  // pass over /proc by process group, made only when some service needs it.
   absl::flat_hash_set<pid_t> groups;
   for (auto& s : services_) {
-    if (s->pid > 0) groups.insert(s->pid);
-  }
-  absl::flat_hash_map<pid_t, GroupUsage> usage = UsageByProcessGroup(groups);
-  for (auto& s : services_) {
     s->usage = GroupUsage{};
-    if (s->pid <= 0) {
-      s->over_limit_since = absl::InfiniteFuture();
-      continue;
-    }
+    if (s->pid <= 0) continue;
     if (!s->cgroup.empty()) {
       std::vector<pid_t> members = CgroupPids(s->cgroup);
       members.erase(std::remove(members.begin(), members.end(), s->shim_pid), members.end());
       if (!members.empty()) s->usage = UsageOfPids(members);
     }
-    if (s->usage.processes > 0) {
-      // from the cgroup
-    } else if (auto it = usage.find(s->pid); it != usage.end()) {  // no cgroup, or not joined
-      s->usage = it->second;
+    if (s->usage.processes == 0) groups.insert(s->pid);  // no cgroup, or the shim not in it
+  }
+  absl::flat_hash_map<pid_t, GroupUsage> by_group = UsageByProcessGroup(groups);
+  for (auto& s : services_) {
+    if (s->pid <= 0) {
+      s->over_limit_since = absl::InfiniteFuture();
+      continue;
     }
+    if (auto it = by_group.find(s->pid); it != by_group.end()) s->usage = it->second;
     if (s->spec.memory_limit == 0 || s->usage.rss_bytes <= s->spec.memory_limit) {
       s->over_limit_since = absl::InfiniteFuture();
       continue;

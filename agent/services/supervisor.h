@@ -175,6 +175,9 @@ class Supervisor : public Runnable {
   std::string ExitPath(const std::string& name) const;
   // Takes over what an earlier agent left running for `s` (at Init), or reports how it ended.
   void Adopt(Service& s);
+  // Adopts into removed_ (to be stopped) the recorded services not configured, and with
+  // `configured_too` the configured ones as well (stop-services).
+  void AdoptLeftovers(bool configured_too);
   void StartService(Service& s);
   // A start that failed before the service ran: reported and retried like an exit.
   void StartFailed(Service& s, const std::string& why);
@@ -212,6 +215,7 @@ class Supervisor : public Runnable {
   std::vector<std::unique_ptr<Service>> services_;  // the thread's
   // Adopted services no longer in the config: stopped at start, then forgotten.
   std::vector<std::unique_ptr<Service>> removed_;
+  std::string cgroup_prefix_;  // CgroupDir(name) = prefix + name
   bool stopping_all_ = false;  // StopAll under way: exits are stops
 
   mutable Mutex mu_;

@@ -559,9 +559,10 @@ TEST_F(StorageTest, CrashLoopsWithinAWindowFireOnceAndResolveWhenTheWindowEmptie
     w.exec0(sql);
     w.commit();
   };
-  exec("DO $$ BEGIN PERFORM vigie_ensure_partition('service_events', 'day', d) FROM "
-       "(VALUES ((now() AT TIME ZONE 'UTC')::date), ((now() AT TIME ZONE 'UTC')::date - 1)) "
-       "AS v(d); END $$");
+  exec(
+      "DO $$ BEGIN PERFORM vigie_ensure_partition('service_events', 'day', d) FROM "
+      "(VALUES ((now() AT TIME ZONE 'UTC')::date), ((now() AT TIME ZONE 'UTC')::date - 1)) "
+      "AS v(d); END $$");
   // worker: 3 restarts in the last minute; worker-2: 3, but one 20 minutes ago; db: not selected.
   for (const char* ago : {"10 seconds", "20 seconds", "30 seconds"}) {
     exec(
